@@ -1,0 +1,22 @@
+"""lungtrial: serial chest CT opacity, labs and outcomes of a clinical trial, compared between arms."""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/imaging.smk"
+
+
+rule all:
+    input:
+        imaging_targets(),
+    default_target: True

@@ -1,0 +1,152 @@
+"""Workflow tests: run snakemake end to end on a reduced demo trial and on a trial given by sheets.
+
+These run the real workflow (a few minutes on 2 cores); they share one run per module through fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir`` with that folder's config.yaml; return the finished process."""
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Jobs per rule from the 'Job stats' table that a dry run prints."""
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in dry_run_output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+            if m and m.group(1) != "total":
+                counts[m.group(1)] = int(m.group(2))
+            elif m is None and line.strip() and not line.startswith("-"):
+                in_table = False
+    return counts
+
+
+def all_text_files(*roots: Path):
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                yield path
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    """The reduced demo (.test/config) run end to end, with its report."""
+    workdir = tmp_path_factory.mktemp("demo")
+    shutil.copy(REPO / ".test" / "config" / "config.yaml", workdir / "config.yaml")
+    snakemake(workdir, "--cores", "2")
+    snakemake(workdir, "--cores", "2", "--report", "results/report.html")
+    return workdir
+
+
+def test_demo_outputs_present(demo_run):
+    config = yaml.safe_load((demo_run / "config.yaml").read_text())
+    n_scans = 2 * config["demo_options"]["n_per_arm"] * len(config["demo_options"]["timepoints"])
+    metrics = pd.read_csv(demo_run / "results/imaging/metrics.csv")
+    assert len(metrics) == n_scans
+    assert (metrics["status"] == "ok").all(), metrics[["scan_id", "status", "exclusion_reason"]]
+    for scan in metrics["scan_id"]:
+        folder = demo_run / "results/scans" / scan
+        for name in ("series.json", "metrics.csv", "regions.csv", "qc.png", "masks/lungs.nii.gz", "masks/opacity.nii.gz"):
+            assert (folder / name).stat().st_size > 0, folder / name
+    report = (demo_run / "results/report.html").read_text(errors="replace")
+    assert len(report) > 100_000
+    for png in (demo_run / "results").rglob("plots/*.png"):
+        assert png.name in report, f"{png.name} missing from the report"
+
+
+def test_demo_measurements_close_to_truth(demo_run):
+    metrics = pd.read_csv(demo_run / "results/imaging/metrics.csv").set_index("scan_id")
+    for truth_file in (demo_run / "results/demo_trial/truth").glob("*.json"):
+        truth = json.loads(truth_file.read_text())
+        row = metrics.loc[truth_file.stem]
+        assert row["lung_volume_ml"] == pytest.approx(truth["lung_volume_ml"], rel=0.05), truth_file.stem
+        assert abs(row["pct_opacity"] - truth["pct_opacity"]) < 3.0, truth_file.stem
+
+
+def test_no_identifier_leaves_the_input(demo_run):
+    planted: set[str] = set()
+    for truth_file in (demo_run / "results/demo_trial/truth").glob("*.json"):
+        planted.update(s for s in json.loads(truth_file.read_text())["planted_identifiers"] if len(s) >= 4)
+    assert planted
+    demo_input = demo_run / "results/demo_trial"
+    leaks = []
+    for path in all_text_files(demo_run / "results", demo_run / "logs"):
+        if demo_input in path.parents:
+            continue
+        data = path.read_bytes()
+        leaks += [(path.relative_to(demo_run), s) for s in planted if s.encode() in data]
+    assert not leaks
+
+
+def test_nothing_to_do_after_complete_run(demo_run):
+    proc = snakemake(demo_run, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def sheet_trial(tmp_path_factory) -> Path:
+    """A trial given by sheets (demo: false) whose last scan is held back, run to completion."""
+    from lungtrial.demo import generate_trial
+
+    workdir = tmp_path_factory.mktemp("sheets")
+    generate_trial(workdir / "trial", size="tiny", n_per_arm=2, timepoints=(0, 7, 28))
+    scans = pd.read_csv(workdir / "trial/scans.csv", dtype=str)
+    scans.iloc[:-1].to_csv(workdir / "trial/scans_first.csv", index=False)
+    config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+    config["demo"] = False
+    config["sheets"] = {
+        "subjects": "trial/subjects.csv",
+        "scans": "trial/scans_first.csv",
+        "labs": ["trial/labs.csv"],
+        "adverse_events": "trial/adverse_events.csv",
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_adding_a_timepoint_reruns_only_that_scan(sheet_trial):
+    config = yaml.safe_load((sheet_trial / "config.yaml").read_text())
+    config["sheets"]["scans"] = "trial/scans.csv"
+    (sheet_trial / "config.yaml").write_text(yaml.safe_dump(config))
+    new_scan = pd.read_csv(sheet_trial / "trial/scans.csv", dtype=str)["scan_id"].iloc[-1]
+
+    proc = snakemake(sheet_trial, "-n")
+    out = proc.stdout + proc.stderr
+    counts = job_counts(out)
+    assert counts.get("ingest_scan") == 1 and counts.get("quantify_scan") == 1, counts
+    assert "clinical_tables" not in counts, counts
+    assert all(n == 1 for n in counts.values()), counts
+    assert set(re.findall(r"scan=([A-Za-z0-9._-]+)", out)) == {new_scan}
+    snakemake(sheet_trial, "--cores", "2")
+    assert (sheet_trial / "results/scans" / new_scan / "metrics.csv").exists()
+    proc = snakemake(sheet_trial, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr

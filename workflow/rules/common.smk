@@ -1,0 +1,152 @@
+"""Sheet loading, validation and input functions shared by every stage."""
+
+import os
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, "../schemas/config.schema.yaml")
+
+
+def _read_sheet(path, schema, key):
+    """Read a CSV/TSV sheet (IDs and dates as text) and validate each row against its JSON schema."""
+    if not os.path.exists(path):
+        raise WorkflowError(f"sheet {path} ({key}) does not exist; see config/README.md")
+    sheet = pd.read_csv(
+        path,
+        sep=None,
+        engine="python",
+        dtype=str,
+        keep_default_na=False,
+        na_values=[""],
+        comment="#",
+    )
+    return _validated(sheet, schema, path)
+
+
+def _validated(sheet, schema, source):
+    if "study_day" in sheet.columns:
+        sheet["study_day"] = pd.to_numeric(sheet["study_day"], errors="raise")
+    try:
+        validate(sheet, schema)
+    except WorkflowError as e:
+        raise WorkflowError(f"{source}: {e}") from e
+    return sheet
+
+
+def shipped(path):
+    """A resource named in the config: as given when it exists from the working directory, else from the
+    workflow's own folder (so that runs with --directory elsewhere still find resources/)."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(workflow.basedir, path)
+
+
+def _resolve(folder, base):
+    return folder if os.path.isabs(folder) else os.path.normpath(os.path.join(base, folder))
+
+
+def _check_ids(subjects, scans, scans_source):
+    dup = subjects["subject_id"][subjects["subject_id"].duplicated()]
+    if len(dup):
+        raise WorkflowError(f"subjects sheet: duplicate subject_id {', '.join(dup)}")
+    dup = scans["scan_id"][scans["scan_id"].duplicated()]
+    if len(dup):
+        raise WorkflowError(f"{scans_source}: duplicate scan_id {', '.join(dup)}")
+    unknown = sorted(set(scans["subject_id"]) - set(subjects["subject_id"]))
+    if unknown:
+        raise WorkflowError(
+            f"{scans_source}: subject_id {', '.join(unknown)} not in the subjects sheet"
+        )
+
+
+def _scan_dates(scans, subjects, scans_source):
+    """Every scan gets an ISO scan_date; a study_day column is turned into a date from day 0."""
+    if "scan_date" not in scans.columns:
+        scans["scan_date"] = pd.NA
+    missing = scans["scan_date"].isna()
+    if missing.any():
+        if "study_day" not in scans.columns or scans.loc[missing, "study_day"].isna().any():
+            rows = ", ".join(scans.loc[missing, "scan_id"])
+            raise WorkflowError(f"{scans_source}: scans {rows} have neither scan_date nor study_day")
+        day0 = pd.to_datetime(
+            scans.loc[missing, "subject_id"].map(subjects.set_index("subject_id")["day0_date"])
+        )
+        days = pd.to_timedelta(scans.loc[missing, "study_day"], unit="D")
+        scans.loc[missing, "scan_date"] = (day0 + days).dt.strftime("%Y-%m-%d")
+    return scans
+
+
+if config["demo"]:
+    from lungtrial.demo.design import design as _demo_design
+
+    DEMO = config["demo_options"]
+    DEMO_DIR = DEMO["outdir"]
+    _design = _demo_design(
+        n_per_arm=DEMO["n_per_arm"], seed=DEMO["seed"], timepoints=tuple(DEMO["timepoints"])
+    )
+    SUBJECTS_SHEET = f"{DEMO_DIR}/subjects.csv"
+    LAB_FILES = [f"{DEMO_DIR}/labs.csv"]
+    AE_SHEET = f"{DEMO_DIR}/adverse_events.csv"
+    _subjects = _validated(_design.subjects.astype(str), "../schemas/subjects.schema.yaml", "demo design")
+    _scans = _design.scans[["scan_id", "subject_id", "scan_date"]].copy()
+    _scans["dicom_dir"] = [f"{DEMO_DIR}/dicom/{s}" for s in _scans["scan_id"]]
+    _scans = _validated(_scans, "../schemas/scans.schema.yaml", "demo design")
+    _scans_source = "demo design"
+else:
+    SUBJECTS_SHEET = config["sheets"]["subjects"]
+    LAB_FILES = list(config["sheets"].get("labs", []))
+    AE_SHEET = config["sheets"].get("adverse_events", "")
+    _subjects = _read_sheet(SUBJECTS_SHEET, "../schemas/subjects.schema.yaml", "subjects")
+    _scans_source = config["sheets"]["scans"]
+    _scans = _read_sheet(_scans_source, "../schemas/scans.schema.yaml", "scans")
+    _base = os.path.dirname(_scans_source)
+    _scans["dicom_dir"] = [_resolve(d, _base) for d in _scans["dicom_dir"]]
+
+_check_ids(_subjects, _scans, _scans_source)
+UNITS_TABLE = shipped(config["clinical"]["units"])
+SUBJECTS = _subjects.set_index("subject_id", drop=False)
+SCANS = _scan_dates(_scans, _subjects, _scans_source).set_index("scan_id", drop=False)
+
+
+wildcard_constraints:
+    scan="[A-Za-z0-9][A-Za-z0-9._-]*",
+
+
+def dicom_dir(wildcards):
+    """The DICOM folder of one scan."""
+    return SCANS.loc[wildcards.scan, "dicom_dir"]
+
+
+def scan_info(wildcards):
+    """Per-scan facts that go into its outputs (never anything from the DICOM headers)."""
+    row = SCANS.loc[wildcards.scan]
+    day0 = pd.Timestamp(SUBJECTS.loc[row["subject_id"], "day0_date"])
+    return {
+        "scan_id": row["scan_id"],
+        "subject_id": row["subject_id"],
+        "scan_date": row["scan_date"],
+        "study_day": int((pd.Timestamp(row["scan_date"]) - day0).days),
+    }
+
+
+def lesion_mask(wildcards):
+    """Optional user-supplied lesion mask (NIfTI) of one scan, [] when thresholds are used."""
+    path = config["imaging"]["lesion_masks"].get(wildcards.scan)
+    return [path] if path else []
+
+
+def per_scan(pattern):
+    """``pattern`` expanded over every scan of the trial."""
+    return expand(pattern, scan=SCANS.index)
+
+
+def qc_labels(wildcards):
+    """Report labels of a scan's QC picture: subject, scan and date."""
+    info = scan_info(wildcards)
+    return {
+        "subject": info["subject_id"],
+        "scan": info["scan_id"],
+        "study day": info["study_day"],
+    }

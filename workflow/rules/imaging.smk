@@ -1,0 +1,98 @@
+"""Per scan: choose and validate the CT series, segment the lungs, measure opacity; then one table of all scans."""
+
+
+localrules:
+    imaging_tables,
+
+
+rule ingest_scan:
+    input:
+        dicom=dicom_dir,
+    output:
+        series="results/scans/{scan}/series.json",
+    params:
+        series=config["imaging"]["series"],
+        strict=config["imaging"]["strict"],
+    log:
+        "logs/ingest_scan/{scan}.log",
+    conda:
+        "../../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    script:
+        "../scripts/ingest_scan.py"
+
+
+rule quantify_scan:
+    input:
+        series="results/scans/{scan}/series.json",
+        dicom=dicom_dir,
+        lesion_mask=lesion_mask,
+    output:
+        metrics="results/scans/{scan}/metrics.csv",
+        regions="results/scans/{scan}/regions.csv",
+        masks=directory("results/scans/{scan}/masks"),
+        qc=report(
+            "results/scans/{scan}/qc.png",
+            caption="../report/qc_picture.rst",
+            category="Imaging QC",
+            subcategory="QC pictures",
+            labels=qc_labels,
+        ),
+    params:
+        info=scan_info,
+        preset=config["imaging"]["preset"],
+        strict=config["imaging"]["strict"],
+    log:
+        "logs/quantify_scan/{scan}.log",
+    conda:
+        "../../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/quantify_scan.py"
+
+
+rule imaging_tables:
+    input:
+        metrics=per_scan("results/scans/{scan}/metrics.csv"),
+        regions=per_scan("results/scans/{scan}/regions.csv"),
+        series=per_scan("results/scans/{scan}/series.json"),
+    output:
+        metrics=report(
+            "results/imaging/metrics.csv",
+            caption="../report/imaging_metrics.rst",
+            category="Imaging metrics",
+        ),
+        regions=report(
+            "results/imaging/regions.csv",
+            caption="../report/imaging_regions.rst",
+            category="Imaging metrics",
+        ),
+        qc=report(
+            "results/imaging/qc.csv",
+            caption="../report/imaging_qc.rst",
+            category="Imaging QC",
+        ),
+    log:
+        "logs/imaging_tables.log",
+    conda:
+        "../../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/imaging_tables.py"
+
+
+def imaging_targets():
+    return [
+        "results/imaging/metrics.csv",
+        "results/imaging/regions.csv",
+        "results/imaging/qc.csv",
+    ] + per_scan("results/scans/{scan}/qc.png")
