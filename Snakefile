@@ -17,6 +17,6 @@ include: "workflow/rules/imaging.smk"
 
 
 rule all:
+    default_target: True
     input:
         imaging_targets(),
-    default_target: True

@@ -150,3 +150,31 @@ def test_adding_a_timepoint_reruns_only_that_scan(sheet_trial):
     assert (sheet_trial / "results/scans" / new_scan / "metrics.csv").exists()
     proc = snakemake(sheet_trial, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _sheet_config(workdir: Path, subjects: str, scans: str) -> None:
+    (workdir / "subjects.csv").write_text(subjects)
+    (workdir / "scans.csv").write_text(scans)
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["demo"] = False
+    config["sheets"] = {"subjects": "subjects.csv", "scans": "scans.csv", "labs": [], "adverse_events": ""}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+SUBJECTS = "subject_id,arm,admission_date,day0_date,discharge_date\nS1,A,2020-01-01,2020-01-02,2020-01-20\n"
+
+
+@pytest.mark.parametrize(
+    "subjects, scans, expected",
+    [
+        (SUBJECTS, "scan_id,subject_id,scan_date,dicom_dir\nX1,S1,2020/01/05,d\n", r"scans\.csv.*row 0.*2020/01/05"),
+        (SUBJECTS, "scan_id,subject_id,scan_date,dicom_dir\nX1,S9,2020-01-05,d\n", r"scans\.csv.*S9"),
+        (SUBJECTS, "scan_id,subject_id,scan_date,dicom_dir\nX1,S1,2020-01-05,d\nX1,S1,2020-01-09,e\n", r"duplicate scan_id X1"),
+        (SUBJECTS.replace("2020-01-02", "02.01.2020"), "scan_id,subject_id,scan_date,dicom_dir\n", r"subjects\.csv.*row 0.*02\.01\.2020"),
+    ],
+)
+def test_bad_sheet_is_a_clear_error(tmp_path, subjects, scans, expected):
+    _sheet_config(tmp_path, subjects, scans)
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert re.search(expected, proc.stdout + proc.stderr, re.S), proc.stderr[-3000:]

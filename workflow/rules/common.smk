@@ -12,7 +12,9 @@ validate(config, "../schemas/config.schema.yaml")
 def _read_sheet(path, schema, key):
     """Read a CSV/TSV sheet (IDs and dates as text) and validate each row against its JSON schema."""
     if not os.path.exists(path):
-        raise WorkflowError(f"sheet {path} ({key}) does not exist; see config/README.md")
+        raise WorkflowError(
+            f"sheet {path} ({key}) does not exist; see config/README.md"
+        )
     sheet = pd.read_csv(
         path,
         sep=None,
@@ -37,14 +39,19 @@ def _validated(sheet, schema, source):
 
 def shipped(path):
     """A resource named in the config: as given when it exists from the working directory, else from the
-    workflow's own folder (so that runs with --directory elsewhere still find resources/)."""
+    workflow's own folder (so that runs with --directory elsewhere still find resources/).
+    """
     if os.path.isabs(path) or os.path.exists(path):
         return path
     return os.path.join(workflow.basedir, path)
 
 
 def _resolve(folder, base):
-    return folder if os.path.isabs(folder) else os.path.normpath(os.path.join(base, folder))
+    return (
+        folder
+        if os.path.isabs(folder)
+        else os.path.normpath(os.path.join(base, folder))
+    )
 
 
 def _check_ids(subjects, scans, scans_source):
@@ -67,11 +74,18 @@ def _scan_dates(scans, subjects, scans_source):
         scans["scan_date"] = pd.NA
     missing = scans["scan_date"].isna()
     if missing.any():
-        if "study_day" not in scans.columns or scans.loc[missing, "study_day"].isna().any():
+        if (
+            "study_day" not in scans.columns
+            or scans.loc[missing, "study_day"].isna().any()
+        ):
             rows = ", ".join(scans.loc[missing, "scan_id"])
-            raise WorkflowError(f"{scans_source}: scans {rows} have neither scan_date nor study_day")
+            raise WorkflowError(
+                f"{scans_source}: scans {rows} have neither scan_date nor study_day"
+            )
         day0 = pd.to_datetime(
-            scans.loc[missing, "subject_id"].map(subjects.set_index("subject_id")["day0_date"])
+            scans.loc[missing, "subject_id"].map(
+                subjects.set_index("subject_id")["day0_date"]
+            )
         )
         days = pd.to_timedelta(scans.loc[missing, "study_day"], unit="D")
         scans.loc[missing, "scan_date"] = (day0 + days).dt.strftime("%Y-%m-%d")
@@ -84,12 +98,16 @@ if config["demo"]:
     DEMO = config["demo_options"]
     DEMO_DIR = DEMO["outdir"]
     _design = _demo_design(
-        n_per_arm=DEMO["n_per_arm"], seed=DEMO["seed"], timepoints=tuple(DEMO["timepoints"])
+        n_per_arm=DEMO["n_per_arm"],
+        seed=DEMO["seed"],
+        timepoints=tuple(DEMO["timepoints"]),
     )
     SUBJECTS_SHEET = f"{DEMO_DIR}/subjects.csv"
     LAB_FILES = [f"{DEMO_DIR}/labs.csv"]
     AE_SHEET = f"{DEMO_DIR}/adverse_events.csv"
-    _subjects = _validated(_design.subjects.astype(str), "../schemas/subjects.schema.yaml", "demo design")
+    _subjects = _validated(
+        _design.subjects.astype(str), "../schemas/subjects.schema.yaml", "demo design"
+    )
     _scans = _design.scans[["scan_id", "subject_id", "scan_date"]].copy()
     _scans["dicom_dir"] = [f"{DEMO_DIR}/dicom/{s}" for s in _scans["scan_id"]]
     _scans = _validated(_scans, "../schemas/scans.schema.yaml", "demo design")
@@ -98,7 +116,9 @@ else:
     SUBJECTS_SHEET = config["sheets"]["subjects"]
     LAB_FILES = list(config["sheets"].get("labs", []))
     AE_SHEET = config["sheets"].get("adverse_events", "")
-    _subjects = _read_sheet(SUBJECTS_SHEET, "../schemas/subjects.schema.yaml", "subjects")
+    _subjects = _read_sheet(
+        SUBJECTS_SHEET, "../schemas/subjects.schema.yaml", "subjects"
+    )
     _scans_source = config["sheets"]["scans"]
     _scans = _read_sheet(_scans_source, "../schemas/scans.schema.yaml", "scans")
     _base = os.path.dirname(_scans_source)

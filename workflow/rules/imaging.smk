@@ -10,9 +10,6 @@ rule ingest_scan:
         dicom=dicom_dir,
     output:
         series="results/scans/{scan}/series.json",
-    params:
-        series=config["imaging"]["series"],
-        strict=config["imaging"]["strict"],
     log:
         "logs/ingest_scan/{scan}.log",
     conda:
@@ -21,6 +18,9 @@ rule ingest_scan:
     resources:
         mem_mb=500,
         runtime=10,
+    params:
+        series=config["imaging"]["series"],
+        strict=config["imaging"]["strict"],
     script:
         "../scripts/ingest_scan.py"
 
@@ -41,10 +41,6 @@ rule quantify_scan:
             subcategory="QC pictures",
             labels=qc_labels,
         ),
-    params:
-        info=scan_info,
-        preset=config["imaging"]["preset"],
-        strict=config["imaging"]["strict"],
     log:
         "logs/quantify_scan/{scan}.log",
     conda:
@@ -53,6 +49,10 @@ rule quantify_scan:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        info=scan_info,
+        preset=config["imaging"]["preset"],
+        strict=config["imaging"]["strict"],
     script:
         "../scripts/quantify_scan.py"
 
