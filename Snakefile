@@ -14,9 +14,11 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/imaging.smk"
+include: "workflow/rules/clinical.smk"
 
 
 rule all:
     default_target: True
     input:
         imaging_targets(),
+        clinical_targets(),

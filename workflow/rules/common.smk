@@ -126,6 +126,7 @@ else:
 
 _check_ids(_subjects, _scans, _scans_source)
 UNITS_TABLE = shipped(config["clinical"]["units"])
+ANALYTES_TABLE = shipped(config["clinical"]["analytes"])
 SUBJECTS = _subjects.set_index("subject_id", drop=False)
 SCANS = _scan_dates(_scans, _subjects, _scans_source).set_index("scan_id", drop=False)
 

@@ -1,0 +1,115 @@
+"""Accuracy of lung volume, lung segmentation and % opacity on generated chest CT (prints a table; not a test).
+
+Scans are rendered by the demo phantom (slice profile, blur, noise) at several slice thicknesses, lesion-free and
+with peripheral lesions that touch the pleura, then segmented and measured by the library exactly as in the
+workflow (:func:`lungtrial.quantify.analyse_volume`: segment_lungs, segment_vessels, opacity_exclusion, measure).
+Reported per case:
+
+- lung volume error, % of the true lung volume (target: within 2 %),
+- Dice of the right and left lung masks vs the truth (mean of both; target >= 0.97),
+- |% opacity measured - % true lesion volume| in percentage points (target: within 1 pp),
+- the same opacity error when measured inside the true lung mask (isolates segmentation from HU classification),
+- for the lesion cases, the share of lesion volume within 5 mm of the pleura.
+
+Run: ``python benchmarks/bench_accuracy.py`` (all thicknesses; ``--thickness 2.5 5`` for a subset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from scipy import ndimage
+
+from lungtrial.demo.phantom import Lesions, PhantomParams, grid_shape, make_chest
+from lungtrial.quantify import analyse_volume
+
+THICKNESSES = (0.6, 1.25, 2.5, 5.0)
+SCENARIOS = {
+    "lesion-free": None,
+    "pleural 10 %": Lesions(ground_glass_pct=8.0, consolidation_pct=2.0, seed=3),
+    "pleural 35 %": Lesions(ground_glass_pct=25.0, consolidation_pct=10.0, seed=5),
+}
+TARGETS = {"volume_pct": 2.0, "dice": 0.97, "opacity_pp": 1.0}
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice coefficient of two boolean masks."""
+    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    return 2.0 * int(np.count_nonzero(a & b)) / total if total else 1.0
+
+
+def pleural_share(lungs: np.ndarray, lesions: np.ndarray, spacing, within_mm: float = 5.0) -> float:
+    """Share of lesion voxels within ``within_mm`` of the lung surface (bounding box of the lungs only)."""
+    zs, ys, xs = (np.flatnonzero(lungs.any(axis=ax)) for ax in ((1, 2), (0, 2), (0, 1)))
+    box = np.s_[zs[0] : zs[-1] + 1, ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1]
+    depth = ndimage.distance_transform_edt(np.pad(lungs[box] > 0, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    les = lesions[box] > 0
+    return float(np.count_nonzero(les & (depth <= within_mm))) / max(1, int(np.count_nonzero(les)))
+
+
+def run_case(thickness: float, lesions: Lesions | None, pixel_mm: float, seed: int) -> dict:
+    spacing = (thickness, pixel_mm, pixel_mm)
+    shape = grid_shape((300.0, 400.0, 400.0), spacing)
+    t0 = time.perf_counter()
+    hu, truth = make_chest(PhantomParams(anatomy_seed=seed), spacing, shape, lesions, seed=seed)
+    hu = np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
+    t1 = time.perf_counter()
+    result = analyse_volume(hu, spacing)
+    t2 = time.perf_counter()
+    row, lungs = result["scan"], result["lungs"]
+    on_truth = analyse_volume(hu, spacing, lungs=truth.lungs)["scan"]
+    true = truth.summary()
+    out = {
+        "shape": shape,
+        "volume_pct": 100.0 * (row["lung_volume_ml"] - true["lung_volume_ml"]) / true["lung_volume_ml"],
+        "dice": 0.5 * (dice(lungs == 1, truth.lungs == 1) + dice(lungs == 2, truth.lungs == 2)),
+        "true_opacity": true["pct_opacity"],
+        "opacity": row["pct_opacity"],
+        "opacity_pp": row["pct_opacity"] - true["pct_opacity"],
+        "truth_lungs_pp": on_truth["pct_opacity"] - true["pct_opacity"],
+        "pleural": f"{pleural_share(truth.lungs, truth.lesions, spacing):.0%}" if lesions is not None else "-",
+        "render_s": t1 - t0,
+        "measure_s": t2 - t1,
+    }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--thickness", type=float, nargs="+", default=THICKNESSES, help="slice thicknesses, mm")
+    parser.add_argument("--pixel", type=float, default=0.8, help="in-plane pixel size, mm (default 0.8)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    head = (
+        f"{'case':<14} {'thick':>5} {'shape (z,y,x)':>16} {'vol err %':>9} {'Dice':>6} {'true %':>7} "
+        f"{'meas %':>7} {'err pp':>7} {'truth-lung pp':>13} {'pleural':>7} {'pass':>5} {'seg+meas s':>10}"
+    )
+    print(head)
+    print("-" * len(head))
+    failures = 0
+    for name, lesions in SCENARIOS.items():
+        for thickness in args.thickness:
+            r = run_case(thickness, lesions, args.pixel, args.seed)
+            ok = (
+                abs(r["volume_pct"]) <= TARGETS["volume_pct"]
+                and r["dice"] >= TARGETS["dice"]
+                and abs(r["opacity_pp"]) <= TARGETS["opacity_pp"]
+            )
+            failures += not ok
+            print(
+                f"{name:<14} {thickness:>5.2f} {str(r['shape']):>16} {r['volume_pct']:>+9.2f} {r['dice']:>6.3f} "
+                f"{r['true_opacity']:>7.2f} {r['opacity']:>7.2f} {r['opacity_pp']:>+7.2f} "
+                f"{r['truth_lungs_pp']:>+13.2f} {r['pleural']:>7} {'yes' if ok else 'NO':>5} {r['measure_s']:>10.1f}",
+                flush=True,
+            )
+    print(
+        f"\ntargets: |volume error| <= {TARGETS['volume_pct']} %, Dice >= {TARGETS['dice']}, "
+        f"|opacity error| <= {TARGETS['opacity_pp']} pp; cases missing a target: {failures}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1102 @@
+"""DICOM ingest: header index, series choice, quality checks and volume reading in HU.
+
+The chain is ``index_folder`` (headers only) -> ``choose_series`` (one axial CT sub-series, files ordered
+along the slice normal) -> ``check_series`` (QC issues) -> ``ingest`` (the content of ``series.json``) ->
+``read_volume`` (int16 HU array, reoriented so that x runs to the patient's left, y to posterior and z to
+superior).
+
+Files are named by their path relative to the scan folder; series by a short hash of their
+SeriesInstanceUID. No patient identifier or UID is ever written to a result, a log or an exception message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from lungtrial.errors import InputError, ScanExcluded
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT_STORAGE = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
+DICOMDIR_STORAGE = "1.2.840.10008.1.3.10"
+
+#: Stored values that end up below this many HU after the modality LUT are scanner padding, not tissue
+#: (air is about -1000 HU; padding is typically -2000 or -3024 HU).
+PADDING_BELOW_HU = -1500.0
+#: Value written into padding voxels: air.
+PADDING_FILL_HU = -1024
+
+_HEADER_TAGS = [
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "Modality",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "AcquisitionNumber",
+    "InstanceNumber",
+    "ImageType",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+    "ConvolutionKernel",
+    "GantryDetectorTilt",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "ModalityLUTSequence",
+    "PixelPaddingValue",
+    "PixelData",
+]
+
+INDEX_COLUMNS = [
+    "path",
+    "is_dicom",
+    "readable",
+    "error",
+    "is_image",
+    "sop_class",
+    "modality",
+    "series",
+    "series_number",
+    "acquisition_number",
+    "instance_number",
+    "instance",
+    "image_type",
+    "rows",
+    "columns",
+    "frames",
+    "position",
+    "orientation",
+    "pixel_spacing",
+    "slice_thickness",
+    "kernel",
+    "gantry_tilt",
+    "transfer_syntax",
+    "bits_allocated",
+    "bits_stored",
+    "pixel_representation",
+    "samples_per_pixel",
+    "photometric",
+    "rescale_slope",
+    "rescale_intercept",
+    "modality_lut",
+    "padding_value",
+]
+
+
+def _hash(uid: str) -> str:
+    return hashlib.sha256(uid.encode()).hexdigest()[:12]
+
+
+def _values(value) -> list:
+    """A DICOM value as a list (single values, multi-values and backslash-separated strings)."""
+    if value is None:
+        return []
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace").strip(" \0")
+    if isinstance(value, str):
+        return [v for v in value.split("\\") if v.strip()]
+    if hasattr(value, "__iter__"):
+        return list(value)
+    return [value]
+
+
+def _floats(value, n: int) -> tuple[float, ...] | None:
+    """``n`` floats from a multi-valued DICOM element, or None when absent or malformed."""
+    try:
+        out = tuple(float(str(v).strip()) for v in _values(value))
+    except ValueError:
+        return None
+    return out if len(out) == n and all(math.isfinite(v) for v in out) else None
+
+
+def _float(value) -> float | None:
+    """A float from a DICOM value or a signed string such as ``"+18.5"``; None when absent or malformed."""
+    values = _values(value)
+    if not values:
+        return None
+    try:
+        out = float(str(values[0]).strip())
+    except ValueError:
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _int(value) -> int | None:
+    out = _float(value)
+    return None if out is None else int(out)
+
+
+def _text(value) -> str | None:
+    values = _values(value)
+    return "\\".join(str(v).strip() for v in values) if values else None
+
+
+def _get(ds: pydicom.Dataset, keyword: str):
+    """The value of ``keyword``, or its raw bytes when pydicom cannot convert it; None when absent."""
+    try:
+        return ds.get(keyword)
+    except Exception:  # noqa: BLE001 - malformed value: fall back to the raw bytes
+        elem = ds.get_item(keyword)
+        return None if elem is None else elem.value
+
+
+def _empty_row(rel: str) -> dict:
+    row = dict.fromkeys(INDEX_COLUMNS)
+    row.update(path=rel, is_dicom=False, readable=False, is_image=False, modality_lut=False)
+    return row
+
+
+def _dcmread(fp: BinaryIO, tags: list[str], defer_size: int) -> tuple[pydicom.Dataset, bool]:
+    """Read ``tags`` of a DICOM file, large values deferred; return the dataset and whether the file ended
+    early (pydicom only warns). Files without the 128-byte preamble and file meta are accepted when they parse
+    into an object with a valid SOPClassUID."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(fp, defer_size=defer_size, specific_tags=tags)
+        except InvalidDicomError:
+            fp.seek(0)
+            try:
+                ds = pydicom.dcmread(fp, defer_size=defer_size, specific_tags=[*tags, "SOPClassUID"], force=True)
+                sop = UID(str(ds.get("SOPClassUID", "")))
+            except Exception:  # noqa: BLE001 - whatever the parser makes of it, it is not DICOM
+                raise InvalidDicomError("no DICOM preamble and not parseable as a DICOM dataset") from None
+            if not sop.is_valid or not sop:
+                raise InvalidDicomError("no DICOM preamble and no valid SOPClassUID") from None
+            if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+                implicit, little = ds.original_encoding
+                ds.file_meta = FileMetaDataset()
+                ds.file_meta.TransferSyntaxUID = (
+                    ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+                )
+    ended_early = any("end of file" in str(w.message).lower() for w in caught)
+    return ds, ended_early
+
+
+def _index_file(path: Path, rel: str) -> dict:
+    row = _empty_row(rel)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fp:
+            ds, ended_early = _dcmread(fp, _HEADER_TAGS, 256)
+    except InvalidDicomError:
+        row["error"] = "not a DICOM file"
+        return row
+    except Exception as exc:  # noqa: BLE001 - any parser failure means the header is unreadable
+        row.update(is_dicom=True, error=f"header unreadable ({type(exc).__name__})")
+        return row
+    row["is_dicom"] = True
+    meta = getattr(ds, "file_meta", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            sop = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+            row["sop_class"] = UID(sop).name if sop else None
+            ts = str(meta.get("TransferSyntaxUID", "")) if meta else ""
+            row["transfer_syntax"] = UID(ts).name if ts else None
+            series_uid = _get(ds, "SeriesInstanceUID")
+            row["series"] = _hash(str(series_uid)) if series_uid else None
+            instance_uid = _get(ds, "SOPInstanceUID")
+            row["instance"] = _hash(str(instance_uid)) if instance_uid else None
+            row.update(
+                modality=_text(_get(ds, "Modality")),
+                series_number=_int(_get(ds, "SeriesNumber")),
+                acquisition_number=_int(_get(ds, "AcquisitionNumber")),
+                instance_number=_int(_get(ds, "InstanceNumber")),
+                image_type=_text(_get(ds, "ImageType")),
+                rows=_int(_get(ds, "Rows")),
+                columns=_int(_get(ds, "Columns")),
+                frames=_int(_get(ds, "NumberOfFrames")) or 1,
+                position=_floats(_get(ds, "ImagePositionPatient"), 3),
+                orientation=_floats(_get(ds, "ImageOrientationPatient"), 6),
+                pixel_spacing=_floats(_get(ds, "PixelSpacing"), 2),
+                slice_thickness=_float(_get(ds, "SliceThickness")),
+                kernel=_text(_get(ds, "ConvolutionKernel")),
+                gantry_tilt=_float(_get(ds, "GantryDetectorTilt")),
+                bits_allocated=_int(_get(ds, "BitsAllocated")),
+                bits_stored=_int(_get(ds, "BitsStored")),
+                pixel_representation=_int(_get(ds, "PixelRepresentation")),
+                samples_per_pixel=_int(_get(ds, "SamplesPerPixel")),
+                photometric=_text(_get(ds, "PhotometricInterpretation")),
+                rescale_slope=_float(_get(ds, "RescaleSlope")),
+                rescale_intercept=_float(_get(ds, "RescaleIntercept")),
+                modality_lut="ModalityLUTSequence" in ds,
+                padding_value=_int(_get(ds, "PixelPaddingValue")),
+            )
+        except Exception as exc:  # noqa: BLE001 - malformed values: the file is listed, flagged unreadable
+            row["error"] = f"header unreadable ({type(exc).__name__})"
+            return row
+    if sop == DICOMDIR_STORAGE:
+        row["readable"] = True
+        return row
+    if ended_early:
+        row["error"] = f"truncated: file ends inside a data element ({size} bytes)"
+        return row
+    pixel = ds.get_item("PixelData", keep_deferred=True)
+    is_image_class = sop.startswith("1.2.840.10008.5.1.4.1.1.") and not sop.startswith("1.2.840.10008.5.1.4.1.1.88")
+    if pixel is None:
+        if is_image_class and row["rows"]:
+            row["error"] = f"truncated: no pixel data (file ends at {size} bytes)"
+            return row
+        row["readable"] = True
+        return row
+    row["is_image"] = True
+    length = getattr(pixel, "length", None)
+    tell = getattr(pixel, "value_tell", None)
+    if length is not None and tell is not None and length != 0xFFFFFFFF and tell + length > size:
+        row["error"] = f"truncated: pixel data needs {length} bytes, file ends {tell + length - size} bytes early"
+        return row
+    row["readable"] = True
+    return row
+
+
+def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
+    """Index every file below ``folder`` by its DICOM headers (pixel data is not read).
+
+    Parameters
+    ----------
+    folder : path
+        Scan folder, searched recursively.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per file, sorted by ``path`` (relative, ``/``-separated). Columns: ``is_dicom``, ``readable``
+        and ``error`` (why a file cannot be used, e.g. truncated pixel data), ``is_image`` (has pixel data),
+        ``sop_class`` (name), ``modality``, ``series`` (hash of SeriesInstanceUID), ``series_number``,
+        ``acquisition_number``, ``instance_number``, ``instance`` (hash of SOPInstanceUID), ``image_type``,
+        ``rows``, ``columns``, ``frames``, ``position`` (x, y, z mm), ``orientation`` (6 direction cosines),
+        ``pixel_spacing`` (row, column mm), ``slice_thickness`` (mm), ``kernel``, ``gantry_tilt`` (degrees),
+        ``transfer_syntax`` (name), ``bits_allocated``, ``bits_stored``, ``pixel_representation``,
+        ``samples_per_pixel``, ``photometric``, ``rescale_slope``, ``rescale_intercept``, ``modality_lut``
+        (a Modality LUT Sequence is present), ``padding_value`` (stored PixelPaddingValue).
+        DICOMDIR and non-image objects have ``is_image`` False; non-DICOM files have ``is_dicom`` False.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"scan folder {root.name!r} does not exist or is not a folder")
+    rows = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rows.append(_index_file(path, path.relative_to(root).as_posix()))
+    return pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values("path", ignore_index=True)
+
+
+@dataclass
+class SeriesChoice:
+    """The series chosen for measurement.
+
+    Attributes
+    ----------
+    series : str or None
+        Sub-series key (``<hash of SeriesInstanceUID>`` or ``<hash>.<n>`` when one UID was split), None when
+        no candidate qualifies.
+    files : list of str
+        Relative paths ordered by position along the slice normal (ascending).
+    reason : str
+        One sentence: why this series (or why none).
+    candidates : pandas.DataFrame
+        One row per image sub-series in the folder with ``eligible`` and ``why_not``.
+    """
+
+    series: str | None
+    files: list[str]
+    reason: str
+    candidates: pd.DataFrame
+
+
+@dataclass
+class QCIssue:
+    """A quality-control finding: ``severity`` "error" excludes the scan, "warning" is reported only."""
+
+    code: str
+    severity: str
+    message: str
+
+
+def _normal(orientation: Sequence[float]) -> np.ndarray:
+    row = np.asarray(orientation[:3], float)
+    col = np.asarray(orientation[3:], float)
+    n = np.cross(row, col)
+    return n / np.linalg.norm(n)
+
+
+def _subseries_label(orientation: Sequence[float] | None) -> str:
+    if orientation is None:
+        return "unknown"
+    axis = int(np.argmax(np.abs(_normal(orientation))))
+    return ("sagittal", "coronal", "axial")[axis]
+
+
+def _split_subseries(images: pd.DataFrame) -> pd.DataFrame:
+    """Add a ``subseries`` column: one UID is split by orientation, matrix, pixel spacing, thickness, and by
+    acquisition number when acquisitions cover the same positions (two passes over one region)."""
+    images = images.copy()
+    orient = images["orientation"].map(lambda o: None if o is None else tuple(round(v, 3) for v in o))
+    spacing = images["pixel_spacing"].map(lambda s: None if s is None else tuple(round(v, 4) for v in s))
+    thick = images["slice_thickness"].map(lambda t: None if t is None else round(t, 2))
+    keys = list(zip(images["series"], orient, images["rows"], images["columns"], spacing, thick, strict=True))
+    images["_group"] = [str(k) for k in keys]
+    labels = {}
+    for series, group in images.groupby("series", sort=False):
+        parts = []
+        for _, sub in group.groupby("_group", sort=False):
+            parts.extend(_split_acquisitions(sub))
+        parts.sort(key=lambda idx: (-len(idx), min(images.loc[idx, "path"])))
+        for i, idx in enumerate(parts, start=1):
+            for j in idx:
+                labels[j] = series if len(parts) == 1 else f"{series}.{i}"
+    images["subseries"] = pd.Series(labels)
+    return images.drop(columns="_group")
+
+
+def _split_acquisitions(sub: pd.DataFrame) -> list[list]:
+    acq = pd.to_numeric(sub["acquisition_number"]).fillna(-1)
+    if acq.nunique() < 2 or sub["orientation"].iloc[0] is None or sub["position"].isna().any():
+        return [list(sub.index)]
+    n = _normal(sub["orientation"].iloc[0])
+    s = sub["position"].map(lambda p: float(np.dot(p, n)))
+    ranges = sorted((s[acq == a].min(), s[acq == a].max(), a) for a in acq.unique())
+    overlap = any(nxt[0] <= prev[1] for prev, nxt in itertools.pairwise(ranges))
+    if not overlap:
+        return [list(sub.index)]
+    return [list(sub.index[acq == a]) for a in sorted(acq.unique())]
+
+
+def _order(rows: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """Files ordered by position along the slice normal and those positions (mm)."""
+    orientation = rows["orientation"].iloc[0]
+    n = _normal(orientation)
+    s = np.array([float(np.dot(p, n)) for p in rows["position"]])
+    order = np.argsort(s, kind="stable")
+    return list(rows["path"].to_numpy()[order]), s[order]
+
+
+def _candidate_row(key: str, rows: pd.DataFrame, min_slices: int, max_thickness: float) -> dict:
+    first = rows.iloc[0]
+    why = []
+    sop = first["sop_class"] or "unknown SOP class"
+    if sop not in (UID(CT_IMAGE_STORAGE).name, *(UID(u).name for u in ENHANCED_CT_STORAGE)):
+        why.append(f"not CT image storage ({sop})")
+    if first["modality"] != "CT":
+        why.append(f"modality {first['modality'] or 'missing'}, not CT")
+    image_type = (first["image_type"] or "").upper()
+    if "LOCALIZER" in image_type or "SCOUT" in image_type:
+        why.append("localizer")
+    if first["samples_per_pixel"] not in (None, 1) or (first["photometric"] or "MONOCHROME2") not in (
+        "MONOCHROME1",
+        "MONOCHROME2",
+    ):
+        why.append(f"not grey-scale ({first['photometric']})")
+    if (rows["frames"] > 1).any():
+        why.append("multi-frame objects are not read by this pipeline")
+    geometry_ok = rows["orientation"].notna().all() and rows["position"].notna().all()
+    label = _subseries_label(first["orientation"])
+    spacing = None
+    if not geometry_ok:
+        why.append("ImagePositionPatient/ImageOrientationPatient missing")
+    else:
+        if label != "axial":
+            why.append(f"{label}, not axial")
+        _, s = _order(rows)
+        if len(s) > 1:
+            spacing = float(np.median(np.diff(s)))
+    n = len(rows)
+    if n < min_slices:
+        why.append(f"{n} slices, fewer than {min_slices}")
+    thickness = first["slice_thickness"] if first["slice_thickness"] is not None else spacing
+    if thickness is not None and thickness > max_thickness:
+        why.append(f"slices {thickness:g} mm thick, more than {max_thickness:g} mm")
+    return {
+        "series": key,
+        "series_number": None if pd.isna(first["series_number"]) else int(first["series_number"]),
+        "n_files": n,
+        "modality": first["modality"],
+        "sop_class": first["sop_class"],
+        "image_type": first["image_type"],
+        "orientation": label,
+        "rows": None if pd.isna(first["rows"]) else int(first["rows"]),
+        "columns": None if pd.isna(first["columns"]) else int(first["columns"]),
+        "slice_thickness_mm": thickness,
+        "spacing_mm": None if spacing is None else round(spacing, 4),
+        "kernel": first["kernel"],
+        "eligible": not why,
+        "why_not": "; ".join(why),
+    }
+
+
+def _finite(value, default: float) -> float:
+    """``value`` as a float, ``default`` when it is None or NaN."""
+    return default if value is None or pd.isna(value) else float(value)
+
+
+def _label_number(value) -> str:
+    return "without number" if value is None or pd.isna(value) else str(int(value))
+
+
+def _kernel_rank(kernel: str | None, prefer_kernels: Sequence[str]) -> int:
+    values = [v.strip().lower() for v in (kernel or "").split("\\")]
+    for i, wanted in enumerate(prefer_kernels):
+        if wanted.lower() in values:
+            return i
+    return len(prefer_kernels)
+
+
+def _image_rows(index: pd.DataFrame) -> pd.DataFrame:
+    """Rows that carry image headers (including truncated images, so that QC can name them)."""
+    has_header = index["rows"].notna() & index["series"].notna() & (index["is_image"] | index["error"].notna())
+    return index[index["is_dicom"] & has_header]
+
+
+def choose_series(
+    index: pd.DataFrame,
+    *,
+    min_slices: int = 20,
+    max_slice_thickness_mm: float = 5.0,
+    prefer: str = "thinnest",
+    prefer_kernels: Sequence[str] = (),
+) -> SeriesChoice:
+    """Choose the axial CT series to measure.
+
+    Only grey-scale CT Image Storage objects that are not localizers qualify; a SeriesInstanceUID holding
+    several orientations, matrices, pixel spacings, slice thicknesses or overlapping acquisitions is split
+    into sub-series first.
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+        Output of :func:`index_folder`.
+    min_slices : int
+        Sub-series with fewer slices do not qualify.
+    max_slice_thickness_mm : float
+        Sub-series with thicker slices (SliceThickness, else slice spacing) do not qualify, in mm.
+    prefer : {"thinnest", "most_slices"}
+        Ranking among qualifying sub-series (ties: the other criterion, then the lower SeriesNumber).
+    prefer_kernels : sequence of str
+        ConvolutionKernel values (case-insensitive); a sub-series with an earlier listed kernel ranks first.
+
+    Returns
+    -------
+    SeriesChoice
+        ``files`` ordered by ImagePositionPatient projected on the slice normal (never by InstanceNumber or
+        file name).
+    """
+    if prefer not in ("thinnest", "most_slices"):
+        raise InputError(f"imaging.series.prefer is {prefer!r}; expected 'thinnest' or 'most_slices'")
+    images = _image_rows(index)
+    if images.empty:
+        return SeriesChoice(None, [], "No DICOM image was found in the folder.", pd.DataFrame())
+    # copies of one SOP instance (same SOPInstanceUID) are used once: the first path
+    copies = images["instance"].notna() & images.duplicated(subset=["series", "instance"], keep="first")
+    images = images[~copies]
+    images = _split_subseries(images)
+    cands = pd.DataFrame(
+        [
+            _candidate_row(key, rows, min_slices, max_slice_thickness_mm)
+            for key, rows in images.groupby("subseries", sort=True)
+        ]
+    )
+    eligible = cands[cands["eligible"]]
+    if eligible.empty:
+        summary = "; ".join(
+            f"series {_label_number(r.series_number)} ({r.n_files} files): {r.why_not}" for r in cands.itertuples()
+        )
+        return SeriesChoice(None, [], f"No axial CT series qualifies: {summary}.", cands)
+
+    def rank(r) -> tuple:
+        thin = _finite(r.slice_thickness_mm, math.inf)
+        order = (thin, -r.n_files) if prefer == "thinnest" else (-r.n_files, thin)
+        return (_kernel_rank(r.kernel, prefer_kernels), *order, _finite(r.series_number, math.inf), r.series)
+
+    best = min(eligible.itertuples(), key=rank)
+    files, _ = _order(images[images["subseries"] == best.series])
+    criterion = "the thinnest slices" if prefer == "thinnest" else "the most slices"
+    if prefer_kernels and _kernel_rank(best.kernel, prefer_kernels) < len(prefer_kernels):
+        criterion = f"kernel {best.kernel}, then {criterion}"
+    chosen = (
+        f"Series {_label_number(best.series_number)} ({best.n_files} axial CT slices, "
+        f"{_finite(best.slice_thickness_mm, math.nan):g} mm, kernel {best.kernel or 'unknown'})"
+    )
+    if len(eligible) == 1:
+        reason = f"{chosen} is the only qualifying series"
+    else:
+        reason = f"{chosen} has {criterion} among {len(eligible)} qualifying series"
+    set_aside = cands[~cands["eligible"]]
+    if not set_aside.empty:
+        reason += "; set aside: " + ", ".join(
+            f"series {_label_number(r.series_number)} ({r.why_not})" for r in set_aside.itertuples()
+        )
+    reason += "."
+    return SeriesChoice(best.series, files, reason, cands)
+
+
+def _format_files(files: Sequence[str], limit: int = 3) -> str:
+    files = list(files)
+    shown = ", ".join(files[:limit])
+    return shown + (f" and {len(files) - limit} more" if len(files) > limit else "")
+
+
+@dataclass
+class _Geometry:
+    files: list[str]
+    positions: np.ndarray  # (n, 3) LPS mm, in file order
+    steps: np.ndarray  # projected distances between consecutive slices, mm
+    normal: np.ndarray
+    tilt_deg: float
+
+
+def _geometry(rows: pd.DataFrame) -> _Geometry:
+    files, s = _order(rows)
+    by_path = rows.set_index("path")
+    positions = np.array([by_path.at[f, "position"] for f in files], float)
+    n = _normal(rows["orientation"].iloc[0])
+    tilt = 0.0
+    if len(files) > 1:
+        step = positions[-1] - positions[0]
+        length = np.linalg.norm(step)
+        if length > 0:
+            tilt = math.degrees(math.acos(min(1.0, abs(float(np.dot(step, n))) / length)))
+    return _Geometry(files, positions, np.diff(s), n, tilt)
+
+
+def check_series(
+    index: pd.DataFrame,
+    files: Sequence[str],
+    *,
+    scan_id: str,
+    min_slices: int = 20,
+    max_slice_thickness_mm: float = 5.0,
+    spacing_tolerance: float = 0.05,
+    tilt_tolerance_deg: float = 0.5,
+) -> list[QCIssue]:
+    """Quality checks of one series before it is read.
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+        Output of :func:`index_folder`.
+    files : sequence of str
+        Relative paths of the series (e.g. ``SeriesChoice.files``).
+    scan_id : str
+        Scan name used in the messages.
+    min_slices, max_slice_thickness_mm : int, float
+        Fewer slices, or thicker slices (mm), is an error.
+    spacing_tolerance : float
+        Allowed relative deviation of a slice step from the median step before the spacing counts as uneven.
+    tilt_tolerance_deg : float
+        Smaller gantry tilts (degrees) are ignored.
+
+    Returns
+    -------
+    list of QCIssue
+        Codes: ``no_series``, ``unreadable``, ``non_ct``, ``too_few_slices``, ``too_thick``, ``mixed_matrix``,
+        ``mixed_orientation``, ``duplicate_position``, ``duplicate_file``, ``missing_slices``,
+        ``uneven_spacing``, ``gantry_tilt``, ``unreadable_other``. Slice spacing is always measured along the
+        slice normal, so a tilted series gets a warning only.
+    """
+    issues: list[QCIssue] = []
+
+    def add(code: str, severity: str, message: str) -> None:
+        issues.append(QCIssue(code, severity, f"{scan_id}: {message}"))
+
+    if not files:
+        add("no_series", "error", "no series to check (no file given)")
+        return issues
+    unknown = sorted(set(files) - set(index["path"]))
+    if unknown:
+        raise InputError(f"{scan_id}: {_format_files(unknown)} not in the folder index; expected indexed files")
+    rows = index.set_index("path").loc[list(files)].reset_index()
+    series_keys = set(rows["series"].dropna())
+    bad = rows[~rows["readable"]]
+    for err, grp in bad.groupby("error"):
+        add("unreadable", "error", f"{err}: {_format_files(grp['path'])}; expected complete DICOM images")
+    copies = index[index["instance"].isin(rows["instance"].dropna()) & ~index["path"].isin(rows["path"])]
+    if not copies.empty:
+        add("duplicate_file", "warning", f"{_format_files(copies['path'])}: copies of images in the series, used once")
+    others = index[index["is_dicom"] & ~index["readable"] & ~index["path"].isin(rows["path"])]
+    for err, grp in others.groupby("error"):
+        add("unreadable_other", "warning", f"{err}: {_format_files(grp['path'])}; file(s) outside the series ignored")
+    non_ct = rows[rows["modality"] != "CT"]
+    if not non_ct.empty:
+        mods = ", ".join(sorted({str(m) for m in non_ct["modality"]}))
+        add("non_ct", "error", f"modality {mods} in {_format_files(non_ct['path'])}; expected CT")
+    if len(rows) < min_slices:
+        add("too_few_slices", "error", f"{len(rows)} slices; expected at least {min_slices}")
+    thick = rows["slice_thickness"].dropna()
+    if not thick.empty and thick.max() > max_slice_thickness_mm:
+        add("too_thick", "error", f"slices {thick.max():g} mm thick; expected at most {max_slice_thickness_mm:g} mm")
+
+    siblings = _image_rows(index)
+    siblings = siblings[siblings["series"].isin(series_keys)]
+    for column, code, what in (
+        ("_matrix", "mixed_matrix", "matrix"),
+        ("_orient", "mixed_orientation", "orientation"),
+    ):
+        values = pd.concat([rows.assign(_in=True), siblings[~siblings["path"].isin(rows["path"])].assign(_in=False)])
+        if column == "_matrix":
+            values[column] = [f"{r}x{c}" for r, c in zip(values["rows"], values["columns"], strict=True)]
+        else:
+            values[column] = values["orientation"].map(lambda o: None if o is None else tuple(round(v, 3) for v in o))
+        main = values.loc[values["_in"], column].mode()
+        if values[column].nunique(dropna=False) > 1 and not main.empty:
+            odd = values[values[column] != main.iloc[0]]
+            inside = bool(odd["_in"].any())
+            shown = odd[column].iloc[0]
+            where = "in the chosen files" if inside else "in the same series, set aside"
+            add(
+                code,
+                "error" if inside else "warning",
+                f"mixed {what} {where}: {_format_files(odd['path'])} ({shown}); expected {main.iloc[0]}",
+            )
+    missing = rows[rows["orientation"].isna() | rows["position"].isna() | rows["pixel_spacing"].isna()]
+    if not missing.empty:
+        add(
+            "missing_geometry",
+            "error",
+            f"ImagePositionPatient, ImageOrientationPatient or PixelSpacing missing or malformed in "
+            f"{_format_files(missing['path'])}; expected numbers",
+        )
+        return issues
+    if any(i.code == "mixed_orientation" and i.severity == "error" for i in issues) or len(rows) < 2:
+        return issues
+
+    geo = _geometry(rows)
+    by_path = rows.set_index("path")
+    dup = np.flatnonzero(np.abs(geo.steps) < 1e-3)
+    for i in dup:
+        a, b = geo.files[i], geo.files[i + 1]
+        same = by_path.at[a, "instance"] == by_path.at[b, "instance"]
+        if same:
+            add("duplicate_file", "error", f"{a} and {b} are copies of the same image; expected each slice once")
+        else:
+            add("duplicate_position", "error", f"{a} and {b} have the same position; expected one slice per position")
+    steps = np.delete(geo.steps, dup)
+    if steps.size:
+        median = float(np.median(steps))
+        tol = spacing_tolerance * median + 0.01
+        for i, step in enumerate(geo.steps):
+            if i in dup or abs(step - median) <= tol:
+                continue
+            a, b = geo.files[i], geo.files[i + 1]
+            ratio = step / median
+            if ratio > 1.5 and abs(ratio - round(ratio)) * median <= tol:
+                add(
+                    "missing_slices",
+                    "error",
+                    f"{round(ratio) - 1} slice(s) missing between {a} and {b}: {step:.2f} mm apart; "
+                    f"expected {median:.2f} mm",
+                )
+            else:
+                add("uneven_spacing", "error", f"{a} and {b} are {step:.2f} mm apart; expected {median:.2f} mm")
+    tag = rows["gantry_tilt"].dropna()
+    tag_tilt = float(tag.abs().max()) if not tag.empty else 0.0
+    if geo.tilt_deg > tilt_tolerance_deg:
+        add(
+            "gantry_tilt",
+            "warning",
+            f"gantry tilt {geo.tilt_deg:.1f} degrees (table step along z, slices tilted; GantryDetectorTilt "
+            f"{tag_tilt:g}); slice spacing measured along the slice normal, volume not resampled",
+        )
+    elif tag_tilt > tilt_tolerance_deg:
+        add(
+            "gantry_tilt",
+            "warning",
+            f"GantryDetectorTilt is {tag_tilt:g} degrees but ImagePositionPatient/ImageOrientationPatient describe "
+            "an orthogonal stack; geometry taken from the positions",
+        )
+    return issues
+
+
+def _reorientation(orientation: Sequence[float]) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """Axis permutation and flips that bring the (slice, row, column) array to (superior, posterior, left).
+
+    Returns ``perm`` (for output axis k = z, y, x, the input axis) and ``flip`` (per output axis).
+    """
+    row = np.asarray(orientation[:3], float)
+    col = np.asarray(orientation[3:], float)
+    n = _normal(orientation)
+    # direction of increasing index for input axes (slice, row index, column index) in LPS
+    axes = np.stack([n, col, row])  # input axis i -> LPS vector
+    targets = (2, 1, 0)  # output z <- LPS z (S), y <- LPS y (P), x <- LPS x (L)
+    best = max(itertools.permutations(range(3)), key=lambda p: sum(abs(axes[p[k], targets[k]]) for k in range(3)))
+    flip = tuple(bool(axes[best[k], targets[k]] < 0) for k in range(3))
+    return best, flip
+
+
+def _output_geometry(rows_cols: tuple[int, int], n: int, orientation, pixel_spacing, dz: float, first, last):
+    """Shape, spacing, origin and direction of the reoriented volume (see :func:`read_volume`)."""
+    row = np.asarray(orientation[:3], float)
+    col = np.asarray(orientation[3:], float)
+    normal = _normal(orientation)
+    perm, flip = _reorientation(orientation)
+    in_shape = (n, rows_cols[0], rows_cols[1])
+    in_spacing = (dz, float(pixel_spacing[0]), float(pixel_spacing[1]))
+    in_vectors = [normal, col, row]  # unit vectors of increasing input index
+    shape = tuple(in_shape[p] for p in perm)
+    spacing = tuple(in_spacing[p] for p in perm)
+    origin = np.asarray(first, float).copy()
+    direction = np.zeros((3, 3))
+    for k, p in enumerate(perm):
+        v = in_vectors[p]
+        if flip[k]:
+            # the last slice's own position keeps a tilted (sheared) stack's origin on its first voxel
+            origin = origin + (np.asarray(last, float) - first if p == 0 else v * in_spacing[p] * (in_shape[p] - 1))
+            v = -v
+        direction[:, 2 - k] = v  # direction columns in (x, y, z) order, as in ITK
+    return shape, spacing, origin, direction, perm, flip
+
+
+def ingest(folder: str | os.PathLike, scan_id: str, *, strict: bool = False, **series_options) -> dict:
+    """Index a scan folder, choose and check its series: the content of ``series.json``.
+
+    Parameters
+    ----------
+    folder : path
+        Scan folder (searched recursively).
+    scan_id : str
+        Trial scan ID, used in messages.
+    strict : bool
+        Raise :class:`lungtrial.errors.ScanExcluded` instead of returning status "excluded".
+    **series_options
+        ``min_slices``, ``max_slice_thickness_mm``, ``prefer``, ``prefer_kernels`` (see :func:`choose_series`).
+
+    Returns
+    -------
+    dict
+        JSON-serialisable: ``scan_id``, ``status`` ("ok" | "excluded"), ``reasons``, ``warnings``, ``series``
+        (sub-series key), ``choice`` (one sentence), ``files`` (relative paths ordered along the slice normal),
+        ``geometry`` (``shape`` (z, y, x), ``spacing`` (dz, dy, dx) mm, ``origin`` (x, y, z) LPS mm and
+        ``direction`` of the reoriented volume, ``tilt_deg``, ``orientation``, ``image_orientation_patient``,
+        ``rescale``, ``transfer_syntax``, ``slice_thickness_mm``, ``kernel``), ``candidates`` (one dict per image
+        sub-series) and ``n_files_indexed``.
+    """
+    allowed = {"min_slices", "max_slice_thickness_mm", "prefer", "prefer_kernels"}
+    unknown = set(series_options) - allowed
+    if unknown:
+        raise TypeError(f"unknown series option(s): {', '.join(sorted(unknown))}")
+    index = index_folder(folder)
+    choice = choose_series(index, **series_options)
+    out = {
+        "scan_id": scan_id,
+        "status": "ok",
+        "reasons": [],
+        "warnings": [],
+        "series": choice.series,
+        "choice": choice.reason,
+        "files": list(choice.files),
+        "geometry": {},
+        "candidates": _records(choice.candidates),
+        "n_files_indexed": len(index),
+    }
+    if choice.series is None:
+        out["status"] = "excluded"
+        out["reasons"] = [f"{scan_id}: {choice.reason}"]
+    else:
+        check_options = {k: v for k, v in series_options.items() if k in ("min_slices", "max_slice_thickness_mm")}
+        issues = check_series(index, choice.files, scan_id=scan_id, **check_options)
+        out["reasons"] = [i.message for i in issues if i.severity == "error"]
+        out["warnings"] = [i.message for i in issues if i.severity == "warning"]
+        if out["reasons"]:
+            out["status"] = "excluded"
+        else:
+            out["geometry"] = _geometry_summary(index.set_index("path").loc[choice.files].reset_index())
+    if strict and out["status"] == "excluded":
+        raise ScanExcluded(scan_id, out["reasons"])
+    return out
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    def clean(v):
+        if isinstance(v, (np.integer,)):
+            return int(v)
+        if isinstance(v, (np.floating, float)):
+            return None if not math.isfinite(v) else float(v)
+        if isinstance(v, np.bool_):
+            return bool(v)
+        return v
+
+    return [{k: clean(v) for k, v in rec.items()} for rec in df.to_dict("records")]
+
+
+def _geometry_summary(rows: pd.DataFrame) -> dict:
+    geo = _geometry(rows)
+    by_path = rows.set_index("path")
+    first = by_path.loc[geo.files[0]]
+    dz = float(np.median(geo.steps))
+    shape, spacing, origin, direction, _, _ = _output_geometry(
+        (int(first["rows"]), int(first["columns"])),
+        len(geo.files),
+        first["orientation"],
+        first["pixel_spacing"],
+        dz,
+        geo.positions[0],
+        geo.positions[-1],
+    )
+    slopes = pd.to_numeric(rows["rescale_slope"]).fillna(1.0)
+    intercepts = pd.to_numeric(rows["rescale_intercept"]).fillna(0.0)
+    rescale = {
+        "pairs": sorted({(float(a), float(b)) for a, b in zip(slopes, intercepts, strict=True)}),
+        "modality_lut_sequence": bool(rows["modality_lut"].any()),
+        "pixel_representation": sorted({int(v) for v in rows["pixel_representation"].dropna()}),
+        "bits_stored": sorted({int(v) for v in rows["bits_stored"].dropna()}),
+        "padding_value": sorted({int(v) for v in rows["padding_value"].dropna()}),
+    }
+    rescale["pairs"] = [list(p) for p in rescale["pairs"]]
+    return {
+        "shape": [int(v) for v in shape],
+        "spacing": [round(float(v), 6) for v in spacing],
+        "origin": [round(float(v), 4) for v in origin],
+        "direction": [[round(float(v), 6) for v in r] for r in direction],
+        "tilt_deg": round(geo.tilt_deg, 3),
+        "orientation": _subseries_label(first["orientation"]),
+        "image_orientation_patient": [round(float(v), 6) for v in first["orientation"]],
+        "slice_thickness_mm": None if pd.isna(first["slice_thickness"]) else float(first["slice_thickness"]),
+        "kernel": first["kernel"],
+        "rescale": rescale,
+        "transfer_syntax": sorted({str(v) for v in rows["transfer_syntax"].dropna()}),
+    }
+
+
+@dataclass
+class CTVolume:
+    """A CT volume in HU, reoriented to (superior, posterior, left) increasing indices.
+
+    Attributes
+    ----------
+    hu : numpy.ndarray
+        int16 (z, y, x) HU; padding voxels hold -1024.
+    spacing : tuple of float
+        (dz, dy, dx) in mm; dz is the slice step projected on the slice normal.
+    origin : tuple of float
+        (x, y, z) LPS position of voxel [0, 0, 0] in mm.
+    direction : numpy.ndarray
+        3 x 3; column j is the LPS unit vector of increasing x, y, z index (j = 0, 1, 2), as in ITK.
+    padding : numpy.ndarray or None
+        bool (z, y, x), True where the scanner stored padding (outside the reconstruction field); None if none.
+    """
+
+    hu: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: np.ndarray
+    padding: np.ndarray | None
+
+
+_PIXEL_TAGS = [
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "PlanarConfiguration",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "RescaleType",
+    "ModalityLUTSequence",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
+    "PixelData",
+]
+_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _read_stored(path: Path, rel: str) -> tuple[pydicom.Dataset, np.ndarray]:
+    """Dataset and stored pixel values (rows, columns) of one single-frame grey-scale file.
+
+    Native little-endian 16-bit pixel data is read straight from the file into the array; anything else
+    (compressed, big endian, other bit depths) goes through pydicom's decoders (pylibjpeg plugins), which also
+    reconcile a JPEG 2000 codestream's signedness with PixelRepresentation.
+    """
+    try:
+        with open(path, "rb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds, ended_early = _dcmread(fp, _PIXEL_TAGS, 1024)
+            if ended_early:
+                raise InputError(f"{rel}: file ends inside a data element; expected a complete DICOM file")
+            elem = ds.get_item("PixelData", keep_deferred=True)
+            if elem is None:
+                raise InputError(f"{rel}: no PixelData element; expected a CT image")
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            bits_stored = int(ds.get("BitsStored", 16))
+            signed = int(ds.get("PixelRepresentation", 0)) == 1
+            native = (
+                str(ds.file_meta.get("TransferSyntaxUID", "")) in _NATIVE_LITTLE_ENDIAN
+                and int(ds.get("BitsAllocated", 0)) == 16
+                and int(ds.get("SamplesPerPixel", 1)) == 1
+                and int(ds.get("NumberOfFrames", 1) or 1) == 1
+                and int(ds.get("HighBit", bits_stored - 1)) == bits_stored - 1
+                and elem.length == rows * cols * 2
+            )
+            if not native:
+                stored = ds.pixel_array
+            else:
+                stored = np.empty((rows, cols), "<i2" if signed else "<u2")
+                if elem.value is not None:
+                    stored.ravel()[:] = np.frombuffer(elem.value, stored.dtype)
+                else:
+                    fp.seek(elem.value_tell)
+                    if fp.readinto(memoryview(stored).cast("B")) != stored.nbytes:
+                        raise InputError(f"{rel}: truncated pixel data; expected {stored.nbytes} bytes")
+                if bits_stored < 16:
+                    shift = 16 - bits_stored
+                    if signed:  # sign-extend from bit bits_stored - 1
+                        stored <<= shift
+                        stored >>= shift
+                    else:  # bits above HighBit are not pixel data
+                        stored &= (1 << bits_stored) - 1
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader or decoder failure is reported with the file name
+        raise InputError(
+            f"{rel}: pixel data cannot be read or decoded ({type(exc).__name__}); expected a readable CT image"
+        ) from None
+    if stored.ndim != 2:
+        raise InputError(f"{rel}: pixel array has shape {stored.shape}; expected one grey-scale frame")
+    return ds, stored
+
+
+def _store_hu(ds: pydicom.Dataset, stored: np.ndarray, out: np.ndarray, padding_below_hu: float) -> np.ndarray | None:
+    """Write the HU of ``stored`` into the int16 view ``out``; return the padding mask (None if no padding).
+
+    Padding: stored PixelPaddingValue (up to PixelPaddingRangeLimit) and values below ``padding_below_hu``
+    after the modality LUT; they are set to ``PADDING_FILL_HU``.
+    """
+    from pydicom.pixels import apply_modality_lut
+
+    pad = None
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    pad_value = ds.get("PixelPaddingValue")
+    if pad_value is not None:
+        limit = ds.get("PixelPaddingRangeLimit")
+        lo, hi = sorted((int(pad_value), int(limit if limit is not None else pad_value)))
+        if hi * slope + intercept >= padding_below_hu or "ModalityLUTSequence" in ds:  # else found as low below
+            pad = stored == lo if lo == hi else (stored >= lo) & (stored <= hi)
+    if "ModalityLUTSequence" in ds and "RescaleIntercept" not in ds:
+        hu = apply_modality_lut(stored, ds)
+        low = hu < padding_below_hu
+        np.copyto(out, np.clip(np.rint(hu), -32768, 32767), casting="unsafe")
+    elif slope == 1 and intercept == int(intercept) and stored.dtype.kind in "iu" and stored.itemsize <= 2:
+        offset = int(intercept)
+        threshold = math.ceil(padding_below_hu - offset)  # stored values below it are padding
+        info = np.iinfo(stored.dtype)
+        if threshold <= info.min:
+            low = None
+        else:
+            low = stored < min(threshold, info.max) if threshold <= info.max else np.ones(stored.shape, bool)
+        # 16-bit modular addition is exact wherever the result fits int16; results that would wrap below
+        # -32768 are all under the padding threshold and overwritten below
+        if info.max + offset <= 32767 or int(stored.max()) + offset <= 32767:
+            np.add(stored.view(np.uint16), np.uint16(offset % 65536), out=out.view(np.uint16))
+        else:
+            np.copyto(out, np.clip(stored.astype(np.int32) + offset, -32768, 32767), casting="unsafe")
+    else:
+        hu = stored * slope + intercept
+        low = hu < padding_below_hu
+        np.copyto(out, np.clip(np.rint(hu), -32768, 32767), casting="unsafe")
+    if low is not None:
+        pad = low if pad is None else pad | low
+    if pad is None or not pad.any():
+        return None
+    np.copyto(out, PADDING_FILL_HU, where=pad)
+    return pad
+
+
+def read_volume(folder: str | os.PathLike, series: dict, *, padding_below_hu: float = PADDING_BELOW_HU) -> CTVolume:
+    """Read the chosen series in HU, reoriented so that x increases to the patient's left, y to posterior and
+    z to superior (axis flips and transposes only, no resampling).
+
+    Parameters
+    ----------
+    folder : path
+        Scan folder given to :func:`ingest`.
+    series : dict
+        Output of :func:`ingest` (``files`` ordered along the slice normal, ``geometry``).
+    padding_below_hu : float
+        Values below this (HU, after the modality LUT) are padding, as are stored PixelPaddingValue values.
+
+    Returns
+    -------
+    CTVolume
+        ``hu`` int16 (z, y, x) via the modality LUT (Rescale Slope/Intercept or Modality LUT Sequence); padding
+        set to -1024 HU and returned as a mask.
+
+    Raises
+    ------
+    lungtrial.errors.ScanExcluded
+        If ``series`` has status "excluded".
+    lungtrial.errors.InputError
+        If a file cannot be read or decoded, or does not match the series geometry (message names the file).
+    """
+    if series.get("status") != "ok":
+        raise ScanExcluded(str(series.get("scan_id")), list(series.get("reasons", [])) or ["series not ingested"])
+    root = Path(folder)
+    files = list(series["files"])
+    geo = series["geometry"]
+    orientation = geo["image_orientation_patient"]
+    perm, flip = _reorientation(orientation)
+    # output axis k (z, y, x) takes input axis perm[k] of (slice, row, column)
+    if perm[0] != 0:
+        raise InputError(
+            f"{series.get('scan_id')}: slice normal is not the superior axis "
+            f"(orientation {geo.get('orientation')}); expected an axial series"
+        )
+    transpose = perm[1] == 2
+    slicer = tuple(slice(None, None, -1) if f else slice(None) for f in flip[1:])
+    shape = tuple(geo["shape"])
+    expected_plane = shape[1:]
+    hu = np.empty(shape, np.int16)
+    padding = None
+    n = len(files)
+    for k, rel in enumerate(files):
+        ds, stored = _read_stored(root / rel, rel)
+        file_plane = expected_plane[::-1] if transpose else expected_plane
+        if stored.shape != file_plane:
+            raise InputError(
+                f"{rel}: slice is {stored.shape[0]}x{stored.shape[1]}; expected {file_plane[0]}x{file_plane[1]}"
+            )
+        target = n - 1 - k if flip[0] else k
+        # views of the output slice in the file's own (row, column) layout
+        view = hu[target][slicer]
+        pad = _store_hu(ds, stored, view.T if transpose else view, padding_below_hu)
+        if pad is not None:
+            if padding is None:
+                padding = np.zeros(shape, bool)
+            pad_view = padding[target][slicer]
+            (pad_view.T if transpose else pad_view)[...] = pad
+    return CTVolume(
+        hu=hu,
+        spacing=tuple(float(v) for v in geo["spacing"]),
+        origin=tuple(float(v) for v in geo["origin"]),
+        direction=np.asarray(geo["direction"], float),
+        padding=padding,
+    )

@@ -1,0 +1,424 @@
+"""Lung density and opacity metrics from HU volumes: HU classes, presets, per-scan and per-region metrics.
+
+Conventions
+-----------
+- Volumes are ``(z, y, x)`` arrays; ``spacing`` is ``(dz, dy, dx)`` in mm. Axis 0 must increase towards the head
+  (superior), as :func:`lungtrial.dicomio.read_volume` guarantees; the upper/middle/lower zones depend on it.
+- HU are integers (int16). Float input is rounded to the nearest integer HU.
+- ``lungs`` is a label volume: 0 background, 1 right lung, 2 left lung.
+
+HU classes
+----------
+A class ``HUClass(name, lower, upper)`` holds the voxels with ``lower < HU <= upper`` (lower bound exclusive, upper
+bound inclusive; ``None`` means unbounded). So with the radiology preset -700 HU is normal and -300 HU is ground
+glass, matching "normal <= -700, ground glass -700 to -300, consolidation > -300".
+
+- ``radiology``: normal (<= -700), ground_glass (-700, -300], consolidation (> -300). Opacity = ground glass +
+  consolidation. High opacity (reported separately, ``pct_high_opacity``) = HU > -200.
+- ``ards`` (aeration compartments): hyperinflated (<= -900, so values below -1000 from noise are counted too),
+  normally_aerated (-900, -500], poorly_aerated (-500, -100], non_aerated (-100, +100]. Voxels above +100 HU
+  (calcification, contrast) fall in no compartment.
+
+Vessels
+-------
+Vessel voxels (``vessels`` mask) belong to the lung: they count in the lung volume and in the density statistics
+(mean, median, percentiles). They are reported as ``vessel_ml`` and are excluded from every HU class, from opacity
+and from high opacity, so for the radiology preset ``normal + ground_glass + consolidation + vessel = lung``.
+
+Partial volume
+--------------
+Optional ``not_opacity`` voxels (e.g. :func:`lungtrial.segment.opacity_exclusion`: the pleural rim next to aerated
+lung and the halo around vessels, whose HU are raised by partial volume) never count as ground glass, consolidation
+or high opacity; outside vessels they count as normal lung. The ARDS compartments and custom classes use their HU.
+
+Lesion mask
+-----------
+A binary lesion mask (non-zero = lesion), when given, replaces the HU thresholds for the extent of opacity: lung
+voxels inside the mask (and not vessel) are opacity, all other non-vessel lung voxels are normal. Inside the
+lesion the ground glass / consolidation split and high opacity still use HU (-300 and -200 HU); ``not_opacity`` is
+ignored. The ARDS compartments and custom classes always use HU.
+
+Regions
+-------
+Each lung is split into upper, middle and lower zones by thirds of its own craniocaudal extent: the slices from the
+lung's lowest to its highest slice containing that lung are divided into three equal lengths, and each slice goes
+to the zone that holds its centre. Regions: ``right_upper, right_middle, right_lower, left_upper, left_middle,
+left_lower``. A region's involvement score from its percentage of opacity ``p``: 0 for ``p < none_below_pct``
+(default 1 %, the partial-volume background that HU thresholds always find in healthy lungs), 1 for ``p < 25``,
+2 for ``25 <= p < 50``, 3 for ``50 <= p < 75``, 4 for ``p >= 75``. ``severity_score`` (0-24) sums the six.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lungtrial.errors import InputError
+
+
+@dataclass(frozen=True)
+class HUClass:
+    """Voxels with ``lower < HU <= upper`` (HU; ``None`` = unbounded)."""
+
+    name: str
+    lower: float | None
+    upper: float | None
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise InputError(f"HU class name {self.name!r}: expected a name made of letters, digits and '_'")
+        if self.lower is not None and self.upper is not None and not self.lower < self.upper:
+            raise InputError(f"HU class {self.name!r}: expected lower < upper, got {self.lower} and {self.upper}")
+
+    def bin_range(self) -> tuple[int, int]:
+        """Half-open range ``[start, stop)`` of histogram bins (offset ``HU + 32768``) inside the class."""
+        start = 0 if self.lower is None else int(np.clip(np.floor(self.lower) + 1 + _OFFSET, 0, _NBINS))
+        stop = _NBINS if self.upper is None else int(np.clip(np.floor(self.upper) + 1 + _OFFSET, 0, _NBINS))
+        return start, max(start, stop)
+
+
+PRESETS: dict[str, tuple[HUClass, ...]] = {
+    "radiology": (
+        HUClass("normal", None, -700),
+        HUClass("ground_glass", -700, -300),
+        HUClass("consolidation", -300, None),
+    ),
+    "ards": (
+        HUClass("hyperinflated", None, -900),
+        HUClass("normally_aerated", -900, -500),
+        HUClass("poorly_aerated", -500, -100),
+        HUClass("non_aerated", -100, 100),
+    ),
+}
+#: The two classes of each preset drawn as labels 1 and 2 in opacity masks and QC pictures.
+OPACITY_CLASSES: dict[str, tuple[str, str]] = {
+    "radiology": ("ground_glass", "consolidation"),
+    "ards": ("poorly_aerated", "non_aerated"),
+}
+HIGH_OPACITY = HUClass("high_opacity", -200, None)
+REGIONS = ("right_upper", "right_middle", "right_lower", "left_upper", "left_middle", "left_lower")
+PERCENTILES = (5, 10, 15, 25, 75, 85, 90, 95)
+
+_OFFSET = 32768  # int16 HU -> histogram bin
+_NBINS = 65536
+_GGO, _CONS = PRESETS["radiology"][1], PRESETS["radiology"][2]
+_RESERVED = {"normal", "ground_glass", "consolidation", "opacity", "high_opacity", "vessel", "lung_volume"} | {
+    c.name for c in PRESETS["ards"]
+}
+
+
+def hu_classes(spec: Iterable[Mapping]) -> tuple[HUClass, ...]:
+    """Custom HU classes from a config list of ``{name, lower, upper}`` (HU; ``lower``/``upper`` may be absent).
+
+    Raises :class:`~lungtrial.errors.InputError` for a malformed entry, a duplicate name or a name that collides
+    with the built-in columns.
+    """
+    classes = []
+    for i, item in enumerate(spec):
+        if not isinstance(item, Mapping) or "name" not in item or set(item) - {"name", "lower", "upper"}:
+            raise InputError(f"HU class #{i + 1}: expected keys name, lower, upper; got {item!r}")
+        bounds = [item.get("lower"), item.get("upper")]
+        for b in bounds:
+            if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float))):
+                raise InputError(f"HU class {item['name']!r}: bounds must be numbers (HU) or null, got {b!r}")
+        cls = HUClass(str(item["name"]), *bounds)
+        if cls.name in _RESERVED or cls.name in {c.name for c in classes}:
+            raise InputError(f"HU class {cls.name!r}: name already used; expected a new name")
+        classes.append(cls)
+    return tuple(classes)
+
+
+def involvement_score(pct_opacity: float, none_below_pct: float = 1.0) -> int:
+    """Region involvement 0-4 from its percentage of opacified volume (see module docstring)."""
+    if not np.isfinite(pct_opacity) or pct_opacity < none_below_pct:
+        return 0
+    return 1 + int(min(pct_opacity, 100.0) >= 25) + int(pct_opacity >= 50) + int(pct_opacity >= 75)
+
+
+def _as_hu(hu: np.ndarray) -> np.ndarray:
+    hu = np.asarray(hu)
+    if hu.ndim != 3:
+        raise ValueError(f"hu: expected a 3-D (z, y, x) volume, got shape {hu.shape}")
+    if np.issubdtype(hu.dtype, np.floating):
+        return np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
+    if hu.dtype != np.int16:
+        return np.clip(hu, -32768, 32767).astype(np.int16)
+    return hu
+
+
+def _check_mask(name: str, mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} (the CT grid), got {mask.shape}")
+    return mask
+
+
+def _zone_lut(lungs: np.ndarray) -> np.ndarray:
+    """``lut[z, label]`` -> region index 0-5 (``REGIONS``), for labels 1 (right) and 2 (left); 0 elsewhere."""
+    nz = lungs.shape[0]
+    lut = np.zeros((nz, 3), dtype=np.int64)
+    present = np.stack([(lungs == lab).any(axis=(1, 2)) for lab in (1, 2)], axis=1)
+    for side in (0, 1):
+        zs = np.flatnonzero(present[:, side])
+        if zs.size == 0:
+            continue
+        z0, n = zs[0], zs[-1] - zs[0] + 1
+        third = np.floor(3 * (np.arange(nz) - z0 + 0.5) / n).clip(0, 2).astype(np.int64)  # 0 lower .. 2 upper
+        lut[:, side + 1] = side * 3 + (2 - third)
+    return lut
+
+
+def _histograms(hu, lungs, vessels, lesion, guard, chunk: int = 16) -> dict[str, np.ndarray]:
+    """HU histograms ``(6 regions, 65536 bins)`` of all lung voxels, vessel voxels, non-vessel lesion voxels and
+    non-vessel ``guard`` (not opacity) voxels."""
+    lut = _zone_lut(lungs)
+    size = len(REGIONS) * _NBINS
+    out = {k: np.zeros(size, dtype=np.int64) for k in ("all", "vessel", "lesion", "guard")}
+    for z0 in range(0, hu.shape[0], chunk):
+        lab = lungs[z0 : z0 + chunk]
+        m = lab > 0
+        counts = m.reshape(m.shape[0], -1).sum(axis=1)
+        if not counts.any():
+            continue
+        zi = np.repeat(np.arange(z0, z0 + m.shape[0]), counts)
+        key = lut[zi, lab[m]] * _NBINS + (hu[z0 : z0 + chunk][m].astype(np.int64) + _OFFSET)
+        out["all"] += np.bincount(key, minlength=size)
+        ves = vessels[z0 : z0 + chunk][m] if vessels is not None else None
+        if ves is not None:
+            out["vessel"] += np.bincount(key[ves], minlength=size)
+        for name, mask in (("lesion", lesion), ("guard", guard)):
+            if mask is not None:
+                sel = mask[z0 : z0 + chunk][m]
+                if ves is not None:
+                    sel &= ~ves
+                out[name] += np.bincount(key[sel], minlength=size)
+    return {k: v.reshape(len(REGIONS), _NBINS) for k, v in out.items()}
+
+
+def _percentile(cum: np.ndarray, n: int, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) from the cumulative histogram ``cum``."""
+    pos = (n - 1) * q / 100.0
+    k = int(np.floor(pos))
+    lo = np.searchsorted(cum, k, side="right")
+    hi = np.searchsorted(cum, min(k + 1, n - 1), side="right")
+    return float(lo + (pos - k) * (hi - lo) - _OFFSET)
+
+
+def _metrics(h_all, h_ves, h_les, h_guard, voxel_ml: float, classes: tuple[HUClass, ...], use_lesion: bool) -> dict:
+    """Metrics of one histogram set (1-D arrays of 65536 bins)."""
+    n = int(h_all.sum())
+    row: dict = {"lung_volume_ml": n * voxel_ml}
+    if n:
+        cum = np.cumsum(h_all)
+        row["mean_hu"] = float(np.dot(h_all, np.arange(_NBINS, dtype=np.int64) - _OFFSET) / n)
+        row["median_hu"] = _percentile(cum, n, 50)
+        for q in PERCENTILES:
+            row[f"p{q}_hu"] = _percentile(cum, n, q)
+    else:
+        row |= {"mean_hu": np.nan, "median_hu": np.nan} | {f"p{q}_hu": np.nan for q in PERCENTILES}
+    tissue = h_all - h_ves
+
+    def count(h, cls):
+        start, stop = cls.bin_range()
+        return int(h[start:stop].sum())
+
+    vols = {}
+    if use_lesion:
+        vols["ground_glass"] = count(h_les, HUClass("_", None, _GGO.upper))
+        vols["consolidation"] = count(h_les, HUClass("_", _CONS.lower, None))
+        vols["normal"] = int(tissue.sum()) - vols["ground_glass"] - vols["consolidation"]
+        high = count(h_les, HIGH_OPACITY)
+    else:
+        eligible = tissue - h_guard
+        vols["ground_glass"] = count(eligible, _GGO)
+        vols["consolidation"] = count(eligible, _CONS)
+        vols["normal"] = int(tissue.sum()) - vols["ground_glass"] - vols["consolidation"]
+        high = count(eligible, HIGH_OPACITY)
+    vols = {k: vols[k] for k in ("normal", "ground_glass", "consolidation")}
+    vols["opacity"] = vols["ground_glass"] + vols["consolidation"]
+    vols["high_opacity"] = high
+    vols["vessel"] = int(h_ves.sum())
+    for cls in PRESETS["ards"] + classes:
+        vols[cls.name] = count(tissue, cls)
+    for name, c in vols.items():
+        row[f"{name}_ml"] = c * voxel_ml
+        row[f"pct_{name}"] = 100.0 * c / n if n else np.nan
+    return row
+
+
+def measure(
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    vessels: np.ndarray | None = None,
+    lesion_mask: np.ndarray | None = None,
+    not_opacity: np.ndarray | None = None,
+    classes: Iterable[HUClass] = (),
+    none_below_pct: float = 1.0,
+) -> tuple[dict, pd.DataFrame]:
+    """Per-scan metrics and per-region metrics in one pass over the volume.
+
+    Parameters
+    ----------
+    hu : (z, y, x) int16 array, HU. Axis 0 increases towards the head.
+    lungs : (z, y, x) uint8 labels, 0 background, 1 right lung, 2 left lung.
+    spacing : (dz, dy, dx) voxel size in mm.
+    vessels : optional (z, y, x) bool, pulmonary vessels (counted in the lung, excluded from the HU classes).
+    lesion_mask : optional (z, y, x) array, non-zero = lesion; replaces HU thresholds for the extent of opacity.
+    not_opacity : optional (z, y, x) bool, lung voxels that never count as opacity (pleural rim, vessel halo).
+    classes : extra :class:`HUClass` es (see :func:`hu_classes`), reported as ``<name>_ml`` and ``pct_<name>``.
+    none_below_pct : a region with less opacity than this (%) scores 0.
+
+    Returns
+    -------
+    scan : dict, the scan row: ``lung_volume_ml``, ``right_lung_ml``, ``left_lung_ml`` (mL), ``mean_hu``,
+        ``median_hu``, ``p<q>_hu`` (HU), ``<class>_ml`` and ``pct_<class>`` (% of lung volume) for the radiology
+        and ARDS classes, ``opacity``, ``high_opacity``, ``vessel`` and custom classes, ``severity_score`` (0-24).
+    regions : DataFrame, one row per region (``region``, ``side``, ``zone``) with the same metrics (without the
+        per-lung volumes) and ``involvement_score`` (0-4).
+    """
+    hu = _as_hu(hu)
+    lungs = _check_mask("lungs", lungs, hu.shape)
+    if lungs.dtype != np.uint8:
+        lungs = lungs.astype(np.uint8)
+    if lungs.max(initial=0) > 2:
+        raise ValueError("lungs: expected labels 0 (background), 1 (right lung), 2 (left lung)")
+    vessels = _check_mask("vessels", vessels, hu.shape)
+    vessels = None if vessels is None else vessels.astype(bool, copy=False)
+    lesion = _check_mask("lesion_mask", lesion_mask, hu.shape)
+    lesion = None if lesion is None else lesion.astype(bool)
+    guard = _check_mask("not_opacity", not_opacity, hu.shape)
+    guard = None if guard is None or lesion is not None else guard.astype(bool, copy=False)
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise ValueError(f"spacing: expected three positive voxel sizes (dz, dy, dx) in mm, got {spacing}")
+    classes = tuple(classes)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    h = _histograms(hu, lungs, vessels, lesion, guard)
+    use_lesion = lesion is not None
+
+    rows = []
+    for i, region in enumerate(REGIONS):
+        side, zone = region.split("_")
+        row = {"region": region, "side": side, "zone": zone}
+        row |= _metrics(*(h[k][i] for k in ("all", "vessel", "lesion", "guard")), voxel_ml, classes, use_lesion)
+        row["involvement_score"] = involvement_score(row["pct_opacity"], none_below_pct)
+        rows.append(row)
+    regions = pd.DataFrame(rows)
+
+    scan = _metrics(*(h[k].sum(0) for k in ("all", "vessel", "lesion", "guard")), voxel_ml, classes, use_lesion)
+    counts = h["all"].sum(axis=1)
+    scan = (
+        {"lung_volume_ml": scan.pop("lung_volume_ml")}
+        | {"right_lung_ml": float(counts[:3].sum() * voxel_ml), "left_lung_ml": float(counts[3:].sum() * voxel_ml)}
+        | scan
+    )
+    scan["severity_score"] = int(regions["involvement_score"].sum())
+    scan["opacity_source"] = "lesion_mask" if use_lesion else "hu_thresholds"
+    return scan, regions
+
+
+def measure_scan(
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    vessels: np.ndarray | None = None,
+    lesion_mask: np.ndarray | None = None,
+    not_opacity: np.ndarray | None = None,
+    classes: Iterable[HUClass] = (),
+    none_below_pct: float = 1.0,
+) -> dict:
+    """The per-scan metrics row (see :func:`measure` for parameters and keys)."""
+    return measure(
+        hu,
+        lungs,
+        spacing,
+        vessels=vessels,
+        lesion_mask=lesion_mask,
+        not_opacity=not_opacity,
+        classes=classes,
+        none_below_pct=none_below_pct,
+    )[0]
+
+
+def measure_regions(
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    vessels: np.ndarray | None = None,
+    lesion_mask: np.ndarray | None = None,
+    not_opacity: np.ndarray | None = None,
+    classes: Iterable[HUClass] = (),
+    none_below_pct: float = 1.0,
+) -> pd.DataFrame:
+    """Metrics of the six regions with their involvement scores (see :func:`measure`)."""
+    return measure(
+        hu,
+        lungs,
+        spacing,
+        vessels=vessels,
+        lesion_mask=lesion_mask,
+        not_opacity=not_opacity,
+        classes=classes,
+        none_below_pct=none_below_pct,
+    )[1]
+
+
+def opacity_labels(
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    *,
+    vessels: np.ndarray | None = None,
+    lesion_mask: np.ndarray | None = None,
+    not_opacity: np.ndarray | None = None,
+    preset: str = "radiology",
+) -> np.ndarray:
+    """Opacity label volume: 0 none, 1 and 2 the preset's opacity classes, 3 vessel; uint8 (z, y, x).
+
+    For ``radiology`` 1 is ground glass and 2 consolidation; for ``ards`` 1 is poorly and 2 non-aerated lung.
+    Labels are set only inside the lungs. With ``lesion_mask`` (radiology only) lesion voxels are 1 or 2 by the
+    -300 HU boundary and voxels outside the lesion are 0; otherwise ``not_opacity`` voxels are 0. Vessels override
+    the other labels.
+    """
+    if preset not in OPACITY_CLASSES:
+        raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
+    hu = _as_hu(hu)
+    lungs = _check_mask("lungs", lungs, hu.shape) > 0
+    out = np.zeros(hu.shape, dtype=np.uint8)
+    by_name = {c.name: c for c in PRESETS[preset]}
+    first, second = (by_name[n] for n in OPACITY_CLASSES[preset])
+    lesion = _check_mask("lesion_mask", lesion_mask, hu.shape)
+    if lesion is not None and preset != "radiology":
+        raise InputError(f"lesion_mask: supported with the radiology preset only, not {preset!r}")
+    if lesion is not None:
+        region = lungs & (lesion != 0)
+    elif not_opacity is not None:
+        region = lungs & ~_check_mask("not_opacity", not_opacity, hu.shape).astype(bool)
+    else:
+        region = lungs
+    if lesion is not None:
+        first, second = HUClass("_", None, _GGO.upper), HUClass("_", _CONS.lower, None)
+    for label, cls in ((1, first), (2, second)):
+        sel = region.copy()
+        if cls.lower is not None:
+            sel &= hu > cls.lower
+        if cls.upper is not None:
+            sel &= hu <= cls.upper
+        out[sel] = label
+    if vessels is not None:
+        out[_check_mask("vessels", vessels, hu.shape).astype(bool) & lungs] = 3
+    return out
+
+
+def metric_columns(classes: Iterable[HUClass] = ()) -> tuple[list[str], list[str]]:
+    """Column names of the scan row and of the region table, in order (for tables of excluded scans)."""
+    hu = np.full((1, 1, 1), -800, dtype=np.int16)
+    scan, regions = measure(hu, np.ones_like(hu, dtype=np.uint8), (1.0, 1.0, 1.0), classes=classes)
+    return list(scan), list(regions.columns)

@@ -1,0 +1,368 @@
+"""Per-arm plots of the trial: trajectories, change from baseline, opacity vs PaO2/FiO2, swimmer, Kaplan-Meier.
+
+Every function takes the tidy tables of the clinical stage (pandas DataFrames), the arms in display order and
+their colours (:func:`arm_colors`, Okabe-Ito, colour-blind safe; one fixed colour per arm in every figure) and
+returns a :class:`matplotlib.figure.Figure` built without pyplot (no global state, no display needed). Legends
+give the number of subjects per arm. Write figures with :func:`save_figure`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from scipy import stats as sps
+
+from lungtrial import stats
+from lungtrial.wfutil import atomic_path
+
+OKABE_ITO: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+"""Okabe & Ito (2008) colour-blind-safe palette, ordered for contrast between the first two (two-arm trials)."""
+
+EXPLORATORY = "Exploratory analysis"
+
+
+def arm_order(reference: str, treatment: str, present: Sequence[str] = ()) -> list[str]:
+    """Arms in display order: reference, treatment, then any other arm found in the data (sorted)."""
+    others = sorted({str(a) for a in present} - {reference, treatment})
+    return [reference, treatment, *others]
+
+
+def arm_colors(arms: Sequence[str]) -> dict[str, str]:
+    """One fixed Okabe-Ito colour per arm, by position in ``arms`` (use :func:`arm_order` so it never changes)."""
+    return {arm: OKABE_ITO[i % len(OKABE_ITO)] for i, arm in enumerate(arms)}
+
+
+def arms_and_colors(frame: pd.DataFrame, reference: str, treatment: str) -> tuple[list[str], dict[str, str]]:
+    """Display order (:func:`arm_order`) of the arms in ``frame["arm"]`` and their fixed colours."""
+    arms = arm_order(reference, treatment, frame["arm"].dropna().astype(str).unique())
+    return arms, arm_colors(arms)
+
+
+def save_figure(fig: Figure, png_path: str, svg_path: str | None = None, dpi: int = 150) -> None:
+    """Write ``fig`` as PNG (``dpi`` dots per inch) and optionally SVG, each atomically."""
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    if svg_path is not None:
+        with atomic_path(svg_path) as tmp:
+            fig.savefig(tmp, format="svg", bbox_inches="tight")
+
+
+def _n_label(arm: str, frame: pd.DataFrame) -> str:
+    return f"{arm} (n={frame.loc[frame['arm'].astype(str) == arm, 'subject_id'].nunique()})"
+
+
+def _grid(n_panels: int, ncols: int, panel_size: tuple[float, float] = (4.2, 3.2)) -> tuple[Figure, list]:
+    ncols = max(1, min(ncols, n_panels))
+    nrows = max(1, math.ceil(n_panels / ncols))
+    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def fmt_p(p: float) -> str:
+    """A p value for a label: ``p=0.021`` (two significant figures), ``p<0.001``, or ``p=NA``."""
+    if not np.isfinite(p):
+        return "p=NA"
+    return "p<0.001" if p < 0.001 else f"p={p:.2g}"
+
+
+def _mean_ci(values: np.ndarray, confidence: float = 0.95, log: bool = False) -> tuple[float, float, float]:
+    """Mean and t-based CI; with ``log`` the geometric mean and its CI (computed on the log scale)."""
+    v = values[np.isfinite(values) & (values > 0)] if log else values[np.isfinite(values)]
+    if log:
+        v = np.log(v)
+    if v.size == 0:
+        return (math.nan, math.nan, math.nan)
+    mean = float(v.mean())
+    half = math.nan
+    if v.size >= 2:
+        half = float(sps.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    out = (mean, mean - half, mean + half)
+    return tuple(math.exp(x) for x in out) if log else out
+
+
+def imaging_long(scans: pd.DataFrame, metrics: Mapping[str, str]) -> pd.DataFrame:
+    """Measured scans in long form for :func:`plot_trajectories`: subject_id, arm, study_day, visit, panel, value.
+
+    ``metrics`` maps scan-table columns to panel titles (with unit).
+    """
+    ok = scans.loc[scans["status"] == "ok"] if "status" in scans.columns else scans
+    parts = [
+        ok[["subject_id", "arm", "study_day", "visit"]].assign(panel=title, value=pd.to_numeric(ok[col], "coerce"),
+                                                               censored="")
+        for col, title in metrics.items()
+        if col in ok.columns
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"])
+
+
+def labs_long(labs: pd.DataFrame) -> pd.DataFrame:
+    """Lab values in long form for :func:`plot_trajectories`; one panel per analyte titled ``label, unit``."""
+    d = labs.loc[labs["value"].notna()]
+    return d.assign(panel=d["analyte_label"].astype(str) + ", " + d["unit"].astype(str),
+                    censored=d["censored"].fillna("").astype(str))[
+        ["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"]]
+
+
+def plot_trajectories(
+    long: pd.DataFrame,
+    arms: Sequence[str],
+    colors: Mapping[str, str],
+    title: str,
+    ncols: int = 3,
+    confidence: float = 0.95,
+) -> Figure:
+    """Each subject's thin line over study day and each arm's mean with its confidence band by nominal visit.
+
+    ``long`` has subject_id, arm, study_day (days from day 0), visit (nominal visit or empty), panel, value and
+    censored (``""``, ``"<"``, ``">"``; censored values are drawn at their limit as open down/up triangles).
+    The arm mean and its t-based ``confidence`` interval are computed per visit across subjects and drawn at
+    the arm's median study day of that visit. Panels whose positive values are strongly skewed
+    (:func:`lungtrial.stats.is_skewed`) use a log y axis and the geometric mean with its CI.
+    """
+    panels = list(dict.fromkeys(long["panel"]))
+    fig, axes = _grid(max(len(panels), 1), ncols)
+    any_log = False
+    for ax, panel in zip(axes, panels):
+        d = long.loc[long["panel"] == panel].sort_values("study_day")
+        log = stats.is_skewed(d["value"])
+        any_log |= log
+        for arm in arms:
+            a = d.loc[d["arm"].astype(str) == arm]
+            if a.empty:
+                continue
+            c = colors[arm]
+            for _, s in a.groupby("subject_id"):
+                ax.plot(s["study_day"], s["value"], color=c, lw=0.6, alpha=0.35)
+            cens = a["censored"].astype(str)
+            for flag, marker in (("<", "v"), (">", "^")):
+                p = a.loc[cens == flag]
+                ax.scatter(p["study_day"], p["value"], marker=marker, facecolors="none", edgecolors=c, s=28, lw=1)
+            by_visit = a.loc[a["visit"].fillna("").astype(str) != ""]
+            if not by_visit.empty:
+                summary = [
+                    (float(v["study_day"].median()), *_mean_ci(v["value"].to_numpy(float), confidence, log))
+                    for _, v in by_visit.groupby("visit", sort=False)
+                ]
+                x, mean, lo, hi = (np.array(col) for col in zip(*sorted(summary)))
+                ax.plot(x, mean, color=c, lw=2.2, marker="o", ms=4)
+                ax.fill_between(x, lo, hi, color=c, alpha=0.18, lw=0)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel("study day")
+        ax.axvline(0, color="0.6", lw=0.6, ls=":")
+    handles = [Line2D([], [], color=colors[a], lw=2.2, marker="o", label=_n_label(a, long)) for a in arms]
+    flags = set(long["censored"].astype(str))
+    handles += [
+        Line2D([], [], ls="", marker=marker, mfc="none", mec="0.3", label=label)
+        for flag, marker, label in (("<", "v", "below limit (<)"), (">", "^", "above limit (>)"))
+        if flag in flags
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=9, frameon=False)
+    mean = "arm mean (geometric on log axes)" if any_log else "arm mean"
+    fig.suptitle(f"{title}: subjects (thin), {mean} with {confidence:.0%} CI by visit. {EXPLORATORY}.", fontsize=11)
+    return fig
+
+
+def plot_change_by_visit(
+    change: pd.DataFrame,
+    visits: Sequence[str],
+    arms: Sequence[str],
+    colors: Mapping[str, str],
+    labels: Mapping[str, str],
+    seed: int = 0,
+) -> Figure:
+    """Box plots with jittered points of the change from baseline per visit and arm, one panel per metric.
+
+    ``change`` is the output of :func:`lungtrial.stats.change_from_baseline` (change in the metric's unit);
+    ``visits`` are the later visits in order; ``labels`` maps metric to panel title. Jitter is reproducible
+    (``seed``).
+    """
+    metrics = [m for m in labels if m in set(change["metric"])]
+    fig, axes = _grid(max(len(metrics), 1), 2, (5.5, 3.6))
+    rng = np.random.default_rng(seed)
+    width = 0.8 / max(len(arms), 1)
+    for ax, metric in zip(axes, metrics):
+        d = change.loc[change["metric"] == metric]
+        for j, arm in enumerate(arms):
+            c = colors[arm]
+            for i, visit in enumerate(visits):
+                v = d.loc[(d["arm"].astype(str) == arm) & (d["visit"] == visit), "change"].to_numpy(float)
+                if v.size == 0:
+                    continue
+                pos = i + (j - (len(arms) - 1) / 2) * width
+                ax.boxplot(v, positions=[pos], widths=width * 0.8, showfliers=False, patch_artist=True,
+                           boxprops={"facecolor": c, "alpha": 0.3, "edgecolor": c},
+                           medianprops={"color": c, "lw": 2}, whiskerprops={"color": c}, capprops={"color": c})
+                ax.scatter(pos + rng.uniform(-width * 0.25, width * 0.25, v.size), v, color=c, s=14, zorder=3)
+        ax.axhline(0, color="0.5", lw=0.7, ls="--")
+        ax.set_xticks(range(len(visits)), list(visits))
+        ax.set_xlim(-0.6, len(visits) - 0.4)
+        ax.set_title(labels[metric], fontsize=10)
+        ax.set_ylabel("change from baseline")
+    handles = [Line2D([], [], color=colors[a], marker="s", ls="", ms=8, label=_n_label(a, change)) for a in arms]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    fig.suptitle(f"Change from baseline by visit and arm. {EXPLORATORY}.", fontsize=11)
+    return fig
+
+
+def plot_opacity_vs_lab(
+    scans: pd.DataFrame,
+    arms: Sequence[str],
+    colors: Mapping[str, str],
+    lab: str = "pao2_fio2",
+    lab_label: str = "PaO2/FiO2, mmHg",
+    metric: str = "pct_opacity",
+    metric_label: str = "Opacity, % of lung",
+) -> Figure:
+    """Scatter of an imaging metric against the lab value joined to each scan, by arm, with Spearman rho and p.
+
+    ``scans`` is the scans table (lab values joined within the lab window, columns ``lab`` and
+    ``<lab>_censored``); censored lab values are drawn as open markers at the limit.
+    """
+    ok = scans.loc[scans["status"] == "ok"] if "status" in scans.columns else scans
+    d = ok.assign(x=pd.to_numeric(ok[lab], errors="coerce"), y=pd.to_numeric(ok[metric], errors="coerce"))
+    d = d.dropna(subset=["x", "y"])
+    cens = d[f"{lab}_censored"].fillna("").astype(str) if f"{lab}_censored" in d.columns else pd.Series("", d.index)
+    fig = Figure(figsize=(6.0, 4.6), layout="constrained")
+    ax = fig.subplots()
+    for arm in arms:
+        sel = d["arm"].astype(str) == arm
+        a = d.loc[sel]
+        if a.empty:
+            continue
+        c = colors[arm]
+        plain = cens[sel] == ""
+        ax.scatter(a.loc[plain, "x"], a.loc[plain, "y"], color=c, s=22, alpha=0.85)
+        ax.scatter(a.loc[~plain, "x"], a.loc[~plain, "y"], facecolors="none", edgecolors=c, s=22)
+        rho, p = sps.spearmanr(a["x"], a["y"]) if len(a) >= 3 else (math.nan, math.nan)
+        ax.scatter([], [], color=c, label=f"{_n_label(arm, a)}, {len(a)} scans: rho={rho:.2f}, {fmt_p(p)}")
+    rho, p = sps.spearmanr(d["x"], d["y"]) if len(d) >= 3 else (math.nan, math.nan)
+    ax.set_xlabel(lab_label)
+    ax.set_ylabel(metric_label)
+    ax.legend(fontsize=8, frameon=False, title="Spearman by arm", title_fontsize=8)
+    ax.set_title(f"{metric_label} vs {lab_label} (all scans: rho={rho:.2f}, {fmt_p(p)}). {EXPLORATORY}.",
+                 fontsize=9)
+    return fig
+
+
+def plot_swimmer(
+    subjects: pd.DataFrame,
+    scans: pd.DataFrame,
+    arms: Sequence[str],
+    colors: Mapping[str, str],
+    treatment: str,
+    infusion_days: Sequence[float] = (0, 3, 6),
+) -> Figure:
+    """One bar per subject from admission to discharge (days relative to day 0), grouped by arm.
+
+    Marks: infusions of the treatment arm on ``infusion_days`` (triangles above the bar); scans (filled: measured, open: excluded);
+    mechanical ventilation (a diamond at admission: the subjects table gives no ventilation dates); discharge
+    (a square) or, when not discharged, an arrow at the end of follow-up (``days_to_discharge``).
+    """
+    s = subjects.copy()
+    day0 = pd.to_datetime(s["day0_date"])
+    s["start"] = (pd.to_datetime(s["admission_date"]) - day0).dt.days.astype(float)
+    s["end"] = pd.to_numeric(s["days_to_discharge"], errors="coerce")
+    s["discharged_"] = stats.as_bool(s["discharged"]).fillna(False).astype(bool) if "discharged" in s else True
+    s["vent"] = stats.as_bool(s["mechanical_ventilation"]).fillna(False).astype(bool)
+    s["arm"] = s["arm"].astype(str)
+    rank = {a: i for i, a in enumerate(arms)}
+    s = s.loc[s["arm"].isin(rank)].assign(_r=lambda f: f["arm"].map(rank))
+    s = s.sort_values(["_r", "end", "subject_id"], ascending=[False, False, False]).reset_index(drop=True)
+    fig = Figure(figsize=(7.5, 1.2 + 0.3 * len(s)), layout="constrained")
+    ax = fig.subplots()
+    for y, r in s.iterrows():
+        c = colors[r["arm"]]
+        ax.barh(y, r["end"] - r["start"], left=r["start"], height=0.55, color=c, alpha=0.45, edgecolor=c)
+        if r["arm"] == treatment:
+            ax.scatter(list(infusion_days), [y + 0.36] * len(infusion_days), marker="v", color="black", s=20, zorder=5)
+        sc = scans.loc[scans["subject_id"] == r["subject_id"]]
+        ok = sc["status"] == "ok" if "status" in sc.columns else pd.Series(True, sc.index)
+        ax.scatter(sc.loc[ok, "study_day"], [y] * int(ok.sum()), marker="o", color=c, edgecolors="black", s=22,
+                   zorder=4)
+        ax.scatter(sc.loc[~ok, "study_day"], [y] * int((~ok).sum()), marker="o", facecolors="white",
+                   edgecolors="black", s=22, zorder=4)
+        if r["vent"]:
+            ax.scatter([r["start"]], [y], marker="D", color="black", s=24, zorder=4)
+        if np.isfinite(r["end"]):
+            if r["discharged_"]:
+                ax.scatter([r["end"]], [y], marker="s", color="black", s=24, zorder=4)
+            else:
+                ax.annotate("", xy=(r["end"] + 1.5, y), xytext=(r["end"], y),
+                            arrowprops={"arrowstyle": "->", "color": "black"})
+    ax.set_yticks(range(len(s)), s["subject_id"].astype(str), fontsize=7)
+    sc_days = pd.to_numeric(scans.loc[scans["subject_id"].isin(s["subject_id"]), "study_day"], errors="coerce")
+    ax.set_xlim(np.nanmin([s["start"].min(), sc_days.min(), *infusion_days, 0.0]) - 1.5, np.nanmax([s["end"].max(), sc_days.max(), 0.0]) + 3.0)
+    ax.axvline(0, color="0.5", lw=0.7, ls=":")
+    ax.set_xlabel("days from day 0")
+    days = ", ".join(f"{d:g}" for d in infusion_days)
+    handles = [Line2D([], [], color=colors[a], lw=6, alpha=0.45, label=_n_label(a, s)) for a in arms]
+    handles += [
+        Line2D([], [], ls="", marker="v", color="black", label=f"infusion ({treatment}: days {days})"),
+        Line2D([], [], ls="", marker="o", mfc="0.6", mec="black", label="CT scan"),
+        Line2D([], [], ls="", marker="o", mfc="white", mec="black", label="CT scan excluded"),
+        Line2D([], [], ls="", marker="D", color="black", label="mechanical ventilation"),
+        Line2D([], [], ls="", marker="s", color="black", label="discharge"),
+        Line2D([], [], ls="-", marker=">", color="black", label="still admitted (censored)"),
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_title(f"Hospital stay, infusions and scans per subject. {EXPLORATORY}.", fontsize=10)
+    return fig
+
+
+def plot_kaplan_meier(
+    subjects: pd.DataFrame,
+    arms: Sequence[str],
+    colors: Mapping[str, str],
+    reference: str,
+    treatment: str,
+    min_per_arm: int,
+    confidence: float = 0.95,
+) -> Figure:
+    """Kaplan-Meier curves by arm for each :data:`lungtrial.stats.SURVIVAL_ENDPOINTS` endpoint in ``subjects``.
+
+    The y axis is the proportion still without the event (symptoms not resolved, not discharged); bands are
+    the ``confidence`` intervals, ticks mark censored subjects; the title gives the log-rank p of
+    ``treatment`` vs ``reference`` (or why it was not tested).
+    """
+    endpoints = [
+        e for e, (_, dur, ev) in stats.SURVIVAL_ENDPOINTS.items() if dur in subjects.columns and ev in subjects.columns
+    ]
+    table = stats.survival(subjects, reference, treatment, min_per_arm, confidence).set_index("endpoint")
+    fig, axes = _grid(max(len(endpoints), 1), 2, (5.0, 3.8))
+    for ax, endpoint in zip(axes, endpoints):
+        d = stats.survival_data(subjects, endpoint)
+        for arm in arms:
+            a = d.loc[d["arm"] == arm]
+            if a.empty:
+                continue
+            c = colors[arm]
+            km = stats.kaplan_meier(a["duration"], a["event"], confidence)
+            t = np.concatenate([[0.0], km["time"].to_numpy()])
+            ax.step(t, np.concatenate([[1.0], km["survival"]]), where="post", color=c, lw=2,
+                    label=f"{arm} (n={len(a)}, events={int(a['event'].sum())})")
+            ax.fill_between(t, np.concatenate([[1.0], km["ci_low"]]), np.concatenate([[1.0], km["ci_high"]]),
+                            step="post", color=c, alpha=0.15, lw=0)
+            cens = a.loc[~a["event"], "duration"].to_numpy(float)
+            at = np.interp(cens, km["time"], km["survival"])  # curve is flat at censoring times
+            ax.scatter(cens, at, marker="|", color=c, s=60, zorder=3)
+        row = table.loc[endpoint]
+        test = f"log-rank {fmt_p(row['p_value'])}" if np.isfinite(row["p_value"]) else "log-rank not tested"
+        label = stats.SURVIVAL_ENDPOINTS[endpoint][0]
+        ax.set_title(f"{label} ({test})", fontsize=10)
+        ax.set_xlabel("days from day 0" if endpoint == "discharge" else "days")
+        ax.set_ylabel("proportion without event")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle(f"Kaplan-Meier by arm ({confidence:.0%} CI bands). {EXPLORATORY}.", fontsize=11)
+    return fig

@@ -1,0 +1,295 @@
+"""One scan from its DICOM folder to metrics, regions, NIfTI masks and the QC picture (the rule and the CLI)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lungtrial.errors import InputError, ScanExcluded
+from lungtrial.metrics import OPACITY_CLASSES, HUClass, hu_classes, measure, metric_columns, opacity_labels
+from lungtrial.wfutil import atomic_path
+
+log = logging.getLogger(__name__)
+
+#: Files written by :func:`quantify_scan` for a measured scan (an excluded scan gets the CSVs and qc.png).
+OUTPUTS = ("metrics.csv", "regions.csv", "lungs.nii.gz", "opacity.nii.gz", "qc.png")
+_MASKS = ("lungs.nii.gz", "opacity.nii.gz")
+_GEOMETRY_COLUMNS = ("n_slices", "spacing_z_mm", "spacing_y_mm", "spacing_x_mm", "slice_thickness_mm")
+_CLASS_TITLES = {
+    "radiology": ("ground glass", "consolidation"),
+    "ards": ("poorly aerated", "non-aerated"),
+}
+
+
+def _image(array: np.ndarray, spacing, origin, direction):
+    """SimpleITK image of a (z, y, x) array with (dz, dy, dx) spacing, LPS origin (x, y, z) and ITK direction."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing([float(s) for s in reversed(tuple(spacing))])
+    img.SetOrigin([float(o) for o in origin])
+    img.SetDirection([float(d) for d in np.asarray(direction, float).ravel()])
+    return img
+
+
+def write_nifti(array: np.ndarray, path: str | os.PathLike, spacing, origin, direction) -> None:
+    """Write a (z, y, x) label volume as compressed NIfTI, atomically, in the CT's physical space.
+
+    ``spacing`` (dz, dy, dx) mm, ``origin`` LPS (x, y, z) mm of voxel [0, 0, 0], ``direction`` 3 x 3 with column j
+    the LPS direction of index axis x, y, z (ITK); SimpleITK converts LPS to the NIfTI (RAS) header.
+    """
+    import SimpleITK as sitk
+
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(_image(array, spacing, origin, direction), os.fspath(tmp), useCompression=True)
+
+
+def load_lesion_mask(path: str | os.PathLike, shape, spacing, origin, direction) -> np.ndarray:
+    """A lesion mask (NIfTI or any SimpleITK image; non-zero = lesion) on the CT grid, as bool (z, y, x).
+
+    A mask on the CT grid is used as is; a mask on another grid of the same physical space (other orientation,
+    spacing or field) is resampled by nearest neighbour. Raises :class:`~lungtrial.errors.InputError` naming the
+    file if it cannot be read, is not 3-D, or does not cover the CT volume.
+    """
+    import SimpleITK as sitk
+
+    name = Path(path).name
+    try:
+        img = sitk.ReadImage(os.fspath(path))
+    except RuntimeError:
+        raise InputError(f"lesion mask {name}: cannot be read; expected a NIfTI image (.nii or .nii.gz)") from None
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"lesion mask {name}: expected a 3-D single-channel image, got {img.GetDimension()}-D")
+    size = tuple(int(s) for s in reversed(shape))
+    ref = _image(np.zeros((1, 1, 1), np.uint8), spacing, origin, direction)
+    same = (
+        img.GetSize() == size
+        and np.allclose(img.GetSpacing(), ref.GetSpacing(), rtol=1e-3)
+        and np.allclose(img.GetOrigin(), ref.GetOrigin(), atol=1e-2 * min(spacing))
+        and np.allclose(img.GetDirection(), ref.GetDirection(), atol=1e-4)
+    )
+    mask = sitk.Cast(img != 0, sitk.sitkUInt8)
+    if not same:
+        corners = [
+            ref.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner])
+            for corner in np.array(np.meshgrid(*[[0, s - 1] for s in size])).reshape(3, -1).T
+        ]
+        idx = np.array([img.TransformPhysicalPointToContinuousIndex(p) for p in corners])
+        tol = 0.5 + 1e-3
+        if (idx < -tol).any() or (idx > np.array(img.GetSize()) - 1 + tol).any():
+            raise InputError(
+                f"lesion mask {name}: grid (size {img.GetSize()}, spacing "
+                f"{tuple(round(s, 3) for s in img.GetSpacing())} mm) does not cover the CT volume (size {size}, "
+                f"spacing {tuple(round(float(s), 3) for s in reversed(tuple(spacing)))} mm); expected a mask "
+                "drawn on this scan"
+            )
+        ref = _image(np.zeros(tuple(shape), np.uint8), spacing, origin, direction)
+        mask = sitk.Resample(mask, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(mask).astype(bool)
+
+
+def analyse_volume(
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    lesion_mask: np.ndarray | None = None,
+    preset: str = "radiology",
+    classes: Iterable[HUClass] = (),
+    lungs: np.ndarray | None = None,
+) -> dict:
+    """Segment (unless ``lungs`` is given) and measure one CT volume; the array part of :func:`quantify_scan`.
+
+    Parameters
+    ----------
+    hu : (z, y, x) int16 HU, reoriented as by :func:`lungtrial.dicomio.read_volume`.
+    spacing : (dz, dy, dx) voxel size in mm.
+    lesion_mask : optional (z, y, x) bool lesion mask on the same grid (replaces HU thresholds).
+    preset : classes drawn as opacity labels 1 and 2 ("radiology" or "ards").
+    classes : extra HU classes.
+    lungs : optional (z, y, x) uint8 lung labels to use instead of :func:`lungtrial.segment.segment_lungs`.
+
+    Returns
+    -------
+    dict with ``lungs`` (uint8 0/1/2), ``vessels`` (bool), ``labels`` (uint8 opacity labels), ``scan`` (metrics
+    row), ``regions`` (DataFrame) and ``timings`` (seconds: ``segment``, ``measure``).
+
+    Raises
+    ------
+    ScanExcluded
+        If no lung is found.
+    """
+    from lungtrial import segment
+
+    t0 = time.perf_counter()
+    if lungs is None:
+        try:
+            lungs = segment.segment_lungs(hu, spacing)
+        except ValueError as exc:
+            raise ScanExcluded("volume", [f"lung segmentation failed: {exc}"]) from None
+    if not lungs.any():
+        raise ScanExcluded("volume", ["lung segmentation found no lung in the volume"])
+    vessels = segment.segment_vessels(hu, lungs, spacing)
+    not_opacity = segment.opacity_exclusion(hu, lungs, spacing, vessels=vessels) if lesion_mask is None else None
+    t1 = time.perf_counter()
+    masks = {"vessels": vessels, "lesion_mask": lesion_mask, "not_opacity": not_opacity}
+    scan, regions = measure(hu, lungs, spacing, classes=classes, **masks)
+    labels = opacity_labels(hu, lungs, preset=preset, **masks)
+    t2 = time.perf_counter()
+    return {
+        "lungs": lungs,
+        "vessels": vessels,
+        "labels": labels,
+        "scan": scan,
+        "regions": regions,
+        "timings": {"segment": round(t1 - t0, 3), "measure": round(t2 - t1, 3)},
+    }
+
+
+def _classes(classes: Iterable[HUClass | Mapping]) -> tuple[HUClass, ...]:
+    items = list(classes)
+    return tuple(c if isinstance(c, HUClass) else hu_classes([c])[0] for c in items) if items else ()
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def _exclude(scan_id, reasons, outdir: Path, title, classes, timings, start: float) -> dict:
+    prefix = f"{scan_id}: "
+    reason = "; ".join(r.removeprefix(prefix) for r in reasons) if reasons else "not measurable"
+    log.warning("scan %s excluded: %s", scan_id, reason)
+    from lungtrial.qcfig import message_figure
+
+    for name in _MASKS:  # never leave masks of an earlier run beside an "excluded" row
+        (outdir / name).unlink(missing_ok=True)
+    scan_cols, region_cols = metric_columns(classes)
+    row = {"scan_id": scan_id, "status": "excluded", "exclusion_reason": reason}
+    with atomic_path(outdir / "qc.png") as tmp:
+        message_figure(title or scan_id, f"not measured: {reason}", tmp)
+    _write_csv(pd.DataFrame(columns=["scan_id", *region_cols]), outdir / "regions.csv")
+    _write_csv(pd.DataFrame([row], columns=[*row, *_GEOMETRY_COLUMNS, *scan_cols]), outdir / "metrics.csv")
+    timings["total"] = round(time.perf_counter() - start, 3)
+    return {**row, "metrics": row, "timings": timings, "outputs": ["metrics.csv", "regions.csv", "qc.png"]}
+
+
+def quantify_scan(
+    dicom_dir: str | os.PathLike,
+    scan_id: str,
+    outdir: str | os.PathLike,
+    *,
+    series: dict | None = None,
+    preset: str = "radiology",
+    strict: bool = False,
+    lesion_mask: str | os.PathLike | None = None,
+    title: str | None = None,
+    series_options: Mapping | None = None,
+    classes: Iterable[HUClass | Mapping] = (),
+) -> dict:
+    """Measure one scan: read the series, segment lungs and vessels, measure, write all outputs into ``outdir``.
+
+    Vessels are excluded from opacity, and so are the pleural rim and the vessel halo
+    (:func:`lungtrial.segment.opacity_exclusion`) unless a lesion mask is given.
+
+    Parameters
+    ----------
+    dicom_dir : scan folder of DICOM files.
+    scan_id : trial scan ID (the only name of the scan in outputs).
+    outdir : folder for ``metrics.csv`` (one row: ``scan_id, status, exclusion_reason``, acquisition geometry and
+        the metrics of :func:`lungtrial.metrics.measure`), ``regions.csv`` (``scan_id`` + one row per region),
+        ``lungs.nii.gz`` (0/1 right/2 left), ``opacity.nii.gz`` (0 none, 1/2 the preset's opacity classes,
+        3 vessel) and ``qc.png``; when ``series`` is None also ``series.json``. Every file is written atomically.
+    series : content of ``series.json`` (:func:`lungtrial.dicomio.ingest`); None runs ingest here.
+    preset : "radiology" or "ards": the classes drawn in ``opacity.nii.gz`` and ``qc.png`` (both presets are always
+        measured).
+    strict : raise :class:`~lungtrial.errors.ScanExcluded` instead of writing an "excluded" row.
+    lesion_mask : optional lesion mask image used instead of HU thresholds (see :func:`load_lesion_mask`).
+    title : first line of the QC picture title (default: ``scan_id``).
+    series_options : options of :func:`lungtrial.dicomio.ingest` (``min_slices``, ``max_slice_thickness_mm``,
+        ``prefer``, ``prefer_kernels``), used when ``series`` is None.
+    classes : extra HU classes (:class:`~lungtrial.metrics.HUClass` or ``{name, lower, upper}`` dicts).
+
+    Returns
+    -------
+    dict with ``scan_id``, ``status`` ("ok" | "excluded"), ``exclusion_reason``, ``metrics`` (the metrics.csv row),
+    ``outputs`` (file names written) and ``timings`` (seconds: ``read``, ``segment``, ``measure``, ``write``,
+    ``total``). An excluded scan gets ``metrics.csv``, a header-only ``regions.csv`` and a ``qc.png`` card stating
+    the reason, and no masks.
+    """
+    from lungtrial import dicomio
+
+    if preset not in OPACITY_CLASSES:
+        raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
+    classes = _classes(classes)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def excluded(reasons: list[str]) -> dict:
+        if strict:
+            raise ScanExcluded(scan_id, reasons)
+        return _exclude(scan_id, reasons, outdir, title, classes, timings, start)
+
+    try:
+        if series is None:
+            series = dicomio.ingest(dicom_dir, scan_id, strict=strict, **dict(series_options or {}))
+            with atomic_path(outdir / "series.json") as tmp:
+                tmp.write_text(json.dumps(series, indent=1))
+        if series.get("status") != "ok":
+            return excluded(series.get("reasons") or ["series.json: status is not 'ok'"])
+        vol = dicomio.read_volume(dicom_dir, series)
+    except ScanExcluded:
+        raise
+    except InputError as exc:
+        return excluded([str(exc)])
+    timings["read"] = round(time.perf_counter() - start, 3)
+
+    lesion = None
+    if lesion_mask is not None:
+        lesion = load_lesion_mask(lesion_mask, vol.hu.shape, vol.spacing, vol.origin, vol.direction)
+    try:
+        result = analyse_volume(vol.hu, vol.spacing, lesion_mask=lesion, preset=preset, classes=classes)
+    except ScanExcluded as exc:
+        return excluded(exc.reasons)
+    timings |= result["timings"]
+    lungs, labels, regions = result["lungs"], result["labels"], result["regions"]
+    clock = time.perf_counter()
+
+    from lungtrial.qcfig import qc_figure
+
+    geometry = series.get("geometry", {})
+    row = {
+        "scan_id": scan_id,
+        "status": "ok",
+        "exclusion_reason": "",
+        "n_slices": vol.hu.shape[0],
+        "spacing_z_mm": vol.spacing[0],
+        "spacing_y_mm": vol.spacing[1],
+        "spacing_x_mm": vol.spacing[2],
+        "slice_thickness_mm": geometry.get("slice_thickness_mm"),
+    } | result["scan"]
+    write_nifti(lungs.astype(np.uint8, copy=False), outdir / "lungs.nii.gz", vol.spacing, vol.origin, vol.direction)
+    write_nifti(labels, outdir / "opacity.nii.gz", vol.spacing, vol.origin, vol.direction)
+    with atomic_path(outdir / "qc.png") as tmp:
+        qc_figure(vol.hu, lungs, labels, vol.spacing, title or scan_id, tmp, class_names=_CLASS_TITLES[preset])
+    regions.insert(0, "scan_id", scan_id)
+    _write_csv(regions, outdir / "regions.csv")
+    _write_csv(pd.DataFrame([row]), outdir / "metrics.csv")
+    timings["write"] = round(time.perf_counter() - clock, 3)
+    timings["total"] = round(time.perf_counter() - start, 3)
+    return {
+        "scan_id": scan_id,
+        "status": "ok",
+        "exclusion_reason": "",
+        "metrics": row,
+        "outputs": list(OUTPUTS),
+        "timings": timings,
+    }

@@ -1,0 +1,88 @@
+"""Console script: help texts, exit codes and a single stderr line for scans that cannot be measured."""
+
+import subprocess
+import sys
+
+import pytest
+
+from lungtrial.cli import main
+
+QUANTIFY_OPTIONS = [
+    "--out",
+    "--scan-id",
+    "--preset",
+    "--prefer",
+    "--prefer-kernel",
+    "--min-slices",
+    "--max-slice-thickness",
+    "--strict",
+    "--lesion-mask",
+]
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "lungtrial.cli", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_is_fast_and_lists_commands():
+    proc = run("--help")
+    assert proc.returncode == 0
+    assert "quantify" in proc.stdout and "demo" in proc.stdout
+    code = "import sys, lungtrial.cli; print(sorted(m for m in ('SimpleITK', 'matplotlib', 'pydicom') if m in sys.modules))"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert imported.stdout.strip() == "[]"
+
+
+def test_subcommand_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["quantify", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for option in QUANTIFY_OPTIONS:
+        assert option in text
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--out", "--size", "--n-per-arm", "--seed"):
+        assert option in text
+
+
+def test_bad_usage_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["quantify", "somewhere"])  # --out missing
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_unmeasurable_scan_one_line_on_stderr(tmp_path, strict):
+    folder = tmp_path / "P01-D00"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a DICOM file")
+    proc = run("quantify", folder, "--out", tmp_path / "out", *(["--strict"] if strict else []))
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "P01-D00" in lines[0] and "Traceback" not in proc.stderr
+    assert (tmp_path / "out" / "metrics.csv").exists() != strict
+
+
+def test_missing_folder(tmp_path, capsys):
+    assert main(["quantify", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a folder" in err[0]
+
+
+def test_demo_then_quantify(tmp_path, capsys):
+    import pandas as pd
+
+    assert main(["demo", "--out", str(tmp_path / "trial"), "--size", "tiny", "--n-per-arm", "1", "--seed", "3"]) == 0
+    scans = pd.read_csv(tmp_path / "trial" / "scans.csv")
+    assert scans["subject_id"].nunique() == 2
+    folder = tmp_path / "trial" / scans["dicom_dir"].iloc[0]
+    code = main(["quantify", str(folder), "--out", str(tmp_path / "out"), "--preset", "ards", "--prefer", "most_slices"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert out.out.startswith(f"{scans['scan_id'].iloc[0]}: lung ")
+    assert (tmp_path / "out" / "opacity.nii.gz").exists()

@@ -1,0 +1,565 @@
+"""Tests for lungtrial.dicomio: every odd series is built here with pydicom (small matrices, tmp_path)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
+
+from lungtrial import dicomio
+from lungtrial.errors import InputError, ScanExcluded
+
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+SECRET = "Doe^Jane"  # a planted identifier that must never appear in outputs
+
+
+def truth_volume(shape=(25, 24, 32)) -> np.ndarray:
+    """HU volume in (z sup, y post, x left) order whose every axis and direction is distinguishable."""
+    z, y, x = np.indices(shape)
+    return (-1000 + 40 * z + 3 * y + x + (x > shape[2] - 5) * 500).astype(np.int16)
+
+
+def new_ds(sop_class=CTImageStorage, series_uid="1.2.826.0.1.3680043.2.1", modality="CT") -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = SECRET
+    ds.PatientID = "SECRET-ID-123"
+    ds.Modality = modality
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = 2
+    ds.AcquisitionNumber = 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.ConvolutionKernel = "B30f"
+    return ds
+
+
+def set_pixels(ds: Dataset, stored: np.ndarray, *, signed: bool = True, intercept: float | None = -1024.0) -> None:
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = int(signed)
+    if intercept is not None:
+        ds.RescaleIntercept = intercept
+        ds.RescaleSlope = 1
+    ds.PixelData = stored.astype(np.int16 if signed else np.uint16).tobytes()
+
+
+def write_stack(
+    folder,
+    hu: np.ndarray,
+    *,
+    spacing=(2.5, 0.7, 0.7),
+    row=(1, 0, 0),
+    col=(0, 1, 0),
+    step=None,
+    names=None,
+    signed=True,
+    intercept=-1024.0,
+    series_uid="1.2.826.0.1.3680043.2.1",
+    origin=(-10.0, -20.0, -100.0),
+    skip=(),
+    edit=None,
+) -> list[str]:
+    """Write the LPS-ordered truth volume ``hu`` (z, y, x) as axial slices with the given row/column directions.
+
+    ``row``/``col`` are signed unit axes; each file's pixel (i, j) holds the truth voxel at
+    position + j * dx * row + i * dy * col. ``step`` overrides the vector between slice positions (tilt).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    nz, ny, nx = hu.shape
+    dz, dy, dx = spacing
+    row, col = np.array(row, float), np.array(col, float)
+    normal = np.cross(row, col)
+    size = np.array([nx, ny, nz]) - 1
+    sp = np.array([dx, dy, dz])
+    origin = np.asarray(origin, float)
+    # in-plane extents: the row axis spans the truth's axis |row|
+    n_cols = int(size[np.argmax(np.abs(row))] + 1)
+    n_rows = int(size[np.argmax(np.abs(col))] + 1)
+    files = []
+    order = list(range(nz)) if normal[2] > 0 else list(range(nz))[::-1]
+    for k, zi in enumerate(order):
+        if zi in skip:
+            continue
+        # corner voxel index of this slice: start at the far end of negatively oriented axes
+        corner = np.zeros(3)
+        corner[2] = zi
+        for vec in (row, col):
+            axis = int(np.argmax(np.abs(vec)))
+            corner[axis] = size[axis] if vec[axis] < 0 else 0
+        position = origin + corner * sp
+        if step is not None:
+            position = origin + np.asarray(step, float) * zi + (corner * sp - np.array([0, 0, zi * dz]))
+        i, j = np.indices((n_rows, n_cols))
+        idx = corner[None, None, :] + j[..., None] * row + i[..., None] * col
+        idx = idx.astype(int)
+        plane = hu[zi, idx[..., 1], idx[..., 0]]
+        ds = new_ds(series_uid=series_uid)
+        ds.ImagePositionPatient = [float(v) for v in position]
+        ds.ImageOrientationPatient = [float(v) for v in (*row, *col)]
+        ds.PixelSpacing = [dy, dx]
+        ds.SliceThickness = dz
+        ds.InstanceNumber = nz - k  # lies about the order
+        stored = plane.astype(np.int32) - (int(intercept) if intercept is not None else 0)
+        set_pixels(ds, stored, signed=signed, intercept=intercept)
+        if edit is not None:
+            edit(ds, k)
+        name = names[k] if names is not None else f"IM{k:04d}.dcm"
+        ds.save_as(folder / name, enforce_file_format=True)
+        files.append(name)
+    return files
+
+
+def no_identifiers(obj) -> None:
+    text = json.dumps(obj)
+    assert SECRET not in text and "SECRET-ID" not in text and "1.2.826.0.1.3680043" not in text
+
+
+@pytest.fixture
+def truth():
+    return truth_volume()
+
+
+def test_shuffled_names_and_lying_instance_numbers_are_ordered_by_position(tmp_path, truth):
+    names = [f"{n:03d}" for n in random.Random(3).sample(range(100, 999), truth.shape[0])]
+    write_stack(tmp_path / "scan", truth, names=names)
+    series = dicomio.ingest(tmp_path / "scan", "S01-D00")
+    assert series["status"] == "ok", series["reasons"]
+    json.dumps(series)
+    no_identifiers(series)
+    vol = dicomio.read_volume(tmp_path / "scan", series)
+    assert vol.hu.dtype == np.int16
+    np.testing.assert_array_equal(vol.hu, truth)
+    assert vol.spacing == pytest.approx((2.5, 0.7, 0.7))
+    assert vol.origin == pytest.approx((-10.0, -20.0, -100.0))
+    np.testing.assert_allclose(vol.direction, np.eye(3))
+    assert vol.padding is None
+    assert series["geometry"]["shape"] == list(truth.shape)
+
+
+@pytest.mark.parametrize(
+    ("row", "col"),
+    [((-1, 0, 0), (0, 1, 0)), ((1, 0, 0), (0, -1, 0)), ((-1, 0, 0), (0, -1, 0)), ((0, 1, 0), (1, 0, 0))],
+    ids=["x-flipped-feet-first", "y-flipped", "prone", "transposed-reversed-z"],
+)
+def test_any_orientation_gives_the_same_reoriented_volume(tmp_path, truth, row, col):
+    write_stack(tmp_path / "scan", truth, row=row, col=col)
+    series = dicomio.ingest(tmp_path / "scan", "S01-D00")
+    assert series["status"] == "ok", series["reasons"]
+    vol = dicomio.read_volume(tmp_path / "scan", series)
+    np.testing.assert_array_equal(vol.hu, truth)
+    assert vol.origin == pytest.approx((-10.0, -20.0, -100.0))
+    np.testing.assert_allclose(vol.direction, np.eye(3), atol=1e-9)
+    assert vol.spacing == pytest.approx((2.5, 0.7, 0.7))
+
+
+def test_missing_slice_excludes_scan_naming_files(tmp_path, truth):
+    write_stack(tmp_path / "scan", truth, skip=(12,))
+    series = dicomio.ingest(tmp_path / "scan", "S01-D00")
+    assert series["status"] == "excluded"
+    (reason,) = series["reasons"]
+    assert "S01-D00" in reason and "1 slice(s) missing" in reason and "IM0011.dcm" in reason and "5.00 mm" in reason
+    with pytest.raises(ScanExcluded, match="missing"):
+        dicomio.ingest(tmp_path / "scan", "S01-D00", strict=True)
+    with pytest.raises(ScanExcluded):
+        dicomio.read_volume(tmp_path / "scan", series)
+
+
+def test_uneven_spacing_is_an_error(tmp_path, truth):
+    def shift(ds, k):
+        if k >= 10:
+            ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], ds.ImagePositionPatient[2] + 1.0]
+
+    write_stack(tmp_path / "scan", truth, edit=shift)
+    issues = dicomio.check_series(
+        dicomio.index_folder(tmp_path / "scan"),
+        dicomio.choose_series(dicomio.index_folder(tmp_path / "scan")).files,
+        scan_id="S1",
+    )
+    assert [i.code for i in issues] == ["uneven_spacing"]
+    assert "3.50 mm apart; expected 2.50 mm" in issues[0].message
+
+
+def test_duplicate_position_and_duplicate_copy(tmp_path, truth):
+    folder = tmp_path / "scan"
+    write_stack(folder, truth)
+    ds = pydicom.dcmread(folder / "IM0005.dcm")
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(folder / "extra.dcm")
+    index = dicomio.index_folder(folder)
+    choice = dicomio.choose_series(index)
+    issues = dicomio.check_series(index, choice.files, scan_id="S1")
+    assert any(
+        i.code == "duplicate_position" and "IM0005.dcm" in i.message and "extra.dcm" in i.message for i in issues
+    )
+    (folder / "extra.dcm").unlink()
+    (folder / "copy.dcm").write_bytes((folder / "IM0005.dcm").read_bytes())
+    index = dicomio.index_folder(folder)
+    choice = dicomio.choose_series(index)
+    assert len(choice.files) == 25 and "copy.dcm" not in choice.files
+    issues = dicomio.check_series(index, choice.files, scan_id="S1")
+    assert [(i.code, i.severity) for i in issues] == [("duplicate_file", "warning")]
+    issues = dicomio.check_series(index, [*choice.files, "copy.dcm"], scan_id="S1")
+    assert [(i.code, i.severity) for i in issues] == [("duplicate_file", "error")]
+
+
+def test_mixed_matrix_is_reported(tmp_path, truth):
+    folder = tmp_path / "scan"
+    write_stack(folder, truth)
+    ds = pydicom.dcmread(folder / "IM0007.dcm")
+    set_pixels(ds, np.zeros((16, 16)))
+    ds.save_as(folder / "IM0007.dcm")
+    series = dicomio.ingest(folder, "S1")
+    assert series["status"] == "excluded"
+    text = " ".join(series["reasons"] + series["warnings"])
+    assert "mixed matrix" in text and "IM0007.dcm" in text and "16x16" in text and "expected 24x32" in text
+    assert "missing" in text  # the odd slice is set aside, leaving a gap
+
+
+@pytest.mark.parametrize("tag", ["+18.5", None], ids=["tag-and-orientation", "orientation-only"])
+def test_gantry_tilt_spacing_is_projected_step(tmp_path, truth, tag):
+    tilt = np.radians(18.5)
+    col = (0.0, np.cos(tilt), -np.sin(tilt))  # detector tilted about x, table moves along z
+
+    def add_tag(ds, k):
+        if tag is not None:
+            ds["GantryDetectorTilt"] = pydicom.DataElement(0x00181120, "DS", tag)
+
+    folder = tmp_path / "scan"
+    write_stack(folder, truth, col=col, step=(0, 0, 2.5), edit=add_tag)
+    series = dicomio.ingest(folder, "S1")
+    assert series["status"] == "ok", series["reasons"]
+    assert series["geometry"]["spacing"][0] == pytest.approx(2.5 * np.cos(tilt), rel=1e-4)
+    assert series["geometry"]["tilt_deg"] == pytest.approx(18.5, abs=0.01)
+    (warning,) = series["warnings"]
+    assert "gantry tilt 18.5 degrees" in warning
+    vol = dicomio.read_volume(folder, series)
+    assert vol.hu.shape == truth.shape
+    assert vol.spacing[0] == pytest.approx(2.5 * np.cos(tilt), rel=1e-4)
+
+
+def test_gantry_tilt_tag_on_orthogonal_stack_warns(tmp_path, truth):
+    def add_tag(ds, k):
+        ds["GantryDetectorTilt"] = pydicom.DataElement(0x00181120, "DS", "-7.0")
+
+    write_stack(tmp_path / "scan", truth, edit=add_tag)
+    series = dicomio.ingest(tmp_path / "scan", "S1")
+    assert series["status"] == "ok"
+    assert series["geometry"]["spacing"][0] == pytest.approx(2.5)
+    assert "GantryDetectorTilt is 7 degrees" in series["warnings"][0]
+
+
+def test_non_ct_modality_is_excluded(tmp_path, truth):
+    def mr(ds, k):
+        ds.Modality = "MR"
+        ds.SOPClassUID = MR_IMAGE_STORAGE
+        ds.file_meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
+
+    write_stack(tmp_path / "scan", truth, edit=mr)
+    series = dicomio.ingest(tmp_path / "scan", "S1")
+    assert series["status"] == "excluded"
+    assert "modality MR, not CT" in series["reasons"][0]
+    index = dicomio.index_folder(tmp_path / "scan")
+    issues = dicomio.check_series(index, list(index["path"]), scan_id="S1")
+    assert any(i.code == "non_ct" and "expected CT" in i.message for i in issues)
+
+
+@pytest.mark.parametrize(
+    ("cut", "compressed"),
+    [(100, False), (1200, False), (300, True)],
+    ids=["in-pixel-data", "in-header", "rle-in-pixel-data"],
+)
+def test_truncated_file_is_flagged_and_excludes(tmp_path, truth, cut, compressed):
+    folder = tmp_path / "scan"
+    rle = (lambda ds, k: ds.compress(RLELossless, encoding_plugin="pydicom")) if compressed else None
+    write_stack(folder, truth, edit=rle)
+    data = (folder / "IM0010.dcm").read_bytes()
+    (folder / "IM0010.dcm").write_bytes(data[:-cut])
+    index = dicomio.index_folder(folder)
+    row = index.set_index("path").loc["IM0010.dcm"]
+    assert not row["readable"] and row["error"].startswith("truncated")
+    series = dicomio.ingest(folder, "S1")
+    assert series["status"] == "excluded"
+    assert any("truncated" in r and "IM0010.dcm" in r for r in series["reasons"] + series["warnings"])
+
+
+def test_random_bytes_are_not_dicom(tmp_path):
+    (tmp_path / "blob").write_bytes(b"\x08\x00\x16\x00" + bytes(range(256)) * 8)
+    (tmp_path / "empty").write_bytes(b"")
+    index = dicomio.index_folder(tmp_path)
+    assert not index["is_dicom"].any() and (index["error"] == "not a DICOM file").all()
+
+
+def test_too_few_slices(tmp_path, truth):
+    write_stack(tmp_path / "scan", truth[:8])
+    series = dicomio.ingest(tmp_path / "scan", "S1")
+    assert series["status"] == "excluded"
+    assert "8 slices, fewer than 20" in series["reasons"][0]
+    assert dicomio.ingest(tmp_path / "scan", "S1", min_slices=5)["status"] == "ok"
+
+
+def _localizer(folder) -> None:
+    ds = new_ds(series_uid="1.2.826.0.1.3680043.2.9")
+    ds.SeriesNumber = 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.ImagePositionPatient = [0, -100, 0]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    ds.PixelSpacing = [1, 1]
+    set_pixels(ds, np.zeros((32, 32)))
+    ds.save_as(folder / "loc.dcm", enforce_file_format=True)
+
+
+def _dose_screen(folder) -> None:
+    ds = new_ds(sop_class=SecondaryCaptureImageStorage, series_uid="1.2.826.0.1.3680043.2.8", modality="OT")
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 8, 8, 3, "RGB"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation, ds.PlanarConfiguration = 8, 8, 7, 0, 0
+    ds.PixelData = bytes(8 * 8 * 3)
+    ds.save_as(folder / "dose.dcm", enforce_file_format=True)
+
+
+def _dicomdir(folder) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.FileSetID = "TRIAL"
+    ds.DirectoryRecordSequence = Sequence()
+    ds.save_as(folder / "DICOMDIR", enforce_file_format=True)
+
+
+def test_localizer_thick_series_and_other_files(tmp_path, truth):
+    folder = tmp_path / "study"
+    write_stack(folder / "thin", truth, names=[f"a{k}" for k in range(25)])
+    write_stack(
+        folder / "thick",
+        np.repeat(truth, 2, axis=0)[:25],
+        spacing=(5.0, 0.7, 0.7),
+        series_uid="1.2.826.0.1.3680043.2.2",
+        edit=lambda ds, k: setattr(ds, "SeriesNumber", 3),
+    )
+    _localizer(folder)
+    _dose_screen(folder)
+    _dicomdir(folder)
+    (folder / "notes.txt").write_text("not dicom\n")
+    index = dicomio.index_folder(folder)
+    assert len(index) == 54
+    by_path = index.set_index("path")
+    assert not by_path.at["notes.txt", "is_dicom"] and not by_path.at["notes.txt", "is_image"]
+    assert by_path.at["DICOMDIR", "readable"] and not by_path.at["DICOMDIR", "is_image"]
+    assert by_path.at["dose.dcm", "is_image"] and by_path.at["dose.dcm", "photometric"] == "RGB"
+    assert by_path.at["thin/a0", "sop_class"] == "CT Image Storage"
+    assert len(by_path.at["thin/a0", "series"]) == 12
+    no_identifiers(index.astype(str).to_dict("records"))
+
+    choice = dicomio.choose_series(index)
+    assert choice.files[0].startswith("thin/") and len(choice.files) == 25
+    assert "2.5 mm" in choice.reason and "thinnest" in choice.reason
+    cands = choice.candidates.set_index("series_number")
+    assert "localizer" in cands.at[1, "why_not"]
+    assert "not grey-scale" in cands.loc[cands["n_files"] == 1].query("modality == 'OT'")["why_not"].iloc[0]
+    assert bool(cands.at[3, "eligible"])
+    most = dicomio.choose_series(index, prefer="most_slices", max_slice_thickness_mm=5.0)
+    assert most.series == choice.series  # 25 slices each: thinnest breaks the tie
+    none_thin = dicomio.choose_series(index, prefer_kernels=["B70f"], max_slice_thickness_mm=2.0)
+    assert none_thin.series is None and "more than 2 mm" in none_thin.reason
+
+    series = dicomio.ingest(folder, "S1")
+    assert series["status"] == "ok" and series["warnings"] == []
+    no_identifiers(series)
+
+
+def test_one_uid_two_overlapping_acquisitions_split_into_subseries(tmp_path, truth):
+    folder = tmp_path / "scan"
+    write_stack(folder, truth, names=[f"a{k}.dcm" for k in range(25)])
+    write_stack(
+        folder, truth, names=[f"b{k}.dcm" for k in range(25)], edit=lambda ds, k: setattr(ds, "AcquisitionNumber", 2)
+    )
+    choice = dicomio.choose_series(dicomio.index_folder(folder))
+    assert len(choice.candidates) == 2 and choice.candidates["eligible"].all()
+    assert choice.series.endswith(".1") and all(f.startswith("a") for f in choice.files)
+    assert dicomio.ingest(folder, "S1")["status"] == "ok"
+
+
+def test_sequential_acquisitions_stay_one_series(tmp_path, truth):
+    write_stack(tmp_path / "scan", truth, edit=lambda ds, k: setattr(ds, "AcquisitionNumber", k // 4 + 1))
+    choice = dicomio.choose_series(dicomio.index_folder(tmp_path / "scan"))
+    assert len(choice.candidates) == 1 and len(choice.files) == 25
+
+
+@pytest.mark.parametrize(("signed", "intercept"), [(True, -1024.0), (False, -1024.0), (False, -2048.0), (True, 0.0)])
+def test_signed_unsigned_and_intercepts_give_identical_hu(tmp_path, truth, signed, intercept):
+    write_stack(tmp_path / "scan", truth, signed=signed, intercept=intercept)
+    series = dicomio.ingest(tmp_path / "scan", "S1")
+    np.testing.assert_array_equal(dicomio.read_volume(tmp_path / "scan", series).hu, truth)
+
+
+def test_padding_value_and_out_of_field_values(tmp_path, truth):
+    def pad(ds, k):
+        stored = np.frombuffer(ds.PixelData, np.int16).reshape(ds.Rows, ds.Columns).copy()
+        stored[0, :4] = -2000  # PixelPaddingValue
+        stored[-1, -3:] = -2000 - 1024  # -3024 HU after intercept, outside the field of view
+        ds.PixelData = stored.tobytes()
+        ds["PixelPaddingValue"] = pydicom.DataElement(0x00280120, "SS", -2000)
+
+    write_stack(tmp_path / "scan", truth, edit=pad)
+    series = dicomio.ingest(tmp_path / "scan", "S1")
+    vol = dicomio.read_volume(tmp_path / "scan", series)
+    assert vol.padding is not None and vol.padding.sum() == 25 * 7
+    assert (vol.hu[vol.padding] == -1024).all()
+    np.testing.assert_array_equal(vol.hu[~vol.padding], truth[~vol.padding])
+    assert vol.padding[:, 0, :4].all()  # row 0 is anterior: y index 0 after reorientation
+
+
+def test_modality_lut_sequence_without_intercept(tmp_path, truth):
+    def lut(ds, k):
+        stored = np.frombuffer(ds.PixelData, np.int16)  # truth + 1024, all positive
+        ds.PixelRepresentation = 0
+        ds.PixelData = stored.astype(np.uint16).tobytes()
+        del ds.RescaleIntercept, ds.RescaleSlope
+        item = Dataset()
+        item.LUTDescriptor = [4096, 0, 16]
+        item.ModalityLUTType = "US"
+        item["LUTData"] = pydicom.DataElement(0x00283006, "OW", (2 * np.arange(4096)).astype(np.uint16).tobytes())
+        ds.ModalityLUTSequence = Sequence([item])
+
+    write_stack(tmp_path / "scan", truth, intercept=-1024.0, edit=lut)
+    series = dicomio.ingest(tmp_path / "scan", "S1")
+    assert series["geometry"]["rescale"]["modality_lut_sequence"]
+    np.testing.assert_array_equal(dicomio.read_volume(tmp_path / "scan", series).hu, 2 * (truth + 1024))
+
+
+def test_rle_and_jpeg2000_compressed(tmp_path):
+    truth = truth_volume((25, 32, 40))  # the J2K encoder's 6 resolutions need at least 32 pixels a side
+
+    def rle(ds, k):
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+
+    def j2k(ds, k):
+        ds.compress(JPEG2000Lossless)
+
+    write_stack(tmp_path / "rle", truth, edit=rle)
+    write_stack(tmp_path / "j2k", truth, edit=j2k)
+    for name in ("rle", "j2k"):
+        series = dicomio.ingest(tmp_path / name, "S1")
+        assert series["status"] == "ok", series["reasons"]
+        np.testing.assert_array_equal(dicomio.read_volume(tmp_path / name, series).hu, truth)
+    assert "JPEG 2000" in dicomio.ingest(tmp_path / "j2k", "S1")["geometry"]["transfer_syntax"][0]
+
+
+def test_jpeg2000_codestream_unsigned_while_pixel_representation_signed(tmp_path):
+    truth = truth_volume((25, 32, 40))
+
+    def j2k_unsigned(ds, k):
+        signed = np.frombuffer(ds.PixelData, np.int16).reshape(ds.Rows, ds.Columns)
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+        ds.compress(JPEG2000Lossless, (signed.view(np.uint16) & 0x0FFF))  # 12-bit two's complement, unsigned
+        ds.PixelRepresentation = 1  # the dataset says signed, the codestream unsigned
+
+    write_stack(tmp_path / "scan", truth, intercept=0.0, edit=j2k_unsigned)
+    series = dicomio.ingest(tmp_path / "scan", "S1")
+    np.testing.assert_array_equal(dicomio.read_volume(tmp_path / "scan", series).hu, truth)
+
+
+def test_undecodable_pixels_raise_input_error_naming_file(tmp_path, truth):
+    def broken(ds, k):
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+        if k == 3:
+            ds.PixelData = ds.PixelData[:40] + bytes(len(ds.PixelData) - 40)
+
+    write_stack(tmp_path / "scan", truth, edit=broken)
+    series = dicomio.ingest(tmp_path / "scan", "S1")
+    assert series["status"] == "ok"
+    with pytest.raises(InputError, match=r"IM0003\.dcm"):
+        dicomio.read_volume(tmp_path / "scan", series)
+
+
+def test_empty_folder_and_missing_folder(tmp_path):
+    series = dicomio.ingest(tmp_path, "S1")
+    assert series["status"] == "excluded" and "No DICOM image" in series["reasons"][0]
+    with pytest.raises(InputError, match="does not exist"):
+        dicomio.index_folder(tmp_path / "nope")
+
+
+def test_bits_stored_12_signed_and_unsigned_with_overlay_bits(tmp_path, truth):
+    def signed12(ds, k):
+        ds.BitsStored, ds.HighBit = 12, 11
+        stored = np.frombuffer(ds.PixelData, np.int16)
+        ds.PixelData = (stored.view(np.uint16) & 0x0FFF).tobytes()  # not sign-extended above bit 11
+
+    def unsigned12(ds, k):
+        ds.BitsStored, ds.HighBit = 12, 11
+        ds.PixelData = (np.frombuffer(ds.PixelData, np.uint16) | 0x8000).tobytes()  # bit 15 is not pixel data
+
+    write_stack(tmp_path / "s", truth, intercept=0.0, edit=signed12)
+    write_stack(tmp_path / "u", truth, signed=False, intercept=-1024.0, edit=unsigned12)
+    for name in ("s", "u"):
+        series = dicomio.ingest(tmp_path / name, "S1")
+        np.testing.assert_array_equal(dicomio.read_volume(tmp_path / name, series).hu, truth)
+
+
+def test_file_without_preamble_is_indexed(tmp_path, truth):
+    folder = tmp_path / "scan"
+    write_stack(folder, truth)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.file_meta
+        ds.preamble = None
+        ds.save_as(path, enforce_file_format=False, implicit_vr=True, little_endian=True)
+        assert path.read_bytes()[128:132] != b"DICM"
+    index = dicomio.index_folder(folder)
+    assert index["is_image"].all() and index["readable"].all()
+    series = dicomio.ingest(folder, "S1")
+    np.testing.assert_array_equal(dicomio.read_volume(folder, series).hu, truth)
+
+
+def test_demo_writer_series_round_trip(tmp_path):
+    from lungtrial.demo.dicomwrite import write_series
+
+    rng = np.random.default_rng(1)
+    hu = rng.integers(-1000, 1500, (22, 40, 36)).astype(np.int16)
+    write_series(
+        hu,
+        (1.25, 0.8, 0.75),
+        tmp_path,
+        origin=(5.0, -7.0, 30.0),
+        signed=False,
+        padding_value=0,
+        fov_diameter_mm=30.0,
+        superior_first=False,
+        patient={"PatientName": SECRET},
+        file_names="hex",
+        suffix="",
+    )
+    series = dicomio.ingest(tmp_path, "S1")
+    assert series["status"] == "ok", series["reasons"]
+    no_identifiers(series)
+    vol = dicomio.read_volume(tmp_path, series)
+    assert vol.spacing == pytest.approx((1.25, 0.8, 0.75))
+    assert vol.origin == pytest.approx((5.0, -7.0, 30.0))
+    assert vol.padding is not None and vol.padding[:, 0, 0].all() and not vol.padding[:, 20, 18].any()
+    np.testing.assert_array_equal(vol.hu[~vol.padding], hu[~vol.padding])

@@ -1,0 +1,150 @@
+"""quantify: NIfTI geometry, lesion masks on and off the CT grid, excluded scans, one generated scan end to end."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from lungtrial.errors import InputError, ScanExcluded
+from lungtrial.quantify import load_lesion_mask, quantify_scan, write_nifti
+
+SHAPE = (6, 8, 10)
+SPACING = (2.5, 0.7, 0.6)
+ORIGIN = (-150.0, -120.0, 300.0)
+DIRECTION = np.eye(3)
+
+
+def test_nifti_keeps_ct_geometry(tmp_path):
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[1, 2, 3] = 2
+    direction = np.array([[1.0, 0, 0], [0, 0.6, -0.8], [0, 0.8, 0.6]])  # tilted, still orthonormal
+    write_nifti(labels, tmp_path / "m.nii.gz", SPACING, ORIGIN, direction)
+    img = sitk.ReadImage(str(tmp_path / "m.nii.gz"))
+    assert img.GetSize() == (10, 8, 6)
+    assert np.allclose(img.GetSpacing(), (0.6, 0.7, 2.5))
+    assert np.allclose(img.GetOrigin(), ORIGIN, atol=1e-4)
+    assert np.allclose(np.reshape(img.GetDirection(), (3, 3)), direction, atol=1e-5)
+    assert (sitk.GetArrayFromImage(img) == labels).all()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.nii.gz"]  # no temporary file left
+
+
+def test_lesion_mask_on_grid_and_reoriented(tmp_path):
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[2:4, 3:5, 1:6] = 7  # any non-zero value is lesion
+    write_nifti(mask, tmp_path / "same.nii.gz", SPACING, ORIGIN, DIRECTION)
+    got = load_lesion_mask(tmp_path / "same.nii.gz", SHAPE, SPACING, ORIGIN, DIRECTION)
+    assert got.dtype == bool and (got == (mask > 0)).all()
+    # the same mask stored with flipped x and y axes (another orientation of the same physical space)
+    flipped = mask[:, ::-1, ::-1]
+    origin = (ORIGIN[0] + 9 * 0.6, ORIGIN[1] + 7 * 0.7, ORIGIN[2])
+    write_nifti(np.ascontiguousarray(flipped), tmp_path / "flip.nii.gz", SPACING, origin, np.diag([-1.0, -1.0, 1.0]))
+    got = load_lesion_mask(tmp_path / "flip.nii.gz", SHAPE, SPACING, ORIGIN, DIRECTION)
+    assert (got == (mask > 0)).all()
+
+
+def test_lesion_mask_mismatch_is_a_clear_error(tmp_path):
+    write_nifti(np.zeros((3, 8, 10), np.uint8), tmp_path / "short.nii.gz", SPACING, ORIGIN, DIRECTION)
+    with pytest.raises(InputError, match="short.nii.gz.*does not cover the CT volume"):
+        load_lesion_mask(tmp_path / "short.nii.gz", SHAPE, SPACING, ORIGIN, DIRECTION)
+    (tmp_path / "bad.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="bad.nii.gz.*cannot be read"):
+        load_lesion_mask(tmp_path / "bad.nii.gz", SHAPE, SPACING, ORIGIN, DIRECTION)
+
+
+def test_excluded_series_writes_status_row(tmp_path):
+    series = {"scan_id": "S1", "status": "excluded", "reasons": ["S1: series has 12 slices; expected at least 20"]}
+    result = quantify_scan(tmp_path, "S1", tmp_path / "out", series=series, title="P01 day 0")
+    assert result["status"] == "excluded"
+    row = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert row.loc[0, "scan_id"] == "S1" and row.loc[0, "status"] == "excluded"
+    assert "12 slices" in row.loc[0, "exclusion_reason"]
+    assert "pct_opacity" in row.columns and np.isnan(row.loc[0, "pct_opacity"])
+    regions = pd.read_csv(tmp_path / "out" / "regions.csv")
+    assert len(regions) == 0 and "involvement_score" in regions.columns
+    assert (tmp_path / "out" / "qc.png").stat().st_size > 0
+    assert not (tmp_path / "out" / "lungs.nii.gz").exists()
+    with pytest.raises(ScanExcluded, match="12 slices"):
+        quantify_scan(tmp_path, "S1", tmp_path / "strict", series=series, strict=True)
+    assert not (tmp_path / "strict" / "metrics.csv").exists()
+
+
+def test_empty_folder_is_excluded(tmp_path):
+    (tmp_path / "dicom").mkdir()
+    result = quantify_scan(tmp_path / "dicom", "S2", tmp_path / "out")
+    assert result["status"] == "excluded" and result["exclusion_reason"]
+    assert json.loads((tmp_path / "out" / "series.json").read_text())["status"] == "excluded"
+
+
+def test_unknown_preset(tmp_path):
+    with pytest.raises(InputError, match="preset"):
+        quantify_scan(tmp_path, "S1", tmp_path / "out", series={}, preset="lung")
+
+
+@pytest.fixture(scope="module")
+def demo_scan(tmp_path_factory):
+    from lungtrial.demo import design, write_scan
+
+    root = tmp_path_factory.mktemp("demo")
+    trial = design(n_per_arm=1, timepoints=(0, 7))
+    scan_id = trial.scans["scan_id"].iloc[1]
+    truth = write_scan(trial, scan_id, root / "dicom", root / "truth", size="tiny")
+    return root, scan_id, truth
+
+
+def test_generated_scan_end_to_end(demo_scan, tmp_path):
+    root, scan_id, truth = demo_scan
+    result = quantify_scan(root / "dicom", scan_id, tmp_path, title="P01 day 7")
+    assert result["status"] == "ok", result["exclusion_reason"]
+    assert set(result["timings"]) == {"read", "segment", "measure", "write", "total"}
+    for name in ("metrics.csv", "regions.csv", "lungs.nii.gz", "opacity.nii.gz", "qc.png", "series.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+    row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
+    assert row["scan_id"] == scan_id and row["status"] == "ok"
+    assert row["lung_volume_ml"] == pytest.approx(truth["lung_volume_ml"], rel=0.1)
+    assert row["right_lung_ml"] + row["left_lung_ml"] == pytest.approx(row["lung_volume_ml"])
+    regions = pd.read_csv(tmp_path / "regions.csv")
+    assert len(regions) == 6 and regions["lung_volume_ml"].sum() == pytest.approx(row["lung_volume_ml"])
+    assert row["severity_score"] == regions["involvement_score"].sum()
+
+    # masks lie on the CT grid in physical space: same geometry as the generator's truth masks
+    lungs = sitk.ReadImage(str(tmp_path / "lungs.nii.gz"))
+    ref = sitk.ReadImage(str(root / "truth" / f"{scan_id}_lungs.nii.gz"))
+    assert lungs.GetSize() == ref.GetSize()
+    assert np.allclose(lungs.GetSpacing(), ref.GetSpacing(), rtol=1e-4)
+    assert np.allclose(lungs.GetOrigin(), ref.GetOrigin(), atol=1e-2)
+    seg, true = sitk.GetArrayFromImage(lungs), sitk.GetArrayFromImage(ref)
+    assert set(np.unique(seg)) == {0, 1, 2}
+    assert 2 * ((seg == 1) & (true == 1)).sum() / ((seg == 1).sum() + (true == 1).sum()) > 0.85  # right is right
+    # the metrics agree with the opacity mask written
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "opacity.nii.gz")))
+    n_lung = (seg > 0).sum()
+    assert row["pct_opacity"] == pytest.approx(100 * np.isin(labels, (1, 2)).sum() / n_lung)
+    assert row["vessel_ml"] == pytest.approx((labels == 3).sum() * row["lung_volume_ml"] / n_lung)
+
+    # no patient identifier anywhere in the outputs
+    for path in tmp_path.iterdir():
+        data = path.read_bytes()
+        for ident in truth["planted_identifiers"]:
+            assert ident.encode() not in data, (path.name, "planted identifier")
+
+
+def test_lesion_mask_from_file(demo_scan, tmp_path):
+    root, scan_id, truth = demo_scan
+    mask = root / "truth" / f"{scan_id}_lesions.nii.gz"
+    result = quantify_scan(root / "dicom", scan_id, tmp_path, lesion_mask=mask, preset="radiology")
+    row = result["metrics"]
+    assert row["opacity_source"] == "lesion_mask"
+    lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(mask))) > 0
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "lungs.nii.gz"))) > 0
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "opacity.nii.gz")))
+    expected = (lesion & seg & (labels != 3)).sum()
+    assert row["opacity_ml"] == pytest.approx(expected * row["lung_volume_ml"] / seg.sum())
+    short = tmp_path / "short.nii.gz"
+    img = sitk.ReadImage(str(mask))
+    sitk.WriteImage(img[:, :, : img.GetSize()[2] // 2], str(short))
+    with pytest.raises(InputError, match="short.nii.gz"):
+        quantify_scan(root / "dicom", scan_id, tmp_path / "bad", lesion_mask=short)

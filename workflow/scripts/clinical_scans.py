@@ -1,0 +1,22 @@
+"""One row per scan: imaging metrics, study day, visit and the nearest lab values; subjects with scan counts."""
+
+import pandas as pd
+
+from lungtrial import clinical
+from lungtrial.wfutil import setup_logging
+
+log = setup_logging(snakemake.log[0])
+inp, out, params = snakemake.input, snakemake.output, snakemake.params
+
+catalog = clinical.load_catalog(inp.units, inp.analytes)
+metrics = pd.read_csv(inp.metrics, dtype={"scan_id": str, "subject_id": str, "scan_date": str})
+subjects = pd.read_parquet(inp.subjects)
+labs = pd.read_parquet(inp.labs)
+
+measured = set(labs["analyte"])
+analytes = [slug for slug in catalog.labels if slug in measured]
+scans = clinical.scan_table(metrics, subjects, labs, params.visits, params.window_days, analytes)
+clinical.write_table(scans, out.scans_csv, out.scans)
+clinical.write_table(clinical.count_scans(subjects, scans), out.subjects_csv, out.subjects)
+clinical.write_table(clinical.data_dictionary(catalog, scans), out.dictionary)
+log.info("%d scans joined with labs (window +/- %s days)", len(scans), params.window_days)

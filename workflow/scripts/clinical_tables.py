@@ -1,0 +1,32 @@
+"""Subjects, labs (harmonised, validated, with study days and visits) and adverse events from the sheets."""
+
+from lungtrial import clinical
+from lungtrial.wfutil import setup_logging
+
+log = setup_logging(snakemake.log[0])
+inp, out, params = snakemake.input, snakemake.output, snakemake.params
+
+catalog = clinical.load_catalog(inp.units, inp.analytes)
+subjects = clinical.read_subjects(inp.subjects)
+labs, dropped = clinical.read_labs(
+    list(inp.labs),
+    subjects,
+    catalog,
+    visits=params.visits,
+    on_unknown=params.on_unknown,
+    tolerance_days=params.tolerance_days,
+)
+adverse_events = clinical.read_adverse_events(next(iter(inp.adverse_events), None), subjects)
+
+clinical.write_table(clinical.subject_table(subjects, labs), out.subjects)
+clinical.write_table(labs, out.labs_csv, out.labs)
+clinical.write_table(adverse_events, out.adverse_events_csv, out.adverse_events)
+clinical.write_table(dropped, out.dropped)
+clinical.write_table(clinical.lab_coverage(labs), out.coverage)
+log.info(
+    "%d subjects, %d lab values (%d dropped), %d adverse events",
+    len(subjects),
+    len(labs),
+    len(dropped),
+    len(adverse_events),
+)
