@@ -83,11 +83,3 @@ rule clinical_scans:
         window_days=CLINICAL["lab_window_days"],
     script:
         "../scripts/clinical_scans.py"
-
-
-def clinical_targets():
-    """Final outputs of the clinical stage."""
-    return [
-        *rules.clinical_tables.output,
-        *rules.clinical_scans.output,
-    ]

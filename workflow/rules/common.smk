@@ -171,3 +171,19 @@ def qc_labels(wildcards):
         "scan": info["scan_id"],
         "study day": info["study_day"],
     }
+
+
+def imaging_targets():
+    return [
+        "results/imaging/metrics.csv",
+        "results/imaging/regions.csv",
+        "results/imaging/qc.csv",
+    ] + per_scan("results/scans/{scan}/qc.png")
+
+
+def clinical_targets():
+    """Final outputs of the clinical stage."""
+    return [
+        *rules.clinical_tables.output,
+        *rules.clinical_scans.output,
+    ]

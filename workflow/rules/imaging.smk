@@ -88,11 +88,3 @@ rule imaging_tables:
         runtime=10,
     script:
         "../scripts/imaging_tables.py"
-
-
-def imaging_targets():
-    return [
-        "results/imaging/metrics.csv",
-        "results/imaging/regions.csv",
-        "results/imaging/qc.csv",
-    ] + per_scan("results/scans/{scan}/qc.png")
