@@ -15,6 +15,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/imaging.smk"
 include: "workflow/rules/clinical.smk"
+include: "workflow/rules/stats.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:
@@ -22,3 +24,5 @@ rule all:
     input:
         imaging_targets(),
         clinical_targets(),
+        stats_targets(),
+        plots_targets(),

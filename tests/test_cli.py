@@ -30,7 +30,8 @@ def test_help_is_fast_and_lists_commands():
     proc = run("--help")
     assert proc.returncode == 0
     assert "quantify" in proc.stdout and "demo" in proc.stdout
-    code = "import sys, lungtrial.cli; print(sorted(m for m in ('SimpleITK', 'matplotlib', 'pydicom') if m in sys.modules))"
+    heavy = ("SimpleITK", "matplotlib", "pydicom", "scipy", "pandas")
+    code = f"import sys, lungtrial.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert imported.stdout.strip() == "[]"
 
@@ -78,10 +79,12 @@ def test_demo_then_quantify(tmp_path, capsys):
     import pandas as pd
 
     assert main(["demo", "--out", str(tmp_path / "trial"), "--size", "tiny", "--n-per-arm", "1", "--seed", "3"]) == 0
+    assert capsys.readouterr().out.startswith("demo trial written to")
     scans = pd.read_csv(tmp_path / "trial" / "scans.csv")
     assert scans["subject_id"].nunique() == 2
     folder = tmp_path / "trial" / scans["dicom_dir"].iloc[0]
-    code = main(["quantify", str(folder), "--out", str(tmp_path / "out"), "--preset", "ards", "--prefer", "most_slices"])
+    options = ["--out", str(tmp_path / "out"), "--preset", "ards", "--prefer", "most_slices", "--min-slices", "10"]
+    code = main(["quantify", str(folder), *options])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert out.out.startswith(f"{scans['scan_id'].iloc[0]}: lung ")

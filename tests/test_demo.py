@@ -141,6 +141,13 @@ def test_make_chest_parameters_vary_the_image():
     assert np.std(noisy[:, :3, :]) == pytest.approx(25.0, rel=0.25)
 
 
+def test_make_chest_from_extent():
+    hu, truth = make_chest(PhantomParams(), (10.0, 8.0, 8.0), extent_mm=(280.0, 360.0, 360.0))
+    assert hu.shape == truth.lungs.shape == (28, 45, 45)
+    with pytest.raises(ValueError):
+        make_chest(PhantomParams(), (10.0, 8.0, 8.0))
+
+
 def test_lesion_burden_grows_in_place():
     sp, shape = (6.0, 5.0, 5.0), (45, 72, 72)
     p = PhantomParams(noise_hu=0.0)
@@ -177,7 +184,7 @@ def test_write_series_round_trip(tmp_path, intercept, signed, padding):
         assert ds.InstanceNumber == k + 1
         assert ds.PixelRepresentation == int(signed)
         assert float(ds.RescaleIntercept) == intercept and float(ds.RescaleSlope) == 1.0
-        pydicom.uid.UID(ds.SOPInstanceUID).is_valid
+        assert pydicom.uid.UID(ds.SOPInstanceUID).is_valid
     back = _hu(dss)
     expected = np.clip(hu, intercept if not signed else -np.inf, None)
     if padding is None:
@@ -190,6 +197,20 @@ def test_write_series_round_trip(tmp_path, intercept, signed, padding):
         assert dss[0].PixelPaddingValue == padding
         assert (stored[:, outside] == padding).all()
         np.testing.assert_array_equal(back[:, ~outside], expected[:, ~outside])
+
+
+def test_write_series_is_read_by_gdcm(tmp_path):
+    import SimpleITK as sitk
+
+    hu = np.random.default_rng(2).integers(-1000, 1000, size=(5, 12, 10)).astype(np.float32)
+    write_series(hu, (3.0, 0.9, 0.8), tmp_path, origin=(1.0, 2.0, -50.0), file_names="instance", suffix="")
+    reader = sitk.ImageSeriesReader()
+    (series_id,) = reader.GetGDCMSeriesIDs(str(tmp_path))
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(tmp_path), series_id))
+    img = reader.Execute()
+    assert img.GetSpacing() == pytest.approx((0.8, 0.9, 3.0))
+    assert img.GetOrigin() == pytest.approx((1.0, 2.0, -50.0))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(img), hu)
 
 
 def test_write_series_is_deterministic(tmp_path):
@@ -230,12 +251,12 @@ def test_write_scan_tiny(tmp_path, trial, flags):
                 "pct_ground_glass", "pct_consolidation", "slice_thickness_mm", "planted_identifiers"):
         assert key in rec
     series = _read_series(tmp_path / "dicom")
-    assert len(series) == 1 + bool(row["thick_series"]) + bool(row["localizer"])
+    assert len(series) == rec["series"] == 1 + rec["thick_series"] + bool(row["localizer"])
     axial = [s for s in series.values() if "LOCALIZER" not in s[0].ImageType]
     main = min(axial, key=lambda s: float(s[0].SliceThickness))
     assert float(main[0].SliceThickness) == rec["slice_thickness_mm"]
     assert len({d.StudyInstanceUID for s in series.values() for d in s}) == 1
-    if row["thick_series"]:
+    if rec["thick_series"]:
         assert sorted(float(s[0].SliceThickness) for s in axial)[-1] == 5.0
     if row["localizer"]:
         (loc,) = [s for s in series.values() if "LOCALIZER" in s[0].ImageType]
@@ -270,12 +291,18 @@ def test_write_scan_is_deterministic(tmp_path, trial):
     for n in names:
         assert (tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes()
     assert (tmp_path / "ta" / f"{scan_id}.json").read_text() == (tmp_path / "tb" / f"{scan_id}.json").read_text()
+    with pytest.raises(FileExistsError):  # never mixes with files already there
+        write_scan(trial, scan_id, tmp_path / "a", tmp_path / "ta", size="tiny")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "ta", "tb"]  # no temporary folder left
 
 
 def test_identifiers_differ_between_subjects(trial):
     c = trial.courses
     for col in ("patient_name", "patient_id", "institution", "referring_physician"):
         assert c[col].is_unique
+    big = design(n_per_arm=600).courses  # more subjects than name combinations
+    for col in ("patient_name", "patient_id", "referring_physician"):
+        assert big[col].is_unique
 
 
 # ----------------------------------------------------------------------------------------------- clinical

@@ -239,6 +239,23 @@ def test_mixed_matrix_is_reported(tmp_path, truth):
     assert "missing" in text  # the odd slice is set aside, leaving a gap
 
 
+def test_mixed_orientation_in_one_series(tmp_path, truth):
+    folder = tmp_path / "scan"
+    write_stack(folder, truth)
+    ds = pydicom.dcmread(folder / "IM0003.dcm")
+    ds.SOPInstanceUID = generate_uid()
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    ds.save_as(folder / "coronal.dcm")
+    index = dicomio.index_folder(folder)
+    choice = dicomio.choose_series(index)
+    assert len(choice.files) == 25 and len(choice.candidates) == 2
+    issues = dicomio.check_series(index, choice.files, scan_id="S1")
+    assert [(i.code, i.severity) for i in issues] == [("mixed_orientation", "warning")]
+    assert "coronal.dcm (1\\0\\0\\0\\0\\-1); expected 1\\0\\0\\0\\1\\0" in issues[0].message
+    issues = dicomio.check_series(index, [*choice.files, "coronal.dcm"], scan_id="S1")
+    assert ("mixed_orientation", "error") in [(i.code, i.severity) for i in issues]
+
+
 @pytest.mark.parametrize("tag", ["+18.5", None], ids=["tag-and-orientation", "orientation-only"])
 def test_gantry_tilt_spacing_is_projected_step(tmp_path, truth, tag):
     tilt = np.radians(18.5)
@@ -390,6 +407,8 @@ def test_localizer_thick_series_and_other_files(tmp_path, truth):
 
     series = dicomio.ingest(folder, "S1")
     assert series["status"] == "ok" and series["warnings"] == []
+    assert series["reason"] == choice.reason and series["series"] == choice.series
+    assert "set aside: series 1 (localizer" in series["reason"]
     no_identifiers(series)
 
 
@@ -563,3 +582,60 @@ def test_demo_writer_series_round_trip(tmp_path):
     assert vol.origin == pytest.approx((5.0, -7.0, 30.0))
     assert vol.padding is not None and vol.padding[:, 0, 0].all() and not vol.padding[:, 20, 18].any()
     np.testing.assert_array_equal(vol.hu[~vol.padding], hu[~vol.padding])
+
+
+def test_rescale_slope_other_than_one(tmp_path, truth):
+    def half(ds, k):
+        stored = np.frombuffer(ds.PixelData, np.int16).astype(np.int32)  # HU + 1024
+        ds.PixelData = (2 * stored).astype(np.int16).tobytes()
+        ds.RescaleSlope = 0.5
+
+    write_stack(tmp_path / "scan", truth, edit=half)
+    series = dicomio.ingest(tmp_path / "scan", "S1")
+    assert series["geometry"]["rescale"]["pairs"] == [[0.5, -1024.0]]
+    np.testing.assert_array_equal(dicomio.read_volume(tmp_path / "scan", series).hu, truth)
+
+
+def _enhanced_ct(path, hu: np.ndarray, order: list[int], *, spacing=(2.5, 0.7, 0.7), origin=(-10.0, -20.0, -100.0)):
+    """An Enhanced CT object holding the LPS-ordered volume ``hu`` with its frames in ``order``."""
+    ds = new_ds(sop_class="1.2.840.10008.5.1.4.1.1.2.1")
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    ds.NumberOfFrames = len(order)
+    shared = Dataset()
+    orient, measures, rescale = Dataset(), Dataset(), Dataset()
+    orient.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    measures.PixelSpacing = [spacing[1], spacing[2]]
+    measures.SliceThickness = spacing[0]
+    rescale.RescaleIntercept, rescale.RescaleSlope, rescale.RescaleType = -1024, 1, "HU"
+    shared.PlaneOrientationSequence = Sequence([orient])
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PixelValueTransformationSequence = Sequence([rescale])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    items = []
+    for z in order:
+        item, position = Dataset(), Dataset()
+        position.ImagePositionPatient = [origin[0], origin[1], origin[2] + z * spacing[0]]
+        item.PlanePositionSequence = Sequence([position])
+        items.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(items)
+    set_pixels(ds, (hu[order].astype(np.int32) + 1024).reshape(-1, hu.shape[2]), intercept=None)
+    ds.Rows, ds.Columns = hu.shape[1:]
+    ds.save_as(path, enforce_file_format=True)
+    return ds
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["native", "rle"])
+def test_enhanced_ct_frames_are_ordered_by_position(tmp_path, truth, compressed):
+    order = random.Random(5).sample(range(truth.shape[0]), truth.shape[0])
+    ds = _enhanced_ct(tmp_path / "enhanced.dcm", truth, order)
+    if compressed:
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+        ds.save_as(tmp_path / "enhanced.dcm")
+    index = dicomio.index_folder(tmp_path)
+    assert len(index) == 25 and (index["file"] == "enhanced.dcm").all()
+    series = dicomio.ingest(tmp_path, "S1")
+    assert series["status"] == "ok", series["reasons"]
+    assert series["files"][0] == f"enhanced.dcm#{order.index(0) + 1}"
+    vol = dicomio.read_volume(tmp_path, series)
+    np.testing.assert_array_equal(vol.hu, truth)
+    assert vol.spacing == pytest.approx((2.5, 0.7, 0.7))

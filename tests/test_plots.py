@@ -18,23 +18,56 @@ def tables():
         arm = TRT if i % 2 else REF
         sid = f"S{i:02d}"
         los = 18 + i
-        subj.append({"subject_id": sid, "arm": arm, "admission_date": "2020-02-01", "day0_date": "2020-02-03",
-                     "discharge_date": "" if i == 7 else f"2020-02-{1 + los:02d}", "mechanical_ventilation": i == 2,
-                     "days_to_discharge": los - 2, "discharged": i != 7, "days_to_symptom_resolution": 5 + i,
-                     "symptom_resolved": i != 3})
+        subj.append(
+            {
+                "subject_id": sid,
+                "arm": arm,
+                "admission_date": "2020-02-01",
+                "day0_date": "2020-02-03",
+                "discharge_date": "" if i == 7 else f"2020-02-{1 + los:02d}",
+                "mechanical_ventilation": i == 2,
+                "days_to_discharge": los - 2,
+                "discharged": i != 7,
+                "days_to_symptom_resolution": 5 + i,
+                "symptom_resolved": i != 3,
+            }
+        )
         start = 30 + rng.normal(0, 5)
         for visit, day in VISITS.items():
             op = max(start - day * (1.5 if arm == TRT else 0.8) + rng.normal(0, 1), 0.5)
             status = "excluded" if (i, visit) == (4, "day14") else "ok"
-            scans.append({"scan_id": f"{sid}-{day}", "subject_id": sid, "arm": arm, "study_day": day + i % 2,
-                          "visit": visit, "status": status, "pct_opacity": op, "pct_consolidation": op / 4,
-                          "pao2_fio2": 420 - 6 * op, "pao2_fio2_censored": ">" if op < 2 else ""})
-            for analyte, label, unit, value in (("crp", "CRP", "mg/L", np.exp(rng.normal(2, 1.2))),
-                                                ("lymphocytes", "Lymphocytes", "10^9/L", 1 + day / 20)):
+            scans.append(
+                {
+                    "scan_id": f"{sid}-{day}",
+                    "subject_id": sid,
+                    "arm": arm,
+                    "study_day": day + i % 2,
+                    "visit": visit,
+                    "status": status,
+                    "pct_opacity": op,
+                    "pct_consolidation": op / 4,
+                    "pao2_fio2": 420 - 6 * op,
+                    "pao2_fio2_censored": ">" if op < 2 else "",
+                }
+            )
+            for analyte, label, unit, value in (
+                ("crp", "CRP", "mg/L", np.exp(rng.normal(2, 1.2))),
+                ("lymphocytes", "Lymphocytes", "10^9/L", 1 + day / 20),
+            ):
                 cens = "<" if analyte == "crp" and value < 3 else ""
-                labs.append({"subject_id": sid, "arm": arm, "study_day": float(day), "visit": visit,
-                             "analyte": analyte, "analyte_label": label, "unit": unit,
-                             "value": 3.0 if cens else value, "censored": cens})
+                labs.append(
+                    {
+                        "subject_id": sid,
+                        "arm": arm,
+                        "study_day": float(day),
+                        "visit": visit,
+                        "analyte": analyte,
+                        "analyte_label": label,
+                        "unit": unit,
+                        "value": 3.0 if cens else value,
+                        "censored": cens,
+                    }
+                )
     return pd.DataFrame(subj), pd.DataFrame(scans), pd.DataFrame(labs)
 
 
@@ -60,8 +93,13 @@ def test_colours_are_fixed_and_distinct():
 
 def test_trajectories(tables, tmp_path):
     _, scans, labs = tables
-    long = pd.concat([plots.imaging_long(scans, {"pct_opacity": "Opacity, %", "pct_consolidation": "Cons., %"}),
-                      plots.labs_long(labs)], ignore_index=True)
+    long = pd.concat(
+        [
+            plots.imaging_long(scans, {"pct_opacity": "Opacity, %", "pct_consolidation": "Cons., %"}),
+            plots.labs_long(labs),
+        ],
+        ignore_index=True,
+    )
     fig = plots.plot_trajectories(long, ARMS, COLORS, "Imaging and labs")
     text = _check_written(fig, tmp_path, "traj")
     assert f"{REF} (n=4)" in text and f"{TRT} (n=4)" in text
@@ -80,6 +118,9 @@ def test_opacity_vs_pf(tables, tmp_path):
     fig = plots.plot_opacity_vs_lab(scans, ARMS, COLORS)
     text = _check_written(fig, tmp_path, "pf")
     assert "rho=-1.00" in text  # PaO2/FiO2 was made a decreasing function of opacity
+    fig = plots.plot_opacity_vs_lab(scans.drop(columns=["pao2_fio2", "pao2_fio2_censored"]), ARMS, COLORS)
+    (tmp_path / "none").mkdir()
+    assert "no PaO2/FiO2" in _check_written(fig, tmp_path / "none", "pf")
 
 
 def test_swimmer(tables, tmp_path):

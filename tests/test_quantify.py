@@ -148,3 +148,21 @@ def test_lesion_mask_from_file(demo_scan, tmp_path):
     sitk.WriteImage(img[:, :, : img.GetSize()[2] // 2], str(short))
     with pytest.raises(InputError, match="short.nii.gz"):
         quantify_scan(root / "dicom", scan_id, tmp_path / "bad", lesion_mask=short)
+
+
+def test_qc_figure_png(tmp_path):
+    from matplotlib.image import imread
+
+    from lungtrial.qcfig import qc_figure
+
+    hu = np.full((20, 40, 60), 40, dtype=np.int16)
+    lungs = np.zeros(hu.shape, dtype=np.uint8)
+    lungs[3:17, 8:32, 5:28] = 1
+    lungs[3:17, 8:32, 32:55] = 2
+    hu[lungs > 0] = -850
+    opacity = np.zeros(hu.shape, dtype=np.uint8)
+    opacity[5:9, 20:30, 8:15] = 1
+    opacity[6:8, 24:28, 10:13] = 2
+    qc_figure(hu, lungs, opacity, (5.0, 0.7, 0.7), "P01  day 7", tmp_path / "qc.png")
+    image = imread(tmp_path / "qc.png")
+    assert image.shape[0] > 600 and image.shape[1] > 1200

@@ -54,10 +54,23 @@ def test_mwu_null_distribution_matches_scipy_exact():
     cdf = np.cumsum(counts) / counts.sum()
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=6), rng.normal(1.0, size=9)
-    u = sps.mannwhitneyu(x, y, method="exact").statistic
-    p = sps.mannwhitneyu(x, y, method="exact").pvalue
-    u = int(u)
+    res = sps.mannwhitneyu(x, y, method="exact")
+    u, p = int(res.statistic), res.pvalue
     assert p == pytest.approx(min(1.0, 2 * min(cdf[u], 1 - (cdf[u - 1] if u else 0.0))))
+
+
+def test_hodges_lehmann_ci_inverts_the_exact_mann_whitney_test():
+    # the interval is the set of shifts d that the two-sided exact test of (x - d) vs y does not reject
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(1.0, 1.0, 7), rng.normal(0.0, 1.0, 8)
+    est, lo, hi, level = stats.hodges_lehmann(x, y, 0.95)
+    assert level >= 0.95
+    eps = 1e-9
+
+    def p(d):
+        return sps.mannwhitneyu(x - d, y, method="exact").pvalue
+
+    assert p(lo - eps) <= 0.05 < p(lo + eps) and p(hi + eps) <= 0.05 < p(hi - eps)
 
 
 def test_hodges_lehmann_large_sample_covers_shift():
@@ -129,15 +142,20 @@ def test_binary_and_continuous_tables():
     assert b.loc["any_adverse_event", "summary_reference"] == "1/21 (5%)"
     b = stats.binary_outcomes(subj, None, REF, TRT, min_per_arm=3).set_index("outcome")
     assert "not available" in b.loc["any_adverse_event", "note"]
-    labs = pd.DataFrame({
-        "subject_id": ["T00", "T00", "R00", "R01", "R02", "T01", "T02"],
-        "arm": [TRT, TRT, REF, REF, REF, TRT, TRT],
-        "datetime": pd.to_datetime(["2020-01-01", "2020-01-09", "2020-01-05", "2020-01-05", "2020-01-05",
-                                    "2020-01-05", "2020-01-05"]),
-        "analyte": "igg", "analyte_label": "IgG", "unit": "AU/mL",
-        "value": [1.0, 50.0, 10.0, 12.0, 14.0, 40.0, 60.0],
-        "censored": ["", ">", "", "", "", "", ""],
-    })
+    labs = pd.DataFrame(
+        {
+            "subject_id": ["T00", "T00", "R00", "R01", "R02", "T01", "T02"],
+            "arm": [TRT, TRT, REF, REF, REF, TRT, TRT],
+            "datetime": pd.to_datetime(
+                ["2020-01-01", "2020-01-09", "2020-01-05", "2020-01-05", "2020-01-05", "2020-01-05", "2020-01-05"]
+            ),
+            "analyte": "igg",
+            "analyte_label": "IgG",
+            "unit": "AU/mL",
+            "value": [1.0, 50.0, 10.0, 12.0, 14.0, 40.0, 60.0],
+            "censored": ["", ">", "", "", "", "", ""],
+        }
+    )
     c = stats.continuous_outcomes(subj, labs, REF, TRT, min_per_arm=3).set_index("outcome")
     assert c.loc["days_to_discharge", "n_treatment"] == 9  # censored subjects left out
     assert "12 censored" in c.loc["days_to_discharge", "note"]
@@ -147,19 +165,52 @@ def test_binary_and_continuous_tables():
 
 
 def test_table1_and_imaging_change():
-    subj = pd.DataFrame({"subject_id": list("ABCDEF"), "arm": [REF] * 3 + [TRT] * 3, "age": [30, 40, 50, 60, 70, 80],
-                         "sex": list("FMFMMM")})
+    subj = pd.DataFrame(
+        {
+            "subject_id": list("ABCDEF"),
+            "arm": [REF] * 3 + [TRT] * 3,
+            "age": [30, 40, 50, 60, 70, 80],
+            "sex": list("FMFMMM"),
+        }
+    )
     days = {"baseline": 0, "day7": 7}
-    scans = pd.DataFrame([
-        {"subject_id": s, "arm": a, "visit": v, "study_day": d, "status": "ok",
-         "pct_opacity": 10.0 + i - (d / 7) * (i + 1), "pct_consolidation": 2.0}
-        for i, (s, a) in enumerate(zip(subj["subject_id"], subj["arm"])) for v, d in days.items()
-    ])
-    scans.loc[len(scans)] = {"subject_id": "A", "arm": REF, "visit": "day7", "study_day": 6, "status": "excluded",
-                             "pct_opacity": np.nan, "pct_consolidation": np.nan}
-    labs = pd.DataFrame({"subject_id": list("ABCDEF"), "arm": subj["arm"], "visit": "baseline", "study_day": 0.0,
-                         "analyte": "crp", "analyte_label": "CRP", "unit": "mg/L", "value": [1, 2, 3, 4, 5, 6.0],
-                         "censored": ["<", "", "", "", "", ""]})
+    scans = pd.DataFrame(
+        [
+            {
+                "subject_id": s,
+                "arm": a,
+                "visit": v,
+                "study_day": d,
+                "status": "ok",
+                "pct_opacity": 10.0 + i - (d / 7) * (i + 1),
+                "pct_consolidation": 2.0,
+            }
+            for i, (s, a) in enumerate(zip(subj["subject_id"], subj["arm"]))
+            for v, d in days.items()
+        ]
+    )
+    scans.loc[len(scans)] = {
+        "subject_id": "A",
+        "arm": REF,
+        "visit": "day7",
+        "study_day": 6,
+        "status": "excluded",
+        "pct_opacity": np.nan,
+        "pct_consolidation": np.nan,
+    }
+    labs = pd.DataFrame(
+        {
+            "subject_id": list("ABCDEF"),
+            "arm": subj["arm"],
+            "visit": "baseline",
+            "study_day": 0.0,
+            "analyte": "crp",
+            "analyte_label": "CRP",
+            "unit": "mg/L",
+            "value": [1, 2, 3, 4, 5, 6.0],
+            "censored": ["<", "", "", "", "", ""],
+        }
+    )
     t1 = stats.table1(subj, labs, scans, [REF, TRT])
     assert t1.iloc[0][REF] == "3" and t1.iloc[0]["all"] == "6"
     age = t1.loc[t1["variable"] == "Age, years"].iloc[0]
@@ -198,7 +249,9 @@ def test_mixed_model_recovers_slopes():
 def test_mixed_model_failure_is_a_message_row(monkeypatch):
     d = _simulated_longitudinal().assign(y=5.0)  # no variance at all: cannot be fitted
     out = stats.mixed_model(d, "crp", REF, TRT, min_per_arm=3)
-    assert len(out) == 1 and not out["converged"].iloc[0] and out["note"].iloc[0] == "not estimated: all values are equal"
+    assert (
+        len(out) == 1 and not out["converged"].iloc[0] and out["note"].iloc[0] == "not estimated: all values are equal"
+    )
     monkeypatch.setattr(stats, "OPTIMIZERS", ("no-such-method",))  # every optimiser fails
     out = stats.mixed_model(_simulated_longitudinal(), "crp", REF, TRT, min_per_arm=3)
     assert len(out) == 1 and not out["converged"].iloc[0]
@@ -217,7 +270,9 @@ def test_censored_for_model_and_skew():
 
 def test_as_bool():
     s = stats.as_bool(pd.Series(["true", "False", "", None, 1, 0], name="x"))
-    assert s.tolist()[:2] == [True, False] and s.isna().tolist()[2:4] == [True, True] and s.tolist()[4:] == [True, False]
+    assert (
+        s.tolist()[:2] == [True, False] and s.isna().tolist()[2:4] == [True, True] and s.tolist()[4:] == [True, False]
+    )
     with pytest.raises(ValueError, match="column 'x'"):
         stats.as_bool(pd.Series(["maybe"], name="x"))
 
@@ -234,3 +289,19 @@ def test_mixed_model_falls_back_to_next_optimiser(monkeypatch):
     out = stats.mixed_model(_simulated_longitudinal(), "pct_opacity", REF, TRT, min_per_arm=3)
     assert out["converged"].all() and len(out) == 4
     assert out["note"].iloc[0] == "fitted with lbfgs (no-such-method failed)"
+
+
+def test_levels_count_as_any_but_none():
+    values, levels = stats.any_level(pd.Series(["none", "low-flow", None, "high-flow", "None"]))
+    assert values.tolist()[:2] == [False, True] and values.isna().tolist()[2] and values.tolist()[3:] == [True, False]
+    assert levels == ["high-flow", "low-flow"]
+    subj = pd.DataFrame(
+        {
+            "subject_id": list("ABCDEF"),
+            "arm": [REF] * 3 + [TRT] * 3,
+            "oxygen_support": ["none", "low-flow", "none", "high-flow", "low-flow", "none"],
+        }
+    )
+    row = stats.binary_outcomes(subj, None, REF, TRT, 3).set_index("outcome").loc["oxygen_support"]
+    assert (row["summary_reference"], row["summary_treatment"]) == ("1/3 (33%)", "2/3 (67%)")
+    assert row["note"] == "any of: high-flow, low-flow"

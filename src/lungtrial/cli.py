@@ -54,8 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         help="preferred reconstruction kernel (e.g. B30f); repeat the option, an earlier one wins",
     )
     q.add_argument(
-        "--min-slices", type=int, default=20, metavar="N", help="series with fewer slices are not measured "
-        "(default: %(default)s)"
+        "--min-slices",
+        type=int,
+        default=20,
+        metavar="N",
+        help="series with fewer slices are not measured (default: %(default)s)",
     )
     q.add_argument(
         "--max-slice-thickness",
@@ -67,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--strict",
         action="store_true",
-        help="write nothing for a scan that cannot be measured (default: write an 'excluded' metrics row and a QC "
-        "card); the exit status is 1 either way",
+        help="do not write the 'excluded' metrics row and QC card of a scan that cannot be measured (written by "
+        "default); the exit status is 1 either way",
     )
     q.add_argument(
         "--lesion-mask",

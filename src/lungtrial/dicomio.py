@@ -16,7 +16,7 @@ import itertools
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -67,11 +67,15 @@ _HEADER_TAGS = [
     "RescaleIntercept",
     "ModalityLUTSequence",
     "PixelPaddingValue",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
     "PixelData",
 ]
 
 INDEX_COLUMNS = [
     "path",
+    "file",
+    "frame",
     "is_dicom",
     "readable",
     "error",
@@ -165,7 +169,7 @@ def _get(ds: pydicom.Dataset, keyword: str):
 
 def _empty_row(rel: str) -> dict:
     row = dict.fromkeys(INDEX_COLUMNS)
-    row.update(path=rel, is_dicom=False, readable=False, is_image=False, modality_lut=False)
+    row.update(path=rel, file=rel, is_dicom=False, readable=False, is_image=False, modality_lut=False)
     return row
 
 
@@ -196,7 +200,60 @@ def _dcmread(fp: BinaryIO, tags: list[str], defer_size: int) -> tuple[pydicom.Da
     return ds, ended_early
 
 
-def _index_file(path: Path, rel: str) -> dict:
+def _index_file(path: Path, rel: str) -> list[dict]:
+    """Index rows of one file: one row, or one per frame of a multi-frame object with functional groups."""
+    row, ds = _file_row(path, rel)
+    if ds is None or not row["is_image"] or "PerFrameFunctionalGroupsSequence" not in ds:
+        return [row]
+    return _frame_rows(ds, row)
+
+
+def _functional_group(ds: pydicom.Dataset, item: pydicom.Dataset | None, sequence: str, keyword: str):
+    """``keyword`` of a functional group macro ``sequence``, per-frame ``item`` first, then the shared groups."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    for group in (item, shared[0] if shared else None):
+        if group is not None and sequence in group and len(group[sequence].value) and keyword in group[sequence][0]:
+            return _get(group[sequence][0], keyword)
+    return None
+
+
+def _frame_rows(ds: pydicom.Dataset, row: dict) -> list[dict]:
+    """One index row per frame of an enhanced (multi-frame) object; ``path`` is ``<file>#<frame number>``."""
+    rows = []
+    try:
+        frames = list(ds.PerFrameFunctionalGroupsSequence)
+    except Exception:  # noqa: BLE001 - a malformed sequence leaves the object unreadable
+        return [row | {"readable": False, "error": "per-frame functional groups unreadable"}]
+    for number, item in enumerate(frames, start=1):
+
+        def group(sequence: str, keyword: str, item=item):
+            return _functional_group(ds, item, sequence, keyword)
+
+        slope = _float(group("PixelValueTransformationSequence", "RescaleSlope"))
+        intercept = _float(group("PixelValueTransformationSequence", "RescaleIntercept"))
+        acquisition = _int(group("FrameContentSequence", "FrameAcquisitionNumber"))
+        rows.append(
+            row
+            | {
+                "path": f"{row['file']}#{number}",
+                "frame": number,
+                "instance": None if row["instance"] is None else f"{row['instance']}#{number}",
+                "position": _floats(group("PlanePositionSequence", "ImagePositionPatient"), 3),
+                "orientation": _floats(group("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+                "pixel_spacing": _floats(group("PixelMeasuresSequence", "PixelSpacing"), 2),
+                "slice_thickness": _float(group("PixelMeasuresSequence", "SliceThickness")),
+                "image_type": _text(group("CTImageFrameTypeSequence", "FrameType")) or row["image_type"],
+                "kernel": _text(group("CTReconstructionSequence", "ConvolutionKernel")) or row["kernel"],
+                "gantry_tilt": _float(group("CTAcquisitionDetailsSequence", "GantryDetectorTilt")),
+                "acquisition_number": row["acquisition_number"] if acquisition is None else acquisition,
+                "rescale_slope": row["rescale_slope"] if slope is None else slope,
+                "rescale_intercept": row["rescale_intercept"] if intercept is None else intercept,
+            }
+        )
+    return rows
+
+
+def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
     row = _empty_row(rel)
     size = path.stat().st_size
     try:
@@ -204,10 +261,10 @@ def _index_file(path: Path, rel: str) -> dict:
             ds, ended_early = _dcmread(fp, _HEADER_TAGS, 256)
     except InvalidDicomError:
         row["error"] = "not a DICOM file"
-        return row
+        return row, None
     except Exception as exc:  # noqa: BLE001 - any parser failure means the header is unreadable
         row.update(is_dicom=True, error=f"header unreadable ({type(exc).__name__})")
-        return row
+        return row, None
     row["is_dicom"] = True
     meta = getattr(ds, "file_meta", None)
     with warnings.catch_warnings():
@@ -248,29 +305,29 @@ def _index_file(path: Path, rel: str) -> dict:
             )
         except Exception as exc:  # noqa: BLE001 - malformed values: the file is listed, flagged unreadable
             row["error"] = f"header unreadable ({type(exc).__name__})"
-            return row
+            return row, None
     if sop == DICOMDIR_STORAGE:
         row["readable"] = True
-        return row
+        return row, None
     if ended_early:
         row["error"] = f"truncated: file ends inside a data element ({size} bytes)"
-        return row
+        return row, None
     pixel = ds.get_item("PixelData", keep_deferred=True)
     is_image_class = sop.startswith("1.2.840.10008.5.1.4.1.1.") and not sop.startswith("1.2.840.10008.5.1.4.1.1.88")
     if pixel is None:
         if is_image_class and row["rows"]:
             row["error"] = f"truncated: no pixel data (file ends at {size} bytes)"
-            return row
+            return row, None
         row["readable"] = True
-        return row
+        return row, None
     row["is_image"] = True
     length = getattr(pixel, "length", None)
     tell = getattr(pixel, "value_tell", None)
     if length is not None and tell is not None and length != 0xFFFFFFFF and tell + length > size:
         row["error"] = f"truncated: pixel data needs {length} bytes, file ends {tell + length - size} bytes early"
-        return row
+        return row, None
     row["readable"] = True
-    return row
+    return row, ds
 
 
 def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
@@ -284,7 +341,9 @@ def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per file, sorted by ``path`` (relative, ``/``-separated). Columns: ``is_dicom``, ``readable``
+        One row per file, sorted by ``path`` (relative, ``/``-separated), and one per frame of a multi-frame
+        (enhanced) object, whose ``path`` is ``<file>#<frame number>``; ``file`` is the relative file path and
+        ``frame`` the frame number (1-based, None for single-frame files). Columns: ``is_dicom``, ``readable``
         and ``error`` (why a file cannot be used, e.g. truncated pixel data), ``is_image`` (has pixel data),
         ``sop_class`` (name), ``modality``, ``series`` (hash of SeriesInstanceUID), ``series_number``,
         ``acquisition_number``, ``instance_number``, ``instance`` (hash of SOPInstanceUID), ``image_type``,
@@ -303,7 +362,7 @@ def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            rows.append(_index_file(path, path.relative_to(root).as_posix()))
+            rows.extend(_index_file(path, path.relative_to(root).as_posix()))
     return pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values("path", ignore_index=True)
 
 
@@ -317,7 +376,8 @@ class SeriesChoice:
         Sub-series key (``<hash of SeriesInstanceUID>`` or ``<hash>.<n>`` when one UID was split), None when
         no candidate qualifies.
     files : list of str
-        Relative paths ordered by position along the slice normal (ascending).
+        Relative paths (``<file>#<frame number>`` for frames of multi-frame objects) ordered by position along
+        the slice normal (ascending).
     reason : str
         One sentence: why this series (or why none).
     candidates : pandas.DataFrame
@@ -353,11 +413,28 @@ def _subseries_label(orientation: Sequence[float] | None) -> str:
     return ("sagittal", "coronal", "axial")[axis]
 
 
+def _orientation_keys(orientations: pd.Series, tol: float = 1e-3) -> list[tuple[float, ...] | None]:
+    """Each orientation replaced by the first one seen within ``tol`` (direction cosines), so that rounding
+    jitter does not split a series."""
+    seen: list[tuple[float, ...]] = []
+    keys = []
+    for o in orientations:
+        if o is None:
+            keys.append(None)
+            continue
+        match = next((r for r in seen if max(abs(a - b) for a, b in zip(r, o, strict=True)) <= tol), None)
+        if match is None:
+            match = tuple(round(v, 4) for v in o)
+            seen.append(match)
+        keys.append(match)
+    return keys
+
+
 def _split_subseries(images: pd.DataFrame) -> pd.DataFrame:
     """Add a ``subseries`` column: one UID is split by orientation, matrix, pixel spacing, thickness, and by
     acquisition number when acquisitions cover the same positions (two passes over one region)."""
     images = images.copy()
-    orient = images["orientation"].map(lambda o: None if o is None else tuple(round(v, 3) for v in o))
+    orient = _orientation_keys(images["orientation"])
     spacing = images["pixel_spacing"].map(lambda s: None if s is None else tuple(round(v, 4) for v in s))
     thick = images["slice_thickness"].map(lambda t: None if t is None else round(t, 2))
     keys = list(zip(images["series"], orient, images["rows"], images["columns"], spacing, thick, strict=True))
@@ -413,8 +490,8 @@ def _candidate_row(key: str, rows: pd.DataFrame, min_slices: int, max_thickness:
         "MONOCHROME2",
     ):
         why.append(f"not grey-scale ({first['photometric']})")
-    if (rows["frames"] > 1).any():
-        why.append("multi-frame objects are not read by this pipeline")
+    if ((rows["frames"] > 1) & rows["frame"].isna()).any():
+        why.append("multi-frame object without per-frame functional groups")
     geometry_ok = rows["orientation"].notna().all() and rows["position"].notna().all()
     label = _subseries_label(first["orientation"])
     spacing = None
@@ -429,7 +506,7 @@ def _candidate_row(key: str, rows: pd.DataFrame, min_slices: int, max_thickness:
     n = len(rows)
     if n < min_slices:
         why.append(f"{n} slices, fewer than {min_slices}")
-    thickness = first["slice_thickness"] if first["slice_thickness"] is not None else spacing
+    thickness = spacing if pd.isna(first["slice_thickness"]) else float(first["slice_thickness"])
     if thickness is not None and thickness > max_thickness:
         why.append(f"slices {thickness:g} mm thick, more than {max_thickness:g} mm")
     return {
@@ -460,7 +537,7 @@ def _label_number(value) -> str:
 
 
 def _kernel_rank(kernel: str | None, prefer_kernels: Sequence[str]) -> int:
-    values = [v.strip().lower() for v in (kernel or "").split("\\")]
+    values = [v.strip().lower() for v in (kernel if isinstance(kernel, str) else "").split("\\")]
     for i, wanted in enumerate(prefer_kernels):
         if wanted.lower() in values:
             return i
@@ -483,9 +560,9 @@ def choose_series(
 ) -> SeriesChoice:
     """Choose the axial CT series to measure.
 
-    Only grey-scale CT Image Storage objects that are not localizers qualify; a SeriesInstanceUID holding
-    several orientations, matrices, pixel spacings, slice thicknesses or overlapping acquisitions is split
-    into sub-series first.
+    Only grey-scale CT Image Storage or Enhanced CT Image Storage objects (frames) that are not localizers
+    qualify; a SeriesInstanceUID holding several orientations, matrices, pixel spacings, slice thicknesses or
+    overlapping acquisitions is split into sub-series first.
 
     Parameters
     ----------
@@ -566,7 +643,6 @@ class _Geometry:
     files: list[str]
     positions: np.ndarray  # (n, 3) LPS mm, in file order
     steps: np.ndarray  # projected distances between consecutive slices, mm
-    normal: np.ndarray
     tilt_deg: float
 
 
@@ -581,7 +657,7 @@ def _geometry(rows: pd.DataFrame) -> _Geometry:
         length = np.linalg.norm(step)
         if length > 0:
             tilt = math.degrees(math.acos(min(1.0, abs(float(np.dot(step, n))) / length)))
-    return _Geometry(files, positions, np.diff(s), n, tilt)
+    return _Geometry(files, positions, np.diff(s), tilt)
 
 
 def check_series(
@@ -659,9 +735,12 @@ def check_series(
     ):
         values = pd.concat([rows.assign(_in=True), siblings[~siblings["path"].isin(rows["path"])].assign(_in=False)])
         if column == "_matrix":
-            values[column] = [f"{r}x{c}" for r, c in zip(values["rows"], values["columns"], strict=True)]
+            values[column] = [f"{r:.0f}x{c:.0f}" for r, c in zip(values["rows"], values["columns"], strict=True)]
         else:
-            values[column] = values["orientation"].map(lambda o: None if o is None else tuple(round(v, 3) for v in o))
+            values[column] = [
+                "missing" if k is None else "\\".join(f"{v:g}" for v in k)
+                for k in _orientation_keys(values["orientation"])
+            ]
         main = values.loc[values["_in"], column].mode()
         if values[column].nunique(dropna=False) > 1 and not main.empty:
             odd = values[values[column] != main.iloc[0]]
@@ -768,7 +847,7 @@ def _output_geometry(rows_cols: tuple[int, int], n: int, orientation, pixel_spac
             origin = origin + (np.asarray(last, float) - first if p == 0 else v * in_spacing[p] * (in_shape[p] - 1))
             v = -v
         direction[:, 2 - k] = v  # direction columns in (x, y, z) order, as in ITK
-    return shape, spacing, origin, direction, perm, flip
+    return shape, spacing, origin, direction
 
 
 def ingest(folder: str | os.PathLike, scan_id: str, *, strict: bool = False, **series_options) -> dict:
@@ -788,11 +867,13 @@ def ingest(folder: str | os.PathLike, scan_id: str, *, strict: bool = False, **s
     Returns
     -------
     dict
-        JSON-serialisable: ``scan_id``, ``status`` ("ok" | "excluded"), ``reasons``, ``warnings``, ``series``
-        (sub-series key), ``choice`` (one sentence), ``files`` (relative paths ordered along the slice normal),
-        ``geometry`` (``shape`` (z, y, x), ``spacing`` (dz, dy, dx) mm, ``origin`` (x, y, z) LPS mm and
-        ``direction`` of the reoriented volume, ``tilt_deg``, ``orientation``, ``image_orientation_patient``,
-        ``rescale``, ``transfer_syntax``, ``slice_thickness_mm``, ``kernel``), ``candidates`` (one dict per image
+        JSON-serialisable: ``scan_id``, ``status`` ("ok" | "excluded"), ``reasons`` (why excluded),
+        ``warnings``, ``series`` (sub-series key), ``reason`` (one sentence: why this series, or why none),
+        ``files`` (relative paths ordered along the slice normal, ``<file>#<frame number>`` for the frames of
+        an enhanced multi-frame object), ``geometry`` (empty when excluded;
+        ``shape`` (z, y, x), ``spacing`` (dz, dy, dx) mm, ``origin`` (x, y, z) LPS mm and ``direction`` of the
+        reoriented volume, ``tilt_deg``, ``orientation``, ``image_orientation_patient``, ``rescale``,
+        ``transfer_syntax``, ``slice_thickness_mm``, ``kernel``), ``candidates`` (one dict per image
         sub-series) and ``n_files_indexed``.
     """
     allowed = {"min_slices", "max_slice_thickness_mm", "prefer", "prefer_kernels"}
@@ -807,7 +888,7 @@ def ingest(folder: str | os.PathLike, scan_id: str, *, strict: bool = False, **s
         "reasons": [],
         "warnings": [],
         "series": choice.series,
-        "choice": choice.reason,
+        "reason": choice.reason,
         "files": list(choice.files),
         "geometry": {},
         "candidates": _records(choice.candidates),
@@ -848,7 +929,7 @@ def _geometry_summary(rows: pd.DataFrame) -> dict:
     by_path = rows.set_index("path")
     first = by_path.loc[geo.files[0]]
     dz = float(np.median(geo.steps))
-    shape, spacing, origin, direction, _, _ = _output_geometry(
+    shape, spacing, origin, direction = _output_geometry(
         (int(first["rows"]), int(first["columns"])),
         len(geo.files),
         first["orientation"],
@@ -924,13 +1005,42 @@ _PIXEL_TAGS = [
     "ModalityLUTSequence",
     "PixelPaddingValue",
     "PixelPaddingRangeLimit",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
     "PixelData",
 ]
 _NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 
-def _read_stored(path: Path, rel: str) -> tuple[pydicom.Dataset, np.ndarray]:
-    """Dataset and stored pixel values (rows, columns) of one single-frame grey-scale file.
+@dataclass
+class _Transform:
+    """Stored value -> HU of one frame: rescale (or the dataset holding a Modality LUT Sequence) and padding."""
+
+    slope: float
+    intercept: float
+    lut: pydicom.Dataset | None
+    padding: tuple[int, int] | None
+
+
+def _transform(ds: pydicom.Dataset, frame: int | None) -> _Transform:
+    item = None if frame is None else ds.PerFrameFunctionalGroupsSequence[frame - 1]
+    slope = _float(_functional_group(ds, item, "PixelValueTransformationSequence", "RescaleSlope"))
+    intercept = _float(_functional_group(ds, item, "PixelValueTransformationSequence", "RescaleIntercept"))
+    slope = _float(ds.get("RescaleSlope")) if slope is None else slope
+    intercept = _float(ds.get("RescaleIntercept")) if intercept is None else intercept
+    lut = ds if "ModalityLUTSequence" in ds and intercept is None else None
+    padding = None
+    pad_value = ds.get("PixelPaddingValue")
+    if pad_value is not None:
+        limit = ds.get("PixelPaddingRangeLimit")
+        lo, hi = sorted((int(pad_value), int(limit if limit is not None else pad_value)))
+        padding = (lo, hi)
+    return _Transform(1.0 if not slope else slope, intercept or 0.0, lut, padding)
+
+
+def _read_frames(path: Path, rel: str, frames: Sequence[int | None]) -> Iterator[tuple[_Transform, np.ndarray]]:
+    """Transform and stored pixel values (rows, columns) of each requested frame of one file (None: the only
+    frame of a single-frame file), in the order requested.
 
     Native little-endian 16-bit pixel data is read straight from the file into the array; anything else
     (compressed, big endian, other bit depths) goes through pydicom's decoders (pylibjpeg plugins), which also
@@ -946,45 +1056,51 @@ def _read_stored(path: Path, rel: str) -> tuple[pydicom.Dataset, np.ndarray]:
             if elem is None:
                 raise InputError(f"{rel}: no PixelData element; expected a CT image")
             rows, cols = int(ds.Rows), int(ds.Columns)
+            n_frames = int(ds.get("NumberOfFrames", 1) or 1)
             bits_stored = int(ds.get("BitsStored", 16))
             signed = int(ds.get("PixelRepresentation", 0)) == 1
             native = (
                 str(ds.file_meta.get("TransferSyntaxUID", "")) in _NATIVE_LITTLE_ENDIAN
                 and int(ds.get("BitsAllocated", 0)) == 16
                 and int(ds.get("SamplesPerPixel", 1)) == 1
-                and int(ds.get("NumberOfFrames", 1) or 1) == 1
                 and int(ds.get("HighBit", bits_stored - 1)) == bits_stored - 1
-                and elem.length == rows * cols * 2
+                and elem.length == n_frames * rows * cols * 2
             )
-            if not native:
-                stored = ds.pixel_array
-            else:
-                stored = np.empty((rows, cols), "<i2" if signed else "<u2")
-                if elem.value is not None:
-                    stored.ravel()[:] = np.frombuffer(elem.value, stored.dtype)
+            for frame in frames:
+                if frame is not None and not 1 <= frame <= n_frames:
+                    raise InputError(f"{rel}: frame {frame} requested; expected 1 to {n_frames}")
+                index = 0 if frame is None else frame - 1
+                if not native:
+                    from pydicom.pixels import pixel_array
+
+                    stored = pixel_array(ds, index=index) if n_frames > 1 else ds.pixel_array
                 else:
-                    fp.seek(elem.value_tell)
-                    if fp.readinto(memoryview(stored).cast("B")) != stored.nbytes:
-                        raise InputError(f"{rel}: truncated pixel data; expected {stored.nbytes} bytes")
-                if bits_stored < 16:
-                    shift = 16 - bits_stored
-                    if signed:  # sign-extend from bit bits_stored - 1
-                        stored <<= shift
-                        stored >>= shift
-                    else:  # bits above HighBit are not pixel data
-                        stored &= (1 << bits_stored) - 1
+                    stored = np.empty((rows, cols), "<i2" if signed else "<u2")
+                    if elem.value is not None:
+                        stored.ravel()[:] = np.frombuffer(elem.value, stored.dtype, rows * cols, index * stored.nbytes)
+                    else:
+                        fp.seek(elem.value_tell + index * stored.nbytes)
+                        if fp.readinto(memoryview(stored).cast("B")) != stored.nbytes:
+                            raise InputError(f"{rel}: truncated pixel data; expected {stored.nbytes} bytes per frame")
+                    if bits_stored < 16:
+                        shift = 16 - bits_stored
+                        if signed:  # sign-extend from bit bits_stored - 1
+                            stored <<= shift
+                            stored >>= shift
+                        else:  # bits above HighBit are not pixel data
+                            stored &= (1 << bits_stored) - 1
+                if stored.ndim != 2:
+                    raise InputError(f"{rel}: pixel array has shape {stored.shape}; expected grey-scale frames")
+                yield _transform(ds, frame), stored
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader or decoder failure is reported with the file name
         raise InputError(
             f"{rel}: pixel data cannot be read or decoded ({type(exc).__name__}); expected a readable CT image"
         ) from None
-    if stored.ndim != 2:
-        raise InputError(f"{rel}: pixel array has shape {stored.shape}; expected one grey-scale frame")
-    return ds, stored
 
 
-def _store_hu(ds: pydicom.Dataset, stored: np.ndarray, out: np.ndarray, padding_below_hu: float) -> np.ndarray | None:
+def _store_hu(tr: _Transform, stored: np.ndarray, out: np.ndarray, padding_below_hu: float) -> np.ndarray | None:
     """Write the HU of ``stored`` into the int16 view ``out``; return the padding mask (None if no padding).
 
     Padding: stored PixelPaddingValue (up to PixelPaddingRangeLimit) and values below ``padding_below_hu``
@@ -993,20 +1109,18 @@ def _store_hu(ds: pydicom.Dataset, stored: np.ndarray, out: np.ndarray, padding_
     from pydicom.pixels import apply_modality_lut
 
     pad = None
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    pad_value = ds.get("PixelPaddingValue")
-    if pad_value is not None:
-        limit = ds.get("PixelPaddingRangeLimit")
-        lo, hi = sorted((int(pad_value), int(limit if limit is not None else pad_value)))
-        if hi * slope + intercept >= padding_below_hu or "ModalityLUTSequence" in ds:  # else found as low below
+    if stored.itemsize == 1:
+        stored = stored.astype(np.int16)
+    if tr.padding is not None:
+        lo, hi = tr.padding
+        if tr.lut is not None or hi * tr.slope + tr.intercept >= padding_below_hu:  # else found as "low" below
             pad = stored == lo if lo == hi else (stored >= lo) & (stored <= hi)
-    if "ModalityLUTSequence" in ds and "RescaleIntercept" not in ds:
-        hu = apply_modality_lut(stored, ds)
+    if tr.lut is not None:
+        hu = apply_modality_lut(stored, tr.lut)
         low = hu < padding_below_hu
         np.copyto(out, np.clip(np.rint(hu), -32768, 32767), casting="unsafe")
-    elif slope == 1 and intercept == int(intercept) and stored.dtype.kind in "iu" and stored.itemsize <= 2:
-        offset = int(intercept)
+    elif tr.slope == 1 and tr.intercept == int(tr.intercept) and stored.dtype.kind in "iu" and stored.itemsize == 2:
+        offset = int(tr.intercept)
         threshold = math.ceil(padding_below_hu - offset)  # stored values below it are padding
         info = np.iinfo(stored.dtype)
         if threshold <= info.min:
@@ -1020,7 +1134,7 @@ def _store_hu(ds: pydicom.Dataset, stored: np.ndarray, out: np.ndarray, padding_
         else:
             np.copyto(out, np.clip(stored.astype(np.int32) + offset, -32768, 32767), casting="unsafe")
     else:
-        hu = stored * slope + intercept
+        hu = stored * tr.slope + tr.intercept
         low = hu < padding_below_hu
         np.copyto(out, np.clip(np.rint(hu), -32768, 32767), casting="unsafe")
     if low is not None:
@@ -1029,6 +1143,14 @@ def _store_hu(ds: pydicom.Dataset, stored: np.ndarray, out: np.ndarray, padding_
         return None
     np.copyto(out, PADDING_FILL_HU, where=pad)
     return pad
+
+
+def _resolve(root: Path, ref: str) -> tuple[str, int | None]:
+    """Relative file path and frame number (None for single-frame files) of a ``files`` entry."""
+    name, sep, number = ref.rpartition("#")
+    if sep and number.isdigit() and not (root / ref).is_file():
+        return name, int(number)
+    return ref, None
 
 
 def read_volume(folder: str | os.PathLike, series: dict, *, padding_below_hu: float = PADDING_BELOW_HU) -> CTVolume:
@@ -1077,22 +1199,27 @@ def read_volume(folder: str | os.PathLike, series: dict, *, padding_below_hu: fl
     hu = np.empty(shape, np.int16)
     padding = None
     n = len(files)
-    for k, rel in enumerate(files):
-        ds, stored = _read_stored(root / rel, rel)
-        file_plane = expected_plane[::-1] if transpose else expected_plane
-        if stored.shape != file_plane:
-            raise InputError(
-                f"{rel}: slice is {stored.shape[0]}x{stored.shape[1]}; expected {file_plane[0]}x{file_plane[1]}"
-            )
-        target = n - 1 - k if flip[0] else k
-        # views of the output slice in the file's own (row, column) layout
-        view = hu[target][slicer]
-        pad = _store_hu(ds, stored, view.T if transpose else view, padding_below_hu)
-        if pad is not None:
-            if padding is None:
-                padding = np.zeros(shape, bool)
-            pad_view = padding[target][slicer]
-            (pad_view.T if transpose else pad_view)[...] = pad
+    file_plane = expected_plane[::-1] if transpose else expected_plane
+    refs = [(k, *_resolve(root, ref)) for k, ref in enumerate(files)]
+    # consecutive entries of one file (frames of a multi-frame object) are read with one header parse
+    for rel, group in itertools.groupby(refs, key=lambda r: r[1]):
+        group = list(group)
+        frames = _read_frames(root / rel, rel, [frame for _, _, frame in group])
+        for (k, _, frame), (transform, stored) in zip(group, frames, strict=True):
+            name = rel if frame is None else f"{rel}#{frame}"
+            if stored.shape != file_plane:
+                raise InputError(
+                    f"{name}: slice is {stored.shape[0]}x{stored.shape[1]}; expected {file_plane[0]}x{file_plane[1]}"
+                )
+            target = n - 1 - k if flip[0] else k
+            # views of the output slice in the file's own (row, column) layout
+            view = hu[target][slicer]
+            pad = _store_hu(transform, stored, view.T if transpose else view, padding_below_hu)
+            if pad is not None:
+                if padding is None:
+                    padding = np.zeros(shape, bool)
+                pad_view = padding[target][slicer]
+                (pad_view.T if transpose else pad_view)[...] = pad
     return CTVolume(
         hu=hu,
         spacing=tuple(float(v) for v in geo["spacing"]),

@@ -105,9 +105,17 @@ PERCENTILES = (5, 10, 15, 25, 75, 85, 90, 95)
 _OFFSET = 32768  # int16 HU -> histogram bin
 _NBINS = 65536
 _GGO, _CONS = PRESETS["radiology"][1], PRESETS["radiology"][2]
-_RESERVED = {"normal", "ground_glass", "consolidation", "opacity", "high_opacity", "vessel", "lung_volume"} | {
-    c.name for c in PRESETS["ards"]
-}
+_RESERVED = {
+    "normal",
+    "ground_glass",
+    "consolidation",
+    "opacity",
+    "high_opacity",
+    "vessel",
+    "lung_volume",
+    "right_lung",
+    "left_lung",
+} | {c.name for c in PRESETS["ards"]}
 
 
 def hu_classes(spec: Iterable[Mapping]) -> tuple[HUClass, ...]:
@@ -382,38 +390,37 @@ def opacity_labels(
 ) -> np.ndarray:
     """Opacity label volume: 0 none, 1 and 2 the preset's opacity classes, 3 vessel; uint8 (z, y, x).
 
-    For ``radiology`` 1 is ground glass and 2 consolidation; for ``ards`` 1 is poorly and 2 non-aerated lung.
-    Labels are set only inside the lungs. With ``lesion_mask`` (radiology only) lesion voxels are 1 or 2 by the
-    -300 HU boundary and voxels outside the lesion are 0; otherwise ``not_opacity`` voxels are 0. Vessels override
-    the other labels.
+    Labels are set only inside the lungs and agree with :func:`measure`. For ``radiology`` 1 is ground glass and
+    2 consolidation: with ``lesion_mask`` the lesion voxels split at -300 HU (voxels outside the lesion are 0),
+    otherwise by HU with ``not_opacity`` voxels left 0. For ``ards`` 1 is poorly and 2 non-aerated lung, by HU only
+    (like the ARDS compartments of :func:`measure`). Vessels (3) override the other labels.
     """
     if preset not in OPACITY_CLASSES:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
     hu = _as_hu(hu)
-    lungs = _check_mask("lungs", lungs, hu.shape) > 0
-    out = np.zeros(hu.shape, dtype=np.uint8)
-    by_name = {c.name: c for c in PRESETS[preset]}
-    first, second = (by_name[n] for n in OPACITY_CLASSES[preset])
+    idx = np.flatnonzero(_check_mask("lungs", lungs, hu.shape))  # work on lung voxels only
+    values = hu.reshape(-1)[idx]
     lesion = _check_mask("lesion_mask", lesion_mask, hu.shape)
-    if lesion is not None and preset != "radiology":
-        raise InputError(f"lesion_mask: supported with the radiology preset only, not {preset!r}")
-    if lesion is not None:
-        region = lungs & (lesion != 0)
-    elif not_opacity is not None:
-        region = lungs & ~_check_mask("not_opacity", not_opacity, hu.shape).astype(bool)
-    else:
-        region = lungs
-    if lesion is not None:
+    guard = _check_mask("not_opacity", not_opacity, hu.shape)
+    if preset == "radiology" and lesion is not None:
+        eligible = lesion.reshape(-1)[idx] != 0
         first, second = HUClass("_", None, _GGO.upper), HUClass("_", _CONS.lower, None)
+    else:
+        by_name = {c.name: c for c in PRESETS[preset]}
+        first, second = (by_name[n] for n in OPACITY_CLASSES[preset])
+        eligible = ~guard.reshape(-1)[idx].astype(bool) if preset == "radiology" and guard is not None else None
+    labels = np.zeros(idx.size, dtype=np.uint8)
     for label, cls in ((1, first), (2, second)):
-        sel = region.copy()
+        sel = np.ones(idx.size, dtype=bool) if eligible is None else eligible.copy()
         if cls.lower is not None:
-            sel &= hu > cls.lower
+            sel &= values > cls.lower
         if cls.upper is not None:
-            sel &= hu <= cls.upper
-        out[sel] = label
+            sel &= values <= cls.upper
+        labels[sel] = label
     if vessels is not None:
-        out[_check_mask("vessels", vessels, hu.shape).astype(bool) & lungs] = 3
+        labels[_check_mask("vessels", vessels, hu.shape).reshape(-1)[idx].astype(bool)] = 3
+    out = np.zeros(hu.shape, dtype=np.uint8)
+    out.reshape(-1)[idx] = labels
     return out
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy import stats as sps
@@ -24,6 +26,10 @@ OKABE_ITO: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79
 """Okabe & Ito (2008) colour-blind-safe palette, ordered for contrast between the first two (two-arm trials)."""
 
 EXPLORATORY = "Exploratory analysis"
+MAX_SWIMMER_HEIGHT_IN = 40.0
+"""Height cap of the swimmer plot (inches): large trials get thinner rows instead of a giant figure."""
+MAX_SWIMMER_LABELS = 80
+"""Above this many subjects the swimmer plot drops the subject labels."""
 
 
 def arm_order(reference: str, treatment: str, present: Sequence[str] = ()) -> list[str]:
@@ -88,6 +94,19 @@ def _mean_ci(values: np.ndarray, confidence: float = 0.95, log: bool = False) ->
     return tuple(math.exp(x) for x in out) if log else out
 
 
+def _plain_log_axis(ax) -> None:
+    """Log y axis labelled with plain numbers (0.5, 2, 100); the 2 and 5 minor ticks too on narrow ranges."""
+    ax.set_yscale("log")
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    low, high = ax.get_ylim()
+    if high / low < 100:
+        ax.yaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(plain)
+    else:
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def imaging_long(scans: pd.DataFrame, metrics: Mapping[str, str]) -> pd.DataFrame:
     """Measured scans in long form for :func:`plot_trajectories`: subject_id, arm, study_day, visit, panel, value.
 
@@ -95,21 +114,26 @@ def imaging_long(scans: pd.DataFrame, metrics: Mapping[str, str]) -> pd.DataFram
     """
     ok = scans.loc[scans["status"] == "ok"] if "status" in scans.columns else scans
     parts = [
-        ok[["subject_id", "arm", "study_day", "visit"]].assign(panel=title, value=pd.to_numeric(ok[col], "coerce"),
-                                                               censored="")
+        ok[["subject_id", "arm", "study_day", "visit"]].assign(
+            panel=title, value=pd.to_numeric(ok[col], "coerce"), censored=""
+        )
         for col, title in metrics.items()
         if col in ok.columns
     ]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"])
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"])
+    )
 
 
 def labs_long(labs: pd.DataFrame) -> pd.DataFrame:
     """Lab values in long form for :func:`plot_trajectories`; one panel per analyte titled ``label, unit``."""
     d = labs.loc[labs["value"].notna()]
-    return d.assign(panel=d["analyte_label"].astype(str) + ", " + d["unit"].astype(str),
-                    censored=d["censored"].fillna("").astype(str))[
-        ["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"]]
+    return d.assign(
+        panel=d["analyte_label"].astype(str) + ", " + d["unit"].astype(str),
+        censored=d["censored"].fillna("").astype(str),
+    )[["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"]]
 
 
 def plot_trajectories(
@@ -130,6 +154,7 @@ def plot_trajectories(
     """
     panels = list(dict.fromkeys(long["panel"]))
     fig, axes = _grid(max(len(panels), 1), ncols)
+    line_alpha = float(np.clip(10.0 / max(long["subject_id"].nunique(), 1), 0.05, 0.35))  # fainter when many
     any_log = False
     for ax, panel in zip(axes, panels):
         d = long.loc[long["panel"] == panel].sort_values("study_day")
@@ -140,8 +165,8 @@ def plot_trajectories(
             if a.empty:
                 continue
             c = colors[arm]
-            for _, s in a.groupby("subject_id"):
-                ax.plot(s["study_day"], s["value"], color=c, lw=0.6, alpha=0.35)
+            lines = [s[["study_day", "value"]].to_numpy(float) for _, s in a.groupby("subject_id")]
+            ax.add_collection(LineCollection(lines, colors=c, linewidths=0.6, alpha=line_alpha))
             cens = a["censored"].astype(str)
             for flag, marker in (("<", "v"), (">", "^")):
                 p = a.loc[cens == flag]
@@ -155,8 +180,9 @@ def plot_trajectories(
                 x, mean, lo, hi = (np.array(col) for col in zip(*sorted(summary)))
                 ax.plot(x, mean, color=c, lw=2.2, marker="o", ms=4)
                 ax.fill_between(x, lo, hi, color=c, alpha=0.18, lw=0)
+        ax.autoscale_view()
         if log:
-            ax.set_yscale("log")
+            _plain_log_axis(ax)
         ax.set_title(panel, fontsize=10)
         ax.set_xlabel("study day")
         ax.axvline(0, color="0.6", lw=0.6, ls=":")
@@ -179,13 +205,14 @@ def plot_change_by_visit(
     arms: Sequence[str],
     colors: Mapping[str, str],
     labels: Mapping[str, str],
+    ylabel: str = "change from baseline, percentage points",
     seed: int = 0,
 ) -> Figure:
     """Box plots with jittered points of the change from baseline per visit and arm, one panel per metric.
 
     ``change`` is the output of :func:`lungtrial.stats.change_from_baseline` (change in the metric's unit);
-    ``visits`` are the later visits in order; ``labels`` maps metric to panel title. Jitter is reproducible
-    (``seed``).
+    ``visits`` are the later visits in order; ``labels`` maps metric to panel title; ``ylabel`` names the
+    change and its unit. Jitter is horizontal only and reproducible (``seed``).
     """
     metrics = [m for m in labels if m in set(change["metric"])]
     fig, axes = _grid(max(len(metrics), 1), 2, (5.5, 3.6))
@@ -200,15 +227,23 @@ def plot_change_by_visit(
                 if v.size == 0:
                     continue
                 pos = i + (j - (len(arms) - 1) / 2) * width
-                ax.boxplot(v, positions=[pos], widths=width * 0.8, showfliers=False, patch_artist=True,
-                           boxprops={"facecolor": c, "alpha": 0.3, "edgecolor": c},
-                           medianprops={"color": c, "lw": 2}, whiskerprops={"color": c}, capprops={"color": c})
+                ax.boxplot(
+                    v,
+                    positions=[pos],
+                    widths=width * 0.8,
+                    showfliers=False,
+                    patch_artist=True,
+                    boxprops={"facecolor": c, "alpha": 0.3, "edgecolor": c},
+                    medianprops={"color": c, "lw": 2},
+                    whiskerprops={"color": c},
+                    capprops={"color": c},
+                )
                 ax.scatter(pos + rng.uniform(-width * 0.25, width * 0.25, v.size), v, color=c, s=14, zorder=3)
         ax.axhline(0, color="0.5", lw=0.7, ls="--")
         ax.set_xticks(range(len(visits)), list(visits))
         ax.set_xlim(-0.6, len(visits) - 0.4)
         ax.set_title(labels[metric], fontsize=10)
-        ax.set_ylabel("change from baseline")
+        ax.set_ylabel(ylabel)
     handles = [Line2D([], [], color=colors[a], marker="s", ls="", ms=8, label=_n_label(a, change)) for a in arms]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     fig.suptitle(f"Change from baseline by visit and arm. {EXPLORATORY}.", fontsize=11)
@@ -227,10 +262,12 @@ def plot_opacity_vs_lab(
     """Scatter of an imaging metric against the lab value joined to each scan, by arm, with Spearman rho and p.
 
     ``scans`` is the scans table (lab values joined within the lab window, columns ``lab`` and
-    ``<lab>_censored``); censored lab values are drawn as open markers at the limit.
+    ``<lab>_censored``); censored lab values are drawn as open markers at the limit. Without any pair of
+    values (e.g. the lab was not measured) the figure says so.
     """
     ok = scans.loc[scans["status"] == "ok"] if "status" in scans.columns else scans
-    d = ok.assign(x=pd.to_numeric(ok[lab], errors="coerce"), y=pd.to_numeric(ok[metric], errors="coerce"))
+    x = pd.to_numeric(ok[lab], errors="coerce") if lab in ok.columns else pd.Series(math.nan, ok.index)
+    d = ok.assign(x=x, y=pd.to_numeric(ok[metric], errors="coerce"))
     d = d.dropna(subset=["x", "y"])
     cens = d[f"{lab}_censored"].fillna("").astype(str) if f"{lab}_censored" in d.columns else pd.Series("", d.index)
     fig = Figure(figsize=(6.0, 4.6), layout="constrained")
@@ -249,9 +286,11 @@ def plot_opacity_vs_lab(
     rho, p = sps.spearmanr(d["x"], d["y"]) if len(d) >= 3 else (math.nan, math.nan)
     ax.set_xlabel(lab_label)
     ax.set_ylabel(metric_label)
-    ax.legend(fontsize=8, frameon=False, title="Spearman by arm", title_fontsize=8)
-    ax.set_title(f"{metric_label} vs {lab_label} (all scans: rho={rho:.2f}, {fmt_p(p)}). {EXPLORATORY}.",
-                 fontsize=9)
+    if d.empty:
+        ax.text(0.5, 0.5, f"no {lab_label} values joined to measured scans", ha="center", transform=ax.transAxes)
+    else:
+        ax.legend(fontsize=8, frameon=False, title="Spearman by arm", title_fontsize=8)
+    ax.set_title(f"{metric_label} vs {lab_label} (all scans: rho={rho:.2f}, {fmt_p(p)}). {EXPLORATORY}.", fontsize=9)
     return fig
 
 
@@ -265,44 +304,77 @@ def plot_swimmer(
 ) -> Figure:
     """One bar per subject from admission to discharge (days relative to day 0), grouped by arm.
 
-    Marks: infusions of the treatment arm on ``infusion_days`` (triangles above the bar); scans (filled: measured, open: excluded);
-    mechanical ventilation (a diamond at admission: the subjects table gives no ventilation dates); discharge
-    (a square) or, when not discharged, an arrow at the end of follow-up (``days_to_discharge``).
+    Marks: infusions of the treatment arm on ``infusion_days`` (days from day 0, triangles above the bar);
+    scans at their ``study_day`` (filled: measured, open: excluded); mechanical ventilation (a diamond at
+    admission: the subjects table gives no ventilation dates); discharge (a square) or, when not discharged,
+    an arrowhead at the end of follow-up (``days_to_discharge``).
     """
     s = subjects.copy()
     day0 = pd.to_datetime(s["day0_date"])
     s["start"] = (pd.to_datetime(s["admission_date"]) - day0).dt.days.astype(float)
     s["end"] = pd.to_numeric(s["days_to_discharge"], errors="coerce")
-    s["discharged_"] = stats.as_bool(s["discharged"]).fillna(False).astype(bool) if "discharged" in s else True
+    s["discharged_"] = stats.as_bool(s["discharged"]).fillna(False).astype(bool)
     s["vent"] = stats.as_bool(s["mechanical_ventilation"]).fillna(False).astype(bool)
     s["arm"] = s["arm"].astype(str)
     rank = {a: i for i, a in enumerate(arms)}
     s = s.loc[s["arm"].isin(rank)].assign(_r=lambda f: f["arm"].map(rank))
     s = s.sort_values(["_r", "end", "subject_id"], ascending=[False, False, False]).reset_index(drop=True)
-    fig = Figure(figsize=(7.5, 1.2 + 0.3 * len(s)), layout="constrained")
+    fig = Figure(figsize=(7.5, min(1.2 + 0.3 * len(s), MAX_SWIMMER_HEIGHT_IN)), layout="constrained")
     ax = fig.subplots()
-    for y, r in s.iterrows():
-        c = colors[r["arm"]]
-        ax.barh(y, r["end"] - r["start"], left=r["start"], height=0.55, color=c, alpha=0.45, edgecolor=c)
-        if r["arm"] == treatment:
-            ax.scatter(list(infusion_days), [y + 0.36] * len(infusion_days), marker="v", color="black", s=20, zorder=5)
-        sc = scans.loc[scans["subject_id"] == r["subject_id"]]
-        ok = sc["status"] == "ok" if "status" in sc.columns else pd.Series(True, sc.index)
-        ax.scatter(sc.loc[ok, "study_day"], [y] * int(ok.sum()), marker="o", color=c, edgecolors="black", s=22,
-                   zorder=4)
-        ax.scatter(sc.loc[~ok, "study_day"], [y] * int((~ok).sum()), marker="o", facecolors="white",
-                   edgecolors="black", s=22, zorder=4)
-        if r["vent"]:
-            ax.scatter([r["start"]], [y], marker="D", color="black", s=24, zorder=4)
-        if np.isfinite(r["end"]):
-            if r["discharged_"]:
-                ax.scatter([r["end"]], [y], marker="s", color="black", s=24, zorder=4)
-            else:
-                ax.annotate("", xy=(r["end"] + 1.5, y), xytext=(r["end"], y),
-                            arrowprops={"arrowstyle": "->", "color": "black"})
-    ax.set_yticks(range(len(s)), s["subject_id"].astype(str), fontsize=7)
+    y = np.arange(len(s), dtype=float)
+    colour = s["arm"].map(colors).tolist()
+    size = 22.0 if len(s) <= MAX_SWIMMER_LABELS else 6.0
+    ax.barh(y, s["end"] - s["start"], left=s["start"], height=0.55, color=colour, alpha=0.45, edgecolor=colour)
+    treated = y[(s["arm"] == treatment).to_numpy()]
+    days = np.asarray(infusion_days, dtype=float)
+    ax.scatter(
+        np.tile(days, treated.size),
+        np.repeat(treated + 0.36, days.size),
+        marker="v",
+        color="black",
+        s=size * 0.9,
+        zorder=5,
+    )
+    row_of = pd.Series(y, index=s["subject_id"].to_numpy())
+    sc = scans.loc[scans["subject_id"].isin(row_of.index)]
+    ok = (sc["status"] == "ok").to_numpy() if "status" in sc.columns else np.ones(len(sc), bool)
+    sc_y = sc["subject_id"].map(row_of).to_numpy(float)
+    sc_c = sc["subject_id"].map(s.set_index("subject_id")["arm"]).map(colors).to_numpy()
+    ax.scatter(
+        sc["study_day"].to_numpy(float)[ok],
+        sc_y[ok],
+        marker="o",
+        c=list(sc_c[ok]),
+        edgecolors="black",
+        s=size,
+        zorder=4,
+    )
+    ax.scatter(
+        sc["study_day"].to_numpy(float)[~ok],
+        sc_y[~ok],
+        marker="o",
+        facecolors="white",
+        edgecolors="black",
+        s=size,
+        zorder=4,
+    )
+    vent = s["vent"].to_numpy()
+    ax.scatter(s["start"].to_numpy()[vent], y[vent], marker="D", color="black", s=size * 1.1, zorder=4)
+    ended = np.isfinite(s["end"].to_numpy())
+    out = ended & s["discharged_"].to_numpy()
+    ax.scatter(s["end"].to_numpy()[out], y[out], marker="s", color="black", s=size * 1.1, zorder=4)
+    still = ended & ~s["discharged_"].to_numpy()
+    ax.scatter(s["end"].to_numpy()[still] + 0.6, y[still], marker=">", color="black", s=size * 1.1, zorder=4)
+    if len(s) <= MAX_SWIMMER_LABELS:
+        ax.set_yticks(range(len(s)), s["subject_id"].astype(str), fontsize=7)
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel(f"{len(s)} subjects")
     sc_days = pd.to_numeric(scans.loc[scans["subject_id"].isin(s["subject_id"]), "study_day"], errors="coerce")
-    ax.set_xlim(np.nanmin([s["start"].min(), sc_days.min(), *infusion_days, 0.0]) - 1.5, np.nanmax([s["end"].max(), sc_days.max(), 0.0]) + 3.0)
+    ax.set_xlim(
+        np.nanmin([s["start"].min(), sc_days.min(), *infusion_days, 0.0]) - 1.5,
+        np.nanmax([s["end"].max(), sc_days.max(), 0.0]) + 3.0,
+    )
     ax.axvline(0, color="0.5", lw=0.7, ls=":")
     ax.set_xlabel("days from day 0")
     days = ", ".join(f"{d:g}" for d in infusion_days)
@@ -313,7 +385,7 @@ def plot_swimmer(
         Line2D([], [], ls="", marker="o", mfc="white", mec="black", label="CT scan excluded"),
         Line2D([], [], ls="", marker="D", color="black", label="mechanical ventilation"),
         Line2D([], [], ls="", marker="s", color="black", label="discharge"),
-        Line2D([], [], ls="-", marker=">", color="black", label="still admitted (censored)"),
+        Line2D([], [], ls="", marker=">", color="black", label="not discharged (censored)"),
     ]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(f"Hospital stay, infusions and scans per subject. {EXPLORATORY}.", fontsize=10)
@@ -349,10 +421,23 @@ def plot_kaplan_meier(
             c = colors[arm]
             km = stats.kaplan_meier(a["duration"], a["event"], confidence)
             t = np.concatenate([[0.0], km["time"].to_numpy()])
-            ax.step(t, np.concatenate([[1.0], km["survival"]]), where="post", color=c, lw=2,
-                    label=f"{arm} (n={len(a)}, events={int(a['event'].sum())})")
-            ax.fill_between(t, np.concatenate([[1.0], km["ci_low"]]), np.concatenate([[1.0], km["ci_high"]]),
-                            step="post", color=c, alpha=0.15, lw=0)
+            ax.step(
+                t,
+                np.concatenate([[1.0], km["survival"]]),
+                where="post",
+                color=c,
+                lw=2,
+                label=f"{arm} (n={len(a)}, events={int(a['event'].sum())})",
+            )
+            ax.fill_between(
+                t,
+                np.concatenate([[1.0], km["ci_low"]]),
+                np.concatenate([[1.0], km["ci_high"]]),
+                step="post",
+                color=c,
+                alpha=0.15,
+                lw=0,
+            )
             cens = a.loc[~a["event"], "duration"].to_numpy(float)
             at = np.interp(cens, km["time"], km["survival"])  # curve is flat at censoring times
             ax.scatter(cens, at, marker="|", color=c, s=60, zorder=3)

@@ -122,7 +122,7 @@ def qc_figure(
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=9, frameon=False)
     fig.suptitle(f"{title}\n{numbers}", fontsize=11)
-    fig.savefig(os.fspath(path), dpi=dpi, format="png")
+    fig.savefig(os.fspath(path), dpi=dpi, format="png", pil_kwargs={"compress_level": 3})
 
 
 def message_figure(title: str, message: str, path: str | os.PathLike, *, dpi: int = 100) -> None:

@@ -219,8 +219,8 @@ def quantify_scan(
     Returns
     -------
     dict with ``scan_id``, ``status`` ("ok" | "excluded"), ``exclusion_reason``, ``metrics`` (the metrics.csv row),
-    ``outputs`` (file names written) and ``timings`` (seconds: ``read``, ``segment``, ``measure``, ``write``,
-    ``total``). An excluded scan gets ``metrics.csv``, a header-only ``regions.csv`` and a ``qc.png`` card stating
+    ``outputs`` (file names written) and ``timings`` (seconds: ``read`` (ingest, when run here, and
+    :func:`~lungtrial.dicomio.read_volume`), ``segment``, ``measure``, ``write``, ``total``). An excluded scan gets ``metrics.csv``, a header-only ``regions.csv`` and a ``qc.png`` card stating
     the reason, and no masks.
     """
     from lungtrial import dicomio

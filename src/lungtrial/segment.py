@@ -1,4 +1,4 @@
-"""Lung segmentation: left/right lung labels, airways excluded, lesions repaired; vessel and rim masks.
+"""Lung segmentation (right/left labels, airways excluded, lesions repaired), vessel and opacity-exclusion masks.
 
 Conventions (see ``docs/architecture.md``): volumes are ``(z, y, x)`` arrays in HU, ``spacing`` is ``(dz, dy, dx)``
 in mm, x increases to the patient's left, y to posterior and z to superior, so the right lung lies at low x.
@@ -15,12 +15,18 @@ Method of :func:`segment_lungs` (all thresholds are physical HU values, no scann
 4. The largest remaining air region is one lung, or both lungs joined at the anterior/posterior junction; joined
    lungs are split by erosion and nearest-seed assignment. The other lung is the largest region on the other
    side of the body's midline reaching above the first lung's centre (bowel gas lies below the diaphragm).
-5. Lesion repair, slice by slice and per lung: holes enclosed by the lung (vessels, lesions) are filled, and
-   pockets between the lung and its convex hull are added when they lie lateral, anterior or posterior to the
-   lung (subpleural ground glass and consolidation against the chest wall), never when they lie medially
-   (mediastinum, heart, spine, liver dome). Bone (> 150 HU) is never added.
+5. Lesion repair, per lung, in axial, coronal and sagittal planes: holes enclosed by the lung (vessels,
+   lesions; axial only) are filled, and pockets between the lung and its convex hull are added when their chord
+   runs along the chest wall (subpleural ground glass and consolidation, also posterior-basal lesions that fill
+   the whole back of a slice), or when they are mostly ground glass. Pockets whose chord dives into the body
+   (mediastinum, heart, spine, liver dome) are not added, nor is bone (> 150 HU) or the airway.
 6. The boundary is refined at full resolution with the -500 HU threshold within one coarse voxel of the coarse
    boundary; the repaired pockets keep their coarse extent.
+
+Known limits: consolidation against the mediastinum or resting on the diaphragm dome, with no ground glass
+around it, cannot be told from the mediastinum or the liver by HU and is left out where the lung's outline does
+not reveal it; the distal end of a main bronchus, where it merges with the lung in the axial plane at about 2 mm,
+stays in the lung.
 """
 
 from __future__ import annotations
@@ -37,8 +43,6 @@ RIGHT, LEFT = 1, 2
 # in-plane (axial) connectivity structures for 3D arrays: each slice is labelled on its own
 _PLANE4 = np.zeros((3, 3, 3), dtype=bool)
 _PLANE4[1] = ndimage.generate_binary_structure(2, 1)
-_PLANE8 = np.zeros((3, 3, 3), dtype=bool)
-_PLANE8[1] = True
 
 
 def _check(hu: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
@@ -56,30 +60,23 @@ def _block_factors(spacing: np.ndarray, target_mm: float) -> np.ndarray:
     return np.maximum(1, np.round(target_mm / spacing)).astype(int)
 
 
-def _block_reduce(vol: np.ndarray, factors: np.ndarray, chunk_blocks: int = 8) -> np.ndarray:
+def _block_reduce(vol: np.ndarray, factors: np.ndarray, chunk_blocks: int = 16) -> np.ndarray:
     """Block mean of ``vol`` as float32; edge blocks are averaged over the voxels they hold."""
     fz, fy, fx = (int(f) for f in factors)
     nz, ny, nx = vol.shape
-    cz, cy, cx = -(-nz // fz), -(-ny // fy), -(-nx // fx)
-    out = np.empty((cz, cy, cx), dtype=np.float32)
-    py, px = cy * fy - ny, cx * fx - nx
+    cz = -(-nz // fz)
+    starts = [np.arange(0, n, f) for n, f in ((ny, fy), (nx, fx))]
+    out = np.empty((cz, starts[0].size, starts[1].size), dtype=np.float32)
     for b0 in range(0, cz, chunk_blocks):
-        z0, z1 = b0 * fz, min(nz, (b0 + chunk_blocks) * fz)
-        slab = vol[z0:z1]
-        pz = -(z1 - z0) % fz
-        nb = (z1 - z0 + pz) // fz
-        sums = np.zeros((nb * fz, cy * fy, cx * fx), dtype=np.float32)
-        sums[: z1 - z0, :ny, :nx] = slab
-        sums = sums.reshape(nb, fz, cy, fy, cx, fx).sum(axis=(1, 3, 5))
-        out[b0 : b0 + nb] = sums
-    counts = np.ones((cz, cy, cx), dtype=np.float32) * (fz * fy * fx)
-    if nz % fz:
-        counts[-1] *= (nz % fz) / fz
-    if ny % fy:
-        counts[:, -1] *= (ny % fy) / fy
-    if nx % fx:
-        counts[:, :, -1] *= (nx % fx) / fx
-    out /= counts
+        slab = vol[b0 * fz : min(nz, (b0 + chunk_blocks) * fz)].astype(np.float32)
+        slab = np.add.reduceat(slab, starts[1], axis=2)
+        slab = np.add.reduceat(slab, starts[0], axis=1)
+        slab = np.add.reduceat(slab, np.arange(0, slab.shape[0], fz), axis=0)
+        out[b0 : b0 + slab.shape[0]] = slab
+    for axis, (n, f) in enumerate(((nz, fz), (ny, fy), (nx, fx))):
+        first = np.arange(out.shape[axis]) * f
+        count = (np.minimum(first + f, n) - first).astype(np.float32)
+        out /= count.reshape([-1 if a == axis else 1 for a in range(3)])
     return out
 
 
@@ -149,8 +146,15 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
     top = cand[z_of[cand] >= ztop - max(1, int(round(10.0 / dz)))]
     seed = int(top[np.argmax(area[top])])
 
-    # caudal overlap links: component in slice k -> components in slice k-1 sharing pixels
-    upper, lower = lab[1:], lab[:-1]
+    # caudal links: a small region in slice k -> regions in slice k-1 within 4 mm in the plane (oblique bronchi
+    # move sideways between thick slices); only within 80 mm of the trachea's axis
+    x0 = int(round(cx[seed]))
+    half = int(np.ceil(80.0 / dx))
+    xs = slice(max(0, x0 - half), x0 + half + 1)
+    sub = np.where(small[lab[: z_of[seed] + 1, :, xs]], lab[: z_of[seed] + 1, :, xs], 0)
+    ry, rx = (max(1, int(round(4.0 / s))) for s in (dy, dx))
+    upper = ndimage.grey_dilation(sub[1:], footprint=np.ones((1, 2 * ry + 1, 2 * rx + 1), dtype=bool))
+    lower = sub[:-1]
     m = (upper > 0) & (lower > 0)
     pairs = np.unique(upper[m].astype(np.int64) * (n + 1) + lower[m])
     children: dict[int, list[int]] = {}
@@ -228,7 +232,7 @@ def _pick_lungs(cand: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> np.
     zc = zs.mean() + sl[0].start
     for k in order[1:]:
         o = objs[k - 1]
-        kz, _, kx = np.nonzero(lab[o] == k)
+        kx = np.nonzero(lab[o] == k)[2]
         other = (kx.mean() + o[2].start < midline_x) != (side == RIGHT)
         if other and o[0].stop - 1 >= zc:
             out[lab == k] = LEFT if side == RIGHT else RIGHT
@@ -236,11 +240,16 @@ def _pick_lungs(cand: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> np.
     return out
 
 
-def _depth(body: np.ndarray, cspacing: np.ndarray, zrange: range) -> np.ndarray:
-    """Distance (mm) to the outside of the body within each axial slice, for the slices in ``zrange``."""
+def _depth(body: np.ndarray, cspacing: np.ndarray, axis: int, planes: np.ndarray) -> np.ndarray:
+    """Distance (mm) to the outside of the body within each plane normal to ``axis`` (only ``planes``; 0 elsewhere).
+
+    The borders of the volume are not outside: the body goes on beyond the field of view.
+    """
     out = np.zeros(body.shape, dtype=np.float32)
-    for z in zrange:
-        out[z] = ndimage.distance_transform_edt(body[z], sampling=cspacing[1:])
+    b, o = np.moveaxis(body, axis, 0), np.moveaxis(out, axis, 0)
+    pix = [s for i, s in enumerate(cspacing) if i != axis]
+    for k in planes:
+        o[k] = ndimage.distance_transform_edt(b[k], sampling=pix)
     return out
 
 
@@ -250,26 +259,36 @@ def _pockets(
     depth: np.ndarray,
     pix: tuple[float, float],
     wall_mm: float,
+    hu: np.ndarray,
     medial: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Subpleural pockets of one lung in the planes ``lung[k]`` (bool, same shape as ``lung``).
+    """Lesion pockets of one lung in the planes ``lung[k]`` (bool, same shape as ``lung``).
 
     A pocket is a region between the lung and its convex hull; its chord is the part of its outline on the hull.
-    A lesion against the chest wall leaves a pocket whose chord runs along the chest wall: at most ``wall_mm`` + 35
-    mm below the skin, with ends at most ``wall_mm`` + 25 mm deep, and no deeper than its deeper end plus 4 mm and
-    the sagitta of a 150 mm radius body outline over the chord. Pockets of the mediastinum, heart, spine or liver
-    dome have chords through the depth of the body. In axial planes (``medial`` given: the medial unit vector in
-    plane coordinates) pockets that lie medially of the lung's centre are rejected too, and holes enclosed by the
-    lung (vessels, lesions) are added.
+    ``depth`` is the distance (mm) below the skin and ``hu`` the coarse HU volume, both in the same planes.
+
+    - A lesion against the chest wall leaves a pocket whose chord runs along the chest wall: at most
+      ``wall_mm`` + 35 mm below the skin, with ends at most ``wall_mm`` + 25 mm deep, and no deeper than its deeper
+      end plus 4 mm and the sagitta of a 150 mm radius body outline over the chord. Pockets of the mediastinum,
+      heart, spine or liver dome have chords through the depth of the body. In axial planes (``medial``: the
+      medial unit vector in plane coordinates) pockets medial of the lung's centre are rejected as well.
+    - A pocket that is mostly hazy (-650 to -250 HU: ground glass, never solid tissue) is a lesion wherever it lies.
+    - In axial planes, holes enclosed by the lung (vessels, lesions) are added.
+
+    Accepted chord pockets grow across the chord, which cuts off the pleural cap of the lesion, up to the chest
+    wall: tissue no shallower than the chord ends, within the sagitta of a 100 mm radius pleura over the chord.
     """
     from skimage.morphology import convex_hull_image
 
     cross = ndimage.generate_binary_structure(2, 1)
+    margin = [int(np.ceil(12.0 / p)) + 1 for p in pix]
     out = np.zeros(lung.shape, dtype=bool)
     for k in np.flatnonzero(lung.any(axis=(1, 2))):
         sl = lung[k]
         rows, cols = np.flatnonzero(sl.any(axis=1)), np.flatnonzero(sl.any(axis=0))
-        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        box = tuple(
+            slice(max(0, idx[0] - m), idx[-1] + 1 + m) for idx, m in zip((rows, cols), margin)
+        )
         crop = sl[box]
         if crop.sum() < 10:
             continue
@@ -296,6 +315,8 @@ def _pockets(
             & (dmax <= wall_mm + 35.0)
             & (dend <= wall_mm + 25.0)
         )
+        hazy = ((hu[k][box] > -650.0) & (hu[k][box] < -250.0)).astype(float)
+        frac = np.asarray(ndimage.mean(hazy, lab, idx), dtype=float)
         if medial is not None:
             r, c = np.nonzero(crop)
             pr, pc = np.nonzero(lab)
@@ -304,30 +325,66 @@ def _pockets(
             vc = (np.bincount(lab[pr, pc], weights=pc, minlength=n + 1)[1:] / cnt - c.mean()) * pix[1]
             ok &= vr * medial[0] + vc * medial[1] < 0.5 * np.hypot(vr, vc)
             ok |= ~has_chord
+        ok |= frac >= 0.5
         keep = np.concatenate([[False], ok])
         out[k][box] |= keep[lab]
+        free = allowed[k][box] & ~hull
+        for i in np.flatnonzero(ok & has_chord):
+            cr, cc = np.nonzero(chord == i + 1)
+            if cr.size < 2:
+                continue
+            # the chord as a segment a-b (mm); grow only across it, within its shadow
+            pts = np.column_stack([cr * pix[0], cc * pix[1]])
+            u = pts[np.argmax(pts @ (pts.max(0) - pts.min(0)))] - pts[np.argmin(pts @ (pts.max(0) - pts.min(0)))]
+            a = pts[np.argmin(pts @ u)]
+            ll = float(u @ u)
+            if ll == 0:
+                continue
+            gr, gc = np.nonzero(free & (d >= dend[i] - 0.5 * min(pix)))
+            q = np.column_stack([gr * pix[0], gc * pix[1]]) - a
+            t = (q @ u) / ll
+            dist = np.abs(q[:, 0] * u[1] - q[:, 1] * u[0]) / np.sqrt(ll)
+            sag = min(2.0 + ll / 800.0, 12.0)
+            sel = (t > 0.05) & (t < 0.95) & (dist <= sag)
+            grow = np.zeros_like(free)
+            grow[gr[sel], gc[sel]] = True
+            seed = lab == i + 1
+            n_it = int(np.ceil(sag / min(pix)))
+            out[k][box] |= ndimage.binary_dilation(seed, structure=cross, iterations=n_it, mask=grow | seed)
     return out
 
 
 def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing) -> np.ndarray:
-    """Add to each lung its enclosed holes (axial) and its subpleural pockets in axial, coronal and sagittal planes."""
+    """Add to each lung its enclosed holes (axial) and its subpleural pockets in axial, coronal and sagittal planes.
+
+    Depth below the skin is measured within each plane, so in coronal planes it is the distance to the lateral
+    body wall and in sagittal planes to the anterior or posterior wall.
+    """
     out = lungs.copy()
-    zs = np.flatnonzero(lungs.any(axis=(1, 2)))
-    depth = _depth(body, cspacing, range(zs[0], zs[-1] + 1))
     allowed = body & (coarse < BONE_HU) & (lungs == 0) & ~airway
-    dz, dy, dx = cspacing
-    for label, medial_x in ((RIGHT, 1.0), (LEFT, -1.0)):
-        lung = lungs == label
-        if not lung.any():
-            continue
-        # chest wall thickness: median over slices of the lung's smallest depth below the skin
-        dl = np.where(lung, depth, np.inf).min(axis=(1, 2))
-        wall = float(np.median(dl[np.isfinite(dl)]))
-        add = _pockets(lung, allowed, depth, (dy, dx), wall, medial=(0.0, medial_x))
-        for axis, pix in ((1, (dz, dx)), (2, (dz, dy))):  # coronal planes (z, x), sagittal planes (z, y)
-            planes = _pockets(*(np.moveaxis(v, axis, 0) for v in (lung, allowed, depth)), pix, wall)
-            add |= np.moveaxis(planes, 0, axis)
-        out[add & (out == 0)] = label
+    inlung = lungs > 0
+    zs = np.flatnonzero(inlung.any(axis=(1, 2)))
+    axial = _depth(body, cspacing, 0, zs)
+    for axis in (0, 1, 2):  # axial planes (y, x), coronal planes (z, x), sagittal planes (z, y)
+        planes = np.flatnonzero(inlung.any(axis=tuple(i for i in range(3) if i != axis)))
+        depth = _depth(body, cspacing, 1, planes) if axis == 1 else axial
+        pix = tuple(s for i, s in enumerate(cspacing) if i != axis)
+        for label, medial_x in ((RIGHT, 1.0), (LEFT, -1.0)):
+            lung = lungs == label
+            if not lung.any():
+                continue
+            # chest wall thickness: median over planes of the lung's smallest depth below the skin
+            dl = np.moveaxis(np.where(lung, depth, np.inf), axis, 0).min(axis=(1, 2))
+            wall = float(np.median(dl[np.isfinite(dl)]))
+            add = _pockets(
+                *(np.moveaxis(v, axis, 0) for v in (lung, allowed, depth)),
+                pix,
+                wall,
+                np.moveaxis(coarse, axis, 0),
+                medial=(0.0, medial_x) if axis == 0 else None,
+            )
+            add = np.moveaxis(add, 0, axis)
+            out[add & (out == 0)] = label
     return out
 
 
@@ -426,15 +483,30 @@ def _box_filter(mask: np.ndarray, radii: list[int], grow: bool) -> np.ndarray:
     return out.view(bool)
 
 
+def _thin(dense: np.ndarray, spacing: np.ndarray, blob_radius_mm: float) -> np.ndarray:
+    """The part of ``dense`` that is not blob-like (bool, in place of ``dense``).
+
+    A blob holds a ball of radius ``blob_radius_mm``: opening on a grid of about 2 mm where a voxel is dense when at
+    least half of it is; blobs are grown by one coarse voxel to take their edges back.
+    """
+    factors = _block_factors(spacing, 2.0)
+    csp = spacing * factors
+    solid = _block_reduce(dense, factors) >= 0.5
+    blob = ndimage.binary_opening(solid, structure=_ball(blob_radius_mm, csp))
+    blob = ndimage.binary_dilation(blob, structure=ndimage.generate_binary_structure(3, 1))
+    dense &= ~_upsample(blob, factors, dense.shape)
+    return dense
+
+
 def segment_vessels(
     hu: np.ndarray, lungs: np.ndarray, spacing, *, threshold_hu: float = -300.0, blob_radius_mm: float = 4.0
 ) -> np.ndarray:
     """Pulmonary vessels: thin dense structures inside the lungs, as distinct from blob-like consolidation.
 
-    Dense voxels (> ``threshold_hu``) inside ``lungs`` are vessels unless they belong to a blob: a dense region
-    that holds a ball of radius ``blob_radius_mm`` (opening on a grid of about 2 mm, where a voxel is dense when
-    at least half of it is). Vessels narrower than about ``2 * blob_radius_mm + 2`` mm are therefore vessels;
-    consolidation and lesions at least that thick, subpleural or not, are not.
+    Dense voxels (> ``threshold_hu``) inside ``lungs`` are vessels unless they belong to a blob, a dense region that
+    holds a ball of radius ``blob_radius_mm``; so vessels up to about ``2 * blob_radius_mm + 2`` mm wide are
+    vessels while consolidation at least that thick, subpleural or not, is not. The outermost voxel layer of the
+    lungs (partial volume with the chest wall) is never vessel.
 
     Parameters
     ----------
@@ -461,14 +533,9 @@ def segment_vessels(
     if not lungs.any():
         return out
     box = _bbox(lungs)
-    dense = (lungs[box] > 0) & (hu[box] > threshold_hu)
-    factors = _block_factors(sp, 2.0)
-    csp = sp * factors
-    solid = _block_reduce(dense, factors) >= 0.5
-    blob = ndimage.binary_opening(solid, structure=_ball(blob_radius_mm, csp))
-    blob = ndimage.binary_dilation(blob, structure=ndimage.generate_binary_structure(3, 1))
-    dense &= ~_upsample(blob, factors, dense.shape)
-    out[box] = dense
+    inl = lungs[box] > 0
+    dense = _thin(inl & (hu[box] > threshold_hu), sp, blob_radius_mm)
+    out[box] = dense & _box_filter(inl, [1, 1, 1], grow=False)
     return out
 
 
@@ -478,18 +545,15 @@ def opacity_exclusion(
     spacing,
     *,
     vessels: np.ndarray | None = None,
-    halo_mm: float = 1.0,
-    rim_mm: float = 1.5,
     aerated_hu: float = -700.0,
+    blob_radius_mm: float = 4.0,
 ) -> np.ndarray:
-    """Lung voxels that must not count as opacity: vessels with their partial-volume halo, and the pleural rim.
+    """Lung voxels that must not count as opacity: vessels and every other thin structure denser than aerated lung.
 
-    - ``vessels`` (default :func:`segment_vessels`) grown by ``halo_mm``: the blurred edge of a vessel reads as
-      ground glass.
-    - The rim: lung voxels within ``rim_mm`` (and at least one voxel along each axis) of the lung boundary, next
-      to aerated lung (< ``aerated_hu`` HU) deeper inside. Partial volume with the chest wall, mediastinum and
-      diaphragm reads as ground glass there; where a lesion lies against the pleura the lung inside is not
-      aerated, so the lesion still counts.
+    Opacity (> ``aerated_hu`` HU) that is not blob-like (holds no ball of radius ``blob_radius_mm``, see
+    :func:`segment_vessels`) is excluded: vessels with their blurred edges, the partial-volume rim along the pleura,
+    the mediastinum and the diaphragm, fissures and noise speckle. Ground glass and consolidation, also against
+    the chest wall, are blob-like and stay, edges included.
 
     Parameters
     ----------
@@ -500,11 +564,11 @@ def opacity_exclusion(
     spacing : (dz, dy, dx)
         Voxel size in mm.
     vessels : (z, y, x) bool, optional
-        Vessel mask; computed with :func:`segment_vessels` when omitted.
-    halo_mm, rim_mm : float
-        Widths (mm) of the vessel halo and of the pleural rim; at least one voxel along each axis.
+        Vessel mask to include; computed with :func:`segment_vessels` when omitted.
     aerated_hu : float
-        Upper HU bound of aerated lung.
+        Upper HU bound of aerated lung (the lower bound of ground glass).
+    blob_radius_mm : float
+        Radius (mm) of the smallest ball an opacity holds.
 
     Returns
     -------
@@ -513,16 +577,11 @@ def opacity_exclusion(
     hu, sp = _check(hu, spacing)
     lungs = np.asarray(lungs)
     if vessels is None:
-        vessels = segment_vessels(hu, lungs, sp)
+        vessels = segment_vessels(hu, lungs, sp, blob_radius_mm=blob_radius_mm)
     out = np.zeros(hu.shape, dtype=bool)
     if not lungs.any():
         return out
     box = _bbox(lungs)
     inl = lungs[box] > 0
-    halo = _box_filter(np.ascontiguousarray(vessels[box], dtype=bool), _radii(halo_mm, sp, 1), grow=True)
-    r_rim = _radii(rim_mm, sp, 1)
-    interior = _box_filter(inl, r_rim, grow=False)
-    aerated = interior & (hu[box] < aerated_hu)
-    near_aerated = _box_filter(aerated, [r + 1 for r in r_rim], grow=True)
-    out[box] = inl & (halo | (~interior & near_aerated))
+    out[box] = _thin(inl & (hu[box] > aerated_hu), sp, blob_radius_mm) | (inl & vessels[box])
     return out

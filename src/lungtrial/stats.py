@@ -107,6 +107,24 @@ def as_bool(values: pd.Series) -> pd.Series:
     return values.map(one).astype("boolean")
 
 
+NO_LEVELS = {"none", "no", "false", "0", "n", "f"}
+"""Texts meaning "not present" in a column of levels (compared in lower case)."""
+
+
+def any_level(values: pd.Series) -> tuple[pd.Series, list[str]]:
+    """Booleans from a yes/no column (:func:`as_bool`) or, for a column of levels, "any level but none".
+
+    Returns the booleans (missing stays NA) and the levels counted as present (empty for a yes/no column).
+    """
+    try:
+        return as_bool(values), []
+    except ValueError:
+        text = values.astype("string").str.strip()
+        present = ~text.str.lower().isin(NO_LEVELS)
+        levels = sorted(text[present.fillna(False) & text.notna()].unique())
+        return present.where(text.notna(), pd.NA).astype("boolean"), [str(v) for v in levels]
+
+
 def fmt_num(x: float) -> str:
     """A number with about three significant figures, never in exponent notation."""
     if x is None or not np.isfinite(x):
@@ -304,10 +322,6 @@ def compare_binary(
     return row
 
 
-def _arm_frame(df: pd.DataFrame, arm: str) -> pd.DataFrame:
-    return df.loc[df["arm"].astype(str) == arm]
-
-
 def _header(reference: str, treatment: str) -> dict[str, str]:
     return {"reference_arm": reference, "treatment_arm": treatment}
 
@@ -322,22 +336,29 @@ def binary_outcomes(
     """One row per binary outcome of :data:`BINARY_OUTCOMES` with n/N per arm and Fisher's exact test.
 
     ``any_adverse_event`` is true for subjects with at least one row in ``adverse_events`` (when that table
-    is ``None`` the row says the adverse events were not provided). Outcome columns missing from
-    ``subjects`` are skipped.
+    is ``None`` the row says the adverse events were not provided). A text column with levels (e.g.
+    ``oxygen_support``: none, low-flow, high-flow) counts as "any" level other than none (:func:`any_level`);
+    ``note`` lists the levels counted. Outcome columns missing from ``subjects`` are skipped.
     """
     subj = subjects.copy()
     rows = []
     for col, label in BINARY_OUTCOMES.items():
         if col == "any_adverse_event":
             if adverse_events is None:
-                rows.append({"outcome": col, "label": label, **_header(reference, treatment),
-                             "note": "not available: no adverse-events table"})
+                rows.append(
+                    {
+                        "outcome": col,
+                        "label": label,
+                        **_header(reference, treatment),
+                        "note": "not available: no adverse-events table",
+                    }
+                )
                 continue
             with_ae = set(adverse_events["subject_id"].astype(str))
             subj[col] = subj["subject_id"].astype(str).isin(with_ae)
         elif col not in subj.columns:
             continue
-        values = as_bool(subj[col])
+        values, levels = any_level(subj[col])
         row = compare_binary(
             values[subj["arm"].astype(str) == reference],
             values[subj["arm"].astype(str) == treatment],
@@ -345,6 +366,8 @@ def binary_outcomes(
             treatment,
             min_per_arm,
         )
+        if levels:
+            row["note"] = "; ".join(s for s in (f"any of: {', '.join(levels)}", row["note"]) if s)
         rows.append({"outcome": col, "label": label, **_header(reference, treatment), **row})
     out = pd.DataFrame(rows)
     counts = [c for c in ("events_reference", "n_reference", "events_treatment", "n_treatment") if c in out]
@@ -415,8 +438,13 @@ def continuous_outcomes(
         extra = f"{n_cens} censored value(s) counted at the limit" if n_cens else ""
         row["note"] = "; ".join(s for s in (row["note"], extra) if s)
         rows.append(
-            {"outcome": f"{analyte}_at_discharge", "label": f"{name} at discharge (last value)", "unit": unit,
-             **_header(reference, treatment), **row}
+            {
+                "outcome": f"{analyte}_at_discharge",
+                "label": f"{name} at discharge (last value)",
+                "unit": unit,
+                **_header(reference, treatment),
+                **row,
+            }
         )
     return pd.DataFrame(rows)
 
@@ -455,8 +483,9 @@ def table1(
 ) -> pd.DataFrame:
     """Baseline characteristics by arm ("Table 1"), descriptive only (no tests).
 
-    Rows: number of subjects; age, median (IQR); sex and severity, n (%); each baseline lab, median (IQR)
-    with the number censored; baseline imaging metrics of :data:`BASELINE_IMAGING`, median (IQR). Columns:
+    Rows: number of subjects; age, median (Q1, Q3); sex and severity, n (%) of those with a value; each
+    baseline lab, median (Q1, Q3) with the number censored; baseline imaging metrics of
+    :data:`BASELINE_IMAGING`, median (Q1, Q3). Columns:
     ``section, variable, statistic`` and one column per arm (in the order of ``arms``) plus ``all``.
     Missing values are left out; a cell reads ``median (Q1, Q3) [n=k]`` when k is below the arm's size.
     """
@@ -499,7 +528,7 @@ def table1(
         if col in subjects.columns:
             cat("Demographics", label, col)
     base = baseline_labs(labs, baseline_visit)
-    for analyte, d in base.groupby("analyte", sort=True):
+    for _, d in base.groupby("analyte", sort=True):
         label = f"{d['analyte_label'].iloc[0]}, {d['unit'].iloc[0]}"
         cont("Baseline labs", label, d, "value", extra_col="censored")
     img_cols = [c for c in BASELINE_IMAGING if c in scans.columns]
@@ -509,9 +538,7 @@ def table1(
     return pd.DataFrame(rows)
 
 
-def change_from_baseline(
-    scans: pd.DataFrame, metrics: Sequence[str], visits: Sequence[str]
-) -> pd.DataFrame:
+def change_from_baseline(scans: pd.DataFrame, metrics: Sequence[str], visits: Sequence[str]) -> pd.DataFrame:
     """Change of imaging metrics from baseline to each later nominal visit, per subject.
 
     ``visits`` lists the nominal visits in order, the first being baseline. Only measured scans (status
@@ -534,8 +561,15 @@ def change_from_baseline(
                 b = float(base.at[r["subject_id"], metric])
                 v = float(r[metric])
                 rows.append(
-                    {"subject_id": r["subject_id"], "arm": r["arm"], "visit": visit, "metric": metric,
-                     "baseline": b, "value": v, "change": v - b}
+                    {
+                        "subject_id": r["subject_id"],
+                        "arm": r["arm"],
+                        "visit": visit,
+                        "metric": metric,
+                        "baseline": b,
+                        "value": v,
+                        "change": v - b,
+                    }
                 )
     cols = ["subject_id", "arm", "visit", "metric", "baseline", "value", "change"]
     return pd.DataFrame(rows, columns=cols).dropna(subset=["change"])
@@ -569,8 +603,14 @@ def imaging_change(
                 confidence,
             )
             rows.append(
-                {"endpoint": metric, "label": IMAGING_ENDPOINTS[metric], "visit": visit,
-                 "unit": "percentage points", **_header(reference, treatment), **row}
+                {
+                    "endpoint": metric,
+                    "label": IMAGING_ENDPOINTS[metric],
+                    "visit": visit,
+                    "unit": "percentage points",
+                    **_header(reference, treatment),
+                    **row,
+                }
             )
     return pd.DataFrame(rows)
 
@@ -589,7 +629,7 @@ def is_skewed(values: Sequence[float], threshold: float = 1.0) -> bool:
     return bool(v.size >= 3 and np.all(v > 0) and sps.skew(v) > threshold)
 
 
-OPTIMIZERS: tuple[str, ...] = ("lbfgs", "bfgs", "powell", "nm")
+OPTIMIZERS: tuple[str, ...] = ("bfgs", "lbfgs", "powell", "nm")
 """MixedLM optimisers tried in turn until one converges with a positive-definite Hessian."""
 
 _TERMS = {
@@ -630,12 +670,30 @@ def mixed_model(
     d = d.assign(treated=(d["arm"].astype(str) == treatment).astype(float), study_day=d["study_day"].astype(float))
     n_ref = d.loc[d["treated"] == 0, "subject_id"].nunique()
     n_trt = d.loc[d["treated"] == 1, "subject_id"].nunique()
-    base = {"outcome": outcome, "transform": "log" if log else "none", "n_obs": len(d),
-            "n_subjects": n_ref + n_trt, **_header(reference, treatment)}
+    base = {
+        "outcome": outcome,
+        "transform": "log" if log else "none",
+        "n_obs": len(d),
+        "n_subjects": n_ref + n_trt,
+        **_header(reference, treatment),
+    }
 
     def failed(reason: str) -> pd.DataFrame:
-        return pd.DataFrame([{**base, "term": "", "meaning": "", "estimate": math.nan, "ci_low": math.nan,
-                              "ci_high": math.nan, "p_value": math.nan, "converged": False, "note": reason}])
+        return pd.DataFrame(
+            [
+                {
+                    **base,
+                    "term": "",
+                    "meaning": "",
+                    "estimate": math.nan,
+                    "ci_low": math.nan,
+                    "ci_high": math.nan,
+                    "p_value": math.nan,
+                    "converged": False,
+                    "note": reason,
+                }
+            ]
+        )
 
     note = _too_few(n_ref, n_trt, reference, treatment, min_per_arm)
     if note:
@@ -659,9 +717,9 @@ def mixed_model(
         boundary = any("boundary" in m for m in messages)
         # A non-positive-definite Hessian is expected when the random-intercept variance sits at zero (the
         # boundary): the fixed effects and their standard errors are then those of ordinary least squares.
-        problems = list(dict.fromkeys(
-            m for m in messages if "failed" in m or ("not positive definite" in m and not boundary)
-        ))
+        problems = list(
+            dict.fromkeys(m for m in messages if "failed" in m or ("not positive definite" in m and not boundary))
+        )
         if res.converged and not problems and np.all(np.isfinite(res.bse_fe)):
             break
         attempts.append(f"{method}: " + ("; ".join(problems) or "did not converge"))
@@ -676,9 +734,18 @@ def mixed_model(
         notes.append("random-intercept variance on the boundary (near zero): fixed effects as in least squares")
     variances = {"random_intercept_var": float(res.cov_re.iloc[0, 0]), "residual_var": float(res.scale)}
     rows = [
-        {**base, "term": term, "meaning": _TERMS.get(term, term), "estimate": float(fe[term]),
-         "ci_low": float(ci.loc[term, 0]), "ci_high": float(ci.loc[term, 1]), "p_value": float(res.pvalues[term]),
-         "converged": True, "note": "; ".join(notes), **variances}
+        {
+            **base,
+            "term": term,
+            "meaning": _TERMS.get(term, term),
+            "estimate": float(fe[term]),
+            "ci_low": float(ci.loc[term, 0]),
+            "ci_high": float(ci.loc[term, 1]),
+            "p_value": float(res.pvalues[term]),
+            "converged": True,
+            "note": "; ".join(notes),
+            **variances,
+        }
         for term in fe.index
     ]
     return pd.DataFrame(rows)
@@ -703,16 +770,34 @@ def mixed_models(
         if metric not in ok.columns:
             continue
         d = ok[["subject_id", "arm", "study_day"]].assign(y=pd.to_numeric(ok[metric], errors="coerce"))
-        out.append(mixed_model(d, metric, reference, treatment, min_per_arm, False, confidence)
-                   .assign(label=label, unit="%"))
+        out.append(
+            mixed_model(d, metric, reference, treatment, min_per_arm, False, confidence).assign(label=label, unit="%")
+        )
     for analyte, sel in labs.groupby("analyte", sort=True):
         y = censored_for_model(sel["value"], sel["censored"])
         d = sel[["subject_id", "arm", "study_day"]].assign(y=y)
         log = is_skewed(d["y"])
-        out.append(mixed_model(d, str(analyte), reference, treatment, min_per_arm, log, confidence)
-                   .assign(label=str(sel["analyte_label"].iloc[0]), unit=str(sel["unit"].iloc[0])))
-    first = ["outcome", "label", "unit", "transform", "term", "meaning", "estimate", "ci_low", "ci_high", "p_value",
-             "n_obs", "n_subjects", "converged", "note"]
+        out.append(
+            mixed_model(d, str(analyte), reference, treatment, min_per_arm, log, confidence).assign(
+                label=str(sel["analyte_label"].iloc[0]), unit=str(sel["unit"].iloc[0])
+            )
+        )
+    first = [
+        "outcome",
+        "label",
+        "unit",
+        "transform",
+        "term",
+        "meaning",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "n_obs",
+        "n_subjects",
+        "converged",
+        "note",
+    ]
     if not out:
         return pd.DataFrame(columns=first)
     df = pd.concat(out, ignore_index=True)
@@ -732,12 +817,14 @@ def survival_data(subjects: pd.DataFrame, endpoint: str) -> pd.DataFrame:
     Subjects without a duration are dropped (they cannot be placed on the time axis).
     """
     _, dur_col, ev_col = SURVIVAL_ENDPOINTS[endpoint]
-    d = pd.DataFrame({
-        "subject_id": subjects["subject_id"],
-        "arm": subjects["arm"].astype(str),
-        "duration": pd.to_numeric(subjects[dur_col], errors="coerce"),
-        "event": as_bool(subjects[ev_col]).fillna(False).astype(bool),
-    })
+    d = pd.DataFrame(
+        {
+            "subject_id": subjects["subject_id"],
+            "arm": subjects["arm"].astype(str),
+            "duration": pd.to_numeric(subjects[dur_col], errors="coerce"),
+            "event": as_bool(subjects[ev_col]).fillna(False).astype(bool),
+        }
+    )
     return d.dropna(subset=["duration"]).reset_index(drop=True)
 
 
@@ -747,12 +834,14 @@ def kaplan_meier(durations: Sequence[float], events: Sequence[bool], confidence:
 
     kmf = KaplanMeierFitter(alpha=1.0 - confidence).fit(np.asarray(durations, float), np.asarray(events, bool))
     ci = kmf.confidence_interval_survival_function_
-    return pd.DataFrame({
-        "time": kmf.survival_function_.index.to_numpy(dtype=float),
-        "survival": kmf.survival_function_.iloc[:, 0].to_numpy(),
-        "ci_low": ci.iloc[:, 0].to_numpy(),
-        "ci_high": ci.iloc[:, 1].to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "time": kmf.survival_function_.index.to_numpy(dtype=float),
+            "survival": kmf.survival_function_.iloc[:, 0].to_numpy(),
+            "ci_low": ci.iloc[:, 0].to_numpy(),
+            "ci_high": ci.iloc[:, 1].to_numpy(),
+        }
+    )
 
 
 def logrank(
@@ -761,8 +850,12 @@ def logrank(
     """Two-sample log-rank test (lifelines): chi-square statistic (1 df) and p value."""
     from lifelines.statistics import logrank_test
 
-    res = logrank_test(np.asarray(durations_a, float), np.asarray(durations_b, float),
-                       event_observed_A=np.asarray(events_a, bool), event_observed_B=np.asarray(events_b, bool))
+    res = logrank_test(
+        np.asarray(durations_a, float),
+        np.asarray(durations_b, float),
+        event_observed_A=np.asarray(events_a, bool),
+        event_observed_B=np.asarray(events_b, bool),
+    )
     return float(res.test_statistic), float(res.p_value)
 
 
@@ -793,10 +886,18 @@ def survival(
                 kmf = KaplanMeierFitter(alpha=1.0 - confidence).fit(a["duration"], a["event"])
                 med = float(kmf.median_survival_time_)
             row[f"median_{key}"] = med if np.isfinite(med) else math.nan
-        row |= {"chi2": math.nan, "p_value": math.nan, "test": "log-rank (1 df)",
-                "note": _too_few(row["n_reference"], row["n_treatment"], reference, treatment, min_per_arm)}
+        row |= {
+            "chi2": math.nan,
+            "p_value": math.nan,
+            "test": "log-rank (1 df)",
+            "note": _too_few(row["n_reference"], row["n_treatment"], reference, treatment, min_per_arm),
+        }
         if not row["note"]:
-            row["chi2"], row["p_value"] = logrank(parts["reference"]["duration"], parts["reference"]["event"],
-                                                  parts["treatment"]["duration"], parts["treatment"]["event"])
+            row["chi2"], row["p_value"] = logrank(
+                parts["reference"]["duration"],
+                parts["reference"]["event"],
+                parts["treatment"]["duration"],
+                parts["treatment"]["event"],
+            )
         rows.append(row)
     return pd.DataFrame(rows)

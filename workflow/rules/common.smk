@@ -187,3 +187,21 @@ def clinical_targets():
         *rules.clinical_tables.output,
         *rules.clinical_scans.output,
     ]
+
+
+def stats_targets():
+    """Final outputs of the statistics stage."""
+    return [*rules.stats_tables.output, *rules.stats_mixed_models.output]
+
+
+def plots_targets():
+    """Final outputs of the plots stage: PNG and SVG of every figure."""
+    plot_rules = (
+        rules.plot_trajectories_imaging,
+        rules.plot_trajectories_labs,
+        rules.plot_change,
+        rules.plot_opacity_pf,
+        rules.plot_swimmer,
+        rules.plot_kaplan_meier,
+    )
+    return [path for rule in plot_rules for path in rule.output]

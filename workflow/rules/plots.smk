@@ -1,4 +1,7 @@
-"""Per-arm plots: trajectories, change from baseline, opacity vs PaO2/FiO2, swimmer, Kaplan-Meier (PNG + SVG)."""
+"""Per-arm plots (PNG + SVG): trajectories, change from baseline, opacity vs PaO2/FiO2, swimmer, Kaplan-Meier.
+
+Uses TABLES, STATS_PARAMS and HU_CLASSES of stats.smk: include stats.smk first.
+"""
 
 # Arms, visits and infusion days of the plots (arm colours follow the arm order: reference, treatment, others).
 PLOT_PARAMS = {
@@ -157,15 +160,3 @@ rule plot_kaplan_meier:
         plots=PLOT_PARAMS,
     script:
         "../scripts/plot_kaplan_meier.py"
-
-
-def plots_targets():
-    names = [
-        "trajectories_imaging",
-        "trajectories_labs",
-        "change_from_baseline",
-        "opacity_vs_pao2_fio2",
-        "swimmer",
-        "kaplan_meier",
-    ]
-    return expand("results/plots/{name}.{ext}", name=names, ext=["png", "svg"])

@@ -106,14 +106,3 @@ rule stats_mixed_models:
         stats=STATS_PARAMS,
     script:
         "../scripts/stats_mixed_models.py"
-
-
-def stats_targets():
-    return [
-        "results/stats/table1.csv",
-        "results/stats/binary_outcomes.csv",
-        "results/stats/continuous_outcomes.csv",
-        "results/stats/imaging_change.csv",
-        "results/stats/survival.csv",
-        "results/stats/mixed_models.csv",
-    ]

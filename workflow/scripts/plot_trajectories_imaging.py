@@ -9,9 +9,7 @@ log = setup_logging(snakemake.log[0])
 p = snakemake.params.plots
 scans = pd.read_parquet(snakemake.input.scans)
 arms, colors = plots.arms_and_colors(scans, p["reference_arm"], p["treatment_arm"])
-long = plots.imaging_long(
-    scans, {"pct_opacity": "Opacity, % of lung", "pct_consolidation": "Consolidation, % of lung"}
-)
+long = plots.imaging_long(scans, {"pct_opacity": "Opacity, % of lung", "pct_consolidation": "Consolidation, % of lung"})
 fig = plots.plot_trajectories(long, arms, colors, "CT opacity", ncols=2, confidence=p["confidence"])
 plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)
 log.info("%d values of %d subjects plotted", len(long), long["subject_id"].nunique())

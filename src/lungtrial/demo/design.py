@@ -69,6 +69,17 @@ def opacity_course(course: pd.Series | dict, day: float) -> tuple[float, float]:
     return total * (1.0 - share), total * share
 
 
+def _person(order: np.ndarray, i: int, prefix: str = "") -> str:
+    """Made-up DICOM person name number ``i`` (family^given[^middle[^prefix]]), unique for any number of people."""
+    c = int(order[i % len(order)])
+    rounds = i // len(order)
+    middle = f"{'ABCDEFGHJKLMNPRSTUVWXYZ'[(rounds - 1) % 23]}{rounds // 24}" if rounds else ""
+    parts = [_FAMILY[c % len(_FAMILY)], _GIVEN[c // len(_FAMILY) % len(_GIVEN)], middle, prefix]
+    while not parts[-1]:
+        parts.pop()
+    return "^".join(parts)
+
+
 def _iso(d: pd.Timestamp) -> str:
     return d.strftime("%Y-%m-%d")
 
@@ -166,15 +177,13 @@ def design(
         "anatomy_seed": rng.integers(0, 2**31, n),
         "lesion_seed": rng.integers(0, 2**31, n),
         "lab_seed": rng.integers(0, 2**31, n),
-        "patient_name": [f"{_FAMILY[c % len(_FAMILY)]}^{_GIVEN[c // len(_FAMILY) % len(_GIVEN)]}"
-                         for c in combos[:n]],
+        "patient_name": [_person(combos, i) for i in range(n)],
         "patient_id": [f"H{v:07d}" for v in rng.choice(10**7, n, replace=False)],
         "birth_date": [_iso(d - pd.Timedelta(days=int(365.25 * a + rng.integers(0, 365))))
                        for d, a in zip(admission, age)],
         "institution": [f"{_TOWN[c % len(_TOWN)]} {_KIND[c // len(_TOWN) % len(_KIND)]}"
                         for c in np.resize(places, n)],
-        "referring_physician": [f"{_FAMILY[c % len(_FAMILY)]}^{_GIVEN[c // len(_FAMILY) % len(_GIVEN)]}^^Dr"
-                                for c in doctors[:n]],
+        "referring_physician": [_person(doctors, i, prefix="Dr") for i in range(n)],
     }).set_index("subject_id", drop=False)
 
     rows = []

@@ -9,20 +9,24 @@ writes the whole demo trial.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import struct
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.tag import Tag
+from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
+from ..wfutil import atomic_path
 from .clinical import write_clinical
-from .design import Design, design, opacity_course
+from .design import Design, opacity_course
+from .design import design as make_design
 from .phantom import Lesions, PhantomParams, make_chest
 
 __all__ = ["write_series", "write_localizer", "write_scan", "generate_trial", "scan_phantom", "SIZES"]
@@ -56,60 +60,90 @@ def _base_dataset(patient: Mapping[str, str], study: Mapping[str, str], series: 
     return ds
 
 
-def _meta(sop_uid: str) -> FileMetaDataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    return meta
-
-
 def _image(template: Dataset, sop_uid: str) -> Dataset:
     """A new image dataset: a shallow copy of ``template`` with its own file meta and SOPInstanceUID."""
     ds = template.copy()
-    ds.file_meta = _meta(sop_uid)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.preamble = b"\0" * 128
     ds.SOPInstanceUID = sop_uid
     return ds
 
 
-def _encode(ds: Dataset, meta: bool = False) -> bytes:
-    """Explicit VR Little Endian encoding of a dataset (or of file meta information)."""
+def _encode(ds: Dataset) -> bytes:
+    """Explicit VR Little Endian encoding of a dataset (no preamble, no file meta)."""
     fp = DicomBytesIO()
     fp.is_little_endian = True
     fp.is_implicit_VR = False
-    if meta:
-        write_file_meta_info(fp, ds, enforce_standard=True)
-    else:
-        write_dataset(fp, ds)
+    write_dataset(fp, ds)
     return fp.getvalue()
 
 
-_PIXEL_DATA = Tag("PixelData")
+_LONG_VRS = {"OB", "OW", "OF", "OD", "OL", "SQ", "UC", "UR", "UT", "UN"}
+
+
+def _element(tag: int, vr: str, value: bytes) -> bytes:
+    """One data element in Explicit VR Little Endian; ``value`` must already have an even length."""
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2s2xI", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+
+
+def _text(value: str, pad: bytes = b" ") -> bytes:
+    raw = value.encode("ascii")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def _ds(values: Sequence[float]) -> bytes:
+    return _text("\\".join(format(round(float(v), 4), ".10g") for v in values))
+
+
+def _file_meta(sop_uid: str) -> bytes:
+    """File meta information group (0002) of a CT image in Explicit VR Little Endian."""
+    body = b"".join([
+        _element(0x00020001, "OB", b"\x00\x01"),
+        _element(0x00020002, "UI", _text(CTImageStorage, b"\0")),
+        _element(0x00020003, "UI", _text(sop_uid, b"\0")),
+        _element(0x00020010, "UI", _text(ExplicitVRLittleEndian, b"\0")),
+        _element(0x00020012, "UI", _text(PYDICOM_IMPLEMENTATION_UID, b"\0")),
+        _element(0x00020013, "SH", _text("LUNGTRIAL DEMO")),
+    ])
+    return _element(0x00020000, "UL", struct.pack("<I", len(body))) + body
+
+
+# per-image elements of a series: SOPInstanceUID, InstanceNumber, ImagePositionPatient, SliceLocation, PixelData
+_PER_IMAGE = (0x00080018, 0x00200013, 0x00200032, 0x00201041, 0x7FE00010)
 
 
 class _SeriesEncoder:
-    """Writes DICOM files that share most elements: the shared elements are encoded once.
+    """Writes the DICOM files of a series, encoding the elements they share only once.
 
-    Elements of ``template`` are grouped into runs between the per-image tags; each file is the preamble, the file
-    meta information and the runs interleaved with the per-image elements, in ascending tag order.
+    The elements of ``template`` are grouped into runs between the per-image tags; each file is the preamble, the
+    file meta information and the runs interleaved with its own elements, in ascending tag order.
     """
 
-    def __init__(self, template: Dataset, per_image: Sequence[str]):
-        self.tags = sorted(Tag(k) for k in per_image)
-        runs: list[Dataset] = [Dataset() for _ in range(len(self.tags) + 1)]
+    def __init__(self, template: Dataset):
+        runs: list[Dataset] = [Dataset() for _ in range(len(_PER_IMAGE) + 1)]
         for elem in template:
-            runs[sum(elem.tag > t for t in self.tags)].add(elem)
+            if elem.tag in _PER_IMAGE:
+                raise ValueError(f"{elem.keyword} is set per image, not in the series template")
+            runs[sum(elem.tag > t for t in _PER_IMAGE)].add(elem)
         self.runs = [_encode(r) for r in runs]
 
-    def write(self, path: Path, sop_uid: str, values: Mapping[str, object]) -> None:
-        parts = [b"\0" * 128, b"DICM", _encode(_meta(sop_uid), meta=True), self.runs[0]]
-        by_tag = {Tag(k): v for k, v in values.items()}
-        for i, tag in enumerate(self.tags):
-            one = Dataset()
-            one.add_new(tag, "OW" if tag == _PIXEL_DATA else dictionary_VR(tag), by_tag[tag])
-            parts += [_encode(one), self.runs[i + 1]]
+    def write(self, path: Path, sop_uid: str, number: int, position: Sequence[float], pixels: bytes) -> None:
+        own = [
+            _element(0x00080018, "UI", _text(sop_uid, b"\0")),
+            _element(0x00200013, "IS", _text(str(int(number)))),
+            _element(0x00200032, "DS", _ds(position)),
+            _element(0x00201041, "DS", _ds(position[2:])),
+            _element(0x7FE00010, "OW", pixels),
+        ]
+        parts = [b"\0" * 128, b"DICM", _file_meta(sop_uid), self.runs[0]]
+        for elem, run in zip(own, self.runs[1:]):
+            parts += [elem, run]
         path.write_bytes(b"".join(parts))
 
 
@@ -186,7 +220,8 @@ def write_series(
     suffix : str
         File name suffix (e.g. ``".dcm"`` or ``""``).
     extra_tags : mapping, optional
-        More DICOM keywords set on every slice.
+        More DICOM keywords set on every slice (not SOPInstanceUID, InstanceNumber, ImagePositionPatient,
+        SliceLocation or PixelData, which are set per slice).
 
     Returns
     -------
@@ -196,6 +231,8 @@ def write_series(
     hu = np.asarray(hu)
     if hu.ndim != 3:
         raise ValueError(f"hu must be a 3-d (z, y, x) volume, got shape {hu.shape}")
+    if file_names not in ("hex", "instance"):
+        raise ValueError(f"file_names must be 'hex' or 'instance', got {file_names!r}")
     nz, ny, nx = hu.shape
     dz, dy, dx = (float(s) for s in spacing)
     if origin is None:
@@ -251,24 +288,16 @@ def write_series(
         template.PixelPaddingValue = int(padding_value)
     for key, value in (extra_tags or {}).items():
         setattr(template, key, value)
-    per_image = ("SOPInstanceUID", "InstanceNumber", "ImagePositionPatient", "SliceLocation", "PixelData")
-    encoder = _SeriesEncoder(template, per_image)
+    encoder = _SeriesEncoder(template)
     files = []
     for k in range(nz):
         number = nz - k if superior_first else k + 1
-        sop_uid = _uid(series_uid, k)
-        z = round(oz + k * dz, 4)
         stored = _store(hu[k], intercept, slope, signed, bits)
         if outside is not None:
             stored[outside] = padding_value
         path = out / ((names[k] if names is not None else f"IM{number:05d}") + suffix)
-        encoder.write(path, sop_uid, {
-            "SOPInstanceUID": sop_uid,
-            "InstanceNumber": number,
-            "ImagePositionPatient": [round(ox, 4), round(oy, 4), z],
-            "SliceLocation": z,
-            "PixelData": np.ascontiguousarray(stored).tobytes(),
-        })
+        encoder.write(path, _uid(series_uid, k), number, (ox, oy, oz + k * dz),
+                      np.ascontiguousarray(stored).tobytes())
         files.append(path)
     return files
 
@@ -351,8 +380,8 @@ def scan_phantom(design_: Design, scan_id: str, size: str = "small"):
     params = PhantomParams(
         body_width_mm=float(course["body_width_mm"]),
         body_depth_mm=float(course["body_depth_mm"]),
-        lung_width_mm=260.0 * scale * float(course["body_width_mm"]) / 330.0,
-        lung_depth_mm=175.0 * scale * float(course["body_depth_mm"]) / 230.0,
+        lung_width_mm=260.0 * scale * np.sqrt(float(course["body_width_mm"]) / 330.0),
+        lung_depth_mm=175.0 * scale * np.sqrt(float(course["body_depth_mm"]) / 230.0),
         lung_height_mm=230.0 * scale,
         rotation_deg=float(scan["rotation_deg"]),
         offset_mm=(float(scan["offset_x_mm"]), float(scan["offset_y_mm"])),
@@ -372,6 +401,41 @@ def _nifti(mask: np.ndarray, spacing: Sequence[float], origin: Sequence[float], 
     img.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
     img.SetOrigin(tuple(float(o) for o in origin))
     sitk.WriteImage(img, str(path), useCompression=True)
+
+
+def _padding(scan: pd.Series) -> int | None:
+    """Stored value outside the field of view of a demo scan (only with signed pixels)."""
+    return -2000 if (bool(scan["signed_pixels"]) and bool(scan["padding"])) else None
+
+
+def _write_study(hu, truth, spacing, thick, scan, dicom_dir, uid_seed, patient, study) -> tuple[list[str], bool]:
+    """The DICOM files of one demo scan; returns the series UIDs written and whether a 5 mm series was added."""
+    for_uid = _uid(uid_seed, "frame")
+    suffix = ".dcm" if int(scan["scan_seed"]) % 3 else ""
+    common = {"patient": patient, "study": study, "frame_of_reference_uid": for_uid, "suffix": suffix,
+              "superior_first": bool(scan["superior_first"]), "intercept": float(scan["rescale_intercept"]),
+              "signed": bool(scan["signed_pixels"]), "padding_value": _padding(scan),
+              "fov_diameter_mm": float(scan["fov_mm"])}
+    write_series(hu, spacing, dicom_dir, origin=truth.origin, thickness_mm=thick, series_number=2,
+                 series_description=f"CHEST {thick:g}mm LUNG", kernel="B60f", uid_seed=uid_seed, **common)
+    series_uids = [_uid(uid_seed, "series", 2)]
+    k = int(round(THICK_SERIES_MM / spacing[0]))
+    thick_series = bool(scan["thick_series"]) and k >= 2 and abs(k * spacing[0] - THICK_SERIES_MM) < 1e-6
+    if thick_series:
+        n = hu.shape[0] // k
+        thick_hu = hu[: n * k].reshape(n, k, *hu.shape[1:]).mean(axis=1)
+        origin = (truth.origin[0], truth.origin[1], truth.origin[2] + (k - 1) / 2 * spacing[0])
+        write_series(thick_hu, (k * spacing[0], spacing[1], spacing[2]), dicom_dir, origin=origin,
+                     thickness_mm=k * thick, series_number=3,
+                     series_description=f"CHEST {k * thick:g}mm SOFT", kernel="B30f", uid_seed=uid_seed,
+                     **common)
+        series_uids.append(_uid(uid_seed, "series", 3))
+    if bool(scan["localizer"]):
+        write_localizer(hu, spacing, dicom_dir, origin=truth.origin, patient=patient, study=study,
+                        uid_seed=uid_seed, frame_of_reference_uid=for_uid)
+        series_uids.append(_uid(uid_seed, "series", 1))
+
+    return series_uids, thick_series
 
 
 def write_scan(
@@ -407,36 +471,25 @@ def write_scan(
         "ReferringPhysicianName": str(course["referring_physician"]),
         "StudyDescription": "CT CHEST",
     }
-    signed = bool(scan["signed_pixels"])
-    padding = -2000 if (signed and bool(scan["padding"])) else None
-    for_uid = _uid(uid_seed, "frame")
-    suffix = ".dcm" if int(scan["scan_seed"]) % 3 else ""
     dicom_dir = Path(dicom_dir)
-    common = {"patient": patient, "study": study, "frame_of_reference_uid": for_uid, "suffix": suffix,
-              "superior_first": bool(scan["superior_first"]), "intercept": float(scan["rescale_intercept"]),
-              "signed": signed, "padding_value": padding, "fov_diameter_mm": float(scan["fov_mm"])}
-    write_series(hu, spacing, dicom_dir, origin=truth.origin, thickness_mm=thick, series_number=2,
-                 series_description=f"CHEST {thick:g}mm LUNG", kernel="B60f", uid_seed=uid_seed, **common)
-    series_uids = [_uid(uid_seed, "series", 2)]
-    if bool(scan["thick_series"]):
-        k = max(1, int(round(THICK_SERIES_MM / spacing[0])))
-        n = hu.shape[0] // k
-        thick_hu = hu[: n * k].reshape(n, k, *hu.shape[1:]).mean(axis=1)
-        origin = (truth.origin[0], truth.origin[1], truth.origin[2] + (k - 1) / 2 * spacing[0])
-        write_series(thick_hu, (k * spacing[0], spacing[1], spacing[2]), dicom_dir, origin=origin,
-                     thickness_mm=k * thick, series_number=3,
-                     series_description=f"CHEST {k * thick:g}mm SOFT", kernel="B30f", uid_seed=uid_seed,
-                     **common)
-        series_uids.append(_uid(uid_seed, "series", 3))
-    if bool(scan["localizer"]):
-        write_localizer(hu, spacing, dicom_dir, origin=truth.origin, patient=patient, study=study,
-                        uid_seed=uid_seed, frame_of_reference_uid=for_uid)
-        series_uids.append(_uid(uid_seed, "series", 1))
+    if dicom_dir.exists() and any(dicom_dir.iterdir()):
+        raise FileExistsError(f"{dicom_dir} is not empty; remove it before writing scan {scan_id} again")
+    dicom_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dicom_dir.name}.", dir=dicom_dir.parent))
+    try:
+        series_uids, thick_series = _write_study(hu, truth, spacing, thick, scan, tmp, uid_seed, patient, study)
+        if dicom_dir.exists():
+            dicom_dir.rmdir()
+        os.replace(tmp, dicom_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
     truth_dir = Path(truth_dir)
     truth_dir.mkdir(parents=True, exist_ok=True)
-    _nifti(truth.lungs, spacing, truth.origin, truth_dir / f"{scan_id}_lungs.nii.gz")
-    _nifti(truth.lesions, spacing, truth.origin, truth_dir / f"{scan_id}_lesions.nii.gz")
+    for name, mask in (("lungs", truth.lungs), ("lesions", truth.lesions)):
+        with atomic_path(truth_dir / f"{scan_id}_{name}.nii.gz") as tmp_path:
+            _nifti(mask, spacing, truth.origin, tmp_path)
     summary = truth.summary()
     record = {
         "scan_id": scan_id,
@@ -449,20 +502,21 @@ def write_scan(
         "spacing_mm": [float(s) for s in spacing],
         "shape": [int(s) for s in hu.shape],
         "size": size,
-        "series": 1 + bool(scan["thick_series"]) + bool(scan["localizer"]),
-        "thick_series": bool(scan["thick_series"]),
+        "series": 1 + thick_series + bool(scan["localizer"]),
+        "thick_series": thick_series,
         "localizer": bool(scan["localizer"]),
         "rescale_intercept": float(scan["rescale_intercept"]),
-        "signed_pixels": signed,
-        "pixel_padding_value": padding,
+        "signed_pixels": bool(scan["signed_pixels"]),
+        "pixel_padding_value": _padding(scan),
         "planted_identifiers": sorted({
             patient["PatientName"], patient["PatientName"].split("^")[0], patient["PatientID"],
             patient["PatientBirthDate"], str(course["birth_date"]), study["AccessionNumber"],
-            study["InstitutionName"], study["ReferringPhysicianName"], study["StudyInstanceUID"], for_uid,
-            *series_uids,
+            study["InstitutionName"], study["ReferringPhysicianName"], study["StudyInstanceUID"],
+            _uid(uid_seed, "frame"), *series_uids,
         }),
     }
-    (truth_dir / f"{scan_id}.json").write_text(json.dumps(record, indent=1) + "\n")
+    with atomic_path(truth_dir / f"{scan_id}.json") as tmp_path:
+        tmp_path.write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 
@@ -474,7 +528,7 @@ def generate_trial(outdir: str | Path, size: str = "small", **design_kwargs) -> 
     Returns the design.
     """
     outdir = Path(outdir)
-    trial = design(**design_kwargs)
+    trial = make_design(**design_kwargs)
     write_clinical(trial, outdir)
     scans = trial.scans[["scan_id", "subject_id", "scan_date", "nominal_day"]].copy()
     scans["dicom_dir"] = [f"dicom/{s}/{c}" for s, c in zip(scans["subject_id"], scans["scan_id"])]

@@ -30,13 +30,16 @@ _BONE, _CORTEX, _CARTILAGE, _DISC, _CSF, _LUNG, _VESSEL, _GAS = 8, 9, 10, 11, 12
 class PhantomParams:
     """Anatomy and scanner parameters of the chest phantom (HU, mm, degrees).
 
-    The defaults describe an average adult lying supine on the table, centred in the scanner.
+    The defaults describe an average adult lying supine on the table, centred in the scanner. ``lung_hu`` is the
+    parenchyma at mid depth; ``lung_gradient_hu`` is how much denser the most posterior (dependent) lung is than the
+    most anterior.
     ``anatomy_seed`` fixes the random parts of the anatomy (vessel tree, bowel gas), so one subject keeps the same
     anatomy in every scan while pose and noise change.
     """
 
     air_hu: float = -1000.0
     lung_hu: float = -850.0
+    lung_gradient_hu: float = 30.0
     fat_hu: float = -100.0
     skin_hu: float = 20.0
     muscle_hu: float = 40.0
@@ -154,7 +157,7 @@ class _Anatomy:
     gas: np.ndarray  # bowel gas ellipsoids: (n, 6) cx, cy, cz, rx, ry, rz
 
 
-def _taper(p: PhantomParams, a: _Anatomy, z: np.ndarray) -> np.ndarray:
+def _taper(a: _Anatomy, z: np.ndarray) -> np.ndarray:
     """Cross-section scale (0..1) of the lungs at height ``z``: rounded apices above ``z_taper``."""
     t = np.clip((z - a.z_taper) / (a.z_apex - a.z_taper), 0.0, None)
     return np.sqrt(np.clip(1.0 - t * t, 0.0, None))
@@ -174,33 +177,33 @@ def _floor(a: _Anatomy, side: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _capsule_dist(px, py, pz, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance (mm) of points to a tapered segment and the local radius there."""
-    a = seg[0:3]
-    d = seg[3:6] - a
-    ll = float(d @ d) or 1e-9
-    t = np.clip(((px - a[0]) * d[0] + (py - a[1]) * d[1] + (pz - a[2]) * d[2]) / ll, 0.0, 1.0)
-    qx = px - (a[0] + t * d[0])
-    qy = py - (a[1] + t * d[1])
-    qz = pz - (a[2] + t * d[2])
-    return np.sqrt(qx * qx + qy * qy + qz * qz), seg[6] + (seg[7] - seg[6]) * t
+    ax, ay, az, bx, by, bz, r0, r1 = (float(v) for v in seg)
+    dx, dy, dz = bx - ax, by - ay, bz - az
+    ll = dx * dx + dy * dy + dz * dz or 1e-9
+    t = np.clip(((px - ax) * dx + (py - ay) * dy + (pz - az) * dz) / ll, 0.0, 1.0)
+    qx = px - (ax + t * dx)
+    qy = py - (ay + t * dy)
+    qz = pz - (az + t * dz)
+    return np.sqrt(qx * qx + qy * qy + qz * qz), r0 + (r1 - r0) * t
 
 
-def _vessel_tree(p: PhantomParams, a_xl: float, a_al: float, a_bl: float, rng: np.random.Generator) -> np.ndarray:
+def _vessel_tree(a_xl: float, a_al: float, a_bl: float, rng: np.random.Generator) -> np.ndarray:
     """Branching, tapering pulmonary vessels from each hilum outward (segments in the body frame)."""
     segs: list[list[float]] = []
 
-    def inside(q: np.ndarray, side: int) -> bool:
-        return ((q[0] - side * a_xl) / a_al) ** 2 + (q[1] / a_bl) ** 2 < 0.9
+    def inside(x: float, y: float, side: int) -> bool:
+        return ((x - side * a_xl) / a_al) ** 2 + (y / a_bl) ** 2 < 0.9
 
     def grow(start: np.ndarray, d: np.ndarray, r: float, side: int) -> None:
-        length = (7.0 * r + 8.0) * rng.uniform(0.8, 1.2)
+        length = (4.0 * r + 6.0) * rng.uniform(0.8, 1.2)
         n_ok = 0
-        for f in np.linspace(0.25, 1.0, 4):  # stop at the pleura
-            if not inside(start + d * length * f, side):
+        for f in (0.25, 0.5, 0.75, 1.0):  # stop at the pleura
+            if not inside(start[0] + d[0] * length * f, start[1] + d[1] * length * f, side):
                 break
             n_ok += 1
         if n_ok == 0:
             return
-        end = start + d * length * (0.25 * n_ok)
+        end = start + d * (length * 0.25 * n_ok)
         r_end = r * 0.9
         segs.append([*start, *end, r, r_end])
         if n_ok < 4:
@@ -209,34 +212,47 @@ def _vessel_tree(p: PhantomParams, a_xl: float, a_al: float, a_bl: float, rng: n
         perp /= np.linalg.norm(perp) + 1e-9
         for scale, ang in ((0.85, 0.4), (0.68, -0.6)):
             r_child = r_end * scale
-            if r_child < 0.8:
+            if r_child < 0.6:
                 continue
             ang = ang * rng.uniform(0.7, 1.3)
             nd = d * np.cos(ang) + perp * np.sin(ang)
             grow(end, nd / np.linalg.norm(nd), r_child, side)
 
+    # first-order branches leave each hilum in directions spread over the lateral half sphere
+    n_dir = 24
+    k = np.arange(n_dir) + 0.5
+    polar = np.arccos(1 - 2 * k / n_dir)
+    azim = np.pi * (1 + 5**0.5) * k
+    dirs = np.column_stack([np.sin(polar) * np.cos(azim), np.sin(polar) * np.sin(azim), np.cos(polar)])
     for side in (-1, 1):
         hilum = np.array([side * 0.62 * a_xl, -0.05 * a_bl, -5.0 + 5.0 * side])
-        for d in ((0.35 * side, -0.25, 1.0), (0.6 * side, 0.4, 0.8), (0.15 * side, 0.1, 1.0),
-                  (1.0 * side, -0.3, -0.15), (0.45 * side, 0.55, -1.0), (0.5 * side, -0.8, -0.6),
-                  (0.8 * side, 0.2, -0.5), (0.2 * side, 0.3, -1.0)):
-            dv = np.asarray(d, float) + rng.normal(scale=0.12, size=3)
-            grow(hilum, dv / np.linalg.norm(dv), 4.5 * rng.uniform(0.9, 1.1), side)
+        for d in dirs[dirs[:, 0] > -0.25]:
+            dv = d * np.array([side, 1.0, 1.0]) + rng.normal(scale=0.1, size=3)
+            grow(hilum, dv / np.linalg.norm(dv), 3.6 * rng.uniform(0.9, 1.1), side)
     return np.asarray(segs, dtype=np.float64).reshape(-1, 8)
 
 
-@lru_cache(maxsize=16)
+def _geometry(p: PhantomParams) -> tuple:
+    """The parameters that shape the anatomy (not HU values, pose or scanner)."""
+    return (p.lung_width_mm, p.lung_depth_mm, p.lung_height_mm, p.lung_center_z_mm, p.body_width_mm,
+            p.body_depth_mm, p.anatomy_seed)
+
+
 def _anatomy(p: PhantomParams) -> _Anatomy:
-    rng = np.random.default_rng([p.anatomy_seed, 7])
-    half_w = p.lung_width_mm / 2
+    return _anatomy_of(_geometry(p))
+
+
+@lru_cache(maxsize=32)
+def _anatomy_of(geometry: tuple) -> _Anatomy:
+    lung_width, lung_depth, h, z0, body_width, body_depth, seed = geometry
+    rng = np.random.default_rng([seed, 7])
+    half_w = lung_width / 2
     xl = 0.53 * half_w
     al = half_w - xl
-    bl = p.lung_depth_mm / 2
-    h = p.lung_height_mm
-    z0 = p.lung_center_z_mm
+    bl = lung_depth / 2
     z_apex, z_recess = z0 + 0.47 * h, z0 - 0.53 * h
     dome_r = z_recess + 0.33 * h
-    segs = _vessel_tree(p, xl, al, bl, rng)
+    segs = _vessel_tree(xl, al, bl, rng)
     gas = []
     for _ in range(4):  # bowel gas in the lowest slices, anterior and central
         gas.append([rng.uniform(-40, 70), rng.uniform(-0.8, -0.1) * bl, z_recess - rng.uniform(10, 35),
@@ -245,7 +261,7 @@ def _anatomy(p: PhantomParams) -> _Anatomy:
     gas.append([0.8 * xl, -0.25 * bl, dome_r - 15 - 28, 24, 18, 12])
     return _Anatomy(
         xl=xl, al=al, bl=bl, z_apex=z_apex, z_taper=z_apex - 0.38 * h, z_recess=z_recess,
-        dome_top=(dome_r, dome_r - 15.0), bx=p.body_width_mm / 2, by=p.body_depth_mm / 2,
+        dome_top=(dome_r, dome_r - 15.0), bx=body_width / 2, by=body_depth / 2,
         y_spine=0.6 * bl, segments=segs, gas=np.asarray(gas),
     )
 
@@ -297,22 +313,29 @@ class _LesionField:
     noise: np.ndarray  # coarse smooth noise (z, y, x), unit sd
     noise_origin: tuple[float, float, float]  # body-frame (X, Y, Z) of noise[0, 0, 0]
     noise_step: float
+    fine: np.ndarray  # finer smooth noise on the same box, unit sd: ragged edges and ground-glass texture
+    fine_step: float
     t_opacity: float
     t_consolidation: float
 
 
 _NOISE_STEP = 5.0
+_FINE_STEP = 2.5
 
 
-def _lung_region(p: PhantomParams, a: _Anatomy, X, Y, Z, great_vessels: np.ndarray | None = None) -> np.ndarray:
+def _lung_region(a: _Anatomy, X, Y, Z, great_vessels: np.ndarray | None = None) -> np.ndarray:
     """Lung mask (vessels and airways ignored) at body-frame points (broadcasting)."""
-    tp = _taper(p, a, Z)
+    tp = _taper(a, Z)
     ax = np.maximum(a.al * tp, 1e-3)
     bx = np.maximum(a.bl * (0.6 + 0.4 * tp), 1e-3)
     ell = ((np.abs(X) - a.xl) / ax) ** 2 + (Y / bx) ** 2 <= 1.0
+    # anterior parts reach towards the midline, where the lungs nearly touch (anterior junction line)
+    cx = 0.45 * a.xl
+    ell |= ((np.abs(X) - cx) / np.maximum((cx - 1.5) * tp, 1e-3)) ** 2 + (
+        (Y + 0.45 * a.bl) / np.maximum(0.4 * a.bl * tp, 1e-3)) ** 2 <= 1.0
     fl = np.where(X < 0, _floor(a, -1, X, Y), _floor(a, 1, X, Y))
     lung = ell & (Z >= fl) & (tp > 0)
-    return lung & ~_mediastinum(p, a, X, Y, Z, great_vessels)
+    return lung & ~_mediastinum(a, X, Y, Z, great_vessels)
 
 
 def _heart(a: _Anatomy, X, Y, Z):
@@ -320,12 +343,12 @@ def _heart(a: _Anatomy, X, Y, Z):
     return ((X - 0.25 * a.xl) / 62) ** 2 + ((Y + 0.28 * a.bl) / 50) ** 2 + ((Z - zc) / 52) ** 2
 
 
-def _mediastinum(p: PhantomParams, a: _Anatomy, X, Y, Z, great_vessels: np.ndarray | None = None) -> np.ndarray:
-    """Non-lung space between the lungs: midline band, heart, great vessels, spine (body frame).
+def _mediastinum(a: _Anatomy, X, Y, Z, great_vessels: np.ndarray | None = None) -> np.ndarray:
+    """Non-lung space between the lungs: midline band (3 mm anteriorly), heart, great vessels, spine (body frame).
 
     ``great_vessels``, if given, is the precomputed mask of the great vessels widened by 4 mm.
     """
-    med = (np.abs(X) < 16) | ((np.abs(X) < 30) & (Y > 0.25 * a.bl))
+    med = ((np.abs(X) < 16) & (Y > -0.35 * a.bl)) | (np.abs(X) < 1.5) | ((np.abs(X) < 30) & (Y > 0.25 * a.bl))
     med = med | (_heart(a, X, Y, Z) <= 1.15)
     if great_vessels is not None:
         return med | great_vessels
@@ -344,11 +367,11 @@ def _z_overlap(seg: np.ndarray, Z, margin: float) -> bool:
     return not (hi < zmin or lo > zmax)
 
 
-def _sample_noise(field_: _LesionField, X, Y, Z) -> np.ndarray:
+def _sample_noise(field_: _LesionField, X, Y, Z, fine: bool = False) -> np.ndarray:
     ox, oy, oz = field_.noise_origin
-    s = field_.noise_step
+    s = field_.fine_step if fine else field_.noise_step
     coords = np.stack([(Z - oz) / s, (Y - oy) / s, (X - ox) / s])
-    return ndimage.map_coordinates(field_.noise, coords, order=1, mode="nearest")
+    return ndimage.map_coordinates(field_.fine if fine else field_.noise, coords, order=1, mode="nearest")
 
 
 def _potential(field_: _LesionField, X, Y, Z, irregularity: float) -> np.ndarray:
@@ -357,42 +380,57 @@ def _potential(field_: _LesionField, X, Y, Z, irregularity: float) -> np.ndarray
     for fx, fy, fz, sg, amp in field_.foci:
         d2 = (X - fx) ** 2 + (Y - fy) ** 2 + (Z - fz) ** 2
         pot += amp * np.exp(-d2 / (2 * sg * sg))
-    return pot * np.exp(irregularity * _sample_noise(field_, X, Y, Z))
+    rough = _sample_noise(field_, X, Y, Z) + 0.35 * _sample_noise(field_, X, Y, Z, fine=True)
+    return pot * np.exp(irregularity * rough)
 
 
-@lru_cache(maxsize=64)
-def _lesion_field(p: PhantomParams, les: Lesions) -> _LesionField:
-    a = _anatomy(p)
-    rng = np.random.default_rng([les.seed, 11])
-    # coarse body-frame grid over the lungs: candidate foci and the thresholds that give the requested burden
-    step = 3.0
+@lru_cache(maxsize=8)
+def _lesion_base(geometry: tuple, seed: int, n_foci: int, irregularity: float) -> tuple[_LesionField, np.ndarray]:
+    """Foci and roughness of one subject's lesions, and the sorted potential on a 4 mm grid over the lungs."""
+    a = _anatomy_of(geometry)
+    rng = np.random.default_rng([seed, 11])
+    step = 4.0
     xs = np.arange(-(a.xl + a.al), a.xl + a.al + step, step)
     ys = np.arange(-a.bl, a.bl + step, step)
     zs = np.arange(a.z_recess, a.z_apex + step, step)
     Zg, Yg, Xg = np.meshgrid(zs, ys, xs, indexing="ij")
-    lung = _lung_region(p, a, Xg, Yg, Zg)
+    lung = _lung_region(a, Xg, Yg, Zg)
     X, Y, Z = Xg[lung], Yg[lung], Zg[lung]
-    tp = np.maximum(_taper(p, a, Z), 1e-3)
-    periph = np.sqrt(((np.abs(X) - a.xl) / (a.al * tp)) ** 2 + (Y / a.bl) ** 2)
+    tp = np.maximum(_taper(a, Z), 1e-3)
+    periph = np.minimum(np.sqrt(((np.abs(X) - a.xl) / (a.al * tp)) ** 2 + (Y / a.bl) ** 2), 1.0)
     post = Y / a.bl
     low = (a.z_apex - Z) / (a.z_apex - a.z_recess)
-    w = np.exp(4.0 * periph + 1.5 * post + 2.0 * low)
-    idx = rng.choice(X.size, size=les.n_foci, replace=False, p=w / w.sum())
-    sig = rng.uniform(12.0, 24.0, les.n_foci)
-    amp = np.sort(rng.uniform(0.35, 1.0, les.n_foci))[::-1]
+    w = np.exp(6.0 * periph + 2.5 * post + 3.0 * low)  # subpleural, posterior and lower zones first
+    idx = []  # alternate between the lungs: COVID-19 pneumonia is usually bilateral
+    for i in range(n_foci):
+        side = (X < 0) if i % 2 == 0 else (X >= 0)
+        ws = np.where(side, w, 0.0)
+        ws[idx] = 0.0
+        idx.append(int(rng.choice(X.size, p=ws / ws.sum())))
+    sig = rng.uniform(12.0, 24.0, n_foci)
+    amp = np.sort(rng.uniform(0.35, 1.0, n_foci))[::-1]
     foci = np.column_stack([X[idx], Y[idx], Z[idx], sig, amp])
     lo = np.array([-(a.xl + a.al) - 20, -a.bl - 20, a.z_recess - 20])
     hi = np.array([a.xl + a.al + 20, a.bl + 20, a.z_apex + 20])
-    n = np.ceil((hi - lo) / _NOISE_STEP).astype(int) + 1
-    noise = ndimage.gaussian_filter(rng.normal(size=(n[2], n[1], n[0])), 1.6)
-    noise = (noise - noise.mean()) / (noise.std() + 1e-12)
-    field_ = _LesionField(foci, noise.astype(np.float32), (lo[0], lo[1], lo[2]), _NOISE_STEP, np.inf, np.inf)
-    pot = _potential(field_, X, Y, Z, les.irregularity)
+    fields = []
+    for step, sigma in ((_NOISE_STEP, 1.6), (_FINE_STEP, 1.0)):
+        n = np.ceil((hi - lo) / step).astype(int) + 1
+        noise = ndimage.gaussian_filter(rng.normal(size=(n[2], n[1], n[0])).astype(np.float32), sigma)
+        fields.append((noise - noise.mean()) / (noise.std() + 1e-12))
+    field_ = _LesionField(foci, fields[0], (lo[0], lo[1], lo[2]), _NOISE_STEP, fields[1], _FINE_STEP,
+                          np.inf, np.inf)
+    return field_, np.sort(_potential(field_, X, Y, Z, irregularity))
+
+
+def _lesion_field(p: PhantomParams, les: Lesions) -> _LesionField:
+    """Lesion field of ``les`` with the potential thresholds that give the requested burden."""
+    base, pot = _lesion_base(_geometry(p), les.seed, les.n_foci, les.irregularity)
     f_o = np.clip((les.ground_glass_pct + les.consolidation_pct) / 100.0, 0.0, 1.0)
     f_c = np.clip(les.consolidation_pct / 100.0, 0.0, 1.0)
     t_o = float(np.quantile(pot, 1.0 - f_o)) if f_o > 0 else np.inf
     t_c = float(np.quantile(pot, 1.0 - f_c)) if f_c > 0 else np.inf
-    return _LesionField(foci, field_.noise, field_.noise_origin, _NOISE_STEP, t_o, max(t_c, t_o))
+    return _LesionField(base.foci, base.noise, base.noise_origin, base.noise_step, base.fine, base.fine_step,
+                        t_o, max(t_c, t_o))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -428,9 +466,12 @@ def _draw_segments(cls, value, segs, X2, Y2, Zs, to_index, inside=None, wall: fl
 
 
 def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, x2p, y2p, Zs, to_index):
-    """Tissue classes, lesion HU (NaN where none), lung side labels, main-airway mask and lesion labels for
-    the thin sub-slices at body heights ``Zs`` (1-d); ``X2, Y2`` are the body-frame coordinates of the pixel grid,
-    ``x2p, y2p`` its scanner-frame coordinates (mm)."""
+    """Draw the thin sub-slices at body heights ``Zs`` (mm, 1-d).
+
+    ``X2, Y2`` are the body-frame and ``x2p, y2p`` the scanner-frame coordinates (mm) of the pixel grid. Returns the
+    tissue classes, the lesion HU (NaN outside lesions, or None without lesions), the lung labels (1 right, 2 left)
+    and the lesion labels (1 ground glass, 2 consolidation), each ``(len(Zs), ny, nx)``.
+    """
     nz = Zs.size
     ny, nx = X2.shape
     X = X2[None]
@@ -454,7 +495,7 @@ def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, x2p, 
                       (p.skin_mm + p.fat_mm + p.muscle_mm, _SOFT)):
         cls[:, body(shrink)] = c
 
-    tp = _taper(p, a, Zs)[:, None, None]
+    tp = _taper(a, Zs)[:, None, None]
     inner = body(p.skin_mm + p.fat_mm + p.muscle_mm)[None]
 
     # ribs: a ring around the lungs; each rib slopes down anteriorly
@@ -495,7 +536,7 @@ def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, x2p, 
     # lungs
     gv = np.zeros(cls.shape, np.uint8)
     _draw_segments(gv, 1, _great_vessels(a), X2, Y2, Zs, to_index, wall=4.0, wall_value=1)
-    lung = _lung_region(p, a, X, Y, Z, gv > 0) & cavity
+    lung = _lung_region(a, X, Y, Z, gv > 0) & cavity
     cls[lung] = _LUNG
 
     # heart and great vessels
@@ -525,7 +566,6 @@ def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, x2p, 
 
     # airways: main airways (excluded from the lung labels) and lobar bronchi (inside the lungs)
     main, lobar = _airways(a)
-    main_mask = np.zeros(cls.shape, bool)
     cls_main = np.zeros(cls.shape, np.uint8)
     _draw_segments(cls_main, 2, main, X2, Y2, Zs, to_index, wall=2.0, wall_value=1)
     main_mask = cls_main > 0
@@ -556,9 +596,10 @@ def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, x2p, 
             cons = pot >= fld.t_consolidation
             g_lo, g_hi = les.ground_glass_hu
             c_lo, c_hi = les.consolidation_hu
-            frac = np.clip((pot / fld.t_opacity - 1.0) / 1.5, 0.0, 1.0) if np.isfinite(fld.t_opacity) else 0 * pot
-            hu = g_lo + (g_hi - g_lo) * np.sqrt(frac)
-            tex = np.clip(_sample_noise(fld, Xp + 37.0, Yp, Zp), -2, 2)
+            # ground glass denser towards the lesion core, consolidation with a smooth texture
+            tex = np.clip(_sample_noise(fld, Xp + 37.0, Yp, Zp, fine=True), -2.0, 2.0)
+            grade = np.sqrt(np.clip((pot / fld.t_opacity - 1.0) / 1.5, 0.0, 1.0))
+            hu = g_lo + (g_hi - g_lo) * np.clip(grade + 0.15 * tex, 0.0, 1.0)
             hu_c = 0.5 * (c_lo + c_hi) + 0.25 * (c_hi - c_lo) * tex
             hu = np.where(cons, hu_c, hu)
             les_hu = np.full(cls.shape, np.nan, np.float32)
@@ -579,9 +620,10 @@ def _lut(p: PhantomParams) -> np.ndarray:
 def make_chest(
     params: PhantomParams,
     spacing: tuple[float, float, float],
-    shape: tuple[int, int, int],
+    shape: tuple[int, int, int] | None = None,
     lesions: Lesions | None = None,
     *,
+    extent_mm: tuple[float, float, float] | None = None,
     thickness_mm: float | None = None,
     origin: tuple[float, float, float] | None = None,
     seed: int = 0,
@@ -595,10 +637,12 @@ def make_chest(
         Anatomy (HU, mm) and scanner (PSF, noise) parameters.
     spacing : (dz, dy, dx)
         Voxel spacing in mm; ``dz`` is the distance between slice centres.
-    shape : (nz, ny, nx)
-        Output grid size (see :func:`grid_shape` to get it from an extent in mm).
+    shape : (nz, ny, nx), optional
+        Output grid size; give either ``shape`` or ``extent_mm``.
     lesions : Lesions, optional
         Opacities to add; ``None`` gives healthy lungs.
+    extent_mm : (z, y, x), optional
+        Size of the grid in mm (rounded to whole voxels, see :func:`grid_shape`) when ``shape`` is not given.
     thickness_mm : float, optional
         Reconstructed slice thickness (the slice profile, a box this wide along z); default ``dz``.
     origin : (x, y, z), optional
@@ -617,7 +661,9 @@ def make_chest(
         Lung and lesion labels on the same grid (voxel centres, before blur) and volumes.
     """
     dz, dy, dx = (float(s) for s in spacing)
-    nz, ny, nx = (int(n) for n in shape)
+    if (shape is None) == (extent_mm is None):
+        raise ValueError("give exactly one of shape and extent_mm")
+    nz, ny, nx = (int(n) for n in (shape if shape is not None else grid_shape(extent_mm, spacing)))
     thick = float(thickness_mm) if thickness_mm is not None else dz
     a = _anatomy(params)
     if origin is None:
@@ -632,8 +678,8 @@ def make_chest(
     th = np.deg2rad(params.rotation_deg)
     c, s = np.cos(th), np.sin(th)
     u, v = x2p - params.offset_mm[0], y2p - params.offset_mm[1]
-    X2 = c * u + s * v
-    Y2 = -s * u + c * v
+    X2 = (c * u + s * v).astype(np.float32)  # float32 halves the cost of the many whole-slab expressions
+    Y2 = (-s * u + c * v).astype(np.float32)
 
     def to_index(seg: np.ndarray, pad: float):
         bx = np.array([seg[0], seg[3]])
@@ -658,9 +704,12 @@ def make_chest(
     for k0 in range(0, nz, slab):
         k1 = min(nz, k0 + slab)
         zc_out = oz + dz * np.arange(k0, k1)
-        Zs = (zc_out[:, None] + offs[None, :]).ravel()
+        Zs = (zc_out[:, None] + offs[None, :]).ravel().astype(np.float32)
         cls, les_hu, lung_lab, lab = _draw_slab(params, a, lesions, X2, Y2, x2p, y2p, Zs, to_index)
         img = lut[cls]
+        if params.lung_gradient_hu:  # gravity-dependent density: posterior lung slightly denser
+            par = cls == _LUNG
+            img[par] += (params.lung_gradient_hu / (2 * a.bl)) * np.broadcast_to(Y2, cls.shape)[par]
         if les_hu is not None:
             np.copyto(img, les_hu, where=~np.isnan(les_hu))
         img = ndimage.gaussian_filter(img, (0, sig_y, sig_x), mode="nearest")

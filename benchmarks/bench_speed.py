@@ -1,0 +1,117 @@
+"""Speed and peak memory of one full-size scan from DICOM folder to metrics, masks and QC picture (prints figures).
+
+A 512 x 512 x 300 chest CT (1 mm slices, uncompressed Explicit VR Little Endian, one file per slice) is rendered by
+the demo phantom and written once. Then, in the same run and with the files in the page cache:
+
+- SimpleITK alone reads the series (``sitk.ImageSeriesReader``; best of two reads) as the reference,
+- :func:`lungtrial.quantify.quantify_scan` runs in a child process (ingest + read, segment, measure, write), and
+  its peak memory is the child's max RSS (``resource.getrusage(RUSAGE_CHILDREN)``).
+
+Targets: total <= 3 x the SimpleITK read time, peak <= 1.5 GB.
+
+Run: ``python benchmarks/bench_speed.py [--workdir DIR]`` (the scan is kept in DIR and reused when present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHAPE = (300, 512, 512)
+SPACING = (1.0, 0.78125, 0.78125)
+TARGET_RATIO = 3.0
+TARGET_PEAK_GB = 1.5
+
+
+def write_scan(folder: Path) -> None:
+    """Render the phantom (moderate COVID-19-like opacities) and write it as one uncompressed DICOM series."""
+    import numpy as np
+
+    from lungtrial.demo.dicomwrite import write_series
+    from lungtrial.demo.phantom import Lesions, PhantomParams, make_chest
+
+    hu, _ = make_chest(PhantomParams(), SPACING, SHAPE, Lesions(ground_glass_pct=15.0, consolidation_pct=5.0), seed=1)
+    write_series(np.rint(hu).astype(np.int16), SPACING, folder, thickness_mm=SPACING[0], uid_seed="bench_speed")
+
+
+def sitk_read(folder: Path) -> float:
+    """Seconds for SimpleITK to read the series (best of two)."""
+    import SimpleITK as sitk
+
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+        image = reader.Execute()
+        best = min(best, time.perf_counter() - t0)
+        assert image.GetSize() == SHAPE[::-1], image.GetSize()
+        del image
+    return best
+
+
+def child(folder: str, outdir: str) -> None:
+    """Run the pipeline on the scan and print its result (timings) as JSON."""
+    from lungtrial.quantify import quantify_scan
+
+    t0 = time.perf_counter()
+    result = quantify_scan(folder, "BENCH", outdir, title="speed benchmark")
+    result["timings"]["process"] = time.perf_counter() - t0
+    print(json.dumps({"status": result["status"], "timings": result["timings"]}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, help="folder for the generated scan and outputs (default: temporary)")
+    parser.add_argument("--child", nargs=2, metavar=("DICOM", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.workdir or Path(tmp)
+        folder = work / "dicom"
+        if not folder.is_dir() or len(list(folder.iterdir())) != SHAPE[0]:
+            t0 = time.perf_counter()
+            write_scan(folder)
+            print(f"generated {SHAPE[0]} slices of {SHAPE[1]} x {SHAPE[2]} in {time.perf_counter() - t0:.0f} s")
+        size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+        for p in folder.iterdir():  # warm the page cache for both readers
+            p.read_bytes()
+
+        reference = sitk_read(folder)
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", str(folder), str(work / "out")], capture_output=True, text=True
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode:
+            sys.exit(f"pipeline failed:\n{proc.stderr}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # ru_maxrss is in KiB
+
+    t = result["timings"]
+    print(f"series: {SHAPE[0]} x {SHAPE[1]} x {SHAPE[2]}, {size_mb:.0f} MB uncompressed; status {result['status']}")
+    print(f"SimpleITK ImageSeriesReader read: {reference:6.2f} s")
+    for stage in ("read", "segment", "measure", "write", "total"):
+        print(f"pipeline {stage:<8}: {t[stage]:6.2f} s")
+    print(f"child process wall time (with imports): {wall:6.2f} s")
+    ratio = t["total"] / reference
+    print(
+        f"total / SimpleITK read = {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})"
+    )
+    print(
+        f"peak memory (child max RSS) = {peak_gb:.2f} GB (target <= {TARGET_PEAK_GB}: "
+        f"{'met' if peak_gb <= TARGET_PEAK_GB else 'MISSED'})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Speed of the statistics and plots on synthetic tidy tables of growing trial size (prints a table; not a test).
+
+Builds tables with the clinical stage's columns (subjects, labs, scans; 4 visits, 12 analytes) for ``n`` subjects
+per arm, then times each :mod:`lungtrial.stats` table and each :mod:`lungtrial.plots` figure (PNG + SVG written
+to a temporary folder) as the workflow's scripts call them. Reports wall time in seconds per step and the peak
+RSS of the process in MiB.
+
+Run: ``python benchmarks/bench_stats.py`` (default sizes 9, 100, 1000 per arm; ``--sizes 9 50`` for others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lungtrial import plots, stats
+
+REF, TRT = "control", "treatment"
+VISITS = {"baseline": 0, "day7": 7, "day14": 14, "day28": 28}
+ANALYTES = ("lymphocytes", "crp", "il6", "tnf_alpha", "il10", "d_dimer", "alt", "ast", "creatinine", "pao2_fio2")
+
+
+def tables(n_per_arm: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Synthetic subjects, labs and scans tables (clinical-stage columns) for ``n_per_arm`` subjects per arm."""
+    rng = np.random.default_rng(seed)
+    n = 2 * n_per_arm
+    ids = [f"S{i:05d}" for i in range(n)]
+    arm = np.where(np.arange(n) % 2, TRT, REF)
+    day0 = pd.Timestamp("2020-02-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")
+    stay = rng.integers(8, 35, n).astype(float)
+    subjects = pd.DataFrame(
+        {
+            "subject_id": ids,
+            "arm": arm,
+            "admission_date": day0 - pd.to_timedelta(rng.integers(0, 3, n), unit="D"),
+            "day0_date": day0,
+            "age": rng.integers(25, 80, n).astype(float),
+            "sex": rng.choice(["F", "M"], n),
+            "severity": rng.choice(["moderate", "severe"], n),
+            "mechanical_ventilation": rng.random(n) < 0.1,
+            "oxygen_support": rng.choice(["none", "low-flow", "high-flow"], n),
+            "fever": rng.random(n) < 0.7,
+            "cough": rng.random(n) < 0.6,
+            "dyspnoea": rng.random(n) < 0.5,
+            "infusion_adverse_event": rng.random(n) < 0.05,
+            "days_to_symptom_resolution": rng.integers(3, 25, n).astype(float),
+            "length_of_stay_days": stay + 1,
+            "days_to_discharge": stay,
+            "discharged": rng.random(n) < 0.95,
+            "symptom_resolved": rng.random(n) < 0.9,
+        }
+    )
+    base = rng.uniform(5, 40, n)
+    scans = pd.DataFrame(
+        [
+            {
+                "scan_id": f"{s}-{v}",
+                "subject_id": s,
+                "arm": a,
+                "study_day": d,
+                "visit": v,
+                "status": "ok",
+                "lung_volume_ml": 4000.0,
+                "pct_opacity": max(b * np.exp(-d / 15) + rng.normal(0, 2), 0.1),
+                "pct_consolidation": max(b * np.exp(-d / 15) / 4 + rng.normal(0, 0.5), 0.0),
+                "pct_ground_glass": b / 2,
+                "severity_score": b / 3,
+                "pao2_fio2": 450 - 5 * b + rng.normal(0, 20),
+                "pao2_fio2_censored": "",
+            }
+            for s, a, b in zip(ids, arm, base)
+            for v, d in VISITS.items()
+        ]
+    )
+    lab_rows = []
+    for slug in ANALYTES:
+        level = rng.lognormal(2, 1, n)
+        for v, d in VISITS.items():
+            value = level * np.exp(-d / 20) * rng.lognormal(0, 0.3, n)
+            lab_rows.append(
+                pd.DataFrame(
+                    {
+                        "subject_id": ids,
+                        "arm": arm,
+                        "datetime": day0 + pd.Timedelta(days=d),
+                        "study_day": float(d),
+                        "visit": v,
+                        "analyte": slug,
+                        "analyte_label": slug,
+                        "value": value,
+                        "censored": np.where(value < 1, "<", ""),
+                        "unit": "u",
+                    }
+                )
+            )
+    labs = pd.concat(lab_rows, ignore_index=True)
+    labs.loc[labs["censored"] == "<", "value"] = 1.0
+    return subjects, labs, scans
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[9, 100, 1000], help="subjects per arm")
+    args = parser.parse_args()
+    print(f"{'per arm':>8} {'step':<22} {'seconds':>8}")
+    for n in args.sizes:
+        subjects, labs, scans = tables(n)
+        arms = [REF, TRT]
+        colors = plots.arm_colors(arms)
+        visits = list(VISITS)
+        change = stats.change_from_baseline(scans, list(stats.IMAGING_ENDPOINTS), visits)
+        steps = {
+            "table1": lambda: stats.table1(subjects, labs, scans, arms),
+            "binary_outcomes": lambda: stats.binary_outcomes(subjects, None, REF, TRT, 3),
+            "continuous_outcomes": lambda: stats.continuous_outcomes(subjects, labs, REF, TRT, 3),
+            "imaging_change": lambda: stats.imaging_change(scans, visits, REF, TRT, 3),
+            "survival": lambda: stats.survival(subjects, REF, TRT, 3),
+            "mixed_models": lambda: stats.mixed_models(scans, labs, REF, TRT, 3),
+            "plot_trajectories": lambda: plots.plot_trajectories(plots.labs_long(labs), arms, colors, "Labs"),
+            "plot_change": lambda: plots.plot_change_by_visit(
+                change, visits[1:], arms, colors, stats.IMAGING_ENDPOINTS
+            ),
+            "plot_swimmer": lambda: plots.plot_swimmer(subjects, scans, arms, colors, TRT),
+            "plot_kaplan_meier": lambda: plots.plot_kaplan_meier(subjects, arms, colors, REF, TRT, 3),
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, step in steps.items():
+                start = time.perf_counter()
+                result = step()
+                if name.startswith("plot_"):
+                    plots.save_figure(result, str(Path(tmp) / f"{name}.png"), str(Path(tmp) / f"{name}.svg"))
+                print(f"{n:>8} {name:<22} {time.perf_counter() - start:>8.2f}", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
