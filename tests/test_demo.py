@@ -139,6 +139,17 @@ def test_make_chest_parameters_vary_the_image():
     assert t_rot.summary()["lung_volume_ml"] == pytest.approx(t0.summary()["lung_volume_ml"], rel=0.05)
     noisy, _ = make_chest(PhantomParams(noise_hu=25.0), sp, shape)
     assert np.std(noisy[:, :3, :]) == pytest.approx(25.0, rel=0.25)
+    # a wider point-spread function leaves more voxels between air and soft tissue (partial volume)
+    sharp, _ = make_chest(PhantomParams(noise_hu=0.0, psf_sigma_mm=0.1), sp, shape)
+    blurred, _ = make_chest(PhantomParams(noise_hu=0.0, psf_sigma_mm=3.0), sp, shape)
+    def between(img):
+        return np.count_nonzero((img > -700) & (img < -200))
+
+    assert between(blurred) > 1.5 * between(sharp)
+    # overlapping reconstruction: slices thicker than their spacing
+    thick, t_thick = make_chest(PhantomParams(noise_hu=0.0), sp, shape, thickness_mm=12.0)
+    assert t_thick.thickness_mm == 12.0 and np.array_equal(t_thick.lungs, t0.lungs)
+    assert not np.array_equal(thick, base)
 
 
 def test_make_chest_from_extent():
@@ -361,3 +372,5 @@ def test_generate_trial_tiny(tmp_path):
         assert (tmp_path / "truth" / f"{scan_id}.json").exists()
     for name in ("subjects.csv", "labs.csv", "adverse_events.csv"):
         assert (tmp_path / name).exists()
+    with pytest.raises(FileExistsError):
+        generate_trial(tmp_path, size="tiny", n_per_arm=1, timepoints=(0,))

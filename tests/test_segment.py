@@ -23,7 +23,7 @@ class Chest:
     lesions: np.ndarray  # truth bool, inside the lungs
     vessels: np.ndarray  # truth bool, inside the lungs
     airway: np.ndarray  # truth bool (trachea + main bronchi)
-    trachea: np.ndarray  # truth bool
+    trachea: np.ndarray  # truth bool, down to 5 mm above the carina
     outside: np.ndarray  # bool: table, outside air, bowel gas
 
 
@@ -100,8 +100,8 @@ def make_chest(
     hu[inlung] = lung_hu
 
     carina = (0.0, -25.0, 200.0)
-    trachea = _tube(xr2, yr2, z1, (0.0, -25.0, 300.0), carina, 9.0)
-    airway = trachea.copy()
+    airway = _tube(xr2, yr2, z1, (0.0, -25.0, 300.0), carina, 9.0)
+    trachea = airway & (zz > carina[2] + 5.0)
     for sign in (-1.0, 1.0):
         airway |= _tube(xr2, yr2, z1, carina, (sign * (half + 25.0), -15.0, 180.0), 6.0)
     airway &= ~inlung

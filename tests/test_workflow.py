@@ -111,6 +111,20 @@ def test_nothing_to_do_after_complete_run(demo_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def _remove_middle_slice(folder: Path) -> None:
+    """Delete one slice from the middle of the folder's largest series: a scan with a missing slice."""
+    import pydicom
+
+    series: dict[str, list[tuple[float, Path]]] = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            if "ImagePositionPatient" in ds:
+                series.setdefault(ds.SeriesInstanceUID, []).append((float(ds.ImagePositionPatient[2]), path))
+    slices = sorted(max(series.values(), key=len))
+    slices[len(slices) // 2][1].unlink()
+
+
 @pytest.fixture(scope="module")
 def sheet_trial(tmp_path_factory) -> Path:
     """A trial given by sheets (demo: false) whose last scan is held back, run to completion."""
@@ -120,6 +134,7 @@ def sheet_trial(tmp_path_factory) -> Path:
     generate_trial(workdir / "trial", size="tiny", n_per_arm=2, timepoints=(0, 7, 28))
     scans = pd.read_csv(workdir / "trial/scans.csv", dtype=str)
     scans.iloc[:-1].to_csv(workdir / "trial/scans_first.csv", index=False)
+    _remove_middle_slice(workdir / "trial" / scans["dicom_dir"].iloc[0])
     config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
     config["demo"] = False
     config["sheets"] = {
@@ -131,6 +146,17 @@ def sheet_trial(tmp_path_factory) -> Path:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, "--cores", "2")
     return workdir
+
+
+def test_bad_scan_is_excluded_and_the_others_measured(sheet_trial):
+    scans = pd.read_csv(sheet_trial / "trial/scans_first.csv", dtype=str)
+    qc = pd.read_csv(sheet_trial / "results/imaging/qc.csv").set_index("scan_id")
+    bad = scans["scan_id"].iloc[0]
+    assert qc.loc[bad, "status"] == "excluded"
+    assert "missing" in qc.loc[bad, "exclusion_reason"].lower()
+    assert (qc.drop(index=bad)["status"] == "ok").all()
+    table = pd.read_csv(sheet_trial / "results/tables/scans.csv").set_index("scan_id")
+    assert table.loc[bad, "status"] == "excluded"
 
 
 def test_adding_a_timepoint_reruns_only_that_scan(sheet_trial):

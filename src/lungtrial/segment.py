@@ -299,7 +299,8 @@ def _pockets(
             continue
         rim = hull & ~ndimage.binary_erosion(hull, structure=cross, border_value=0)
         chord = np.where(rim, lab, 0)
-        ends = np.where(ndimage.binary_dilation(crop, structure=np.ones((3, 3), bool)), chord, 0)
+        near_lung = ndimage.binary_dilation(crop, structure=np.ones((3, 3), bool))
+        ends = np.where(near_lung, chord, 0)
         idx = np.arange(1, n + 1)
         d = depth[k][box]
         dmax = np.asarray(ndimage.maximum(d, chord, idx), dtype=float)
@@ -315,7 +316,8 @@ def _pockets(
             & (dmax <= wall_mm + 35.0)
             & (dend <= wall_mm + 25.0)
         )
-        hazy = ((hu[k][box] > -650.0) & (hu[k][box] < -250.0)).astype(float)
+        # ground glass away from the lung's partial-volume edge
+        hazy = (hu[k][box] > -650.0) & (hu[k][box] < -250.0) & ~near_lung
         frac = np.asarray(ndimage.mean(hazy, lab, idx), dtype=float)
         if medial is not None:
             r, c = np.nonzero(crop)
@@ -325,18 +327,28 @@ def _pockets(
             vc = (np.bincount(lab[pr, pc], weights=pc, minlength=n + 1)[1:] / cnt - c.mean()) * pix[1]
             ok &= vr * medial[0] + vc * medial[1] < 0.5 * np.hypot(vr, vc)
             ok |= ~has_chord
-        ok |= frac >= 0.5
         keep = np.concatenate([[False], ok])
         out[k][box] |= keep[lab]
+        # hazy pockets: their ground glass and what lies within 6 mm of it (the consolidation it surrounds)
+        hazy_pocket = np.concatenate([[False], ~ok & (frac >= 0.25)])[lab]
+        if hazy_pocket.any():
+            near = ndimage.binary_dilation(
+                hazy & hazy_pocket, structure=cross, iterations=int(round(6.0 / min(pix))), mask=hazy_pocket
+            )
+            out[k][box] |= near
+        accepted = np.flatnonzero(ok & has_chord)
+        if accepted.size == 0:
+            continue
         free = allowed[k][box] & ~hull
-        for i in np.flatnonzero(ok & has_chord):
+        grow = np.zeros_like(free)
+        reach = 0.0
+        for i in accepted:
             cr, cc = np.nonzero(chord == i + 1)
-            if cr.size < 2:
-                continue
-            # the chord as a segment a-b (mm); grow only across it, within its shadow
+            # the chord as a segment from a along u (mm); grow only across it, within its shadow
             pts = np.column_stack([cr * pix[0], cc * pix[1]])
-            u = pts[np.argmax(pts @ (pts.max(0) - pts.min(0)))] - pts[np.argmin(pts @ (pts.max(0) - pts.min(0)))]
-            a = pts[np.argmin(pts @ u)]
+            span = pts.max(0) - pts.min(0)
+            a = pts[np.argmin(pts @ span)]
+            u = pts[np.argmax(pts @ span)] - a
             ll = float(u @ u)
             if ll == 0:
                 continue
@@ -346,10 +358,11 @@ def _pockets(
             dist = np.abs(q[:, 0] * u[1] - q[:, 1] * u[0]) / np.sqrt(ll)
             sag = min(2.0 + ll / 800.0, 12.0)
             sel = (t > 0.05) & (t < 0.95) & (dist <= sag)
-            grow = np.zeros_like(free)
             grow[gr[sel], gc[sel]] = True
-            seed = lab == i + 1
-            n_it = int(np.ceil(sag / min(pix)))
+            reach = max(reach, sag)
+        if reach > 0:
+            seed = keep[lab]
+            n_it = int(np.ceil(reach / min(pix)))
             out[k][box] |= ndimage.binary_dilation(seed, structure=cross, iterations=n_it, mask=grow | seed)
     return out
 

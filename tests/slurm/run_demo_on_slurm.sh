@@ -35,6 +35,7 @@ install_packages() {
 }
 
 TMP=""
+CODE=""
 cleanup() {
     local rc=$?
     set +e
@@ -121,6 +122,12 @@ NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
     : >"$TMP/plugstack.conf"
+    # Inside a job, Snakemake's jobstep plugin drops every SLURM_* variable before it calls srun, SLURM_CONF
+    # included; a real cluster's srun then reads /etc/slurm. Ours finds this cluster through a wrapper on PATH.
+    mkdir -p "$TMP/bin"
+    printf '#!/bin/sh\nSLURM_CONF=%q exec %q "$@"\n' "$SLURM_CONF" "$(command -v srun)" >"$TMP/bin/srun"
+    chmod +x "$TMP/bin/srun"
+    export PATH="$TMP/bin:$PATH"
     log "slurmctld on port $ctld_port, slurmd on $d_port: node $node, $cpus CPUs, ${mem} MB"
     slurmctld -i
     slurmd -N "$node"
@@ -140,6 +147,15 @@ smoke_job() {
     sbatch --wait --quiet --mem=100 --time=1 --output="$out" --wrap 'echo "hello from $SLURM_JOB_ID on $(hostname -s)"'
     grep -q '^hello from' "$out"
     log "sbatch job ran: $(cat "$out")"
+}
+
+# Both runs use one snapshot of the workflow and library, taken now: edits to the checkout while the test runs
+# cannot make the two runs differ.
+snapshot_code() {
+    mkdir -p "$TMP/code"
+    cp -r "$REPO/Snakefile" "$REPO/workflow" "$REPO/src" "$REPO/resources" "$REPO/profiles" "$TMP/code/"
+    export PYTHONPATH="$TMP/code/src${PYTHONPATH:+:$PYTHONPATH}"
+    CODE="$TMP/code"
 }
 
 # The test config (2 subjects per arm, tiny scans) with two timepoints.
@@ -166,7 +182,7 @@ run_workflow() {
     mkdir -p "$wd"
     # A hung run (say, a job SLURM can never schedule) fails instead of waiting for ever.
     timeout --kill-after=60 "${RUN_TIMEOUT:-1800}" \
-        "$SNAKEMAKE" --snakefile "$REPO/Snakefile" --directory "$wd" --configfile "$TMP/config.yaml" "$@"
+        "$SNAKEMAKE" --snakefile "$CODE/Snakefile" --directory "$wd" --configfile "$TMP/config.yaml" "$@"
 }
 
 main() {
@@ -176,16 +192,17 @@ main() {
     smoke_job
     [[ "$MODE" == "--smoke" ]] && return 0
 
+    snapshot_code
     write_config
     local t0 t1 t2
     t0="$(date +%s)"
     log "workflow through --executor slurm"
-    (cd "$TMP" && run_workflow "$TMP/on_slurm" --workflow-profile "$REPO/profiles/slurm" \
+    (cd "$TMP" && run_workflow "$TMP/on_slurm" --workflow-profile "$CODE/profiles/slurm" \
         --slurm-init-seconds-before-status-checks 2 --slurm-status-command squeue --slurm-no-account \
         --slurm-logdir "$TMP/slurm_logs")
     t1="$(date +%s)"
     log "same config locally"
-    (cd "$TMP" && run_workflow "$TMP/local" --workflow-profile "$REPO/profiles/local" --cores "$(nproc)")
+    (cd "$TMP" && run_workflow "$TMP/local" --workflow-profile "$CODE/profiles/local" --cores "$(nproc)")
     t2="$(date +%s)"
     "$PY" "$REPO/tests/slurm/compare_runs.py" "$TMP/on_slurm/results" "$TMP/local/results"
     log "wall time: slurm run $((t1 - t0)) s, local run $((t2 - t1)) s"

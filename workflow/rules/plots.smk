@@ -17,7 +17,7 @@ rule plot_trajectories_imaging:
         png=report(
             "results/plots/trajectories_imaging.png",
             caption="../report/plot_trajectories_imaging.rst",
-            category="Statistics",
+            category="Statistics (exploratory)",
             labels={"figure": "trajectories imaging"},
         ),
         svg="results/plots/trajectories_imaging.svg",
@@ -68,7 +68,7 @@ rule plot_change:
         png=report(
             "results/plots/change_from_baseline.png",
             caption="../report/plot_change.rst",
-            category="Statistics",
+            category="Statistics (exploratory)",
             labels={"figure": "change from baseline"},
         ),
         svg="results/plots/change_from_baseline.svg",
@@ -93,7 +93,7 @@ rule plot_opacity_pf:
         png=report(
             "results/plots/opacity_vs_pao2_fio2.png",
             caption="../report/plot_opacity_pf.rst",
-            category="Statistics",
+            category="Statistics (exploratory)",
             labels={"figure": "opacity vs pao2 fio2"},
         ),
         svg="results/plots/opacity_vs_pao2_fio2.svg",

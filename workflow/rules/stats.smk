@@ -41,7 +41,7 @@ rule stats_tables:
         table1=report(
             "results/stats/table1.csv",
             caption="../report/stats_table1.rst",
-            category="Statistics",
+            category="Statistics (exploratory)",
             labels={"table": "Table 1: baseline by arm"},
         ),
         binary=report(
@@ -59,7 +59,7 @@ rule stats_tables:
         imaging_change=report(
             "results/stats/imaging_change.csv",
             caption="../report/stats_imaging_change.rst",
-            category="Statistics",
+            category="Statistics (exploratory)",
             labels={"table": "imaging change from baseline"},
         ),
         survival=report(
@@ -91,7 +91,7 @@ rule stats_mixed_models:
         report(
             "results/stats/mixed_models.csv",
             caption="../report/stats_mixed_models.rst",
-            category="Statistics",
+            category="Statistics (exploratory)",
             labels={"table": "mixed models"},
         ),
     log:

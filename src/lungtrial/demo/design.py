@@ -113,14 +113,16 @@ def design(
     arms = np.array([ARMS[0]] * n_per_arm + [ARMS[1]] * n_per_arm)[rng.permutation(n)]
     treated = arms == ARMS[0]
 
-    admission = pd.Timestamp(start_date) + pd.to_timedelta(np.cumsum(rng.integers(0, 4, n)), unit="D")
+    enrolment_days = int(min(365, max(28, 1.5 * n)))  # recruitment period, at most a year
+    admission = pd.Timestamp(start_date) + pd.to_timedelta(np.sort(rng.integers(0, enrolment_days, n)), unit="D")
     day0 = admission + pd.to_timedelta(rng.integers(1, 4, n), unit="D")
     age = np.clip(np.round(rng.normal(48, 12, n)), 22, 75).astype(int)
     sex = np.where(rng.random(n) < 0.55, "M", "F")
     severe = rng.random(n) < 0.4
     # disease course: UC-MSC resolves faster on average, with wide overlap between arms
-    peak_pct = np.where(severe, rng.lognormal(np.log(26), 0.3, n), rng.lognormal(np.log(12), 0.35, n))
-    peak_pct = np.clip(peak_pct, 4.0, 50.0)
+    # peak opacity (percent of lung volume): moderate and severe, not critical, pneumonia
+    peak_pct = np.where(severe, rng.lognormal(np.log(21), 0.3, n), rng.lognormal(np.log(10), 0.35, n))
+    peak_pct = np.clip(peak_pct, 3.0, 40.0)
     peak_day = rng.uniform(6.0, 10.0, n)
     rise_days = rng.uniform(9.0, 13.0, n)
     decay_days = np.where(treated, rng.lognormal(np.log(6.5), 0.35, n), rng.lognormal(np.log(10.0), 0.35, n))

@@ -446,7 +446,9 @@ def write_scan(
     Writes the DICOM files of ``scan_id`` into ``dicom_dir`` (main axial series; depending on the design also a
     5 mm series of the same scan and a coronal localizer) and ``truth_dir/{scan_id}.json`` with
     ``truth_dir/{scan_id}_lungs.nii.gz`` and ``truth_dir/{scan_id}_lesions.nii.gz`` on the main series' grid.
-    ``size`` is ``"tiny"``, ``"small"`` or ``"full"`` (see :data:`SIZES`). Returns the truth dictionary.
+    ``size`` is ``"tiny"``, ``"small"`` or ``"full"`` (see :data:`SIZES`). The DICOM files are written into a
+    temporary folder beside ``dicom_dir`` and moved into place when complete; a non-empty ``dicom_dir`` is refused
+    (FileExistsError). Returns the truth dictionary (the JSON's content).
     """
     scan, course = _row(design, scan_id)
     params, lesions, spacing, shape, thick = scan_phantom(design, scan_id, size)
@@ -525,9 +527,11 @@ def generate_trial(outdir: str | Path, size: str = "small", **design_kwargs) -> 
 
     ``subjects.csv``, ``scans.csv`` (``dicom_dir`` relative to ``outdir``), ``labs.csv``, ``adverse_events.csv``,
     ``dicom/<subject>/<scan_id>/`` and ``truth/``. ``design_kwargs`` go to :func:`lungtrial.demo.design.design`.
-    Returns the design.
+    Refuses to write into an ``outdir`` whose ``dicom`` folder already holds files. Returns the design.
     """
     outdir = Path(outdir)
+    if (outdir / "dicom").exists() and any((outdir / "dicom").iterdir()):
+        raise FileExistsError(f"{outdir / 'dicom'} already holds scans; remove it before generating the trial again")
     trial = make_design(**design_kwargs)
     write_clinical(trial, outdir)
     scans = trial.scans[["scan_id", "subject_id", "scan_date", "nominal_day"]].copy()

@@ -6,9 +6,16 @@ therefore at low x.
 
 The anatomy is drawn in a *body frame* (X, Y, Z in mm, origin between the lungs at mid-lung height), which is
 rotated about z by ``PhantomParams.rotation_deg`` and shifted by ``PhantomParams.offset_mm`` in the scanner. The
-scanner table is fixed in the scanner frame. Each output slice integrates ``n`` thin sub-slices over the slice
-thickness (the slice profile) and is blurred in-plane with a Gaussian point-spread function before noise is added.
-Truth labels are sampled at the voxel centres before any blur.
+scanner table is fixed in the scanner frame. Each output slice averages an odd number of thin sub-slices across the
+slice thickness (the slice profile) and is blurred in-plane with a Gaussian point-spread function (combined with
+the pixel's own width) before correlated noise is added. Truth labels are sampled at the voxel centres before any
+blur.
+
+Anatomy: air, a curved table below the back, skin, subcutaneous fat, muscle, ribs and costal cartilage, sternum,
+spine (vertebral bodies with cortex, discs, canal, arch), mediastinum with heart, aorta and superior vena cava,
+trachea splitting into main bronchi that open into lobar bronchi, lungs with branching vessels, diaphragm domes
+(the right higher) with liver and abdomen below, a stomach bubble under the left dome and bowel gas in the lowest
+slices.
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from scipy import ndimage
 __all__ = ["PhantomParams", "Lesions", "ChestTruth", "make_chest", "grid_shape"]
 
 # tissue classes of the label map drawn before blur
-_AIR, _TABLE, _SKIN, _FAT, _MUSCLE, _SOFT, _BLOOD, _LIVER = 0, 1, 2, 3, 4, 5, 6, 7
-_BONE, _CORTEX, _CARTILAGE, _DISC, _CSF, _LUNG, _VESSEL, _GAS = 8, 9, 10, 11, 12, 13, 14, 15
+_AIR, _SKIN, _FAT, _MUSCLE, _SOFT, _BLOOD, _LIVER = 0, 1, 2, 3, 4, 5, 6
+_BONE, _CORTEX, _CARTILAGE, _DISC, _CSF, _LUNG, _VESSEL, _GAS = 7, 8, 9, 10, 11, 12, 13, 14
 
 
 @dataclass(frozen=True)
@@ -77,9 +84,11 @@ class Lesions:
     """COVID-19-like opacities as fractions of the lung volume.
 
     ``ground_glass_pct`` and ``consolidation_pct`` are targets in percent of the lung volume (realised volumes are
-    in the truth). The opacities grow around ``n_foci`` seeds placed preferentially in the periphery, posteriorly
-    and in the lower zones; ground glass surrounds consolidation. For one ``seed`` the opacities of a smaller burden
-    lie inside those of a larger one, so a subject's lesions grow and resolve in place.
+    in the truth). The opacities grow around ``n_foci`` seeds, alternately in the right and left lung, placed
+    preferentially under the pleura, posteriorly and in the lower zones; their edges are roughened by smooth noise
+    (``irregularity``) and ground glass surrounds consolidation. HU ranges: ground glass from its rim to its core,
+    consolidation around the middle of its range. For one ``seed`` the opacities of a smaller burden lie inside those
+    of a larger one, so a subject's lesions grow and resolve in place.
     """
 
     ground_glass_pct: float
@@ -465,12 +474,13 @@ def _draw_segments(cls, value, segs, X2, Y2, Zs, to_index, inside=None, wall: fl
         sub[(d <= r) & ok] = value
 
 
-def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, x2p, y2p, Zs, to_index):
+def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, Zs, to_index):
     """Draw the thin sub-slices at body heights ``Zs`` (mm, 1-d).
 
-    ``X2, Y2`` are the body-frame and ``x2p, y2p`` the scanner-frame coordinates (mm) of the pixel grid. Returns the
-    tissue classes, the lesion HU (NaN outside lesions, or None without lesions), the lung labels (1 right, 2 left)
-    and the lesion labels (1 ground glass, 2 consolidation), each ``(len(Zs), ny, nx)``.
+    ``X2, Y2`` are the body-frame coordinates (mm) of the pixels around the body (the table is drawn by the
+    caller). Returns the tissue classes, the lesion HU (NaN outside lesions, or None without lesions), the lung
+    labels (1 right, 2 left) and the lesion labels (1 ground glass, 2 consolidation), each
+    ``(len(Zs),) + X2.shape``.
     """
     nz = Zs.size
     ny, nx = X2.shape
@@ -478,13 +488,6 @@ def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, x2p, 
     Y = Y2[None]
     Z = Zs[:, None, None]
     cls = np.full((nz, ny, nx), _AIR, np.uint8)
-
-    # table: a curved plate fixed in the scanner frame, just below the patient's back
-    th = np.deg2rad(p.rotation_deg)
-    y_top = p.offset_mm[1] + (a.by - 6) * np.cos(th) + 0.5 * a.bx * abs(np.sin(th)) + p.table_gap_mm
-    yt = y_top - 25.0 * (x2p / 200.0) ** 2
-    table = (y2p >= yt) & (y2p <= yt + p.table_thickness_mm) & (np.abs(x2p) < 230)
-    cls[:, table] = _TABLE
 
     # body wall: skin, fat, muscle; the back is flattened on the table
     def body(shrink: float) -> np.ndarray:
@@ -609,9 +612,9 @@ def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, x2p, 
 
 
 def _lut(p: PhantomParams) -> np.ndarray:
-    lut = np.zeros(16, np.float32)
-    lut[[_AIR, _TABLE, _SKIN, _FAT, _MUSCLE, _SOFT, _BLOOD, _LIVER]] = [
-        p.air_hu, p.table_hu, p.skin_hu, p.fat_hu, p.muscle_hu, p.soft_tissue_hu, p.blood_hu, p.liver_hu]
+    lut = np.zeros(15, np.float32)
+    lut[[_AIR, _SKIN, _FAT, _MUSCLE, _SOFT, _BLOOD, _LIVER]] = [
+        p.air_hu, p.skin_hu, p.fat_hu, p.muscle_hu, p.soft_tissue_hu, p.blood_hu, p.liver_hu]
     lut[[_BONE, _CORTEX, _CARTILAGE, _DISC, _CSF, _LUNG, _VESSEL, _GAS]] = [
         p.bone_hu, p.cortical_hu, p.cartilage_hu, p.disc_hu, p.csf_hu, p.lung_hu, p.vessel_hu, p.bowel_gas_hu]
     return lut
@@ -671,23 +674,34 @@ def make_chest(
         origin = (-(nx - 1) / 2 * dx, -(ny - 1) / 2 * dy, zc - (nz - 1) / 2 * dz)
     ox, oy, oz = (float(o) for o in origin)
 
-    # pixel grid in the scanner frame and in the (rotated, shifted) body frame
-    xp = ox + dx * np.arange(nx)
-    yp = oy + dy * np.arange(ny)
-    x2p, y2p = np.meshgrid(xp, yp)
+    # the table: a curved plate fixed in the scanner frame, just below the patient's back
     th = np.deg2rad(params.rotation_deg)
     c, s = np.cos(th), np.sin(th)
-    u, v = x2p - params.offset_mm[0], y2p - params.offset_mm[1]
-    X2 = (c * u + s * v).astype(np.float32)  # float32 halves the cost of the many whole-slab expressions
+    xp = ox + dx * np.arange(nx)
+    yp = oy + dy * np.arange(ny)
+    y_top = params.offset_mm[1] + (a.by - 6) * c + 0.5 * a.bx * abs(s) + params.table_gap_mm
+    yt = y_top - 25.0 * (xp[None, :] / 200.0) ** 2
+    table = (yp[:, None] >= yt) & (yp[:, None] <= yt + params.table_thickness_mm) & (np.abs(xp[None, :]) < 230)
+
+    # everything else lies in the body: draw only the pixels of its bounding box, in the rotated and shifted body
+    # frame (float32 halves the cost of the many whole-slab expressions)
+    hx, hy = np.hypot(a.bx * c, a.by * s) + 2 * dx, np.hypot(a.bx * s, a.by * c) + 2 * dy
+    i0 = int(np.clip(np.floor((params.offset_mm[0] - hx - ox) / dx), 0, nx))
+    i1 = int(np.clip(np.ceil((params.offset_mm[0] + hx - ox) / dx) + 1, i0, nx))
+    j0 = int(np.clip(np.floor((params.offset_mm[1] - hy - oy) / dy), 0, ny))
+    j1 = int(np.clip(np.ceil((params.offset_mm[1] + hy - oy) / dy) + 1, j0, ny))
+    u, v = np.meshgrid(xp[i0:i1] - params.offset_mm[0], yp[j0:j1] - params.offset_mm[1])
+    X2 = (c * u + s * v).astype(np.float32)
     Y2 = (-s * u + c * v).astype(np.float32)
 
     def to_index(seg: np.ndarray, pad: float):
+        """Pixel index ranges (x, y) within the body box that hold segment ``seg`` widened by ``pad`` mm."""
         bx = np.array([seg[0], seg[3]])
         by = np.array([seg[1], seg[4]])
         px = c * bx - s * by + params.offset_mm[0]
         py = s * bx + c * by + params.offset_mm[1]
-        i = ((px.min() - pad - ox) / dx, (px.max() + pad - ox) / dx)
-        j = ((py.min() - pad - oy) / dy, (py.max() + pad - oy) / dy)
+        i = ((px.min() - pad - ox) / dx - i0, (px.max() + pad - ox) / dx - i0)
+        j = ((py.min() - pad - oy) / dy - j0, (py.max() + pad - oy) / dy - j0)
         return (int(np.floor(i[0])), int(np.ceil(i[1])) + 1), (int(np.floor(j[0])), int(np.ceil(j[1])) + 1)
 
     # slice profile: an odd number of thin sub-slices across the thickness, the middle one at the slice centre
@@ -705,18 +719,22 @@ def make_chest(
         k1 = min(nz, k0 + slab)
         zc_out = oz + dz * np.arange(k0, k1)
         Zs = (zc_out[:, None] + offs[None, :]).ravel().astype(np.float32)
-        cls, les_hu, lung_lab, lab = _draw_slab(params, a, lesions, X2, Y2, x2p, y2p, Zs, to_index)
-        img = lut[cls]
+        cls, les_hu, lung_lab, lab = _draw_slab(params, a, lesions, X2, Y2, Zs, to_index)
+        body = lut[cls]
         if params.lung_gradient_hu:  # gravity-dependent density: posterior lung slightly denser
             par = cls == _LUNG
-            img[par] += (params.lung_gradient_hu / (2 * a.bl)) * np.broadcast_to(Y2, cls.shape)[par]
+            body[par] += (params.lung_gradient_hu / (2 * a.bl)) * np.broadcast_to(Y2, cls.shape)[par]
         if les_hu is not None:
-            np.copyto(img, les_hu, where=~np.isnan(les_hu))
+            np.copyto(body, les_hu, where=~np.isnan(les_hu))
+        img = np.full((Zs.size, ny, nx), params.air_hu, np.float32)
+        img[:, table] = params.table_hu
+        box = img[:, j0:j1, i0:i1]
+        np.copyto(box, body, where=cls != _AIR)
         img = ndimage.gaussian_filter(img, (0, sig_y, sig_x), mode="nearest")
         img = img.reshape(k1 - k0, n_sub, ny, nx).mean(axis=1)
         mid = n_sub // 2
-        lungs[k0:k1] = lung_lab.reshape(k1 - k0, n_sub, ny, nx)[:, mid]
-        les_lab[k0:k1] = lab.reshape(k1 - k0, n_sub, ny, nx)[:, mid]
+        lungs[k0:k1, j0:j1, i0:i1] = lung_lab.reshape(k1 - k0, n_sub, j1 - j0, i1 - i0)[:, mid]
+        les_lab[k0:k1, j0:j1, i0:i1] = lab.reshape(k1 - k0, n_sub, j1 - j0, i1 - i0)[:, mid]
         for k in range(k0, k1):
             rng = np.random.default_rng([seed, k])
             n = ndimage.gaussian_filter(rng.standard_normal((ny, nx), dtype=np.float32), 0.6)
