@@ -33,6 +33,7 @@ include: {snakefile!r}
 for _rule in workflow.rules:
     if _rule.name != "all":
         _stem = "-".join("{{" + w + "}}" for w in sorted(_rule.wildcard_names)) or "job"
+        _rule.benchmark_modifier = workflow.modifier.path_modifier
         _rule.benchmark = f"benchmarks/{{_rule.name}}/{{_stem}}.tsv"
 """
 
@@ -43,9 +44,11 @@ def run_demo(workdir: Path, size: str, n_per_arm: int, timepoints: list[int], ta
     config["demo_options"].update(size=size, n_per_arm=n_per_arm, timepoints=timepoints)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (workdir / "Snakefile").write_text(WRAPPER.format(snakefile=str(REPO / "Snakefile")))
+    # The wrapper is the main Snakefile, so the workflow looks for its shipped resources/ beside it.
+    (workdir / "resources").symlink_to(REPO / "resources")
     cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", "Snakefile", "--configfile", "config.yaml",
-        "--cores", "1", "--quiet", "rules", *targets,
+        sys.executable, "-m", "snakemake", *(targets or ["all"]), "--snakefile", "Snakefile",
+        "--configfile", "config.yaml", "--cores", "1", "--quiet", "rules",
     ]  # fmt: skip
     subprocess.run(cmd, cwd=workdir, check=True)
 

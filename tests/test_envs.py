@@ -249,6 +249,15 @@ def test_env_covers_script_imports(rule):
     assert not missing, f"rule {rule}: envs/{env.name} lacks " + "; ".join(missing)
 
 
+@pytest.mark.parametrize("profile", sorted((REPO / "profiles").glob("*/config.yaml")), ids=lambda p: p.parent.name)
+def test_profile_names_existing_rules(profile):
+    """A rule renamed in the workflow but not in a profile would silently fall out of its group."""
+    settings = yaml.safe_load(profile.read_text())
+    named = set(settings.get("groups", {})) | {r.partition(":")[0] for r in settings.get("set-resources", {})}
+    assert named <= set(job_rules()), f"{profile.relative_to(REPO)} names unknown rules {sorted(named - set(job_rules()))}"
+    assert set(settings.get("group-components", {})) <= set(settings.get("groups", {}).values())
+
+
 def test_import_scan_follows_library_modules(tmp_path):
     """The import scan reaches third-party imports through lungtrial modules, relative imports included."""
     script = tmp_path / "script.py"

@@ -237,3 +237,17 @@ def test_no_lungs_raises():
 def test_bad_spacing():
     with pytest.raises(ValueError, match="spacing"):
         segment_lungs(np.zeros((4, 4, 4), np.int16), (1.0, 0.0, 1.0))
+
+
+def test_demo_generator_healthy_rotated():
+    """The demo generator's chest (another anatomy than the phantom here): healthy lungs read near zero opacity."""
+    phantom = pytest.importorskip("lungtrial.demo.phantom")
+    sp = (3.0, 1.6, 1.6)
+    params = phantom.PhantomParams(rotation_deg=4.0, offset_mm=(20.0, 0.0))
+    hu, truth = phantom.make_chest(params, sp, phantom.grid_shape((330, 360, 400), sp), None, seed=2)
+    seg = segment_lungs(np.round(hu).astype(np.int16), sp)
+    for label in (1, 2):
+        assert dice(seg == label, truth.lungs == label) >= 0.97
+        assert abs((seg == label).sum() / (truth.lungs == label).sum() - 1.0) < 0.02
+    exc = opacity_exclusion(hu, seg, sp)
+    assert opacity_pct(hu, seg, exc) < 0.5

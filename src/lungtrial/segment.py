@@ -18,8 +18,9 @@ Method of :func:`segment_lungs` (all thresholds are physical HU values, no scann
 5. Lesion repair, per lung, in axial, coronal and sagittal planes: holes enclosed by the lung (vessels,
    lesions; axial only) are filled, and pockets between the lung and its convex hull are added when their chord
    runs along the chest wall (subpleural ground glass and consolidation, also posterior-basal lesions that fill
-   the whole back of a slice), or when they are mostly ground glass. Pockets whose chord dives into the body
-   (mediastinum, heart, spine, liver dome) are not added, nor is bone (> 150 HU) or the airway.
+   the whole back of a slice). Pockets whose chord dives into the body (mediastinum, heart, spine, liver dome)
+   are not added, except for their ground glass (-650 to -250 HU, which no solid tissue shows) and what lies
+   within 6 mm of it. Bone (> 150 HU) and the airway are never added.
 6. The boundary is refined at full resolution with the -500 HU threshold within one coarse voxel of the coarse
    boundary; the repaired pockets keep their coarse extent.
 
@@ -67,11 +68,13 @@ def _block_reduce(vol: np.ndarray, factors: np.ndarray, chunk_blocks: int = 16) 
     cz = -(-nz // fz)
     starts = [np.arange(0, n, f) for n, f in ((ny, fy), (nx, fx))]
     out = np.empty((cz, starts[0].size, starts[1].size), dtype=np.float32)
+    acc = np.int32 if vol.dtype.kind in "biu" and vol.dtype.itemsize <= 2 else np.float64
     for b0 in range(0, cz, chunk_blocks):
-        slab = vol[b0 * fz : min(nz, (b0 + chunk_blocks) * fz)].astype(np.float32)
-        slab = np.add.reduceat(slab, starts[1], axis=2)
+        slab = vol[b0 * fz : min(nz, (b0 + chunk_blocks) * fz)]
+        slab = np.add.reduceat(slab, starts[1], axis=2, dtype=acc)
         slab = np.add.reduceat(slab, starts[0], axis=1)
-        slab = np.add.reduceat(slab, np.arange(0, slab.shape[0], fz), axis=0)
+        if fz > 1:
+            slab = np.add.reduceat(slab, np.arange(0, slab.shape[0], fz), axis=0)
         out[b0 : b0 + slab.shape[0]] = slab
     for axis, (n, f) in enumerate(((nz, fz), (ny, fy), (nx, fx))):
         first = np.arange(out.shape[axis]) * f
@@ -97,6 +100,16 @@ def _ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
     return d2 <= 1.0 + 1e-9
 
 
+def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with the holes of each axial slice filled (background not 4-connected to the slice's border)."""
+    lab, n = ndimage.label(~mask, structure=_PLANE4)
+    border = np.zeros(n + 1, dtype=bool)
+    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        border[edge] = True
+    border[0] = True
+    return mask | ~border[lab]
+
+
 def _body(dense: np.ndarray) -> np.ndarray:
     """Largest dense connected region with its holes filled slice by slice (bool, coarse grid)."""
     lab, n = ndimage.label(dense)
@@ -105,16 +118,16 @@ def _body(dense: np.ndarray) -> np.ndarray:
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
     body = lab == int(np.argmax(sizes))
-    return ndimage.binary_fill_holes(body, structure=_PLANE4)
+    return _fill_holes_2d(body)
 
 
 def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
     """Trachea and extrapulmonary bronchi on the coarse grid (bool).
 
-    Axial air regions are linked between neighbouring slices when they overlap. The trachea is the medial air
-    region (within 30 mm of the body's midline, 50-1500 mm^2) of the most superior slices; the airway grows
-    caudally through regions smaller than ``max_area`` that do not more than double from slice to slice. A bronchus
-    stops where it merges with lung parenchyma in the axial plane.
+    Axial air regions are linked to those of the next caudal slice that they overlap once grown by 4 mm in the
+    plane. The trachea is the largest medial air region (within 30 mm of the body's midline, 50-1500 mm^2) of the
+    most superior 10 mm holding one; the airway grows caudally through regions of 50-1500 mm^2 that do not more
+    than double from slice to slice. A bronchus stops where it merges with lung parenchyma in the axial plane.
     """
     dz, dy, dx = cspacing
     pix = dy * dx
@@ -272,7 +285,9 @@ def _pockets(
       end plus 4 mm and the sagitta of a 150 mm radius body outline over the chord. Pockets of the mediastinum,
       heart, spine or liver dome have chords through the depth of the body. In axial planes (``medial``: the
       medial unit vector in plane coordinates) pockets medial of the lung's centre are rejected as well.
-    - A pocket that is mostly hazy (-650 to -250 HU: ground glass, never solid tissue) is a lesion wherever it lies.
+    - Of a pocket rejected so, at least a quarter hazy (-650 to -250 HU, away from the lung's partial-volume edge:
+      ground glass, never solid tissue), the ground glass and what lies within 6 mm of it (the consolidation it
+      surrounds) are added.
     - In axial planes, holes enclosed by the lung (vessels, lesions) are added.
 
     Accepted chord pockets grow across the chord, which cuts off the pleural cap of the lesion, up to the chest
@@ -368,10 +383,11 @@ def _pockets(
 
 
 def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing) -> np.ndarray:
-    """Add to each lung its enclosed holes (axial) and its subpleural pockets in axial, coronal and sagittal planes.
+    """Add to each lung its enclosed holes (axial) and its lesion pockets in axial, coronal and sagittal planes.
 
-    Depth below the skin is measured within each plane, so in coronal planes it is the distance to the lateral
-    body wall and in sagittal planes to the anterior or posterior wall.
+    Depth below the skin is the distance to the outside of the body within the axial plane, except for coronal
+    planes, where it is measured within the coronal plane (distance to the lateral body wall): every point of a
+    coronal plane near the back or the front is close to the skin in the axial sense.
     """
     out = lungs.copy()
     allowed = body & (coarse < BONE_HU) & (lungs == 0) & ~airway
@@ -398,6 +414,10 @@ def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.
             )
             add = np.moveaxis(add, 0, axis)
             out[add & (out == 0)] = label
+    # what the added pockets now enclose (consolidation inside its ground glass)
+    for label in (RIGHT, LEFT):
+        holes = _fill_holes_2d(out == label) & (out == 0) & allowed
+        out[holes] = label
     return out
 
 

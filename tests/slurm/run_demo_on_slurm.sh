@@ -153,7 +153,7 @@ smoke_job() {
 # cannot make the two runs differ.
 snapshot_code() {
     mkdir -p "$TMP/code"
-    cp -r "$REPO/Snakefile" "$REPO/workflow" "$REPO/src" "$REPO/resources" "$REPO/profiles" "$TMP/code/"
+    cp -r "$REPO/Snakefile" "$REPO/workflow" "$REPO/src" "$REPO/resources" "$REPO/envs" "$REPO/profiles" "$TMP/code/"
     export PYTHONPATH="$TMP/code/src${PYTHONPATH:+:$PYTHONPATH}"
     CODE="$TMP/code"
 }
