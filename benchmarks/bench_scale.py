@@ -194,7 +194,7 @@ def main() -> None:
         print(f"trial: {args.patients} patients x {len(args.timepoints)} timepoints = {n_scans} scans "
               f"(sheets written in {time.perf_counter() - start:.1f} s)")  # fmt: skip
 
-        wall, rss = run_measured(snakemake_cmd(config, workdir, "-n", "--quiet"), tmp / "dry_run.log")
+        wall, rss = run_measured(snakemake_cmd(config, workdir, "-n", "--quiet", "rules"), tmp / "dry_run.log")
         verdict = "ok" if wall < 15 and rss < 1024 else "OVER TARGET"
         print(f"dry run: {wall:.1f} s, peak RSS {rss:.0f} MB, {job_count(tmp / 'dry_run.log')} jobs "
               f"(target < 15 s, < 1024 MB: {verdict})")  # fmt: skip
