@@ -70,7 +70,9 @@ def collect(workdir: Path) -> pd.DataFrame:
     rows = []
     for tsv in sorted(workdir.glob("benchmarks/*/*.tsv")):
         bench = pd.read_csv(tsv, sep="\t")
-        rows.append({"rule": tsv.parent.name, "job": tsv.stem, "s": bench["s"].max(), "rss_mb": bench["max_rss"].max()})
+        rows.append(
+            {"rule": tsv.parent.name, "job": tsv.stem, "s": bench["s"].max(), "rss_mb": bench["max_rss"].max()}
+        )
     return pd.DataFrame(rows)
 
 
@@ -100,7 +102,9 @@ def main() -> None:
         per_scan = per_scan.assign(mb_per_mvoxel=per_scan["rss_mb"] / per_scan["mvoxels"])
         summary = summary.join(
             per_scan.groupby("rule").agg(
-                max_mvoxels=("mvoxels", "max"), max_series_mb=("series_mb", "max"), mb_per_mvoxel=("mb_per_mvoxel", "max")
+                max_mvoxels=("mvoxels", "max"),
+                max_series_mb=("series_mb", "max"),
+                mb_per_mvoxel=("mb_per_mvoxel", "max"),
             )
         )
     print(f"demo size {args.size}: {args.n_per_arm} per arm, timepoints {args.timepoints}, one job at a time")

@@ -11,6 +11,7 @@ from lungtrial.metrics import (
     hu_classes,
     involvement_score,
     measure,
+    measure_and_label,
     measure_regions,
     measure_scan,
     metric_columns,
@@ -261,3 +262,88 @@ def test_not_opacity_voxels_count_as_normal():
     lesion = np.zeros(hu.shape, dtype=bool)
     lesion[:, 0, :] = True  # a lesion mask overrides not_opacity
     assert measure_scan(hu, lungs, SPACING, lesion_mask=lesion, not_opacity=guard)["pct_ground_glass"] == 10
+
+
+def _random_scan(seed=7, shape=(41, 12, 14)):
+    """Irregular lungs over more slices than one processing slab, random HU over a wide range, random masks."""
+    rng = np.random.default_rng(seed)
+    hu = rng.integers(-1200, 400, size=shape).astype(np.int16)
+    hu[3, 4, 5], hu[30, 2, 2] = -3000, 3000  # far outside the usual HU range of a slab
+    lungs = np.zeros(shape, dtype=np.uint8)
+    lungs[2:39, 1:11, 1:7] = 1
+    lungs[5:37, 1:11, 7:13] = 2
+    lungs[rng.random(shape) < 0.2] = 0
+    masks = {name: rng.random(shape) < 0.15 for name in ("vessels", "lesion_mask", "not_opacity")}
+    return hu, lungs, masks
+
+
+def test_region_and_class_counts_match_brute_force():
+    hu, lungs, masks = _random_scan()
+    vessels, guard = masks["vessels"], masks["not_opacity"]
+    scan, regions = measure(hu, lungs, SPACING, vessels=vessels, not_opacity=guard)
+    lung = lungs > 0
+    tissue = lung & ~vessels
+    eligible = tissue & ~guard
+    ggo = eligible & (hu > -700) & (hu <= -300)
+    cons = eligible & (hu > -300)
+    assert scan["ground_glass_ml"] == pytest.approx(ggo.sum() * VOXEL_ML)
+    assert scan["consolidation_ml"] == pytest.approx(cons.sum() * VOXEL_ML)
+    assert scan["normal_ml"] == pytest.approx((tissue.sum() - ggo.sum() - cons.sum()) * VOXEL_ML)
+    assert scan["vessel_ml"] == pytest.approx((lung & vessels).sum() * VOXEL_ML)
+    assert scan["non_aerated_ml"] == pytest.approx((tissue & (hu > -100) & (hu <= 100)).sum() * VOXEL_ML)
+    assert scan["mean_hu"] == pytest.approx(hu[lung].mean())
+    assert scan["p15_hu"] == pytest.approx(np.percentile(hu[lung], 15))
+    # zones by thirds of each lung's own extent: right slices 2..38, left slices 5..36 (axis 0 towards the head)
+    z = np.arange(hu.shape[0])[:, None, None]
+    for side, label, (z0, z1) in (("right", 1, (2, 38)), ("left", 2, (5, 36))):
+        third = np.clip(np.floor(3 * (z - z0 + 0.5) / (z1 - z0 + 1)), 0, 2)
+        for k, zone in enumerate(("lower", "middle", "upper")):
+            sel = (lungs == label) & (third == k)
+            row = regions.set_index("region").loc[f"{side}_{zone}"]
+            assert row["lung_volume_ml"] == pytest.approx(sel.sum() * VOXEL_ML)
+            assert row["ground_glass_ml"] == pytest.approx((ggo & sel).sum() * VOXEL_ML)
+            assert row["median_hu"] == pytest.approx(np.median(hu[sel]))
+
+
+@pytest.mark.parametrize("preset", ["radiology", "ards"])
+@pytest.mark.parametrize(
+    "use", [(), ("vessels",), ("vessels", "not_opacity"), ("vessels", "lesion_mask", "not_opacity")]
+)
+def test_measure_and_label_equals_separate_calls(preset, use):
+    hu, lungs, masks = _random_scan(seed=len(use))
+    given = {k: masks[k] for k in use}
+    scan, regions, labels = measure_and_label(hu, lungs, SPACING, preset=preset, **given)
+    scan_ref, regions_ref = measure(hu, lungs, SPACING, **given)
+    assert scan == pytest.approx(scan_ref, nan_ok=True) and list(scan) == list(scan_ref)
+    pd.testing.assert_frame_equal(regions, regions_ref)
+    expected = opacity_labels(hu, lungs, preset=preset, **given)
+    assert labels.dtype == np.uint8 and (labels == expected).all()
+    assert (labels[lungs == 0] == 0).all()
+    if "vessels" in use:
+        assert (labels[(lungs > 0) & masks["vessels"]] == 3).all()
+
+
+def test_mask_dtypes_and_layouts_do_not_change_results():
+    hu, lungs, masks = _random_scan()
+    ref = measure_and_label(hu, lungs, SPACING, vessels=masks["vessels"], not_opacity=masks["not_opacity"])
+    fortran = {k: np.asfortranarray(v.astype(np.uint8) * 5) for k, v in masks.items()}  # non-zero = True
+    got = measure_and_label(
+        np.asfortranarray(hu),
+        np.asfortranarray(lungs),
+        SPACING,
+        vessels=fortran["vessels"],
+        not_opacity=fortran["not_opacity"],
+    )
+    assert got[0] == pytest.approx(ref[0], nan_ok=True)
+    pd.testing.assert_frame_equal(got[1], ref[1])
+    assert (got[2] == ref[2]).all()
+    lungs_bad = lungs.astype(np.int16)
+    lungs_bad[10, 3, 3] = -1
+    with pytest.raises(ValueError, match="labels 0"):
+        measure(hu, lungs_bad, SPACING)
+    lungs_bad = lungs.copy()
+    lungs_bad[0, 0, 0] = 3  # on a slice without lung
+    with pytest.raises(ValueError, match="labels 0"):
+        measure(hu, lungs_bad, SPACING)
+    with pytest.raises(InputError, match="preset"):
+        measure_and_label(hu, lungs, SPACING, preset="other")

@@ -166,3 +166,38 @@ def test_qc_figure_png(tmp_path):
     qc_figure(hu, lungs, opacity, (5.0, 0.7, 0.7), "P01  day 7", tmp_path / "qc.png")
     image = imread(tmp_path / "qc.png")
     assert image.shape[0] > 600 and image.shape[1] > 1200
+
+
+def test_qc_figure_draws_classes_outline_and_levels(tmp_path):
+    from PIL import Image
+
+    from lungtrial.qcfig import COLOURS, OVERLAY_ALPHA, qc_figure
+
+    hu = np.full((30, 64, 80), 40, dtype=np.int16)
+    lungs = np.zeros(hu.shape, dtype=np.uint8)
+    lungs[2:28, 10:54, 6:38] = 1
+    lungs[2:28, 10:54, 42:74] = 2
+    hu[lungs > 0] = -850
+    opacity = np.zeros(hu.shape, dtype=np.uint8)
+    opacity[2:28, 20:40, 10:30] = 1  # right lung only, through every level shown
+    opacity[2:28, 25:35, 15:25] = 2
+    opacity[2:28, 44:48, 50:60] = 3
+    qc_figure(hu, lungs, opacity, (2.0, 0.7, 0.7), "P01  day 7", tmp_path / "qc.png", dpi=100)
+    image = np.asarray(Image.open(tmp_path / "qc.png").convert("RGB")).astype(int)
+    assert image.shape == (640, 1200, 3)
+
+    def count(colour) -> int:
+        return int((np.abs(image - np.asarray(colour)).max(axis=2) <= 2).sum())
+
+    grey = 255 * (-850 + 1350) / 1500  # lung window
+    for label in (1, 2, 3):
+        rgb = [int(COLOURS[label][i : i + 2], 16) for i in (1, 3, 5)]
+        blended = [round((1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * c) for c in rgb]
+        assert count(blended) > 200, label  # four axial slices and the coronal slice
+    assert count([int(COLOURS["outline"][i : i + 2], 16) for i in (1, 3, 5)]) > 500
+    # radiological convention: the right lung (with the opacity) is on the left of the axial images (first column
+    # of panels: the left 30 % of the picture)
+    axial = image[:, : int(0.3 * image.shape[1])]
+    yellow = (np.abs(axial - [round(0.5 * grey + 0.5 * c) for c in (240, 228, 66)]).max(axis=2) <= 2).nonzero()
+    lung_pixels = (np.abs(axial - round(grey)).max(axis=2) <= 2).nonzero()
+    assert yellow[1].size > 100 and np.median(yellow[1]) < np.median(lung_pixels[1]) - 20

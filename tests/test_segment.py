@@ -54,6 +54,7 @@ def make_chest(
     noise=20.0,
     lung_gap=12.0,
     lesions=True,
+    sites=(),
     seed=0,
 ) -> Chest:
     """Chest phantom in (z, y, x), x to the patient's left, y posterior, z superior; HU int16."""
@@ -127,6 +128,17 @@ def make_chest(
         cons = lesion & (xx < 0)
         hu[cons] = -20.0
         hu[lesion & ~cons] = -480.0
+    # ground glass (-550 HU) around a consolidation core (10 HU), as COVID-19 lesions usually are:
+    # "mediastinal" against the medial border of the right lung, "dome" resting on the left diaphragm dome
+    centres = {"mediastinal": (-half - 8.0, 10.0, 150.0), "dome": (half + 60.0, -5.0, 100.0)}
+    for site in sites:
+        cx, cy, cz = centres[site]
+        r2 = (xx - cx) ** 2 + (yy - cy) ** 2 + (zz - cz) ** 2
+        glass = (r2 <= 30.0**2) & inlung
+        core = (r2 <= 18.0**2) & inlung
+        hu[glass] = -550.0
+        hu[core] = 10.0
+        lesion |= glass
     # bowel gas under the left diaphragm, 8 mm below the lung
     gas = ((xx - half - 60.0) / 35.0) ** 2 + ((yy + 10.0) / 30.0) ** 2 + ((zz - 40.0) / 20.0) ** 2 <= 1.0
     hu[gas] = -1000.0
@@ -224,6 +236,21 @@ def test_variations(kwargs):
     true_pct = 100.0 * c.lesions.sum() / (c.lungs > 0).sum()
     if kwargs.get("lung_hu", -850) > -750:
         return  # poorly aerated lung reads partly as ground glass by definition of the HU classes
+    assert abs(opacity_pct(c.hu, seg, exc) - true_pct) < 1.0
+
+
+@pytest.mark.parametrize("site", ["mediastinal", "dome"])
+def test_lesion_against_mediastinum_or_on_dome(site):
+    """A lesion (consolidation within ground glass) against the mediastinum or resting on the diaphragm dome."""
+    c = make_chest(spacing=(2.5, 1.5, 1.5), lesions=False, sites=(site,), seed=3)
+    seg = segment_lungs(c.hu, c.spacing)
+    assert (seg > 0)[c.lesions].mean() > 0.8
+    for label in (1, 2):
+        assert dice(seg == label, c.lungs == label) >= 0.97, label
+        assert abs((seg == label).sum() / (c.lungs == label).sum() - 1.0) < 0.02, label
+    assert not (seg > 0)[c.outside].any()
+    exc = opacity_exclusion(c.hu, seg, c.spacing)
+    true_pct = 100.0 * c.lesions.sum() / (c.lungs > 0).sum()
     assert abs(opacity_pct(c.hu, seg, exc) - true_pct) < 1.0
 
 

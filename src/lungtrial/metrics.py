@@ -166,46 +166,105 @@ def _check_mask(name: str, mask: np.ndarray | None, shape: tuple[int, ...]) -> n
     return mask
 
 
-def _zone_lut(lungs: np.ndarray) -> np.ndarray:
-    """``lut[z, label]`` -> region index 0-5 (``REGIONS``), for labels 1 (right) and 2 (left); 0 elsewhere."""
+def _zone_lut(lungs: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """``lut[z, label]`` -> region index 0-5 (``REGIONS``) for labels 1 (right) and 2 (left), 0 elsewhere; and
+    the indices of the slices holding any non-zero label."""
     nz = lungs.shape[0]
+    present = np.zeros((nz, 3), dtype=bool)
+    for z0 in range(0, nz, chunk):  # slabs of slices: small temporaries
+        slab = lungs[z0 : z0 + chunk]
+        present[z0 : z0 + chunk, 0] = slab.any(axis=(1, 2))
+        for side in (1, 2):
+            present[z0 : z0 + chunk, side] = (slab == side).any(axis=(1, 2))
     lut = np.zeros((nz, 3), dtype=np.int64)
-    present = np.stack([(lungs == lab).any(axis=(1, 2)) for lab in (1, 2)], axis=1)
     for side in (0, 1):
-        zs = np.flatnonzero(present[:, side])
+        zs = np.flatnonzero(present[:, side + 1])
         if zs.size == 0:
             continue
         z0, n = zs[0], zs[-1] - zs[0] + 1
         third = np.floor(3 * (np.arange(nz) - z0 + 0.5) / n).clip(0, 2).astype(np.int64)  # 0 lower .. 2 upper
         lut[:, side + 1] = side * 3 + (2 - third)
-    return lut
+    return lut, np.flatnonzero(present[:, 0])
 
 
-def _histograms(hu, lungs, vessels, lesion, guard, chunk: int = 16) -> dict[str, np.ndarray]:
-    """HU histograms ``(6 regions, 65536 bins)`` of all lung voxels, vessel voxels, non-vessel lesion voxels and
-    non-vessel ``guard`` (not opacity) voxels."""
-    lut = _zone_lut(lungs)
-    size = len(REGIONS) * _NBINS
-    out = {k: np.zeros(size, dtype=np.int64) for k in ("all", "vessel", "lesion", "guard")}
-    for z0 in range(0, hu.shape[0], chunk):
-        lab = lungs[z0 : z0 + chunk]
-        m = lab > 0
-        counts = m.reshape(m.shape[0], -1).sum(axis=1)
-        if not counts.any():
+def _voxel_labels(values, vessel, lesion, guard, preset: str) -> np.ndarray:
+    """Opacity labels (uint8: 0 none, 1 and 2 the preset's opacity classes, 3 vessel) of lung voxels with HU
+    ``values`` and bool flags ``vessel``, ``lesion``, ``guard`` (None when the mask is not given)."""
+    if preset == "radiology" and lesion is not None:
+        eligible = lesion
+        first, second = HUClass("_", None, _GGO.upper), HUClass("_", _CONS.lower, None)
+    else:
+        by_name = {c.name: c for c in PRESETS[preset]}
+        first, second = (by_name[n] for n in OPACITY_CLASSES[preset])
+        eligible = ~guard if preset == "radiology" and guard is not None else None
+    labels = np.zeros(values.size, dtype=np.uint8)
+    for label, cls in ((1, first), (2, second)):
+        sel = np.ones(values.size, dtype=bool) if eligible is None else eligible.copy()
+        if cls.lower is not None:
+            sel &= values > cls.lower
+        if cls.upper is not None:
+            sel &= values <= cls.upper
+        labels[sel] = label
+    if vessel is not None:
+        labels[vessel] = 3
+    return labels
+
+
+def _lung_pass(
+    hu, lungs, vessels, lesion, guard, preset: str | None, chunk: int = 8
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """One pass over the lung voxels, slab by slab (temporaries of a few MB, reused by the allocator instead of
+    fresh pages of volume-sized arrays).
+
+    Returns the HU histograms ``(6 regions, 65536 bins)`` of all lung voxels, vessel voxels, non-vessel lesion
+    voxels and non-vessel ``guard`` (not opacity) voxels, accumulated by one ``bincount`` per slab over regions
+    x categories x HU, and the opacity label volume of ``preset`` (None when ``preset`` is None). Only the lung
+    voxels of the masks are read; ``guard`` is ignored by the histograms when ``lesion`` is given.
+    """
+    lut, zs = _zone_lut(lungs, 16)
+    rows = len(REGIONS) * 3
+    hist = np.zeros((rows, _NBINS), dtype=np.int64)
+    out = None if preset is None else np.zeros(lungs.shape, dtype=np.uint8)
+    plane = int(np.prod(lungs.shape[1:]))
+    last = int(zs[-1]) + 1 if zs.size else 0
+    for z0 in range(int(zs[0]) if zs.size else 0, last, chunk):
+        z1 = min(z0 + chunk, last)
+        lab = lungs[z0:z1].reshape(-1)
+        idx = np.flatnonzero(lab)
+        if idx.size == 0:
             continue
-        zi = np.repeat(np.arange(z0, z0 + m.shape[0]), counts)
-        key = lut[zi, lab[m]] * _NBINS + (hu[z0 : z0 + chunk][m].astype(np.int64) + _OFFSET)
-        out["all"] += np.bincount(key, minlength=size)
-        ves = vessels[z0 : z0 + chunk][m] if vessels is not None else None
-        if ves is not None:
-            out["vessel"] += np.bincount(key[ves], minlength=size)
-        for name, mask in (("lesion", lesion), ("guard", guard)):
-            if mask is not None:
-                sel = mask[z0 : z0 + chunk][m]
-                if ves is not None:
-                    sel &= ~ves
-                out[name] += np.bincount(key[sel], minlength=size)
-    return {k: v.reshape(len(REGIONS), _NBINS) for k, v in out.items()}
+        side = lab[idx]
+        if side.min() < 1 or side.max() > 2:
+            raise ValueError("lungs: expected labels 0 (background), 1 (right lung), 2 (left lung)")
+        values = hu[z0:z1].reshape(-1)[idx]
+        vessel, les, grd = (
+            None if m is None else m[z0:z1].reshape(-1)[idx].astype(bool, copy=False) for m in (vessels, lesion, guard)
+        )
+        # key: (region * 3 + category) * span + HU - lowest HU of the slab; category 0 plain, 1 flagged (lesion,
+        # or guard when there is no lesion mask), 2 vessel (exclusive)
+        low, span = int(values.min()), int(values.max()) - int(values.min()) + 1
+        key = lut.reshape(-1)[(idx // plane + z0) * 3 + side.astype(np.intp)]
+        key *= 3
+        flag = les if les is not None else grd
+        if flag is not None:
+            key += flag if vessel is None else flag & ~vessel
+        if vessel is not None:
+            np.add(key, 2, out=key, where=vessel)
+        key *= span
+        key += values
+        key -= low
+        hist[:, low + _OFFSET : low + _OFFSET + span] += np.bincount(key, minlength=rows * span).reshape(rows, span)
+        if out is not None:
+            out[z0:z1].reshape(-1)[idx] = _voxel_labels(values, vessel, les, grd, preset)
+    h = hist.reshape(len(REGIONS), 3, _NBINS)
+    zero = np.zeros((len(REGIONS), _NBINS), dtype=np.int64)
+    histograms = {
+        "all": h.sum(axis=1),
+        "vessel": h[:, 2],
+        "lesion": h[:, 1] if lesion is not None else zero,
+        "guard": h[:, 1] if lesion is None and guard is not None else zero,
+    }
+    return histograms, out
 
 
 def _percentile(cum: np.ndarray, n: int, q: float) -> float:
@@ -293,22 +352,18 @@ def measure(
     """
     hu = _as_hu(hu)
     lungs = _check_mask("lungs", lungs, hu.shape)
-    if lungs.dtype != np.uint8:
-        lungs = lungs.astype(np.uint8)
-    if lungs.max(initial=0) > 2:
-        raise ValueError("lungs: expected labels 0 (background), 1 (right lung), 2 (left lung)")
     vessels = _check_mask("vessels", vessels, hu.shape)
-    vessels = None if vessels is None else vessels.astype(bool, copy=False)
     lesion = _check_mask("lesion_mask", lesion_mask, hu.shape)
-    lesion = None if lesion is None else lesion.astype(bool)
     guard = _check_mask("not_opacity", not_opacity, hu.shape)
-    guard = None if guard is None or lesion is not None else guard.astype(bool, copy=False)
     if len(spacing) != 3 or min(spacing) <= 0:
         raise ValueError(f"spacing: expected three positive voxel sizes (dz, dy, dx) in mm, got {spacing}")
-    classes = tuple(classes)
+    h, _ = _lung_pass(hu, lungs, vessels, lesion, None if lesion is not None else guard, None)
+    return _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct)
+
+
+def _measure(h: dict[str, np.ndarray], use_lesion: bool, spacing, classes: tuple[HUClass, ...], none_below_pct):
+    """Scan row and region table (see :func:`measure`) from the histograms of :func:`_lung_pass`."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    h = _histograms(hu, lungs, vessels, lesion, guard)
-    use_lesion = lesion is not None
 
     rows = []
     for i, region in enumerate(REGIONS):
@@ -398,30 +453,43 @@ def opacity_labels(
     if preset not in OPACITY_CLASSES:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
     hu = _as_hu(hu)
-    idx = np.flatnonzero(_check_mask("lungs", lungs, hu.shape))  # work on lung voxels only
-    values = hu.reshape(-1)[idx]
+    lungs = _check_mask("lungs", lungs, hu.shape)
+    vessels = _check_mask("vessels", vessels, hu.shape)
     lesion = _check_mask("lesion_mask", lesion_mask, hu.shape)
     guard = _check_mask("not_opacity", not_opacity, hu.shape)
-    if preset == "radiology" and lesion is not None:
-        eligible = lesion.reshape(-1)[idx] != 0
-        first, second = HUClass("_", None, _GGO.upper), HUClass("_", _CONS.lower, None)
-    else:
-        by_name = {c.name: c for c in PRESETS[preset]}
-        first, second = (by_name[n] for n in OPACITY_CLASSES[preset])
-        eligible = ~guard.reshape(-1)[idx].astype(bool) if preset == "radiology" and guard is not None else None
-    labels = np.zeros(idx.size, dtype=np.uint8)
-    for label, cls in ((1, first), (2, second)):
-        sel = np.ones(idx.size, dtype=bool) if eligible is None else eligible.copy()
-        if cls.lower is not None:
-            sel &= values > cls.lower
-        if cls.upper is not None:
-            sel &= values <= cls.upper
-        labels[sel] = label
-    if vessels is not None:
-        labels[_check_mask("vessels", vessels, hu.shape).reshape(-1)[idx].astype(bool)] = 3
-    out = np.zeros(hu.shape, dtype=np.uint8)
-    out.reshape(-1)[idx] = labels
-    return out
+    return _lung_pass(hu, lungs, vessels, lesion, guard, preset)[1]
+
+
+def measure_and_label(
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    vessels: np.ndarray | None = None,
+    lesion_mask: np.ndarray | None = None,
+    not_opacity: np.ndarray | None = None,
+    classes: Iterable[HUClass] = (),
+    none_below_pct: float = 1.0,
+    preset: str = "radiology",
+) -> tuple[dict, pd.DataFrame, np.ndarray]:
+    """:func:`measure` and :func:`opacity_labels` in one pass over the lung voxels (what a scan needs).
+
+    Parameters are those of :func:`measure` plus ``preset`` of :func:`opacity_labels`. Returns ``(scan, regions,
+    labels)``: the scan row, the region table and the uint8 (z, y, x) opacity label volume, identical to the
+    results of the two functions called separately.
+    """
+    if preset not in OPACITY_CLASSES:
+        raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
+    hu = _as_hu(hu)
+    lungs = _check_mask("lungs", lungs, hu.shape)
+    vessels = _check_mask("vessels", vessels, hu.shape)
+    lesion = _check_mask("lesion_mask", lesion_mask, hu.shape)
+    guard = _check_mask("not_opacity", not_opacity, hu.shape)
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise ValueError(f"spacing: expected three positive voxel sizes (dz, dy, dx) in mm, got {spacing}")
+    h, labels = _lung_pass(hu, lungs, vessels, lesion, guard, preset)
+    scan, regions = _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct)
+    return scan, regions, labels
 
 
 def metric_columns(classes: Iterable[HUClass] = ()) -> tuple[list[str], list[str]]:

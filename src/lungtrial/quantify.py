@@ -7,13 +7,14 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lungtrial.errors import InputError, ScanExcluded
-from lungtrial.metrics import OPACITY_CLASSES, HUClass, hu_classes, measure, metric_columns, opacity_labels
+from lungtrial.metrics import OPACITY_CLASSES, HUClass, hu_classes, measure_and_label, metric_columns
 from lungtrial.wfutil import atomic_path
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def _image(array: np.ndarray, spacing, origin, direction):
 
 
 def write_nifti(array: np.ndarray, path: str | os.PathLike, spacing, origin, direction) -> None:
-    """Write a (z, y, x) label volume as compressed NIfTI, atomically, in the CT's physical space.
+    """Write a (z, y, x) label volume as gzip-compressed NIfTI (zlib level 1: label masks compress well even at
+    the fastest level), atomically, in the CT's physical space.
 
     ``spacing`` (dz, dy, dx) mm, ``origin`` LPS (x, y, z) mm of voxel [0, 0, 0], ``direction`` 3 x 3 with column j
     the LPS direction of index axis x, y, z (ITK); SimpleITK converts LPS to the NIfTI (RAS) header.
@@ -48,7 +50,9 @@ def write_nifti(array: np.ndarray, path: str | os.PathLike, spacing, origin, dir
     import SimpleITK as sitk
 
     with atomic_path(path) as tmp:
-        sitk.WriteImage(_image(array, spacing, origin, direction), os.fspath(tmp), useCompression=True)
+        sitk.WriteImage(
+            _image(array, spacing, origin, direction), os.fspath(tmp), useCompression=True, compressionLevel=1
+        )
 
 
 def load_lesion_mask(path: str | os.PathLike, shape, spacing, origin, direction) -> np.ndarray:
@@ -117,8 +121,8 @@ def analyse_volume(
 
     Returns
     -------
-    dict with ``lungs`` (uint8 0/1/2), ``vessels`` (bool), ``labels`` (uint8 opacity labels), ``scan`` (metrics
-    row), ``regions`` (DataFrame) and ``timings`` (seconds: ``segment``, ``measure``).
+    dict with ``lungs`` (uint8 0/1/2), ``labels`` (uint8 opacity labels, vessels 3), ``scan`` (metrics row),
+    ``regions`` (DataFrame) and ``timings`` (seconds: ``segment``, ``measure``).
 
     Raises
     ------
@@ -138,13 +142,19 @@ def analyse_volume(
     vessels = segment.segment_vessels(hu, lungs, spacing)
     not_opacity = segment.opacity_exclusion(hu, lungs, spacing, vessels=vessels) if lesion_mask is None else None
     t1 = time.perf_counter()
-    masks = {"vessels": vessels, "lesion_mask": lesion_mask, "not_opacity": not_opacity}
-    scan, regions = measure(hu, lungs, spacing, classes=classes, **masks)
-    labels = opacity_labels(hu, lungs, preset=preset, **masks)
+    scan, regions, labels = measure_and_label(
+        hu,
+        lungs,
+        spacing,
+        vessels=vessels,
+        lesion_mask=lesion_mask,
+        not_opacity=not_opacity,
+        classes=classes,
+        preset=preset,
+    )
     t2 = time.perf_counter()
     return {
         "lungs": lungs,
-        "vessels": vessels,
         "labels": labels,
         "scan": scan,
         "regions": regions,
@@ -192,6 +202,7 @@ def quantify_scan(
     title: str | None = None,
     series_options: Mapping | None = None,
     classes: Iterable[HUClass | Mapping] = (),
+    write_threads: int = 3,
 ) -> dict:
     """Measure one scan: read the series, segment lungs and vessels, measure, write all outputs into ``outdir``.
 
@@ -215,6 +226,7 @@ def quantify_scan(
     series_options : options of :func:`lungtrial.dicomio.ingest` (``min_slices``, ``max_slice_thickness_mm``,
         ``prefer``, ``prefer_kernels``), used when ``series`` is None.
     classes : extra HU classes (:class:`~lungtrial.metrics.HUClass` or ``{name, lower, upper}`` dicts).
+    write_threads : threads writing the two masks and the QC picture concurrently (1: one after the other).
 
     Returns
     -------
@@ -252,6 +264,7 @@ def quantify_scan(
         return excluded([str(exc)])
     timings["read"] = round(time.perf_counter() - start, 3)
 
+    vol.padding = None  # not used here: free it before segmentation
     lesion = None
     if lesion_mask is not None:
         lesion = load_lesion_mask(lesion_mask, vol.hu.shape, vol.spacing, vol.origin, vol.direction)
@@ -259,6 +272,7 @@ def quantify_scan(
         result = analyse_volume(vol.hu, vol.spacing, lesion_mask=lesion, preset=preset, classes=classes)
     except ScanExcluded as exc:
         return excluded(exc.reasons)
+    del lesion
     timings |= result["timings"]
     lungs, labels, regions = result["lungs"], result["labels"], result["regions"]
     clock = time.perf_counter()
@@ -276,10 +290,21 @@ def quantify_scan(
         "spacing_x_mm": vol.spacing[2],
         "slice_thickness_mm": geometry.get("slice_thickness_mm"),
     } | result["scan"]
-    write_nifti(lungs.astype(np.uint8, copy=False), outdir / "lungs.nii.gz", vol.spacing, vol.origin, vol.direction)
-    write_nifti(labels, outdir / "opacity.nii.gz", vol.spacing, vol.origin, vol.direction)
-    with atomic_path(outdir / "qc.png") as tmp:
-        qc_figure(vol.hu, lungs, labels, vol.spacing, title or scan_id, tmp, class_names=_CLASS_TITLES[preset])
+    place = (vol.spacing, vol.origin, vol.direction)
+
+    def qc_picture() -> None:
+        with atomic_path(outdir / "qc.png") as tmp:
+            qc_figure(vol.hu, lungs, labels, vol.spacing, title or scan_id, tmp, class_names=_CLASS_TITLES[preset])
+
+    # zlib (in SimpleITK's writer), numpy and PNG encoding release the GIL: the three files are written at once
+    with ThreadPoolExecutor(max_workers=write_threads) as pool:
+        jobs = [
+            pool.submit(write_nifti, lungs.astype(np.uint8, copy=False), outdir / "lungs.nii.gz", *place),
+            pool.submit(write_nifti, labels, outdir / "opacity.nii.gz", *place),
+            pool.submit(qc_picture),
+        ]
+        for job in jobs:
+            job.result()  # an error is raised once every job has finished (the pool waits on exit)
     regions.insert(0, "scan_id", scan_id)
     _write_csv(regions, outdir / "regions.csv")
     _write_csv(pd.DataFrame([row]), outdir / "metrics.csv")

@@ -39,6 +39,7 @@ __all__ = ["segment_lungs", "segment_vessels", "opacity_exclusion"]
 
 AIR_HU = -500.0  # half-way between aerated lung (about -850 HU) and soft tissue (about 40 HU)
 BONE_HU = 150.0  # denser than any consolidation
+HAZY_HU = -250.0  # ground glass stays below; fat (about -100 HU) and every solid tissue lie above
 RIGHT, LEFT = 1, 2
 
 # in-plane (axial) connectivity structures for 3D arrays: each slice is labelled on its own
@@ -187,6 +188,34 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
     return keep[lab]
 
 
+def _hazy_structure(cspacing: np.ndarray) -> np.ndarray:
+    """Ellipsoid of radius 2.5 mm, at least one voxel along each axis (coarse grid)."""
+    r = [max(1, int(round(2.5 / s))) for s in cspacing]
+    grids = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
+    return sum((g / k) ** 2 for g, k in zip(grids, r)) <= 1.0 + 1e-9
+
+
+def _hazy_core(hazy: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
+    """Ground-glass cores: the hazy voxels (-500 to -250 HU) that hold an ellipsoid of radius 2.5 mm (>= 1 voxel).
+
+    The partial-volume band between aerated lung and the chest wall, the mediastinum or the diaphragm (also where
+    a thick slice cuts the diaphragm dome) is thinner than that and is not a core.
+    """
+    return ndimage.binary_opening(hazy, structure=_hazy_structure(cspacing))
+
+
+def _hazy_edges(lungs: np.ndarray, hazy: np.ndarray, core: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
+    """``lungs`` with the hazy voxels within one structuring element of their ground-glass cores (labels kept)."""
+    out = lungs.copy()
+    mine = core & (lungs > 0)
+    if not mine.any():
+        return out
+    grown = ndimage.grey_dilation(np.where(mine, lungs, 0).astype(np.uint8), footprint=_hazy_structure(cspacing))
+    add = hazy & (out == 0) & (grown > 0)
+    out[add] = grown[add]
+    return out
+
+
 def _split_joined(comp: np.ndarray, cspacing: np.ndarray, midline_x: float) -> np.ndarray | None:
     """Split one region holding both lungs; returns labels 1 (right) / 2 (left) or None if it is one lung."""
     eroded = comp
@@ -273,7 +302,9 @@ def _pockets(
     pix: tuple[float, float],
     wall_mm: float,
     hu: np.ndarray,
+    support: np.ndarray | None,
     medial: tuple[float, float] | None = None,
+    lined_mm: float = 20.0,
 ) -> np.ndarray:
     """Lesion pockets of one lung in the planes ``lung[k]`` (bool, same shape as ``lung``).
 
@@ -351,6 +382,26 @@ def _pockets(
                 hazy & hazy_pocket, structure=cross, iterations=int(round(6.0 / min(pix))), mask=hazy_pocket
             )
             out[k][box] |= near
+        # pockets lined by the lung's own ground glass (at least 6 mm thick: not the partial-volume edge): the
+        # consolidation the ground glass surrounds, within 6 mm of it where a quarter of the pocket's outline is
+        # ground glass, within ``lined_mm`` where half of it is, the pocket is at most ``lined_mm`` behind its
+        # chord and the lung goes on below (``support``); the mediastinum and the liver lie behind aerated lung
+        glass = ndimage.binary_opening(crop & (hu[k][box] > -650.0) & (hu[k][box] < -250.0), structure=cross)
+        if support is not None and glass.any():
+            rim = ndimage.binary_dilation(crop, structure=cross) & ~crop
+            n_border = np.maximum(np.bincount(np.where(rim, lab, 0).ravel(), minlength=n + 1)[1:], 1)
+            touching = ndimage.binary_dilation(glass, structure=cross) & rim
+            n_glass = np.bincount(np.where(touching, lab, 0).ravel(), minlength=n + 1)[1:]
+            behind = ndimage.distance_transform_edt(hull, sampling=pix)
+            shallow = np.asarray(ndimage.maximum(behind, lab, idx), dtype=float) <= lined_mm
+            for frac, reach, extra in ((0.25, 6.0, ~ok), (0.5, lined_mm, ~ok & shallow)):
+                lined = np.concatenate([[False], extra & (n_glass >= frac * n_border)])[lab]
+                if reach > 6.0:
+                    lined &= support[k][box]
+                if lined.any():
+                    out[k][box] |= ndimage.binary_dilation(
+                        touching & lined, structure=cross, iterations=int(round(reach / min(pix))), mask=lined
+                    )
         accepted = np.flatnonzero(ok & has_chord)
         if accepted.size == 0:
             continue
@@ -382,6 +433,16 @@ def _pockets(
     return out
 
 
+def _below(lung: np.ndarray, dz: float, reach_mm: float = 40.0) -> np.ndarray:
+    """Voxels with ``lung`` at most ``reach_mm`` below them in their (y, x) column (bool)."""
+    n = max(1, int(round(reach_mm / dz)))
+    count = np.zeros((lung.shape[0] + 1,) + lung.shape[1:], dtype=np.int32)
+    np.cumsum(lung, axis=0, dtype=np.int32, out=count[1:])
+    out = np.zeros(lung.shape, dtype=bool)
+    out[1:] = count[1:-1] > count[np.maximum(np.arange(1, lung.shape[0]) - n, 0)]
+    return out
+
+
 def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing) -> np.ndarray:
     """Add to each lung its enclosed holes (axial) and its lesion pockets in axial, coronal and sagittal planes.
 
@@ -394,6 +455,7 @@ def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.
     inlung = lungs > 0
     zs = np.flatnonzero(inlung.any(axis=(1, 2)))
     axial = _depth(body, cspacing, 0, zs)
+    below = {label: _below(lungs == label, cspacing[0]) for label in (RIGHT, LEFT)}
     for axis in (0, 1, 2):  # axial planes (y, x), coronal planes (z, x), sagittal planes (z, y)
         planes = np.flatnonzero(inlung.any(axis=tuple(i for i in range(3) if i != axis)))
         depth = _depth(body, cspacing, 1, planes) if axis == 1 else axial
@@ -410,6 +472,7 @@ def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.
                 pix,
                 wall,
                 np.moveaxis(coarse, axis, 0),
+                below[label] if axis == 0 else None,
                 medial=(0.0, medial_x) if axis == 0 else None,
             )
             add = np.moveaxis(add, 0, axis)
@@ -451,8 +514,11 @@ def segment_lungs(hu: np.ndarray, spacing) -> np.ndarray:
     body = _body(~air)
     inner = air & body
     airway = _airways(inner, body, csp)
-    aerated = _pick_lungs(inner & ~airway, body, csp)
-    lungs_c = _repair(aerated, coarse, body, airway, csp)
+    hazy = _hazy_core(body & ~air & (coarse < HAZY_HU) & ~airway, csp)
+    picked = _pick_lungs((inner | hazy) & ~airway, body, csp)
+    picked = _hazy_edges(picked, body & ~air & (coarse < HAZY_HU) & ~airway, hazy, csp)
+    aerated = np.where(air, picked, 0).astype(np.uint8)
+    lungs_c = _repair(picked, coarse, body, airway, csp)
     del coarse, air, inner
     return _refine(hu, lungs_c, aerated, airway, factors)
 
