@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: run report test lint format clean
+.PHONY: run test slurm-test lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Stands up a private one-node SLURM (Debian packages, needs root) and runs the reduced demo through the
+# SLURM executor, then compares its results with a local run. See docs/slurm.md.
+slurm-test: $(STAMP)
+	bash tests/slurm/run_demo_on_slurm.sh
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

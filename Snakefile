@@ -1,11 +1,25 @@
 """lungtrial: serial chest CT opacity, labs and outcomes of a clinical trial, compared between arms."""
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+# The lungtrial library of this checkout, for the workflow itself and for its jobs (also in conda envs and on
+# cluster nodes).
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [
+        os.path.join(workflow.basedir, "src"),
+        *filter(None, [os.environ.get("PYTHONPATH")]),
+    ]
+)
 
 
 report: "workflow/report/workflow.rst"

@@ -43,7 +43,7 @@ rule clinical_tables:
         "../../envs/clinical.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=500,
         runtime=10,
     params:
         on_unknown=CLINICAL["on_unknown"],
@@ -76,7 +76,7 @@ rule clinical_scans:
         "../../envs/clinical.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=500,
         runtime=10,
     params:
         visits=CLINICAL.get("visits", {}),

@@ -1,5 +1,7 @@
 """Sheet loading, validation and input functions shared by every stage."""
 
+import json
+import math
 import os
 
 import pandas as pd
@@ -129,6 +131,14 @@ UNITS_TABLE = shipped(config["clinical"]["units"])
 ANALYTES_TABLE = shipped(config["clinical"]["analytes"])
 SUBJECTS = _subjects.set_index("subject_id", drop=False)
 SCANS = _scan_dates(_scans, _subjects, _scans_source).set_index("scan_id", drop=False)
+# Per-scan lookups built once: input functions run once per job, thousands of times in a large trial.
+DICOM_DIRS = SCANS["dicom_dir"].to_dict()
+_day0 = pd.to_datetime(SCANS["subject_id"].map(SUBJECTS["day0_date"]))
+SCAN_INFO = (
+    SCANS[["scan_id", "subject_id", "scan_date"]]
+    .assign(study_day=(pd.to_datetime(SCANS["scan_date"]) - _day0).dt.days.astype(int))
+    .to_dict("index")
+)
 
 
 wildcard_constraints:
@@ -137,19 +147,24 @@ wildcard_constraints:
 
 def dicom_dir(wildcards):
     """The DICOM folder of one scan."""
-    return SCANS.loc[wildcards.scan, "dicom_dir"]
+    return DICOM_DIRS[wildcards.scan]
 
 
 def scan_info(wildcards):
     """Per-scan facts that go into its outputs (never anything from the DICOM headers)."""
-    row = SCANS.loc[wildcards.scan]
-    day0 = pd.Timestamp(SUBJECTS.loc[row["subject_id"], "day0_date"])
-    return {
-        "scan_id": row["scan_id"],
-        "subject_id": row["subject_id"],
-        "scan_date": row["scan_date"],
-        "study_day": int((pd.Timestamp(row["scan_date"]) - day0).days),
-    }
+    return SCAN_INFO[wildcards.scan]
+
+
+def quantify_mem_mb(wildcards, input):
+    """Memory of one scan's measurement, from its series size (measured: ~500 MB + 10 MB per million voxels).
+
+    Before the series is chosen (dry run, or a grouped cluster job) a 600-slice 512 x 512 series is assumed.
+    """
+    shape = (600, 512, 512)
+    if os.path.exists(input.series):
+        with open(input.series) as f:
+            shape = json.load(f).get("geometry", {}).get("shape") or (1, 1, 1)
+    return 500 + math.ceil(10 * math.prod(shape) / 1e6)
 
 
 def lesion_mask(wildcards):

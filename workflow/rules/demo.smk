@@ -34,8 +34,8 @@ if config["demo"]:
             "../../envs/demo.yaml"
         threads: 1
         resources:
-            mem_mb=lambda wc: 6000 if DEMO["size"] == "full" else 1000,
-            runtime=10,
+            mem_mb=1500 if DEMO["size"] == "full" else 500,
+            runtime=5,
         params:
             seed=DEMO["seed"],
             size=DEMO["size"],

@@ -16,8 +16,8 @@ rule ingest_scan:
         "../../envs/imaging.yaml"
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=10,
+        mem_mb=300,
+        runtime=5,
     params:
         series=config["imaging"]["series"],
         strict=config["imaging"]["strict"],
@@ -47,8 +47,8 @@ rule quantify_scan:
         "../../envs/imaging.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=quantify_mem_mb,
+        runtime=15,
     params:
         info=scan_info,
         preset=config["imaging"]["preset"],

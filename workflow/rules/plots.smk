@@ -27,8 +27,8 @@ rule plot_trajectories_imaging:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=500,
+        runtime=5,
     params:
         plots=PLOT_PARAMS,
         hu_classes=HU_CLASSES,
@@ -53,8 +53,8 @@ rule plot_trajectories_labs:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=500,
+        runtime=5,
     params:
         plots=PLOT_PARAMS,
     script:
@@ -78,8 +78,8 @@ rule plot_change:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=500,
+        runtime=5,
     params:
         plots=PLOT_PARAMS,
     script:
@@ -103,8 +103,8 @@ rule plot_opacity_pf:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=500,
+        runtime=5,
     params:
         plots=PLOT_PARAMS,
     script:
@@ -129,8 +129,8 @@ rule plot_swimmer:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=500,
+        runtime=5,
     params:
         plots=PLOT_PARAMS,
     script:
@@ -154,8 +154,8 @@ rule plot_kaplan_meier:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=500,
+        runtime=5,
     params:
         plots=PLOT_PARAMS,
     script:

@@ -74,7 +74,7 @@ rule stats_tables:
         "../../envs/stats.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=500,
         runtime=10,
     params:
         stats=STATS_PARAMS,
