@@ -13,12 +13,10 @@ configfile: "config/config.yaml"
 
 # The lungtrial library of this checkout, for the workflow itself and for its jobs (also in conda envs and on
 # cluster nodes).
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [
-        os.path.join(workflow.basedir, "src"),
-        *filter(None, [os.environ.get("PYTHONPATH")]),
-    ]
+_src = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, _src)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [_src, os.getenv("PYTHONPATH")]))
 )
 
 

@@ -12,22 +12,31 @@ Method of :func:`segment_lungs` (all thresholds are physical HU values, no scann
 3. The trachea is found as a small, medial air region in the most superior slices and followed caudally through
    small air regions that are separate from the lungs in the axial plane (trachea, main bronchi in the
    mediastinum). They are removed.
-4. The largest remaining air region is one lung, or both lungs joined at the anterior/posterior junction; joined
+4. Ground glass: hazy voxels (-500 to -250 HU; no solid tissue, not even fat, is that light) that hold an
+   ellipsoid of radius 2.5 mm (at least one voxel along each axis) join the air: the partial-volume band along the
+   chest wall, the mediastinum and the diaphragm (also where a thick slice cuts the dome) is thinner than that. A
+   lung that is almost all ground glass is thereby still found.
+5. The largest remaining region is one lung, or both lungs joined at the anterior/posterior junction; joined
    lungs are split by erosion and nearest-seed assignment. The other lung is the largest region on the other
-   side of the body's midline reaching above the first lung's centre (bowel gas lies below the diaphragm).
-5. Lesion repair, per lung, in axial, coronal and sagittal planes: holes enclosed by the lung (vessels,
+   side of the body's midline reaching above the first lung's centre (bowel gas lies below the diaphragm). The
+   hazy edges of each lung's ground glass are added.
+6. Lesion repair, per lung, in axial, coronal and sagittal planes: holes enclosed by the lung (vessels,
    lesions; axial only) are filled, and pockets between the lung and its convex hull are added when their chord
    runs along the chest wall (subpleural ground glass and consolidation, also posterior-basal lesions that fill
    the whole back of a slice). Pockets whose chord dives into the body (mediastinum, heart, spine, liver dome)
-   are not added, except for their ground glass (-650 to -250 HU, which no solid tissue shows) and what lies
-   within 6 mm of it. Bone (> 150 HU) and the airway are never added.
-6. The boundary is refined at full resolution with the -500 HU threshold within one coarse voxel of the coarse
-   boundary; the repaired pockets keep their coarse extent.
+   are not added, except (axial planes) what lies within 6 mm of the lung's own ground glass where it lines a
+   quarter of the pocket, and within 20 mm where it lines half of a pocket that is at most 20 mm deep and has
+   lung below it within 40 mm (consolidation inside its ground glass against the mediastinum; the heart and the
+   liver lie behind aerated lung, and the liver has no lung below). Bone (> 150 HU) and the airway are never
+   added.
+7. The boundary is refined at full resolution with the -500 HU threshold within one coarse voxel of the coarse
+   boundary; ground glass and the repaired pockets keep their coarse extent.
 
 Known limits: consolidation against the mediastinum or resting on the diaphragm dome, with no ground glass
-around it, cannot be told from the mediastinum or the liver by HU and is left out where the lung's outline does
-not reveal it; the distal end of a main bronchus, where it merges with the lung in the axial plane at about 2 mm,
-stays in the lung.
+lining it, cannot be told from the mediastinum or the liver by HU and is left out where the lung's outline does
+not reveal it; so is consolidation that fills the whole posterior costophrenic recess (it lies outside the
+aerated lung's convex hull in every plane). The distal end of a main bronchus, where it merges with the lung in
+the axial plane at about 2 mm, stays in the lung.
 """
 
 from __future__ import annotations
@@ -319,6 +328,11 @@ def _pockets(
     - Of a pocket rejected so, at least a quarter hazy (-650 to -250 HU, away from the lung's partial-volume edge:
       ground glass, never solid tissue), the ground glass and what lies within 6 mm of it (the consolidation it
       surrounds) are added.
+    - With ``support`` (axial planes: the voxels with this lung at most 40 mm below them), of a rejected pocket
+      whose outline is lined by the lung's own ground glass (-650 to -250 HU, at least 6 mm thick), what lies within
+      6 mm of that ground glass when it lines a quarter of the outline, and within ``lined_mm`` when it lines half
+      of it, the pocket reaches at most ``lined_mm`` behind its chord and the voxel has ``support`` (consolidation
+      within its ground glass against the mediastinum).
     - In axial planes, holes enclosed by the lung (vessels, lesions) are added.
 
     Accepted chord pockets grow across the chord, which cuts off the pleural cap of the lesion, up to the chest
@@ -386,8 +400,10 @@ def _pockets(
         # consolidation the ground glass surrounds, within 6 mm of it where a quarter of the pocket's outline is
         # ground glass, within ``lined_mm`` where half of it is, the pocket is at most ``lined_mm`` behind its
         # chord and the lung goes on below (``support``); the mediastinum and the liver lie behind aerated lung
-        glass = ndimage.binary_opening(crop & (hu[k][box] > -650.0) & (hu[k][box] < -250.0), structure=cross)
-        if support is not None and glass.any():
+        glass = None
+        if support is not None:
+            glass = ndimage.binary_opening(crop & (hu[k][box] > -650.0) & (hu[k][box] < -250.0), structure=cross)
+        if glass is not None and glass.any():
             rim = ndimage.binary_dilation(crop, structure=cross) & ~crop
             n_border = np.maximum(np.bincount(np.where(rim, lab, 0).ravel(), minlength=n + 1)[1:], 1)
             touching = ndimage.binary_dilation(glass, structure=cross) & rim
