@@ -11,6 +11,9 @@ STATS_PARAMS = {
     "confidence": 1 - config["stats"]["alpha"],
     "visits": sorted(VISIT_WINDOWS, key=lambda name: VISIT_WINDOWS[name][0]),
     "has_adverse_events": bool(AE_SHEET),
+    "subjects_per_arm": {
+        arm: int(n) for arm, n in SUBJECTS["arm"].value_counts().sort_index().items()
+    },
 }
 # The imaging preset's HU classes as text for captions, e.g. "ground glass (-700, -300] HU".
 HU_CLASSES = f"{config['imaging']['preset']} preset: " + "; ".join(
