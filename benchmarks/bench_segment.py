@@ -1,6 +1,6 @@
 """Speed, peak memory and accuracy of lung segmentation on a generated chest CT.
 
-Usage: ``python benchmarks/bench_segment.py [--size full|small] [--thickness MM] [--workdir DIR]``
+Usage: ``python benchmarks/bench_segment.py [--size full|small] [--thickness MM] [--lesions GG CONS] [--workdir DIR]``
 
 ``full`` is 512 x 512 x 300 voxels (0.7 mm pixels, 1 mm slices); ``small`` is about 256 x 256 x 120. The phantom is
 rendered in a child process and saved as ``.npy``; a second child process loads it (memory-mapped reading is not
@@ -20,7 +20,7 @@ from pathlib import Path
 SIZES = {"full": ((300, 512, 512), (1.0, 0.7, 0.7)), "small": ((120, 256, 256), (2.5, 1.4, 1.4))}
 
 
-def render(size: str, thickness: float | None, out: Path) -> None:
+def render(size: str, thickness: float | None, lesions: tuple[float, float], out: Path) -> None:
     import numpy as np
 
     from lungtrial.demo.phantom import Lesions, PhantomParams, make_chest
@@ -29,7 +29,8 @@ def render(size: str, thickness: float | None, out: Path) -> None:
     if thickness:
         spacing = (thickness, spacing[1], spacing[2])
         shape = (int(round(shape[0] * SIZES[size][1][0] / thickness)), shape[1], shape[2])
-    hu, truth = make_chest(PhantomParams(), spacing, shape, Lesions(10.0, 3.0, seed=3), seed=1)
+    burden = Lesions(lesions[0], lesions[1], seed=3) if sum(lesions) > 0 else None
+    hu, truth = make_chest(PhantomParams(), spacing, shape, burden, seed=1)
     np.save(out / "hu.npy", np.round(hu).astype(np.int16))
     np.save(out / "lungs.npy", truth.lungs)
     np.save(out / "lesions.npy", truth.lesions)
@@ -81,11 +82,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="full")
     ap.add_argument("--thickness", type=float, default=None, help="slice thickness and spacing in mm")
+    ap.add_argument(
+        "--lesions", type=float, nargs=2, default=(10.0, 3.0), metavar=("GG", "CONS"),
+        help="ground glass and consolidation, %% of the lung volume (default 10 3; 0 0 for healthy lungs)",
+    )
     ap.add_argument("--workdir", type=Path, default=None, help="keep the rendered phantom here")
     ap.add_argument("--step", choices=["render", "measure"], default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.step == "render":
-        render(args.size, args.thickness, args.workdir)
+        render(args.size, args.thickness, tuple(args.lesions), args.workdir)
         return
     if args.step == "measure":
         measure(args.workdir)
@@ -96,6 +101,7 @@ def main() -> None:
         base = [sys.executable, __file__, "--size", args.size, "--workdir", str(work)]
         if args.thickness:
             base += ["--thickness", str(args.thickness)]
+        base += ["--lesions", *(str(v) for v in args.lesions)]
         if not (work / "hu.npy").exists():
             subprocess.run(base + ["--step", "render"], check=True)
         subprocess.run(base + ["--step", "measure"], check=True)

@@ -71,21 +71,18 @@ def _block_factors(spacing: np.ndarray, target_mm: float) -> np.ndarray:
     return np.maximum(1, np.round(target_mm / spacing)).astype(int)
 
 
-def _block_reduce(vol: np.ndarray, factors: np.ndarray, chunk_blocks: int = 16) -> np.ndarray:
+def _block_reduce(vol: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """Block mean of ``vol`` as float32; edge blocks are averaged over the voxels they hold."""
     fz, fy, fx = (int(f) for f in factors)
     nz, ny, nx = vol.shape
-    cz = -(-nz // fz)
-    starts = [np.arange(0, n, f) for n, f in ((ny, fy), (nx, fx))]
-    out = np.empty((cz, starts[0].size, starts[1].size), dtype=np.float32)
-    acc = np.int32 if vol.dtype.kind in "biu" and vol.dtype.itemsize <= 2 else np.float64
-    for b0 in range(0, cz, chunk_blocks):
-        slab = vol[b0 * fz : min(nz, (b0 + chunk_blocks) * fz)]
-        slab = np.add.reduceat(slab, starts[1], axis=2, dtype=acc)
-        slab = np.add.reduceat(slab, starts[0], axis=1)
-        if fz > 1:
-            slab = np.add.reduceat(slab, np.arange(0, slab.shape[0], fz), axis=0)
-        out[b0 : b0 + slab.shape[0]] = slab
+    acc_type = np.int32 if vol.dtype.kind in "biu" and vol.dtype.itemsize <= 2 else np.float64
+    acc = np.zeros((-(-nz // fz), -(-ny // fy), -(-nx // fx)), dtype=acc_type)
+    for i in range(fz):  # one strided view per position within the block: no full-size temporary
+        for j in range(fy):
+            for k in range(fx):
+                part = vol[i::fz, j::fy, k::fx]
+                acc[: part.shape[0], : part.shape[1], : part.shape[2]] += part
+    out = acc.astype(np.float32)
     for axis, (n, f) in enumerate(((nz, fz), (ny, fy), (nx, fx))):
         first = np.arange(out.shape[axis]) * f
         count = (np.minimum(first + f, n) - first).astype(np.float32)
@@ -544,7 +541,9 @@ def _refine(
 ) -> np.ndarray:
     """Full-resolution labels: the -500 HU threshold decides within one coarse voxel of the coarse boundary.
 
-    Repaired (lesion) coarse voxels keep their coarse extent; airway voxels are never added.
+    Repaired (lesion, ground glass) coarse voxels keep their coarse extent, except on their in-plane outer edge
+    (against the chest wall, the mediastinum or the diaphragm), where the inner half of each edge voxel is kept:
+    a coarse voxel on the true border holds half lung on average. Airway voxels are never added.
     """
     inside = lungs_c > 0
     interior = ndimage.binary_erosion(inside, border_value=0)
@@ -555,7 +554,10 @@ def _refine(
     band = (grown > 0) & ~interior & ~repaired
     fixed = np.where(band, 0, lungs_c).astype(np.uint8)
 
+    # the in-plane outer edge of the repaired voxels: at full resolution only its inner half is kept
+    edge = repaired & ~ndimage.binary_erosion(inside, structure=_PLANE4, border_value=0)
     fz, fy, fx = (int(f) for f in factors)
+    half = min(fy, fx) // 2
     nz, ny, nx = hu.shape
     iy = np.minimum(np.arange(ny) // fy, lungs_c.shape[1] - 1)
     ix = np.minimum(np.arange(nx) // fx, lungs_c.shape[2] - 1)
@@ -564,6 +566,10 @@ def _refine(
         if not grown[cz].any():
             continue
         f2 = fixed[cz][iy[:, None], ix[None, :]]
+        if half and edge[cz].any():
+            e2 = edge[cz][iy[:, None], ix[None, :]]
+            keep = ndimage.binary_dilation((f2 > 0) & ~e2, iterations=half, mask=e2 | (f2 > 0))
+            f2[e2 & ~keep] = 0
         b2 = band[cz][iy[:, None], ix[None, :]]
         g2 = grown[cz][iy[:, None], ix[None, :]]
         for z in range(cz * fz, min(nz, (cz + 1) * fz)):
