@@ -386,52 +386,14 @@ def _measure(h: dict[str, np.ndarray], use_lesion: bool, spacing, classes: tuple
     return scan, regions
 
 
-def measure_scan(
-    hu: np.ndarray,
-    lungs: np.ndarray,
-    spacing: tuple[float, float, float],
-    *,
-    vessels: np.ndarray | None = None,
-    lesion_mask: np.ndarray | None = None,
-    not_opacity: np.ndarray | None = None,
-    classes: Iterable[HUClass] = (),
-    none_below_pct: float = 1.0,
-) -> dict:
-    """The per-scan metrics row (see :func:`measure` for parameters and keys)."""
-    return measure(
-        hu,
-        lungs,
-        spacing,
-        vessels=vessels,
-        lesion_mask=lesion_mask,
-        not_opacity=not_opacity,
-        classes=classes,
-        none_below_pct=none_below_pct,
-    )[0]
+def measure_scan(hu: np.ndarray, lungs: np.ndarray, spacing: tuple[float, float, float], **options) -> dict:
+    """The per-scan metrics row (see :func:`measure` for the options and keys)."""
+    return measure(hu, lungs, spacing, **options)[0]
 
 
-def measure_regions(
-    hu: np.ndarray,
-    lungs: np.ndarray,
-    spacing: tuple[float, float, float],
-    *,
-    vessels: np.ndarray | None = None,
-    lesion_mask: np.ndarray | None = None,
-    not_opacity: np.ndarray | None = None,
-    classes: Iterable[HUClass] = (),
-    none_below_pct: float = 1.0,
-) -> pd.DataFrame:
+def measure_regions(hu: np.ndarray, lungs: np.ndarray, spacing: tuple[float, float, float], **options) -> pd.DataFrame:
     """Metrics of the six regions with their involvement scores (see :func:`measure`)."""
-    return measure(
-        hu,
-        lungs,
-        spacing,
-        vessels=vessels,
-        lesion_mask=lesion_mask,
-        not_opacity=not_opacity,
-        classes=classes,
-        none_below_pct=none_below_pct,
-    )[1]
+    return measure(hu, lungs, spacing, **options)[1]
 
 
 def opacity_labels(

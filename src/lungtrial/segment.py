@@ -24,11 +24,10 @@ Method of :func:`segment_lungs` (all thresholds are physical HU values, no scann
    lesions; axial only) are filled, and pockets between the lung and its convex hull are added when their chord
    runs along the chest wall (subpleural ground glass and consolidation, also posterior-basal lesions that fill
    the whole back of a slice). Pockets whose chord dives into the body (mediastinum, heart, spine, liver dome)
-   are not added, except (axial planes) what lies within 6 mm of the lung's own ground glass where it lines a
-   quarter of the pocket, and within 20 mm where it lines half of a pocket that is at most 20 mm deep and has
-   lung below it within 40 mm (consolidation inside its ground glass against the mediastinum; the heart and the
-   liver lie behind aerated lung, and the liver has no lung below). Bone (> 150 HU) and the airway are never
-   added.
+   are not added, except what lies within 6 mm of the lung's own ground glass where it lines a quarter of the
+   pocket, and within 20 mm where it lines half of a pocket at most 20 mm deep (consolidation inside its ground
+   glass, also against the mediastinum). Both need lung at most 40 mm below (the liver under the dome has none),
+   except the 6 mm rule in axial planes. Bone (> 150 HU) and the airway are never added.
 7. The boundary is refined at full resolution with the -500 HU threshold within one coarse voxel of the coarse
    boundary; ground glass and the repaired pockets keep their coarse extent.
 
@@ -308,7 +307,8 @@ def _pockets(
     pix: tuple[float, float],
     wall_mm: float,
     hu: np.ndarray,
-    support: np.ndarray | None,
+    support: np.ndarray,
+    near_needs_support: bool,
     medial: tuple[float, float] | None = None,
     lined_mm: float = 20.0,
 ) -> np.ndarray:
@@ -325,11 +325,12 @@ def _pockets(
     - Of a pocket rejected so, at least a quarter hazy (-650 to -250 HU, away from the lung's partial-volume edge:
       ground glass, never solid tissue), the ground glass and what lies within 6 mm of it (the consolidation it
       surrounds) are added.
-    - With ``support`` (axial planes: the voxels with this lung at most 40 mm below them), of a rejected pocket
-      whose outline is lined by the lung's own ground glass (-650 to -250 HU, at least 6 mm thick), what lies within
-      6 mm of that ground glass when it lines a quarter of the outline, and within ``lined_mm`` when it lines half
-      of it, the pocket reaches at most ``lined_mm`` behind its chord and the voxel has ``support`` (consolidation
-      within its ground glass against the mediastinum).
+    - Of a rejected pocket whose outline is lined by the lung's own ground glass (-650 to -250 HU, at least 6 mm
+      thick), what lies within 6 mm of that ground glass where it lines a quarter of the outline (only voxels
+      with ``support`` if ``near_needs_support``), and within ``lined_mm`` where it lines half of it, the pocket
+      reaches at most ``lined_mm`` behind its chord and the voxel has ``support``: consolidation within its
+      ground glass, also against the mediastinum. ``support`` marks the voxels with this lung at most 40 mm
+      below them, which the liver under the dome lacks; the heart lies behind aerated lung.
     - In axial planes, holes enclosed by the lung (vessels, lesions) are added.
 
     Accepted chord pockets grow across the chord, which cuts off the pleural cap of the lesion, up to the chest
@@ -393,27 +394,23 @@ def _pockets(
                 hazy & hazy_pocket, structure=cross, iterations=int(round(6.0 / min(pix))), mask=hazy_pocket
             )
             out[k][box] |= near
-        # pockets lined by the lung's own ground glass (at least 6 mm thick: not the partial-volume edge): the
-        # consolidation the ground glass surrounds, within 6 mm of it where a quarter of the pocket's outline is
-        # ground glass, within ``lined_mm`` where half of it is, the pocket is at most ``lined_mm`` behind its
-        # chord and the lung goes on below (``support``); the mediastinum and the liver lie behind aerated lung
-        glass = None
-        if support is not None:
-            glass = ndimage.binary_opening(crop & (hu[k][box] > -650.0) & (hu[k][box] < -250.0), structure=cross)
-        if glass is not None and glass.any():
+        # pockets lined by the lung's own ground glass (at least 6 mm thick: not the partial-volume edge)
+        glass = ndimage.binary_opening(crop & (hu[k][box] > -650.0) & (hu[k][box] < -250.0), structure=cross)
+        if glass.any():
             rim = ndimage.binary_dilation(crop, structure=cross) & ~crop
             n_border = np.maximum(np.bincount(np.where(rim, lab, 0).ravel(), minlength=n + 1)[1:], 1)
             touching = ndimage.binary_dilation(glass, structure=cross) & rim
             n_glass = np.bincount(np.where(touching, lab, 0).ravel(), minlength=n + 1)[1:]
             behind = ndimage.distance_transform_edt(hull, sampling=pix)
             shallow = np.asarray(ndimage.maximum(behind, lab, idx), dtype=float) <= lined_mm
-            for frac, reach, extra in ((0.25, 6.0, ~ok), (0.5, lined_mm, ~ok & shallow)):
-                lined = np.concatenate([[False], extra & (n_glass >= frac * n_border)])[lab]
-                if reach > 6.0:
+            rules = ((0.25, 6.0, ~ok, near_needs_support), (0.5, lined_mm, ~ok & shallow, True))
+            for frac, reach, which, needs_support in rules:
+                lined = np.concatenate([[False], which & (n_glass >= frac * n_border)])[lab]
+                if needs_support:
                     lined &= support[k][box]
                 if lined.any():
                     out[k][box] |= ndimage.binary_dilation(
-                        touching & lined, structure=cross, iterations=int(round(reach / min(pix))), mask=lined
+                        touching & lined, structure=cross, iterations=max(1, int(reach / min(pix))), mask=lined
                     )
         accepted = np.flatnonzero(ok & has_chord)
         if accepted.size == 0:
@@ -485,7 +482,8 @@ def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.
                 pix,
                 wall,
                 np.moveaxis(coarse, axis, 0),
-                below[label] if axis == 0 else None,
+                np.moveaxis(below[label], axis, 0),
+                axis != 0,
                 medial=(0.0, medial_x) if axis == 0 else None,
             )
             add = np.moveaxis(add, 0, axis)
@@ -541,9 +539,7 @@ def _refine(
 ) -> np.ndarray:
     """Full-resolution labels: the -500 HU threshold decides within one coarse voxel of the coarse boundary.
 
-    Repaired (lesion, ground glass) coarse voxels keep their coarse extent, except on their in-plane outer edge
-    (against the chest wall, the mediastinum or the diaphragm), where the inner half of each edge voxel is kept:
-    a coarse voxel on the true border holds half lung on average. Airway voxels are never added.
+    Repaired (lesion) coarse voxels keep their coarse extent; airway voxels are never added.
     """
     inside = lungs_c > 0
     interior = ndimage.binary_erosion(inside, border_value=0)
@@ -554,10 +550,7 @@ def _refine(
     band = (grown > 0) & ~interior & ~repaired
     fixed = np.where(band, 0, lungs_c).astype(np.uint8)
 
-    # the in-plane outer edge of the repaired voxels: at full resolution only its inner half is kept
-    edge = repaired & ~ndimage.binary_erosion(inside, structure=_PLANE4, border_value=0)
     fz, fy, fx = (int(f) for f in factors)
-    half = min(fy, fx) // 2
     nz, ny, nx = hu.shape
     iy = np.minimum(np.arange(ny) // fy, lungs_c.shape[1] - 1)
     ix = np.minimum(np.arange(nx) // fx, lungs_c.shape[2] - 1)
@@ -566,10 +559,6 @@ def _refine(
         if not grown[cz].any():
             continue
         f2 = fixed[cz][iy[:, None], ix[None, :]]
-        if half and edge[cz].any():
-            e2 = edge[cz][iy[:, None], ix[None, :]]
-            keep = ndimage.binary_dilation((f2 > 0) & ~e2, iterations=half, mask=e2 | (f2 > 0))
-            f2[e2 & ~keep] = 0
         b2 = band[cz][iy[:, None], ix[None, :]]
         g2 = grown[cz][iy[:, None], ix[None, :]]
         for z in range(cz * fz, min(nz, (cz + 1) * fz)):
