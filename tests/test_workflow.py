@@ -72,6 +72,7 @@ def test_demo_outputs_present(demo_run):
     metrics = pd.read_csv(demo_run / "results/imaging/metrics.csv")
     assert len(metrics) == n_scans
     assert (metrics["status"] == "ok").all(), metrics[["scan_id", "status", "exclusion_reason"]]
+    assert {"soft_tissue_density_ml", "pct_soft_tissue_density"} <= set(metrics.columns)  # imaging.classes
     for scan in metrics["scan_id"]:
         folder = demo_run / "results/scans" / scan
         for name in ("series.json", "metrics.csv", "regions.csv", "qc.png", "masks/lungs.nii.gz", "masks/opacity.nii.gz"):

@@ -52,6 +52,7 @@ rule quantify_scan:
     params:
         info=scan_info,
         preset=config["imaging"]["preset"],
+        classes=config["imaging"]["classes"],
         strict=config["imaging"]["strict"],
     script:
         "../scripts/quantify_scan.py"

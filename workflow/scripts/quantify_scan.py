@@ -24,6 +24,7 @@ with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify
         tmp,
         series=series,
         preset=snakemake.params.preset,
+        classes=snakemake.params.classes,
         strict=snakemake.params.strict,
         lesion_mask=lesion_mask,
         title=title,
