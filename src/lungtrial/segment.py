@@ -395,23 +395,8 @@ def _pockets(
             )
             out[k][box] |= near
         # pockets lined by the lung's own ground glass (at least 6 mm thick: not the partial-volume edge)
-        glass = ndimage.binary_opening(crop & (hu[k][box] > -650.0) & (hu[k][box] < -250.0), structure=cross)
-        if glass.any():
-            rim = ndimage.binary_dilation(crop, structure=cross) & ~crop
-            n_border = np.maximum(np.bincount(np.where(rim, lab, 0).ravel(), minlength=n + 1)[1:], 1)
-            touching = ndimage.binary_dilation(glass, structure=cross) & rim
-            n_glass = np.bincount(np.where(touching, lab, 0).ravel(), minlength=n + 1)[1:]
-            behind = ndimage.distance_transform_edt(hull, sampling=pix)
-            shallow = np.asarray(ndimage.maximum(behind, lab, idx), dtype=float) <= lined_mm
-            rules = ((0.25, 6.0, ~ok, near_needs_support), (0.5, lined_mm, ~ok & shallow, True))
-            for frac, reach, which, needs_support in rules:
-                lined = np.concatenate([[False], which & (n_glass >= frac * n_border)])[lab]
-                if needs_support:
-                    lined &= support[k][box]
-                if lined.any():
-                    out[k][box] |= ndimage.binary_dilation(
-                        touching & lined, structure=cross, iterations=max(1, int(reach / min(pix))), mask=lined
-                    )
+        if not ok.all():
+            _add_lined(out[k][box], crop, hull, lab, ~ok, hu[k][box], support[k][box], near_needs_support, pix, lined_mm)
         accepted = np.flatnonzero(ok & has_chord)
         if accepted.size == 0:
             continue
@@ -441,6 +426,47 @@ def _pockets(
             n_it = int(np.ceil(reach / min(pix)))
             out[k][box] |= ndimage.binary_dilation(seed, structure=cross, iterations=n_it, mask=grow | seed)
     return out
+
+
+def _add_lined(
+    out: np.ndarray,
+    crop: np.ndarray,
+    hull: np.ndarray,
+    lab: np.ndarray,
+    rejected: np.ndarray,
+    hu: np.ndarray,
+    support: np.ndarray,
+    near_needs_support: bool,
+    pix: tuple[float, float],
+    lined_mm: float,
+) -> None:
+    """Add to ``out`` (in place) the parts of ``rejected`` pockets that the lung's own ground glass lines.
+
+    One plane: ``crop`` is the lung, ``hull`` its convex hull, ``lab`` the pockets (1..n) and ``rejected`` (n,) the
+    pockets not accepted otherwise. See :func:`_pockets` for the rules.
+    """
+    cross = ndimage.generate_binary_structure(2, 1)
+    glass = ndimage.binary_opening(crop & (hu > -650.0) & (hu < -250.0), structure=cross)
+    if not glass.any():
+        return
+    n = rejected.size
+    rim = ndimage.binary_dilation(crop, structure=cross) & ~crop
+    n_border = np.maximum(np.bincount(np.where(rim, lab, 0).ravel(), minlength=n + 1)[1:], 1)
+    touching = ndimage.binary_dilation(glass, structure=cross) & rim
+    n_glass = np.bincount(np.where(touching, lab, 0).ravel(), minlength=n + 1)[1:]
+    near = rejected & (n_glass >= 0.25 * n_border)
+    far = rejected & (n_glass >= 0.5 * n_border)
+    if far.any():
+        behind = ndimage.distance_transform_edt(hull, sampling=pix)
+        far &= np.asarray(ndimage.maximum(behind, lab, np.arange(1, n + 1)), dtype=float) <= lined_mm
+    for which, reach, needs_support in ((near, 6.0, near_needs_support), (far, lined_mm, True)):
+        if not which.any():
+            continue
+        lined = np.concatenate([[False], which])[lab]
+        if needs_support:
+            lined &= support
+        if lined.any():
+            out |= lined & (ndimage.distance_transform_edt(~(touching & lined), sampling=pix) <= reach)
 
 
 def _below(lung: np.ndarray, dz: float, reach_mm: float = 40.0) -> np.ndarray:
@@ -525,9 +551,9 @@ def segment_lungs(hu: np.ndarray, spacing) -> np.ndarray:
     body = _body(~air)
     inner = air & body
     airway = _airways(inner, body, csp)
-    hazy = _hazy_core(body & ~air & (coarse < HAZY_HU) & ~airway, csp)
-    picked = _pick_lungs((inner | hazy) & ~airway, body, csp)
-    picked = _hazy_edges(picked, body & ~air & (coarse < HAZY_HU) & ~airway, hazy, csp)
+    hazy = body & ~air & (coarse < HAZY_HU) & ~airway
+    glass = _hazy_core(hazy, csp)
+    picked = _hazy_edges(_pick_lungs((inner | glass) & ~airway, body, csp), hazy, glass, csp)
     aerated = np.where(air, picked, 0).astype(np.uint8)
     lungs_c = _repair(picked, coarse, body, airway, csp)
     del coarse, air, inner

@@ -78,6 +78,7 @@ rule imaging_tables:
             "results/imaging/qc.csv",
             caption="../report/imaging_qc.rst",
             category="Imaging QC",
+            subcategory="QC table",
         ),
     log:
         "logs/imaging_tables.log",
