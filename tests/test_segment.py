@@ -244,7 +244,7 @@ def test_lesion_against_mediastinum_or_on_dome(site):
     """A lesion (consolidation within ground glass) against the mediastinum or resting on the diaphragm dome."""
     c = make_chest(spacing=(2.5, 1.5, 1.5), lesions=False, sites=(site,), seed=3)
     seg = segment_lungs(c.hu, c.spacing)
-    assert (seg > 0)[c.lesions].mean() > 0.8
+    assert (seg > 0)[c.lesions].mean() > 0.85
     for label in (1, 2):
         assert dice(seg == label, c.lungs == label) >= 0.97, label
         assert abs((seg == label).sum() / (c.lungs == label).sum() - 1.0) < 0.02, label

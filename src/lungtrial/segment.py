@@ -396,7 +396,8 @@ def _pockets(
             out[k][box] |= near
         # pockets lined by the lung's own ground glass (at least 6 mm thick: not the partial-volume edge)
         if not ok.all():
-            _add_lined(out[k][box], crop, hull, lab, ~ok, hu[k][box], support[k][box], near_needs_support, pix, lined_mm)
+            plane = (out[k][box], crop, hull, lab, ~ok, hu[k][box], support[k][box])
+            _add_lined(*plane, near_needs_support, pix, lined_mm)
         accepted = np.flatnonzero(ok & has_chord)
         if accepted.size == 0:
             continue
@@ -578,15 +579,15 @@ def _refine(
 
     fz, fy, fx = (int(f) for f in factors)
     nz, ny, nx = hu.shape
-    iy = np.minimum(np.arange(ny) // fy, lungs_c.shape[1] - 1)
-    ix = np.minimum(np.arange(nx) // fx, lungs_c.shape[2] - 1)
+
+    def up(plane: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(plane, fy, axis=0)[:ny], fx, axis=1)[:, :nx]
+
     out = np.zeros(hu.shape, dtype=np.uint8)
     for cz in range(lungs_c.shape[0]):
         if not grown[cz].any():
             continue
-        f2 = fixed[cz][iy[:, None], ix[None, :]]
-        b2 = band[cz][iy[:, None], ix[None, :]]
-        g2 = grown[cz][iy[:, None], ix[None, :]]
+        f2, b2, g2 = up(fixed[cz]), up(band[cz]), up(grown[cz])
         for z in range(cz * fz, min(nz, (cz + 1) * fz)):
             sl = f2.copy()
             m = b2 & (hu[z] < AIR_HU)
