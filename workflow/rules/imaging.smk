@@ -29,7 +29,7 @@ rule quantify_scan:
     input:
         series="results/scans/{scan}/series.json",
         dicom=dicom_dir,
-        lesion_mask=lesion_mask,
+        lesion_mask=lesion_mask if config["imaging"]["lesion_masks"] else [],
     output:
         metrics="results/scans/{scan}/metrics.csv",
         regions="results/scans/{scan}/regions.csv",
