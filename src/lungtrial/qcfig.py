@@ -101,7 +101,7 @@ def qc_figure(
     The second title line gives the lung volume (mL) and the percentages of lung volume with label 1 + 2 and
     with label 2, computed from the masks. Axial slices are shown in radiological convention (patient's right on
     the image's left, anterior up) at four levels evenly spaced over the lungs' extent, top to bottom; the
-    coronal slice passes through the lungs' centre, head up, with the axial levels dotted. Only the five slices
+    coronal slice passes through the row with the most opacity (the lungs' centre when there is none), head up, with the axial levels dotted. Only the five slices
     shown are rendered: each is resampled (nearest neighbour) to its size on the picture before the overlay
     and the one-pixel lung outline are drawn, and the picture is composed as an RGB array; Pillow adds the text.
     """
@@ -114,10 +114,13 @@ def qc_figure(
     z0, z1 = (int(zs[0]), int(zs[-1]) + 1) if zs.size else (0, 0)
     n_lung = int(np.count_nonzero(lungs[z0:z1]))  # opacity labels lie inside the lungs
     n1 = n2 = 0
+    opaque_per_row = np.zeros(ny, dtype=np.int64)  # voxels of labels 1 and 2 per coronal row (y)
     for z in range(z0, z1, 8):  # slabs of slices: small temporaries
         slab = opacity[z : min(z + 8, z1)]
-        n1 += int(np.count_nonzero(slab == 1))
-        n2 += int(np.count_nonzero(slab == 2))
+        ones, twos = slab == 1, slab == 2
+        n1 += int(np.count_nonzero(ones))
+        n2 += int(np.count_nonzero(twos))
+        opaque_per_row += np.count_nonzero(ones | twos, axis=(0, 2))
     pct = (lambda c: 100.0 * c / n_lung) if n_lung else (lambda c: float("nan"))
     numbers = (
         f"lung {n_lung * dz * dy * dx / 1000:.0f} mL   opacity {pct(n1 + n2):.1f} %   "
@@ -125,7 +128,10 @@ def qc_figure(
     )
     levels = _levels(present, 4)
     ys = np.flatnonzero(lungs[z0:z1].any(axis=0).any(axis=1))
-    y = int((ys[0] + ys[-1]) // 2) if ys.size else ny // 2
+    if opaque_per_row.any():  # the coronal slice through the most opacity
+        y = int(np.argmax(opaque_per_row))
+    else:
+        y = int((ys[0] + ys[-1]) // 2) if ys.size else ny // 2
 
     width, height = round(12 * dpi), round(6.4 * dpi)
     big, small = _font(11, dpi), _font(9, dpi)
