@@ -157,6 +157,23 @@ def _as_hu(hu: np.ndarray) -> np.ndarray:
     return hu
 
 
+def _checked(hu, lungs, vessels, lesion_mask, not_opacity) -> tuple:
+    """The volume in HU and the four masks, each checked against its shape."""
+    hu = _as_hu(hu)
+    return (
+        hu,
+        _check_mask("lungs", lungs, hu.shape),
+        _check_mask("vessels", vessels, hu.shape),
+        _check_mask("lesion_mask", lesion_mask, hu.shape),
+        _check_mask("not_opacity", not_opacity, hu.shape),
+    )
+
+
+def _check_spacing(spacing) -> None:
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise ValueError(f"spacing: expected three positive voxel sizes (dz, dy, dx) in mm, got {spacing}")
+
+
 def _check_mask(name: str, mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
     if mask is None:
         return None
@@ -350,13 +367,8 @@ def measure(
     regions : DataFrame, one row per region (``region``, ``side``, ``zone``) with the same metrics (without the
         per-lung volumes) and ``involvement_score`` (0-4).
     """
-    hu = _as_hu(hu)
-    lungs = _check_mask("lungs", lungs, hu.shape)
-    vessels = _check_mask("vessels", vessels, hu.shape)
-    lesion = _check_mask("lesion_mask", lesion_mask, hu.shape)
-    guard = _check_mask("not_opacity", not_opacity, hu.shape)
-    if len(spacing) != 3 or min(spacing) <= 0:
-        raise ValueError(f"spacing: expected three positive voxel sizes (dz, dy, dx) in mm, got {spacing}")
+    hu, lungs, vessels, lesion, guard = _checked(hu, lungs, vessels, lesion_mask, not_opacity)
+    _check_spacing(spacing)
     h, _ = _lung_pass(hu, lungs, vessels, lesion, None if lesion is not None else guard, None)
     return _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct)
 
@@ -414,11 +426,7 @@ def opacity_labels(
     """
     if preset not in OPACITY_CLASSES:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
-    hu = _as_hu(hu)
-    lungs = _check_mask("lungs", lungs, hu.shape)
-    vessels = _check_mask("vessels", vessels, hu.shape)
-    lesion = _check_mask("lesion_mask", lesion_mask, hu.shape)
-    guard = _check_mask("not_opacity", not_opacity, hu.shape)
+    hu, lungs, vessels, lesion, guard = _checked(hu, lungs, vessels, lesion_mask, not_opacity)
     return _lung_pass(hu, lungs, vessels, lesion, guard, preset)[1]
 
 
@@ -442,13 +450,8 @@ def measure_and_label(
     """
     if preset not in OPACITY_CLASSES:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
-    hu = _as_hu(hu)
-    lungs = _check_mask("lungs", lungs, hu.shape)
-    vessels = _check_mask("vessels", vessels, hu.shape)
-    lesion = _check_mask("lesion_mask", lesion_mask, hu.shape)
-    guard = _check_mask("not_opacity", not_opacity, hu.shape)
-    if len(spacing) != 3 or min(spacing) <= 0:
-        raise ValueError(f"spacing: expected three positive voxel sizes (dz, dy, dx) in mm, got {spacing}")
+    hu, lungs, vessels, lesion, guard = _checked(hu, lungs, vessels, lesion_mask, not_opacity)
+    _check_spacing(spacing)
     h, labels = _lung_pass(hu, lungs, vessels, lesion, guard, preset)
     scan, regions = _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct)
     return scan, regions, labels
