@@ -35,7 +35,7 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-PER_SCAN_RULES = {"ingest_scan": "ingest_scan.py", "quantify_scan": "quantify_scan.py"}
+PER_SCAN_RULES = {"quantify_scan": "quantify_scan.py"}
 # What Snakemake's script preamble runs before a script's own code.
 PREAMBLE = "import pickle\nfrom snakemake.logging import logger\nfrom snakemake.iocontainers import Snakemake\n"
 

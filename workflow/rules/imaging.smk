@@ -1,36 +1,17 @@
-"""Per scan: choose and validate the CT series, segment the lungs, measure opacity; then one table of all scans."""
+"""Per scan, in one job: choose and validate the CT series, segment the lungs, measure opacity; then one table of
+all scans."""
 
 
 localrules:
     imaging_tables,
 
 
-rule ingest_scan:
-    input:
-        dicom=dicom_dir,
-    output:
-        series="results/scans/{scan}/series.json",
-    log:
-        "logs/ingest_scan/{scan}.log",
-    conda:
-        "../../envs/imaging.yaml"
-    threads: 1
-    resources:
-        mem_mb=300,
-        runtime=5,
-    params:
-        series=config["imaging"]["series"],
-        strict=config["imaging"]["strict"],
-    script:
-        "../scripts/ingest_scan.py"
-
-
 rule quantify_scan:
     input:
-        series="results/scans/{scan}/series.json",
         dicom=dicom_dir,
         lesion_mask=lesion_mask if config["imaging"]["lesion_masks"] else [],
     output:
+        series="results/scans/{scan}/series.json",
         metrics="results/scans/{scan}/metrics.csv",
         regions="results/scans/{scan}/regions.csv",
         masks=directory("results/scans/{scan}/masks"),
@@ -51,6 +32,7 @@ rule quantify_scan:
         runtime=15,
     params:
         info=scan_info,
+        series=config["imaging"]["series"],
         preset=config["imaging"]["preset"],
         classes=config["imaging"]["classes"],
         strict=config["imaging"]["strict"],

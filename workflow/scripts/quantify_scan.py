@@ -1,4 +1,5 @@
-"""Segment the lungs of one scan and measure opacity: metrics, regions, masks and the QC picture."""
+"""One scan: choose and validate the CT series, segment the lungs and measure opacity; series.json, metrics,
+regions, masks and the QC picture."""
 
 import json
 import shutil
@@ -12,17 +13,17 @@ from lungtrial.wfutil import atomic_path, setup_logging
 
 log = setup_logging(snakemake.log[0])
 info = snakemake.params.info
+scan = info["scan_id"]
 out = snakemake.output
-series = json.loads(Path(snakemake.input.series).read_text())
-title = f"{info['subject_id']}  day {info['study_day']}  ({info['scan_id']})"
+title = f"{info['subject_id']}  day {info['study_day']}  ({scan})"
 lesion_mask = snakemake.input.lesion_mask[0] if snakemake.input.lesion_mask else None
 
 with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify.") as tmp:
     result = quantify_scan(
         snakemake.input.dicom,
-        info["scan_id"],
+        scan,
         tmp,
-        series=series,
+        series_options=snakemake.params.series,
         preset=snakemake.params.preset,
         classes=snakemake.params.classes,
         strict=snakemake.params.strict,
@@ -30,6 +31,14 @@ with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify
         title=title,
     )
     tmp = Path(tmp)
+    if not (tmp / "series.json").exists():  # the folder could not be indexed at all: excluded before a choice
+        reasons = [result["exclusion_reason"]]
+        (tmp / "series.json").write_text(json.dumps({"scan_id": scan, "status": "excluded", "reasons": reasons}))
+    series = json.loads((tmp / "series.json").read_text())
+    if series["status"] == "ok":
+        log.info("scan %s: %s", scan, series.get("reason", "series chosen"))
+    for warning in series.get("warnings", []):
+        log.warning("scan %s: %s", scan, warning)
     for name, target in (("metrics.csv", out.metrics), ("regions.csv", out.regions)):
         table = pd.read_csv(tmp / name)
         for key in ("scan_date", "study_day", "subject_id"):
@@ -46,5 +55,6 @@ with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify
     with atomic_path(out.qc) as t:
         shutil.move(tmp / "qc.png", t)
     shutil.move(staging, masks)
+    shutil.move(tmp / "series.json", out.series)
 
-log.info("scan %s: %s; timings %s", info["scan_id"], result.get("status"), result.get("timings"))
+log.info("scan %s: %s; timings %s", scan, result.get("status"), result.get("timings"))
