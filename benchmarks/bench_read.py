@@ -9,8 +9,10 @@ Writes (once) an uncompressed axial CT series of ``slices`` files of ``size`` x 
 
 - ``sitk``: ``SimpleITK.ImageSeriesReader`` on the files in slice order (the reference),
 - ``ingest``: ``lungtrial.dicomio.ingest`` (header index, series choice, QC),
-- ``read``: ``lungtrial.dicomio.read_volume``,
-- ``pipeline``: ingest + read_volume, the DICOM part of the per-scan budget (3 x the SimpleITK read).
+- ``read``: ``lungtrial.dicomio.read_volume`` from ``series.json`` alone (every header parsed again by pydicom),
+- ``pipeline``: what :func:`lungtrial.quantify.quantify_scan` does: ``index_folder`` once, ``ingest`` on that
+  index, ``read_volume`` with it (plain files read at the recorded pixel data offsets, no second header parse);
+  the DICOM part of the per-scan budget (3 x the SimpleITK read).
 
 Prints the best wall time of ``repeat`` runs (warm page cache) and each stage's peak RSS in MiB.
 """
@@ -90,7 +92,8 @@ def run_stage(stage: str, folder: Path) -> dict:
     elif stage == "read":
         shape = dicomio.read_volume(folder, series).hu.shape
     else:
-        shape = dicomio.read_volume(folder, dicomio.ingest(folder, "BENCH")).hu.shape
+        index = dicomio.index_folder(folder)
+        shape = dicomio.read_volume(folder, dicomio.ingest(folder, "BENCH", index=index), index=index).hu.shape
     seconds = time.perf_counter() - start
     return {
         "stage": stage,

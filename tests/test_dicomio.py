@@ -142,6 +142,36 @@ def truth():
     return truth_volume()
 
 
+@pytest.fixture(autouse=True)
+def read_both_ways(monkeypatch):
+    """Every ``read_volume`` call in these tests also runs with the folder index (direct reads at the recorded
+    pixel offsets) and must give the same volume, padding and geometry, or the same error."""
+    original = dicomio.read_volume
+
+    def both(folder, series, **options):
+        def run(**extra):
+            try:
+                return original(folder, series, **options, **extra), None
+            except Exception as exc:  # noqa: BLE001 - compared below
+                return None, exc
+
+        plain, error = run()
+        indexed, indexed_error = run(index=dicomio.index_folder(folder))
+        assert type(indexed_error) is type(error) and str(indexed_error) == str(error)
+        if error is not None:
+            raise error
+        np.testing.assert_array_equal(indexed.hu, plain.hu)
+        assert (indexed.padding is None) == (plain.padding is None)
+        if plain.padding is not None:
+            np.testing.assert_array_equal(indexed.padding, plain.padding)
+        assert indexed.spacing == plain.spacing and indexed.origin == plain.origin
+        np.testing.assert_array_equal(indexed.direction, plain.direction)
+        return plain
+
+    monkeypatch.setattr(dicomio, "read_volume", both)
+    return original
+
+
 def test_shuffled_names_and_lying_instance_numbers_are_ordered_by_position(tmp_path, truth):
     names = [f"{n:03d}" for n in random.Random(3).sample(range(100, 999), truth.shape[0])]
     write_stack(tmp_path / "scan", truth, names=names)
@@ -452,6 +482,9 @@ def test_padding_value_and_out_of_field_values(tmp_path, truth):
     assert (vol.hu[vol.padding] == -1024).all()
     np.testing.assert_array_equal(vol.hu[~vol.padding], truth[~vol.padding])
     assert vol.padding[:, 0, :4].all()  # row 0 is anterior: y index 0 after reorientation
+    lean = dicomio.read_volume(tmp_path / "scan", series, padding_mask=False)
+    assert lean.padding is None
+    np.testing.assert_array_equal(lean.hu, vol.hu)
 
 
 def test_modality_lut_sequence_without_intercept(tmp_path, truth):
@@ -639,3 +672,43 @@ def test_enhanced_ct_frames_are_ordered_by_position(tmp_path, truth, compressed)
     vol = dicomio.read_volume(tmp_path, series)
     np.testing.assert_array_equal(vol.hu, truth)
     assert vol.spacing == pytest.approx((2.5, 0.7, 0.7))
+
+
+def test_indexed_read_skips_the_second_header_parse_and_rechecks_files(tmp_path, truth, read_both_ways, monkeypatch):
+    read_volume = read_both_ways  # the plain function
+    folder = tmp_path / "scan"
+    write_stack(folder, truth, row=(-1, 0, 0), signed=False, edit=lambda ds, k: setattr(ds, "PixelPaddingValue", 0))
+    index = dicomio.index_folder(folder)
+    assert index["pixel_offset"].notna().all() and (index["file_size"] > index["pixel_offset"]).all()
+    series = dicomio.ingest(folder, "S01-D00", index=index)
+    assert series == dicomio.ingest(folder, "S01-D00")
+    parsed = []
+    original = dicomio._read_frames
+    monkeypatch.setattr(dicomio, "_read_frames", lambda *a: parsed.append(a[1]) or original(*a))
+    np.testing.assert_array_equal(read_volume(folder, series, index=index).hu, truth)
+    assert parsed == []
+    # a file rewritten after indexing (other size) is read through pydicom again, with its own checks
+    victim = folder / series["files"][3]
+    ds = pydicom.dcmread(victim)
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    ds.save_as(victim)
+    with pytest.raises(InputError, match=series["files"][3]):
+        read_volume(folder, series, index=index)
+    assert parsed == [series["files"][3]]
+
+
+def test_odd_pixel_modules_are_not_read_directly(tmp_path, truth):
+    def edit(ds, k):
+        if k == 1:
+            ds.HighBit = 14  # stored bits not at the bottom of the word
+        if k == 2:
+            ds.BitsAllocated = 8
+        if k == 3:
+            ds.PixelPaddingValue = [0, 1]  # two values: left to the general reader (and its error)
+        if k == 4:
+            ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+
+    write_stack(tmp_path / "scan", truth, edit=edit)
+    index = dicomio.index_folder(tmp_path / "scan")
+    direct = index.set_index("path")["pixel_offset"].notna()
+    assert not direct.iloc[1:5].any() and direct.iloc[[0, *range(5, len(direct))]].all()

@@ -347,3 +347,24 @@ def test_mask_dtypes_and_layouts_do_not_change_results():
         measure(hu, lungs_bad, SPACING)
     with pytest.raises(InputError, match="preset"):
         measure_and_label(hu, lungs, SPACING, preset="other")
+
+
+def test_large_volume_labels_match_brute_force():
+    """A volume big enough for the label volume to be allocated lazily (only the lungs' box is written)."""
+    rng = np.random.default_rng(3)
+    shape = (64, 256, 256)  # 4.2 Mvoxel
+    hu = np.full(shape, -1000, dtype=np.int16)
+    lungs = np.zeros(shape, dtype=np.uint8)
+    lungs[10:50, 60:200, 30:120] = 1
+    lungs[12:55, 60:200, 130:230] = 2
+    box = lungs > 0
+    hu[box] = rng.integers(-1000, 200, size=int(box.sum()))
+    vessels = box & (rng.random(shape) < 0.05)
+    scan, regions, labels = measure_and_label(hu, lungs, SPACING, vessels=vessels)
+    expected = np.zeros(shape, dtype=np.uint8)
+    expected[box & (hu > -700) & (hu <= -300)] = 1
+    expected[box & (hu > -300)] = 2
+    expected[vessels] = 3
+    assert labels.dtype == np.uint8 and labels.flags.writeable and (labels == expected).all()
+    assert scan["lung_volume_ml"] == pytest.approx(box.sum() * VOXEL_ML)
+    assert regions["lung_volume_ml"].sum() == pytest.approx(scan["lung_volume_ml"])

@@ -150,6 +150,32 @@ def test_lesion_mask_from_file(demo_scan, tmp_path):
         quantify_scan(root / "dicom", scan_id, tmp_path / "bad", lesion_mask=short)
 
 
+def test_failure_after_the_lung_mask_was_started_leaves_no_mask(demo_scan, tmp_path, monkeypatch):
+    from lungtrial import segment
+
+    root, scan_id, _ = demo_scan
+    (tmp_path / "opacity.nii.gz").write_bytes(b"from an earlier run")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("vessel segmentation broke")
+
+    monkeypatch.setattr(segment, "segment_vessels", broken)
+    with pytest.raises(RuntimeError, match="broke"):
+        quantify_scan(root / "dicom", scan_id, tmp_path)
+    assert not list(tmp_path.glob("*.nii.gz")) and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_given_series_reads_the_same_as_ingest_here(demo_scan, tmp_path):
+    root, scan_id, _ = demo_scan
+    here = quantify_scan(root / "dicom", scan_id, tmp_path / "a")
+    series = json.loads((tmp_path / "a" / "series.json").read_text())
+    given = quantify_scan(root / "dicom", scan_id, tmp_path / "b", series=series)
+    assert given["metrics"] == pytest.approx(here["metrics"], nan_ok=True)
+    for name in ("lungs.nii.gz", "opacity.nii.gz"):
+        a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / d / name))) for d in "ab")
+        assert (a == b).all(), name
+
+
 def test_qc_figure_png(tmp_path):
     from matplotlib.image import imread
 
@@ -201,3 +227,15 @@ def test_qc_figure_draws_classes_outline_and_levels(tmp_path):
     yellow = (np.abs(axial - [round(0.5 * grey + 0.5 * c) for c in (240, 228, 66)]).max(axis=2) <= 2).nonzero()
     lung_pixels = (np.abs(axial - round(grey)).max(axis=2) <= 2).nonzero()
     assert yellow[1].size > 100 and np.median(yellow[1]) < np.median(lung_pixels[1]) - 20
+
+
+def test_qc_colours_from_the_lookup_table_equal_per_pixel_arithmetic():
+    from lungtrial.qcfig import _rgb
+
+    rng = np.random.default_rng(5)
+    hu = rng.integers(-1400, 600, (30, 40)).astype(np.int16)
+    hu[0, 0], hu[0, 1] = -32768, 32767
+    lungs = rng.integers(0, 3, hu.shape).astype(np.uint8)
+    opacity = rng.integers(0, 5, hu.shape).astype(np.uint8)  # 4: not a class, drawn grey
+    per_pixel = _rgb(hu.astype(np.float32), lungs, opacity)  # float HU: computed pixel by pixel
+    assert per_pixel.dtype == np.uint8 and (_rgb(hu, lungs, opacity) == per_pixel).all()

@@ -60,6 +60,7 @@ _HEADER_TAGS = [
     "GantryDetectorTilt",
     "BitsAllocated",
     "BitsStored",
+    "HighBit",
     "PixelRepresentation",
     "SamplesPerPixel",
     "PhotometricInterpretation",
@@ -67,6 +68,7 @@ _HEADER_TAGS = [
     "RescaleIntercept",
     "ModalityLUTSequence",
     "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
     "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence",
     "PixelData",
@@ -107,6 +109,9 @@ INDEX_COLUMNS = [
     "rescale_intercept",
     "modality_lut",
     "padding_value",
+    "padding_limit",
+    "file_size",
+    "pixel_offset",
 ]
 
 
@@ -256,6 +261,7 @@ def _frame_rows(ds: pydicom.Dataset, row: dict) -> list[dict]:
 def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
     row = _empty_row(rel)
     size = path.stat().st_size
+    row["file_size"] = size
     try:
         with open(path, "rb") as fp:
             ds, ended_early = _dcmread(fp, _HEADER_TAGS, 256)
@@ -302,6 +308,7 @@ def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
                 rescale_intercept=_float(_get(ds, "RescaleIntercept")),
                 modality_lut="ModalityLUTSequence" in ds,
                 padding_value=_int(_get(ds, "PixelPaddingValue")),
+                padding_limit=_int(_get(ds, "PixelPaddingRangeLimit")),
             )
         except Exception as exc:  # noqa: BLE001 - malformed values: the file is listed, flagged unreadable
             row["error"] = f"header unreadable ({type(exc).__name__})"
@@ -327,7 +334,38 @@ def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
         row["error"] = f"truncated: pixel data needs {length} bytes, file ends {tell + length - size} bytes early"
         return row, None
     row["readable"] = True
+    row["pixel_offset"] = _direct_offset(ds, pixel)
     return row, ds
+
+
+def _direct_offset(ds: pydicom.Dataset, pixel) -> int | None:
+    """File offset of the pixel data of a single-frame image whose stored values can be read straight from the
+    file (native little-endian 16-bit grey-scale, rescale or padding tags that convert, no Modality LUT
+    Sequence), as :func:`read_volume` does after :func:`_read_frames`'s checks; None for anything else."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            bits_stored = int(ds.get("BitsStored", 16))
+            direct = (
+                str(ds.file_meta.get("TransferSyntaxUID", "")) in _NATIVE_LITTLE_ENDIAN
+                and int(ds.get("NumberOfFrames", 1) or 1) == 1
+                and "PerFrameFunctionalGroupsSequence" not in ds
+                and "SharedFunctionalGroupsSequence" not in ds
+                and "ModalityLUTSequence" not in ds
+                and int(ds.get("BitsAllocated", 0)) == 16
+                and int(ds.get("SamplesPerPixel", 1)) == 1
+                and 1 <= bits_stored <= 16
+                and int(ds.get("HighBit", bits_stored - 1)) == bits_stored - 1
+                and int(ds.get("PixelRepresentation", 0)) in (0, 1)
+                and pixel.length == rows * cols * 2
+                and pixel.value_tell is not None
+            )
+            if direct:
+                _transform(ds, None)  # the rescale and padding values convert
+    except Exception:  # noqa: BLE001 - anything odd is left to the general reader
+        return None
+    return int(pixel.value_tell) if direct else None
 
 
 def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
@@ -351,7 +389,9 @@ def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
         ``pixel_spacing`` (row, column mm), ``slice_thickness`` (mm), ``kernel``, ``gantry_tilt`` (degrees),
         ``transfer_syntax`` (name), ``bits_allocated``, ``bits_stored``, ``pixel_representation``,
         ``samples_per_pixel``, ``photometric``, ``rescale_slope``, ``rescale_intercept``, ``modality_lut``
-        (a Modality LUT Sequence is present), ``padding_value`` (stored PixelPaddingValue).
+        (a Modality LUT Sequence is present), ``padding_value`` (stored PixelPaddingValue), ``padding_limit``
+        (stored PixelPaddingRangeLimit), ``file_size`` (bytes) and ``pixel_offset`` (file offset of the pixel data
+        of a plain single-frame image that :func:`read_volume` may read directly, else None).
         DICOMDIR and non-image objects have ``is_image`` False; non-DICOM files have ``is_dicom`` False.
     """
     root = Path(folder)
@@ -850,7 +890,14 @@ def _output_geometry(rows_cols: tuple[int, int], n: int, orientation, pixel_spac
     return shape, spacing, origin, direction
 
 
-def ingest(folder: str | os.PathLike, scan_id: str, *, strict: bool = False, **series_options) -> dict:
+def ingest(
+    folder: str | os.PathLike,
+    scan_id: str,
+    *,
+    strict: bool = False,
+    index: pd.DataFrame | None = None,
+    **series_options,
+) -> dict:
     """Index a scan folder, choose and check its series: the content of ``series.json``.
 
     Parameters
@@ -861,6 +908,8 @@ def ingest(folder: str | os.PathLike, scan_id: str, *, strict: bool = False, **s
         Trial scan ID, used in messages.
     strict : bool
         Raise :class:`lungtrial.errors.ScanExcluded` instead of returning status "excluded".
+    index : pandas.DataFrame, optional
+        ``index_folder(folder)`` when the caller already has it (and passes it on to :func:`read_volume`).
     **series_options
         ``min_slices``, ``max_slice_thickness_mm``, ``prefer``, ``prefer_kernels`` (see :func:`choose_series`).
 
@@ -880,7 +929,8 @@ def ingest(folder: str | os.PathLike, scan_id: str, *, strict: bool = False, **s
     unknown = set(series_options) - allowed
     if unknown:
         raise TypeError(f"unknown series option(s): {', '.join(sorted(unknown))}")
-    index = index_folder(folder)
+    if index is None:
+        index = index_folder(folder)
     choice = choose_series(index, **series_options)
     out = {
         "scan_id": scan_id,
@@ -1082,13 +1132,7 @@ def _read_frames(path: Path, rel: str, frames: Sequence[int | None]) -> Iterator
                         fp.seek(elem.value_tell + index * stored.nbytes)
                         if fp.readinto(memoryview(stored).cast("B")) != stored.nbytes:
                             raise InputError(f"{rel}: truncated pixel data; expected {stored.nbytes} bytes per frame")
-                    if bits_stored < 16:
-                        shift = 16 - bits_stored
-                        if signed:  # sign-extend from bit bits_stored - 1
-                            stored <<= shift
-                            stored >>= shift
-                        else:  # bits above HighBit are not pixel data
-                            stored &= (1 << bits_stored) - 1
+                    _mask_bits(stored, bits_stored)
                 if stored.ndim != 2:
                     raise InputError(f"{rel}: pixel array has shape {stored.shape}; expected grey-scale frames")
                 yield _transform(ds, frame), stored
@@ -1101,7 +1145,8 @@ def _read_frames(path: Path, rel: str, frames: Sequence[int | None]) -> Iterator
 
 
 def _store_hu(tr: _Transform, stored: np.ndarray, out: np.ndarray, padding_below_hu: float) -> np.ndarray | None:
-    """Write the HU of ``stored`` into the int16 view ``out``; return the padding mask (None if no padding).
+    """Write the HU of ``stored`` into the int16 view ``out`` (which may share ``stored``'s memory); return the
+    padding mask (None if no padding).
 
     Padding: stored PixelPaddingValue (up to PixelPaddingRangeLimit) and values below ``padding_below_hu``
     after the modality LUT; they are set to ``PADDING_FILL_HU``.
@@ -1153,7 +1198,66 @@ def _resolve(root: Path, ref: str) -> tuple[str, int | None]:
     return ref, None
 
 
-def read_volume(folder: str | os.PathLike, series: dict, *, padding_below_hu: float = PADDING_BELOW_HU) -> CTVolume:
+def _direct_reads(index: pd.DataFrame | None, names: Sequence[str]) -> dict[str, tuple]:
+    """Per file of ``names`` that :func:`index_folder` found directly readable (``pixel_offset``): its size in
+    bytes, pixel data offset, (rows, columns), stored dtype, BitsStored and transform."""
+    if index is None or "pixel_offset" not in index.columns:
+        return {}
+    rows = index[index["path"].isin(names) & index["frame"].isna() & index["pixel_offset"].notna()]
+    out = {}
+    for r in rows.itertuples(index=False):
+        slope, intercept = _float(r.rescale_slope), _float(r.rescale_intercept)
+        padding = None
+        if r.padding_value is not None and not pd.isna(r.padding_value):
+            limit = r.padding_limit if r.padding_limit is not None and not pd.isna(r.padding_limit) else r.padding_value
+            padding = tuple(sorted((int(r.padding_value), int(limit))))
+        signed = _finite(r.pixel_representation, 0) == 1
+        out[r.path] = (
+            int(r.file_size),
+            int(r.pixel_offset),
+            (int(r.rows), int(r.columns)),
+            np.dtype("<i2" if signed else "<u2"),
+            int(_finite(r.bits_stored, 16)),
+            _Transform(1.0 if not slope else slope, intercept or 0.0, None, padding),
+        )
+    return out
+
+
+def _read_direct(path: Path, size: int, offset: int, stored: np.ndarray, bits_stored: int) -> bool:
+    """Read one frame of stored values at ``offset`` of ``path`` into ``stored`` (which has the file's dtype);
+    False (nothing trusted) if the file is no longer the one indexed (``size`` bytes) or ends early."""
+    try:
+        with open(path, "rb", buffering=0) as fp:
+            if os.fstat(fp.fileno()).st_size != size:
+                return False
+            fp.seek(offset)
+            if fp.readinto(memoryview(stored).cast("B")) != stored.nbytes:
+                return False
+    except OSError:
+        return False
+    _mask_bits(stored, bits_stored)
+    return True
+
+
+def _mask_bits(stored: np.ndarray, bits_stored: int) -> None:
+    """Sign-extend (signed) or mask (unsigned) 16-bit stored values above BitsStored, in place."""
+    if bits_stored < 16:
+        shift = 16 - bits_stored
+        if stored.dtype.kind == "i":  # sign-extend from bit bits_stored - 1
+            stored <<= shift
+            stored >>= shift
+        else:  # bits above HighBit are not pixel data
+            stored &= (1 << bits_stored) - 1
+
+
+def read_volume(
+    folder: str | os.PathLike,
+    series: dict,
+    *,
+    padding_below_hu: float = PADDING_BELOW_HU,
+    index: pd.DataFrame | None = None,
+    padding_mask: bool = True,
+) -> CTVolume:
     """Read the chosen series in HU, reoriented so that x increases to the patient's left, y to posterior and
     z to superior (axis flips and transposes only, no resampling).
 
@@ -1165,6 +1269,15 @@ def read_volume(folder: str | os.PathLike, series: dict, *, padding_below_hu: fl
         Output of :func:`ingest` (``files`` ordered along the slice normal, ``geometry``).
     padding_below_hu : float
         Values below this (HU, after the modality LUT) are padding, as are stored PixelPaddingValue values.
+    index : pandas.DataFrame, optional
+        The :func:`index_folder` table the series was chosen from (``ingest(..., index=index)``). Files it found
+        directly readable (native little-endian 16-bit single-frame images, ``pixel_offset``) are then read
+        with one ``readinto`` at the recorded offset, straight into the volume where the in-plane layout allows,
+        without parsing their headers again; any other file, or one whose size changed since indexing, goes
+        through pydicom as without ``index``. The result is the same either way.
+    padding_mask : bool
+        Return the padding mask (``CTVolume.padding``); False skips building it (padding voxels still read
+        -1024 HU) and ``padding`` is None.
 
     Returns
     -------
@@ -1201,9 +1314,29 @@ def read_volume(folder: str | os.PathLike, series: dict, *, padding_below_hu: fl
     n = len(files)
     file_plane = expected_plane[::-1] if transpose else expected_plane
     refs = [(k, *_resolve(root, ref)) for k, ref in enumerate(files)]
+    direct = _direct_reads(index, [rel for _, rel, frame in refs if frame is None])
+    in_place = not transpose and not any(flip[1:])  # output slices have the files' (row, column) layout
+    buffers: dict[np.dtype, np.ndarray] = {}
     # consecutive entries of one file (frames of a multi-frame object) are read with one header parse
     for rel, group in itertools.groupby(refs, key=lambda r: r[1]):
         group = list(group)
+        if len(group) == 1 and group[0][2] is None and rel in direct:
+            size, offset, plane, dtype, bits_stored, transform = direct[rel]
+            if plane != file_plane:
+                raise InputError(f"{rel}: slice is {plane[0]}x{plane[1]}; expected {file_plane[0]}x{file_plane[1]}")
+            k = group[0][0]
+            target = n - 1 - k if flip[0] else k
+            view = hu[target][slicer]
+            out = view.T if transpose else view
+            stored = out.view(dtype) if in_place else buffers.setdefault(dtype, np.empty(plane, dtype))
+            if _read_direct(root / rel, size, offset, stored, bits_stored):
+                pad = _store_hu(transform, stored, out, padding_below_hu)
+                if pad is not None and padding_mask:
+                    if padding is None:
+                        padding = np.zeros(shape, bool)
+                    pad_view = padding[target][slicer]
+                    (pad_view.T if transpose else pad_view)[...] = pad
+                continue
         frames = _read_frames(root / rel, rel, [frame for _, _, frame in group])
         for (k, _, frame), (transform, stored) in zip(group, frames, strict=True):
             name = rel if frame is None else f"{rel}#{frame}"
@@ -1215,7 +1348,7 @@ def read_volume(folder: str | os.PathLike, series: dict, *, padding_below_hu: fl
             # views of the output slice in the file's own (row, column) layout
             view = hu[target][slicer]
             pad = _store_hu(transform, stored, view.T if transpose else view, padding_below_hu)
-            if pad is not None:
+            if pad is not None and padding_mask:
                 if padding is None:
                     padding = np.zeros(shape, bool)
                 pad_view = padding[target][slicer]

@@ -50,6 +50,7 @@ left_lower``. A region's involvement score from its percentage of opacity ``p``:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -183,16 +184,34 @@ def _check_mask(name: str, mask: np.ndarray | None, shape: tuple[int, ...]) -> n
     return mask
 
 
-def _zone_lut(lungs: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """``lut[z, label]`` -> region index 0-5 (``REGIONS``) for labels 1 (right) and 2 (left), 0 elsewhere; and
-    the indices of the slices holding any non-zero label."""
+def _lung_labels(lungs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``lungs`` as uint8 labels (a view when it already is one) and the largest label of each slice; raises
+    ``ValueError`` for labels other than 0, 1 and 2."""
+    error = ValueError("lungs: expected labels 0 (background), 1 (right lung), 2 (left lung)")
+    if lungs.dtype == bool:
+        lungs = lungs.view(np.uint8)
+    elif lungs.dtype != np.uint8:
+        if lungs.size and (lungs.min() < 0 or lungs.max() > 2):
+            raise error
+        lungs = lungs.astype(np.uint8)
+    top = lungs.reshape(lungs.shape[0], -1).max(axis=1) if lungs.size else np.zeros(lungs.shape[0], np.uint8)
+    if top.size and top.max() > 2:
+        raise error
+    return lungs, top
+
+
+def _zone_lut(lungs: np.ndarray, top: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
+    """``lut[z, label]`` -> region index 0-5 (``REGIONS``) for labels 1 (right) and 2 (left), 0 elsewhere, from
+    the uint8 labels, their largest label per slice ``top`` and the (rows, columns) box holding all of them."""
     nz = lungs.shape[0]
     present = np.zeros((nz, 3), dtype=bool)
-    for z0 in range(0, nz, chunk):  # slabs of slices: small temporaries
-        slab = lungs[z0 : z0 + chunk]
-        present[z0 : z0 + chunk, 0] = slab.any(axis=(1, 2))
-        for side in (1, 2):
-            present[z0 : z0 + chunk, side] = (slab == side).any(axis=(1, 2))
+    present[:, 2] = top == 2
+    present[:, 1] = top == 1
+    both = np.flatnonzero(top == 2)  # slices whose largest label is 2 may hold label 1 too
+    if both.size:
+        for z in range(int(both[0]), int(both[-1]) + 1, 16):  # a few slices at a time: small temporaries
+            has_right = (lungs[z : z + 16, box[0], box[1]] == 1).any(axis=(1, 2))
+            present[z : z + 16, 1] |= has_right & present[z : z + 16, 2]
     lut = np.zeros((nz, 3), dtype=np.int64)
     for side in (0, 1):
         zs = np.flatnonzero(present[:, side + 1])
@@ -201,78 +220,139 @@ def _zone_lut(lungs: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
         z0, n = zs[0], zs[-1] - zs[0] + 1
         third = np.floor(3 * (np.arange(nz) - z0 + 0.5) / n).clip(0, 2).astype(np.int64)  # 0 lower .. 2 upper
         lut[:, side + 1] = side * 3 + (2 - third)
-    return lut, np.flatnonzero(present[:, 0])
+    return lut
 
 
-def _voxel_labels(values, vessel, lesion, guard, preset: str) -> np.ndarray:
-    """Opacity labels (uint8: 0 none, 1 and 2 the preset's opacity classes, 3 vessel) of lung voxels with HU
-    ``values`` and bool flags ``vessel``, ``lesion``, ``guard`` (None when the mask is not given)."""
-    if preset == "radiology" and lesion is not None:
-        eligible = lesion
+def _label_lut(preset: str, lesion: bool) -> np.ndarray:
+    """Opacity label (uint8 0, 1 or 2) of every int16 HU (index ``HU + 32768``) for eligible lung voxels."""
+    if preset == "radiology" and lesion:
         first, second = HUClass("_", None, _GGO.upper), HUClass("_", _CONS.lower, None)
     else:
         by_name = {c.name: c for c in PRESETS[preset]}
         first, second = (by_name[n] for n in OPACITY_CLASSES[preset])
-        eligible = ~guard if preset == "radiology" and guard is not None else None
-    labels = np.zeros(values.size, dtype=np.uint8)
+    lut = np.zeros(_NBINS, dtype=np.uint8)
     for label, cls in ((1, first), (2, second)):
-        sel = np.ones(values.size, dtype=bool) if eligible is None else eligible.copy()
-        if cls.lower is not None:
-            sel &= values > cls.lower
-        if cls.upper is not None:
-            sel &= values <= cls.upper
-        labels[sel] = label
+        start, stop = cls.bin_range()
+        lut[start:stop] = label
+    return lut
+
+
+def _runs(lut: np.ndarray, z0: int, z1: int, chunk: int) -> list[tuple[int, int]]:
+    """Slabs ``[a, b)`` of at most ``chunk`` slices within ``[z0, z1)`` over which both lungs' regions are fixed."""
+    cuts = [z0, *(z for z in range(z0 + 1, z1) if (lut[z] != lut[z - 1]).any()), z1]
+    return [(z, min(z + chunk, stop)) for start, stop in itertools.pairwise(cuts) for z in range(start, stop, chunk)]
+
+
+def _slab(hu, lungs, masks, preset, cut, regions, labels_of, hist, out) -> None:
+    """Histograms (added to ``hist``) and opacity labels (written into ``out`` unless None) of the lung voxels
+    of one slab ``cut`` (z, y, x slices) of :func:`_lung_pass`; ``regions[label]`` is the region of either lung
+    throughout the slab."""
+    vessels, lesion, guard = masks
+    lab = np.ascontiguousarray(lungs[cut])
+    shape = lab.shape
+    lab = lab.reshape(-1)
+    idx = np.flatnonzero(lab != 0)
+    if idx.size == 0:
+        return
+    side = lab[idx]
+    values = np.ascontiguousarray(hu[cut]).reshape(-1)[idx]
+    vessel, les, grd = (
+        None if m is None else np.ascontiguousarray(m[cut]).reshape(-1)[idx].astype(bool, copy=False) for m in masks
+    )
+    flag = les if lesion is not None else grd
+    # code: (side - 1) * 3 + category; category 0 plain, 1 flagged (lesion, or guard when there is no lesion
+    # mask) and not vessel, 2 vessel
+    code = side - np.uint8(1)
+    code *= np.uint8(3)
     if vessel is not None:
-        labels[vessel] = 3
-    return labels
+        code += vessel
+        code += vessel
+    if flag is not None:
+        code += flag if vessel is None else flag & ~vessel
+    low, high = int(values.min()), int(values.max())
+    span = high - low + 1
+    hu_bin = values.astype(np.intp)
+    hu_bin -= low  # 0 .. span - 1
+    key = code.astype(np.intp)
+    key *= span
+    key += hu_bin
+    counts = np.bincount(key, minlength=6 * span).reshape(2, 3, span)
+    for s in (0, 1):
+        r = int(regions[s + 1])
+        hist[r * 3 : r * 3 + 3, low + _OFFSET : low + _OFFSET + span] += counts[s]
+    if out is None:
+        return
+    labels = labels_of[low + _OFFSET : low + _OFFSET + span][hu_bin]
+    if lesion is not None and preset == "radiology":
+        labels *= les
+    elif preset == "radiology" and guard is not None:
+        np.copyto(labels, 0, where=grd)
+    if vessel is not None:
+        np.copyto(labels, 3, where=vessel)
+    dense = np.zeros(lab.size, dtype=np.uint8)
+    dense[idx] = labels
+    out[cut] = dense.reshape(shape)
+
+
+def _sparse_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """``np.zeros(shape, uint8)`` for a volume of which only the lungs' bounding box will be written.
+
+    A large one lies on fresh anonymous memory in base-size pages: numpy would ask for transparent huge pages,
+    each spanning several whole slices, and faulting those in is slow on some (virtual) machines; here only the
+    pages actually written are faulted in, and untouched ones read as zeros.
+    """
+    n = int(np.prod(shape))
+    if n < 1 << 22:
+        return np.zeros(shape, dtype=np.uint8)
+    import mmap
+
+    return np.frombuffer(mmap.mmap(-1, n), dtype=np.uint8).reshape(shape)
 
 
 def _lung_pass(
-    hu, lungs, vessels, lesion, guard, preset: str | None, chunk: int = 8
+    hu, lungs, vessels, lesion, guard, preset: str | None, chunk: int = 16, threads: int = 2
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """One pass over the lung voxels, slab by slab (temporaries of a few MB, reused by the allocator instead of
-    fresh pages of volume-sized arrays).
+    """One pass over the lung voxels inside the lungs' bounding box, slab by slab (temporaries of a few MB).
 
     Returns the HU histograms ``(6 regions, 65536 bins)`` of all lung voxels, vessel voxels, non-vessel lesion
-    voxels and non-vessel ``guard`` (not opacity) voxels, accumulated by one ``bincount`` per slab over regions
-    x categories x HU, and the opacity label volume of ``preset`` (None when ``preset`` is None). Only the lung
-    voxels of the masks are read; ``guard`` is ignored by the histograms when ``lesion`` is given.
+    voxels and non-vessel ``guard`` (not opacity) voxels, accumulated by one ``bincount`` per slab over lung side
+    x category x HU (a slab never straddles a zone boundary), and the opacity label volume of ``preset`` (None
+    when ``preset`` is None). Only the lung voxels of the masks are read; ``guard`` is ignored by the histograms
+    when ``lesion`` is given. Slabs are shared among ``threads`` threads (numpy releases the GIL in this work);
+    the results do not depend on it.
     """
-    lut, zs = _zone_lut(lungs, 16)
+    lungs, top = _lung_labels(lungs)
     rows = len(REGIONS) * 3
-    hist = np.zeros((rows, _NBINS), dtype=np.int64)
-    out = None if preset is None else np.zeros(lungs.shape, dtype=np.uint8)
-    plane = int(np.prod(lungs.shape[1:]))
-    last = int(zs[-1]) + 1 if zs.size else 0
-    for z0 in range(int(zs[0]) if zs.size else 0, last, chunk):
-        z1 = min(z0 + chunk, last)
-        lab = lungs[z0:z1].reshape(-1)
-        idx = np.flatnonzero(lab)
-        if idx.size == 0:
-            continue
-        side = lab[idx]
-        if side.min() < 1 or side.max() > 2:
-            raise ValueError("lungs: expected labels 0 (background), 1 (right lung), 2 (left lung)")
-        values = hu[z0:z1].reshape(-1)[idx]
-        vessel, les, grd = (
-            None if m is None else m[z0:z1].reshape(-1)[idx].astype(bool, copy=False) for m in (vessels, lesion, guard)
-        )
-        # key: (region * 3 + category) * span + HU - lowest HU of the slab; category 0 plain, 1 flagged (lesion,
-        # or guard when there is no lesion mask), 2 vessel (exclusive)
-        low, span = int(values.min()), int(values.max()) - int(values.min()) + 1
-        key = lut.reshape(-1)[(idx // plane + z0) * 3 + side.astype(np.intp)]
-        key *= 3
-        flag = les if les is not None else grd
-        if flag is not None:
-            key += flag if vessel is None else flag & ~vessel
-        if vessel is not None:
-            np.add(key, 2, out=key, where=vessel)
-        key *= span
-        key += values
-        key -= low
-        hist[:, low + _OFFSET : low + _OFFSET + span] += np.bincount(key, minlength=rows * span).reshape(rows, span)
-        if out is not None:
-            out[z0:z1].reshape(-1)[idx] = _voxel_labels(values, vessel, les, grd, preset)
+    out = None if preset is None else _sparse_zeros(lungs.shape)
+    zs = np.flatnonzero(top)
+    hists = []
+    if zs.size:
+        z0, z1 = int(zs[0]), int(zs[-1]) + 1
+        footprint = lungs[z0:z1].max(axis=0)
+        ys, xs = np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0))
+        box = (slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1))
+        lut = _zone_lut(lungs, top, box)
+        labels_of = None if out is None else _label_lut(preset, lesion is not None)
+        masks = (vessels, lesion, guard if lesion is None else None)  # a lesion mask overrides the guard
+
+        def work(slabs: list[tuple[int, int]]) -> np.ndarray:
+            hist = np.zeros((rows, _NBINS), dtype=np.int64)
+            for a, b in slabs:
+                _slab(hu, lungs, masks, preset, (slice(a, b), *box), lut[a], labels_of, hist, out)
+            return hist
+
+        slabs = _runs(lut, z0, z1, chunk)
+        parts = [slabs[i::threads] for i in range(min(threads, len(slabs)))]
+        if len(parts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(parts)) as pool:
+                hists = list(pool.map(work, parts))
+        else:
+            hists = [work(p) for p in parts]
+    hist = hists[0] if hists else np.zeros((rows, _NBINS), dtype=np.int64)
+    for other in hists[1:]:
+        hist += other
     h = hist.reshape(len(REGIONS), 3, _NBINS)
     zero = np.zeros((len(REGIONS), _NBINS), dtype=np.int64)
     histograms = {

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -107,6 +107,7 @@ def analyse_volume(
     preset: str = "radiology",
     classes: Iterable[HUClass] = (),
     lungs: np.ndarray | None = None,
+    on_lungs: Callable[[np.ndarray], object] | None = None,
 ) -> dict:
     """Segment (unless ``lungs`` is given) and measure one CT volume; the array part of :func:`quantify_scan`.
 
@@ -118,6 +119,8 @@ def analyse_volume(
     preset : classes drawn as opacity labels 1 and 2 ("radiology" or "ards").
     classes : extra HU classes.
     lungs : optional (z, y, x) uint8 lung labels to use instead of :func:`lungtrial.segment.segment_lungs`.
+    on_lungs : optional function called with the lung labels as soon as they are final (before vessels and
+        measurement), e.g. to start writing them in another thread; it must not modify them.
 
     Returns
     -------
@@ -139,6 +142,8 @@ def analyse_volume(
             raise ScanExcluded("volume", [f"lung segmentation failed: {exc}"]) from None
     if not lungs.any():
         raise ScanExcluded("volume", ["lung segmentation found no lung in the volume"])
+    if on_lungs is not None:
+        on_lungs(lungs)
     vessels = segment.segment_vessels(hu, lungs, spacing)
     not_opacity = segment.opacity_exclusion(hu, lungs, spacing, vessels=vessels) if lesion_mask is None else None
     t1 = time.perf_counter()
@@ -165,6 +170,14 @@ def analyse_volume(
 def _classes(classes: Iterable[HUClass | Mapping]) -> tuple[HUClass, ...]:
     items = list(classes)
     return tuple(c if isinstance(c, HUClass) else hu_classes([c])[0] for c in items) if items else ()
+
+
+def _settle(jobs: list, outdir: Path) -> None:
+    """Wait for the write ``jobs`` already started, then remove the masks they may have written."""
+    for job in jobs:
+        job.exception()  # waits; the error, if any, is not the one to report
+    for name in _MASKS:
+        (outdir / name).unlink(missing_ok=True)
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
@@ -226,16 +239,20 @@ def quantify_scan(
     series_options : options of :func:`lungtrial.dicomio.ingest` (``min_slices``, ``max_slice_thickness_mm``,
         ``prefer``, ``prefer_kernels``), used when ``series`` is None.
     classes : extra HU classes (:class:`~lungtrial.metrics.HUClass` or ``{name, lower, upper}`` dicts).
-    write_threads : threads writing the two masks and the QC picture concurrently (1: one after the other).
+    write_threads : threads writing the two masks and the QC picture (1: one after the other, still beside the
+        main thread). The lung labels are written while vessels are segmented and the scan measured; a run that
+        fails leaves no mask behind.
 
     Returns
     -------
     dict with ``scan_id``, ``status`` ("ok" | "excluded"), ``exclusion_reason``, ``metrics`` (the metrics.csv row),
     ``outputs`` (file names written) and ``timings`` (seconds: ``read`` (ingest, when run here, and
-    :func:`~lungtrial.dicomio.read_volume`), ``segment``, ``measure``, ``write``, ``total``). An excluded scan gets ``metrics.csv``, a header-only ``regions.csv`` and a ``qc.png`` card stating
-    the reason, and no masks.
+    :func:`~lungtrial.dicomio.read_volume`), ``segment``, ``measure``, ``write`` (from the end of measurement; the
+    lung mask written earlier, during segmentation, counts only where it is still being written), ``total``;
+    module imports come before the clock starts). An excluded scan gets ``metrics.csv``, a header-only
+    ``regions.csv`` and a ``qc.png`` card stating the reason, and no masks.
     """
-    from lungtrial import dicomio
+    from lungtrial import dicomio, qcfig, segment  # noqa: F401 - imported before the clock starts
 
     if preset not in OPACITY_CLASSES:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
@@ -250,61 +267,76 @@ def quantify_scan(
             raise ScanExcluded(scan_id, reasons)
         return _exclude(scan_id, reasons, outdir, title, classes, timings, start)
 
+    index = None
     try:
         if series is None:
-            series = dicomio.ingest(dicom_dir, scan_id, strict=strict, **dict(series_options or {}))
+            # the header index is kept for read_volume: files it found plain are read without a second parse
+            index = dicomio.index_folder(dicom_dir)
+            series = dicomio.ingest(dicom_dir, scan_id, strict=strict, index=index, **dict(series_options or {}))
             with atomic_path(outdir / "series.json") as tmp:
                 tmp.write_text(json.dumps(series, indent=1))
         if series.get("status") != "ok":
             return excluded(series.get("reasons") or ["series.json: status is not 'ok'"])
-        vol = dicomio.read_volume(dicom_dir, series)
+        vol = dicomio.read_volume(dicom_dir, series, index=index, padding_mask=False)  # padding: -1024 HU
     except ScanExcluded:
         raise
     except InputError as exc:
         return excluded([str(exc)])
     timings["read"] = round(time.perf_counter() - start, 3)
+    del index
 
-    vol.padding = None  # not used here: free it before segmentation
     lesion = None
     if lesion_mask is not None:
         lesion = load_lesion_mask(lesion_mask, vol.hu.shape, vol.spacing, vol.origin, vol.direction)
-    try:
-        result = analyse_volume(vol.hu, vol.spacing, lesion_mask=lesion, preset=preset, classes=classes)
-    except ScanExcluded as exc:
-        return excluded(exc.reasons)
-    del lesion
-    timings |= result["timings"]
-    lungs, labels, regions = result["lungs"], result["labels"], result["regions"]
-    clock = time.perf_counter()
-
-    from lungtrial.qcfig import qc_figure
-
-    geometry = series.get("geometry", {})
-    row = {
-        "scan_id": scan_id,
-        "status": "ok",
-        "exclusion_reason": "",
-        "n_slices": vol.hu.shape[0],
-        "spacing_z_mm": vol.spacing[0],
-        "spacing_y_mm": vol.spacing[1],
-        "spacing_x_mm": vol.spacing[2],
-        "slice_thickness_mm": geometry.get("slice_thickness_mm"),
-    } | result["scan"]
     place = (vol.spacing, vol.origin, vol.direction)
+    # zlib (in SimpleITK's writer) and PNG encoding release the GIL: the lung labels are written while vessels are
+    # segmented and the scan measured, then the opacity labels and the QC picture at once
+    pool = ThreadPoolExecutor(max_workers=write_threads)
+    jobs = []
 
-    def qc_picture() -> None:
-        with atomic_path(outdir / "qc.png") as tmp:
-            qc_figure(vol.hu, lungs, labels, vol.spacing, title or scan_id, tmp, class_names=_CLASS_TITLES[preset])
+    def write_lungs(lungs: np.ndarray) -> None:
+        jobs.append(pool.submit(write_nifti, lungs.astype(np.uint8, copy=False), outdir / "lungs.nii.gz", *place))
 
-    # zlib (in SimpleITK's writer), numpy and PNG encoding release the GIL: the three files are written at once
-    with ThreadPoolExecutor(max_workers=write_threads) as pool:
-        jobs = [
-            pool.submit(write_nifti, lungs.astype(np.uint8, copy=False), outdir / "lungs.nii.gz", *place),
-            pool.submit(write_nifti, labels, outdir / "opacity.nii.gz", *place),
-            pool.submit(qc_picture),
-        ]
+    try:
+        try:
+            result = analyse_volume(
+                vol.hu, vol.spacing, lesion_mask=lesion, preset=preset, classes=classes, on_lungs=write_lungs
+            )
+        except ScanExcluded as exc:
+            _settle(jobs, outdir)
+            return excluded(exc.reasons)
+        del lesion
+        timings |= result["timings"]
+        lungs, labels, regions = result["lungs"], result["labels"], result["regions"]
+        clock = time.perf_counter()
+
+        from lungtrial.qcfig import qc_figure
+
+        geometry = series.get("geometry", {})
+        row = {
+            "scan_id": scan_id,
+            "status": "ok",
+            "exclusion_reason": "",
+            "n_slices": vol.hu.shape[0],
+            "spacing_z_mm": vol.spacing[0],
+            "spacing_y_mm": vol.spacing[1],
+            "spacing_x_mm": vol.spacing[2],
+            "slice_thickness_mm": geometry.get("slice_thickness_mm"),
+        } | result["scan"]
+
+        def qc_picture() -> None:
+            with atomic_path(outdir / "qc.png") as tmp:
+                qc_figure(vol.hu, lungs, labels, vol.spacing, title or scan_id, tmp, class_names=_CLASS_TITLES[preset])
+
+        jobs.append(pool.submit(write_nifti, labels, outdir / "opacity.nii.gz", *place))
+        jobs.append(pool.submit(qc_picture))
         for job in jobs:
-            job.result()  # an error is raised once every job has finished (the pool waits on exit)
+            job.result()
+    except BaseException:
+        _settle(jobs, outdir)  # no mask of a failed run is left behind
+        raise
+    finally:
+        pool.shutdown(wait=True)
     regions.insert(0, "scan_id", scan_id)
     _write_csv(regions, outdir / "regions.csv")
     _write_csv(pd.DataFrame([row]), outdir / "metrics.csv")
