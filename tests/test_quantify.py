@@ -239,3 +239,10 @@ def test_qc_colours_from_the_lookup_table_equal_per_pixel_arithmetic():
     opacity = rng.integers(0, 5, hu.shape).astype(np.uint8)  # 4: not a class, drawn grey
     per_pixel = _rgb(hu.astype(np.float32), lungs, opacity)  # float HU: computed pixel by pixel
     assert per_pixel.dtype == np.uint8 and (_rgb(hu, lungs, opacity) == per_pixel).all()
+
+
+def test_missing_folder_still_writes_series_json(tmp_path):
+    result = quantify_scan(tmp_path / "nowhere", "S3", tmp_path / "out")
+    assert result["status"] == "excluded" and "does not exist" in result["exclusion_reason"]
+    series = json.loads((tmp_path / "out" / "series.json").read_text())
+    assert series["status"] == "excluded" and "does not exist" in series["reasons"][0]

@@ -281,6 +281,9 @@ def quantify_scan(
     except ScanExcluded:
         raise
     except InputError as exc:
+        if series is None:  # the folder could not be indexed: series.json still says why
+            with atomic_path(outdir / "series.json") as tmp:
+                tmp.write_text(json.dumps({"scan_id": scan_id, "status": "excluded", "reasons": [str(exc)]}, indent=1))
         return excluded([str(exc)])
     timings["read"] = round(time.perf_counter() - start, 3)
     del index

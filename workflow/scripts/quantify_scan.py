@@ -31,9 +31,6 @@ with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify
         title=title,
     )
     tmp = Path(tmp)
-    if not (tmp / "series.json").exists():  # the folder could not be indexed at all: excluded before a choice
-        reasons = [result["exclusion_reason"]]
-        (tmp / "series.json").write_text(json.dumps({"scan_id": scan, "status": "excluded", "reasons": reasons}))
     series = json.loads((tmp / "series.json").read_text())
     if series["status"] == "ok":
         log.info("scan %s: %s", scan, series.get("reason", "series chosen"))
