@@ -278,3 +278,145 @@ def test_demo_generator_healthy_rotated():
         assert abs((seg == label).sum() / (truth.lungs == label).sum() - 1.0) < 0.02
     exc = opacity_exclusion(hu, seg, sp)
     assert opacity_pct(hu, seg, exc) < 0.5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# coarse-to-fine machinery: the fast helpers must agree with the reference implementations they replace
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(spacing=(2.0, 2.5, 2.5), lesions=False),
+        dict(spacing=(1.5, 0.7, 0.7), lesions=False, rotation_deg=3.0),
+        dict(spacing=(5.0, 1.4, 1.4), lung_hu=-950.0, noise=40.0, lesions=False),
+    ],
+    ids=["coarse-pixels", "fine-pixels-rotated", "thick-emphysema"],
+)
+def test_healthy_volume_unbiased(kwargs):
+    """No outward bias at the boundary: the edge threshold is half-way between the measured parenchyma and the
+    tissue around it, and the staircase of a convex lung on the coarse grid is not taken for lesion pockets."""
+    c = make_chest(**kwargs)
+    seg = segment_lungs(c.hu, c.spacing)
+    for label in (1, 2):
+        assert abs((seg == label).sum() / (c.lungs == label).sum() - 1.0) < 0.01, label
+        assert dice(seg == label, c.lungs == label) >= 0.99, label
+
+
+def test_lungs_cut_by_the_field_of_view():
+    """Lungs reaching the first and last slices, with a slice count that leaves a partial block of the coarse grid
+    at both ends, are labelled up to the edge of the volume."""
+    c = make_chest(spacing=(1.5, 1.5, 1.5), lesions=False)
+    zs = np.flatnonzero(c.lungs.any(axis=(1, 2)))
+    lo, hi = int(zs[0]) + 7, int(zs[-1]) - 6
+    if (hi - lo) % 2 == 0:
+        hi -= 1
+    hu, lungs = c.hu[lo:hi], c.lungs[lo:hi]
+    seg = segment_lungs(hu, c.spacing)
+    for label in (1, 2):
+        assert dice(seg == label, lungs == label) >= 0.97, label
+    assert (seg[0] > 0).sum() > 0.9 * (lungs[0] > 0).sum()
+    assert (seg[-1] > 0).sum() > 0.9 * (lungs[-1] > 0).sum()
+
+
+def test_block_reduce_matches_reference():
+    from lungtrial.segment import _block_reduce, _block_sum
+
+    rng = np.random.default_rng(5)
+    vol = rng.integers(-1024, 1500, size=(13, 17, 22)).astype(np.int16)
+    for factors in [(1, 1, 1), (2, 3, 4), (4, 5, 5), (3, 2, 7)]:
+        fz, fy, fx = factors
+        ref = np.zeros([-(-n // f) for n, f in zip(vol.shape, factors)])
+        for idx in np.ndindex(*ref.shape):
+            ref[idx] = vol[
+                idx[0] * fz : (idx[0] + 1) * fz, idx[1] * fy : (idx[1] + 1) * fy, idx[2] * fx : (idx[2] + 1) * fx
+            ].mean()
+        np.testing.assert_allclose(_block_reduce(vol, factors), ref, rtol=1e-5, atol=1e-3)
+        mask = vol > 200
+        counts = _block_sum(mask, factors)
+        assert counts.dtype.kind == "u"
+        np.testing.assert_array_equal(counts, _block_sum(mask.astype(np.int16), factors))
+
+
+@pytest.mark.parametrize("pix", [(3.5, 3.5), (4.0, 3.2), (2.0, 5.0)])
+def test_plane_hulls_match_scikit_image(pix):
+    """The discrete-orientation hull of every plane at once agrees with scikit-image's convex hull to a sliver."""
+    from skimage.morphology import convex_hull_image
+
+    from lungtrial.segment import _hull_planes
+
+    rng = np.random.default_rng(11)
+    planes = ndimage.gaussian_filter(rng.random((6, 40, 50)), (0, 3, 3)) > 0.55
+    planes[0] = False
+    planes[1, 20, 25] = True
+    hull = _hull_planes(planes, pix)
+    assert not hull[0].any()
+    for k in range(1, planes.shape[0]):
+        ref = convex_hull_image(planes[k])
+        assert not (ref & ~hull[k]).any()
+        assert (hull[k] & ~ref).sum() <= 0.03 * ref.sum() + 2  # slivers at the corners of the 128-gon
+
+
+def test_morphology_helpers_match_scipy():
+    from lungtrial.segment import _CROSS, _PLANE4, _PLANE8, _ball, _dilate, _disk, _erode, _grey_grow, _open
+
+    rng = np.random.default_rng(2)
+    mask = ndimage.gaussian_filter(rng.random((20, 30, 40)), 2) > 0.5
+    within = rng.random(mask.shape) > 0.3
+    labels = ndimage.label(mask)[0].astype(np.int32)
+    footprints = [_CROSS, _PLANE4, _PLANE8, _disk(20.0, (3.5, 3.2)), _ball(4.0, np.array([2.0, 2.1, 2.1]))]
+    footprints += [_ball(4.0, np.array([1.2, 2.4, 2.4])), _ball(4.0, np.array([5.0, 2.0, 2.0]))]
+    for fp in footprints:
+        np.testing.assert_array_equal(_erode(mask, fp), ndimage.binary_erosion(mask, fp, border_value=0))
+        np.testing.assert_array_equal(_dilate(mask, fp), ndimage.binary_dilation(mask, fp))
+        np.testing.assert_array_equal(_open(mask, fp), ndimage.binary_opening(mask, fp))
+        np.testing.assert_array_equal(
+            _dilate(mask, fp, iterations=3, within=within), ndimage.binary_dilation(mask, fp, 3, mask=within)
+        )
+        np.testing.assert_array_equal(
+            _grey_grow(labels, fp), ndimage.grey_dilation(labels, footprint=fp, mode="constant")
+        )
+
+
+def test_vessels_and_exclusion_recomputed_for_new_arrays(chest, seg):
+    """The work shared between segment_vessels and opacity_exclusion is never reused for other arrays."""
+    ves = segment_vessels(chest.hu, seg, chest.spacing)
+    exc = opacity_exclusion(chest.hu, seg, chest.spacing, vessels=ves)
+    other = make_chest(lesions=False, seed=4)
+    other_seg = segment_lungs(other.hu, other.spacing)
+    ves2 = segment_vessels(other.hu, other_seg, other.spacing)
+    exc2 = opacity_exclusion(other.hu, other_seg, other.spacing, vessels=ves2)
+    # the same inputs again, as copies (new objects): identical results
+    hu, lungs = chest.hu.copy(), seg.copy()
+    np.testing.assert_array_equal(segment_vessels(hu, lungs, chest.spacing), ves)
+    np.testing.assert_array_equal(opacity_exclusion(hu, lungs, chest.spacing, vessels=ves.copy()), exc)
+    np.testing.assert_array_equal(opacity_exclusion(hu, lungs, chest.spacing), exc)
+    assert not exc2[other_seg == 0].any() and exc2[ves2].all()
+    # a vessel mask given by the caller is restricted to the lungs
+    assert not opacity_exclusion(hu, lungs, chest.spacing, vessels=np.ones(hu.shape, bool))[lungs == 0].any()
+
+
+def test_shared_work_keeps_no_volume_alive():
+    """The cache shared by segment_vessels and opacity_exclusion holds weak references only."""
+    import gc
+    import weakref
+
+    c = make_chest(spacing=(3.0, 2.0, 2.0), lesions=False)
+    hu = c.hu.copy()
+    lungs = segment_lungs(hu, c.spacing)
+    vessels = segment_vessels(hu, lungs, c.spacing)
+    excluded = opacity_exclusion(hu, lungs, c.spacing, vessels=vessels)
+    refs = [weakref.ref(a) for a in (hu, lungs, vessels, excluded)]
+    del hu, lungs, vessels, excluded
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+def test_finer_coarse_grid(chest):
+    """A finer coarse grid is a speed/accuracy choice of the caller: same contract, lesions kept at least as well."""
+    seg = segment_lungs(chest.hu, chest.spacing, coarse_mm=2.5)
+    for label in (1, 2):
+        assert dice(seg == label, chest.lungs == label) >= 0.97
+    assert (seg > 0)[chest.lesions].mean() > 0.95
+    assert not (seg > 0)[chest.outside].any()
+    with pytest.raises(ValueError, match="coarse_mm"):
+        segment_lungs(chest.hu, chest.spacing, coarse_mm=0.0)
