@@ -246,3 +246,15 @@ def test_missing_folder_still_writes_series_json(tmp_path):
     assert result["status"] == "excluded" and "does not exist" in result["exclusion_reason"]
     series = json.loads((tmp_path / "out" / "series.json").read_text())
     assert series["status"] == "excluded" and "does not exist" in series["reasons"][0]
+
+
+def test_one_thread_gives_the_same_outputs(demo_scan, tmp_path):
+    root, scan_id, _ = demo_scan
+    for threads in (1, 2):
+        result = quantify_scan(root / "dicom", scan_id, tmp_path / str(threads), threads=threads)
+        assert result["status"] == "ok"
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "1/metrics.csv"), pd.read_csv(tmp_path / "2/metrics.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "1/regions.csv"), pd.read_csv(tmp_path / "2/regions.csv"))
+    for name in ("lungs.nii.gz", "opacity.nii.gz"):
+        one, two = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / t / name))) for t in ("1", "2"))
+        assert np.array_equal(one, two), name

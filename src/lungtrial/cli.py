@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         help="lesion mask image (NIfTI, non-zero = lesion) on this scan, used instead of HU thresholds for the "
         "extent of opacity",
     )
+    q.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        metavar="N",
+        help="threads the scan may use at once (default: %(default)s; 1 runs every step in turn)",
+    )
 
     d = sub.add_parser(
         "demo",
@@ -112,6 +119,7 @@ def _quantify(args: argparse.Namespace) -> int:
         preset=args.preset,
         strict=args.strict,
         lesion_mask=args.lesion_mask,
+        threads=args.threads,
         series_options={
             "min_slices": args.min_slices,
             "max_slice_thickness_mm": args.max_slice_thickness,

@@ -310,7 +310,7 @@ def _sparse_zeros(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _lung_pass(
-    hu, lungs, vessels, lesion, guard, preset: str | None, chunk: int = 16, threads: int = 2
+    hu, lungs, vessels, lesion, guard, preset: str | None, chunk: int = 16, threads: int | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """One pass over the lung voxels inside the lungs' bounding box, slab by slab (temporaries of a few MB).
 
@@ -318,8 +318,8 @@ def _lung_pass(
     voxels and non-vessel ``guard`` (not opacity) voxels, accumulated by one ``bincount`` per slab over lung side
     x category x HU (a slab never straddles a zone boundary), and the opacity label volume of ``preset`` (None
     when ``preset`` is None). Only the lung voxels of the masks are read; ``guard`` is ignored by the histograms
-    when ``lesion`` is given. Slabs are shared among ``threads`` threads (numpy releases the GIL in this work);
-    the results do not depend on it.
+    when ``lesion`` is given. Slabs are shared among ``threads`` threads (default
+    :func:`lungtrial.parallel.threads`; numpy releases the GIL in this work); the results do not depend on it.
     """
     lungs, top = _lung_labels(lungs)
     rows = len(REGIONS) * 3
@@ -342,6 +342,10 @@ def _lung_pass(
             return hist
 
         slabs = _runs(lut, z0, z1, chunk)
+        if threads is None:
+            from lungtrial.parallel import threads as allowed
+
+            threads = allowed()
         parts = [slabs[i::threads] for i in range(min(threads, len(slabs)))]
         if len(parts) > 1:
             from concurrent.futures import ThreadPoolExecutor

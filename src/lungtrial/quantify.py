@@ -7,7 +7,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +214,7 @@ def quantify_scan(
     title: str | None = None,
     series_options: Mapping | None = None,
     classes: Iterable[HUClass | Mapping] = (),
-    write_threads: int = 3,
+    threads: int | None = None,
 ) -> dict:
     """Measure one scan: read the series, segment lungs and vessels, measure, write all outputs into ``outdir``.
 
@@ -239,9 +238,10 @@ def quantify_scan(
     series_options : options of :func:`lungtrial.dicomio.ingest` (``min_slices``, ``max_slice_thickness_mm``,
         ``prefer``, ``prefer_kernels``), used when ``series`` is None.
     classes : extra HU classes (:class:`~lungtrial.metrics.HUClass` or ``{name, lower, upper}`` dicts).
-    write_threads : threads writing the two masks and the QC picture (1: one after the other, still beside the
-        main thread). The lung labels are written while vessels are segmented and the scan measured; a run that
-        fails leaves no mask behind.
+    threads : threads the scan may use at once (default :func:`lungtrial.parallel.threads`, 2): array work is
+        split over them and the lung labels are written while vessels are segmented and the scan measured, the
+        opacity labels while the QC picture is drawn; with 1 everything runs in turn. A run that fails leaves no
+        mask behind.
 
     Returns
     -------
@@ -252,7 +252,25 @@ def quantify_scan(
     module imports come before the clock starts). An excluded scan gets ``metrics.csv``, a header-only
     ``regions.csv`` and a ``qc.png`` card stating the reason, and no masks.
     """
-    from lungtrial import dicomio, qcfig, segment  # noqa: F401 - imported before the clock starts
+    from lungtrial import parallel
+
+    with parallel.limit(threads):
+        return _quantify_scan(
+            dicom_dir,
+            scan_id,
+            outdir,
+            series=series,
+            preset=preset,
+            strict=strict,
+            lesion_mask=lesion_mask,
+            title=title,
+            series_options=series_options,
+            classes=classes,
+        )
+
+
+def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion_mask, title, series_options, classes):
+    from lungtrial import dicomio, parallel, qcfig, segment  # noqa: F401 - imported before the clock starts
 
     if preset not in OPACITY_CLASSES:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
@@ -294,7 +312,7 @@ def quantify_scan(
     place = (vol.spacing, vol.origin, vol.direction)
     # zlib (in SimpleITK's writer) and PNG encoding release the GIL: the lung labels are written while vessels are
     # segmented and the scan measured, then the opacity labels and the QC picture at once
-    pool = ThreadPoolExecutor(max_workers=write_threads)
+    pool = parallel.pool(1, beside_caller=True)
     jobs = []
 
     def write_lungs(lungs: np.ndarray) -> None:
@@ -332,7 +350,7 @@ def quantify_scan(
                 qc_figure(vol.hu, lungs, labels, vol.spacing, title or scan_id, tmp, class_names=_CLASS_TITLES[preset])
 
         jobs.append(pool.submit(write_nifti, labels, outdir / "opacity.nii.gz", *place))
-        jobs.append(pool.submit(qc_picture))
+        qc_picture()
         for job in jobs:
             job.result()
     except BaseException:

@@ -9,7 +9,7 @@ phantom-specific numbers). All topology work happens on a block-averaged grid of
 only in the blocks of the lungs and of their boundary, to refine the boundary. Morphology on the coarse grid uses
 separable shifted logical operations (structuring elements decomposed into centred boxes), distance maps use
 SimpleITK's multi-threaded Maurer transform, and the independent plane stacks of the repair and the full-resolution
-passes run on two threads (numpy releases the GIL in its loops).
+passes run on two threads (numpy releases the GIL in its loops); fewer under :func:`lungtrial.parallel.limit`.
 
 1. The body is the largest connected region denser than -500 HU, its holes filled slice by slice; air inside it
    (< -500 HU) is lung, airway or bowel gas. Outside air, the table and the air inside a hollow table are thereby
@@ -60,10 +60,11 @@ from __future__ import annotations
 
 import functools
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import ndimage
+
+from lungtrial import parallel
 
 __all__ = ["segment_lungs", "segment_vessels", "opacity_exclusion"]
 
@@ -97,11 +98,11 @@ def _check(hu: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
 def _in_halves(work, n: int, min_items: int = 8) -> None:
     """Run ``work(range)`` over ``range(n)`` split in two halves on two threads (numpy releases the GIL in its
     loops); one call when ``n`` is small."""
-    if n < min_items:
+    if n < min_items or parallel.threads() < 2:
         work(range(n))
         return
     half = n // 2
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with parallel.pool(2) as pool:
         for f in [pool.submit(work, range(0, half)), pool.submit(work, range(half, n))]:
             f.result()
 
@@ -298,7 +299,7 @@ def _edt(mask: np.ndarray, sampling) -> np.ndarray:
 
     SimpleITK's multi-threaded Maurer transform (exact, like ``scipy.ndimage.distance_transform_edt``).
     """
-    import SimpleITK as sitk
+    sitk = parallel.simpleitk()
 
     img = sitk.GetImageFromArray(np.logical_not(mask).view(np.uint8))
     img.SetSpacing([float(s) for s in reversed(tuple(sampling))])
@@ -844,7 +845,7 @@ def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.
             )
             tasks.append((label, own, axis, args))
     # the six plane stacks are independent: numpy releases the GIL in its loops, so two threads share the work
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with parallel.pool(2) as pool:
         results = list(pool.map(lambda task: _pockets(*task[3]), tasks))
     add_all = np.zeros(lungs_b.shape, dtype=np.uint8)
     for (label, own, axis, _), add in zip(tasks, results):
@@ -911,7 +912,7 @@ def segment_lungs(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> n
     csp = sp * factors
     # the output's pages are faulted in on another thread while the coarse stage runs (first-touch page faults
     # of a volume-sized array are otherwise a noticeable part of the time)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with parallel.pool(1, beside_caller=True) as pool:
         prepared = pool.submit(_zeroed, hu.shape, np.uint8)
         coarse = _block_reduce(hu, factors)
         air = coarse < AIR_HU

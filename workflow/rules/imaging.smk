@@ -26,7 +26,7 @@ rule quantify_scan:
         "logs/quantify_scan/{scan}.log",
     conda:
         "../../envs/imaging.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=quantify_mem_mb,
         runtime=15,

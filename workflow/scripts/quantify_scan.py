@@ -29,6 +29,7 @@ with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify
         strict=snakemake.params.strict,
         lesion_mask=lesion_mask,
         title=title,
+        threads=snakemake.threads,
     )
     tmp = Path(tmp)
     series = json.loads((tmp / "series.json").read_text())
