@@ -9,7 +9,11 @@ Reported per case:
 - Dice of the right and left lung masks vs the truth (mean of both; target >= 0.97),
 - |% opacity measured - % true lesion volume| in percentage points (target: within 1 pp),
 - the same opacity error when measured inside the true lung mask (isolates segmentation from HU classification),
-- for the lesion cases, the share of lesion volume within 5 mm of the pleura.
+- for the lesion cases, the share of lesion volume within 5 mm of the pleura,
+- for the lesion cases, the true lesion volume (ml) left out of the lung mask: consolidation and ground glass, and
+  where it lies: on the lung base (within 15 mm of the lowest lung voxel of its column: diaphragm, costophrenic
+  recess), medial (the medial third of its lung's width in its slice: mediastinum, heart, paravertebral gutter)
+  or elsewhere (costal pleura, apex).
 
 Run: ``python benchmarks/bench_accuracy.py`` (all thicknesses; ``--thickness 2.5 5`` for a subset).
 """
@@ -49,6 +53,35 @@ def pleural_share(lungs: np.ndarray, lesions: np.ndarray, spacing, within_mm: fl
     return float(np.count_nonzero(les & (depth <= within_mm))) / max(1, int(np.count_nonzero(les)))
 
 
+def missed_lesions(lungs: np.ndarray, truth, spacing) -> dict[str, float]:
+    """True lesion volume (ml) outside the measured lung mask, by kind and by location (see the module doc)."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    missed = (truth.lesions > 0) & (lungs == 0)
+    out = {
+        "consolidation": np.count_nonzero(missed & (truth.lesions == 2)) * voxel_ml,
+        "ground glass": np.count_nonzero(missed & (truth.lesions == 1)) * voxel_ml,
+    }
+    z, y, x = np.nonzero(missed)
+    side = truth.lungs[z, y, x]
+    # lowest true lung voxel of each (y, x) column
+    tl = truth.lungs > 0
+    lowest = np.where(tl.any(axis=0), tl.argmax(axis=0), 0)
+    base = (z - lowest[y, x]) * spacing[0] <= 15.0
+    medial = np.zeros(z.size, dtype=bool)
+    for label, towards_left in ((1, True), (2, False)):
+        mine = truth.lungs == label
+        lo = mine.argmax(axis=2)
+        hi = mine.shape[2] - 1 - mine[:, :, ::-1].argmax(axis=2)
+        sel = side == label
+        width = np.maximum(hi[z, y] - lo[z, y], 1)
+        frac = (x - lo[z, y]) / width if towards_left else (hi[z, y] - x) / width
+        medial |= sel & (frac > 2.0 / 3.0)
+    out["base"] = np.count_nonzero(base) * voxel_ml
+    out["medial"] = np.count_nonzero(~base & medial) * voxel_ml
+    out["other"] = np.count_nonzero(~base & ~medial) * voxel_ml
+    return out
+
+
 def run_case(thickness: float, lesions: Lesions | None, pixel_mm: float, seed: int) -> dict:
     spacing = (thickness, pixel_mm, pixel_mm)
     shape = grid_shape((300.0, 400.0, 400.0), spacing)
@@ -70,6 +103,7 @@ def run_case(thickness: float, lesions: Lesions | None, pixel_mm: float, seed: i
         "opacity_pp": row["pct_opacity"] - true["pct_opacity"],
         "truth_lungs_pp": on_truth["pct_opacity"] - true["pct_opacity"],
         "pleural": f"{pleural_share(truth.lungs, truth.lesions, spacing):.0%}" if lesions is not None else "-",
+        "missed": missed_lesions(lungs, truth, spacing) if lesions is not None else None,
         "render_s": t1 - t0,
         "measure_s": t2 - t1,
     }
@@ -105,6 +139,14 @@ def main() -> None:
                 f"{r['truth_lungs_pp']:>+13.2f} {r['pleural']:>7} {'yes' if ok else 'NO':>5} {r['measure_s']:>10.1f}",
                 flush=True,
             )
+            if r["missed"] is not None:
+                m = r["missed"]
+                print(
+                    f"{'':<14} missed lesion ml: consolidation {m['consolidation']:.1f}, ground glass "
+                    f"{m['ground glass']:.1f}; on the base {m['base']:.1f}, medial {m['medial']:.1f}, "
+                    f"elsewhere {m['other']:.1f}",
+                    flush=True,
+                )
     print(
         f"\ntargets: |volume error| <= {TARGETS['volume_pct']} %, Dice >= {TARGETS['dice']}, "
         f"|opacity error| <= {TARGETS['opacity_pp']} pp; cases missing a target: {failures}"

@@ -56,6 +56,8 @@ def make_chest(
     lesions=True,
     sites=(),
     seed=0,
+    cons_hu=-30.0,
+    fat_pad=False,
 ) -> Chest:
     """Chest phantom in (z, y, x), x to the patient's left, y posterior, z superior; HU int16."""
     rng = np.random.default_rng(seed)
@@ -131,7 +133,7 @@ def make_chest(
     # ground glass (-550 HU) around a consolidation core (10 HU), as COVID-19 lesions usually are:
     # "mediastinal" against the medial border of the right lung, "dome" resting on the left diaphragm dome
     centres = {"mediastinal": (-half - 8.0, 10.0, 150.0), "dome": (half + 60.0, -5.0, 100.0)}
-    for site in sites:
+    for site in (s for s in sites if s in centres):
         cx, cy, cz = centres[site]
         r2 = (xx - cx) ** 2 + (yy - cy) ** 2 + (zz - cz) ** 2
         glass = (r2 <= 30.0**2) & inlung
@@ -139,6 +141,26 @@ def make_chest(
         hu[glass] = -550.0
         hu[core] = 10.0
         lesion |= glass
+    # consolidation (cons_hu, no ground glass around it) filling the posterior-basal recess of the right lung, down
+    # to the dome and against the posterior chest wall; or the posterior-medial base of the left lung, against the
+    # spine and the mediastinum
+    # (dependent consolidation: it also bulges up into the lung, where the lung's outline reveals it)
+    bulge_r = (xx + half + 60.0) ** 2 + (yy - 35.0) ** 2 + (zz - 120.0) ** 2 <= 30.0**2
+    bulge_l = (xx - half - 35.0) ** 2 + (yy - 25.0) ** 2 + (zz - 130.0) ** 2 <= 28.0**2
+    regions = {
+        "recess": (lungs == 1) & (((zz < 115.0) & (yy > 15.0)) | bulge_r),
+        "paravertebral": (lungs == 2) & (((zz < 125.0) & (yy > 0.0) & (xx < half + 40.0)) | bulge_l),
+    }
+    for site in sites:
+        if site in regions:
+            hu[regions[site]] = cons_hu
+            lesion |= regions[site]
+    fat = np.zeros(shape, dtype=bool)
+    if fat_pad:
+        # a fat pad (-100 HU) against the medial base of the right lung, beside the spine, under the heart
+        fat = ((xx + half + 10.0) ** 2 + (yy - 25.0) ** 2 + (zz - 100.0) ** 2 <= 22.0**2) & ~inlung
+        fat &= ~spine & np.broadcast_to(body, shape)
+        hu[fat] = -100.0
     # bowel gas under the left diaphragm, 8 mm below the lung
     gas = ((xx - half - 60.0) / 35.0) ** 2 + ((yy + 10.0) / 30.0) ** 2 + ((zz - 40.0) / 20.0) ** 2 <= 1.0
     hu[gas] = -1000.0
@@ -146,7 +168,7 @@ def make_chest(
     sig = [max(0.0, 0.8 / s) for s in spacing]
     hu = ndimage.gaussian_filter(hu, sig)
     hu += rng.normal(0.0, noise, shape).astype(np.float32)
-    outside = (~body) | gas
+    outside = (~body) | gas | fat
     return Chest(np.round(hu).astype(np.int16), tuple(spacing), lungs, lesion, vessels, airway, trachea, outside)
 
 
@@ -252,6 +274,59 @@ def test_lesion_against_mediastinum_or_on_dome(site):
     exc = opacity_exclusion(c.hu, seg, c.spacing)
     true_pct = 100.0 * c.lesions.sum() / (c.lungs > 0).sum()
     assert abs(opacity_pct(c.hu, seg, exc) - true_pct) < 1.0
+
+
+@pytest.mark.parametrize("spacing", [(2.5, 1.5, 1.5), (5.0, 1.0, 1.0), (1.5, 2.0, 2.0)])
+def test_consolidation_filling_the_posterior_recess(spacing):
+    """Dependent consolidation less dense than the wall, filling the posterior costophrenic recess down to the dome
+    and against the posterior chest wall (outside the aerated lung's hull in every plane), is kept; nothing else
+    grows."""
+    c = make_chest(spacing=spacing, lesions=False, sites=("recess",), seed=4, cons_hu=-30.0)
+    seg = segment_lungs(c.hu, c.spacing)
+    assert (seg > 0)[c.lesions].mean() > 0.9
+    for label in (1, 2):
+        assert dice(seg == label, c.lungs == label) >= 0.97, label
+        assert abs((seg == label).sum() / (c.lungs == label).sum() - 1.0) < 0.02, label
+    assert ((seg > 0) & (c.lungs == 0)).sum() < 0.01 * (c.lungs > 0).sum()
+    assert not (seg > 0)[c.outside].any()
+    exc = opacity_exclusion(c.hu, seg, c.spacing)
+    true_pct = 100.0 * c.lesions.sum() / (c.lungs > 0).sum()
+    assert abs(opacity_pct(c.hu, seg, exc) - true_pct) < 1.0
+
+
+@pytest.mark.parametrize("spacing", [(2.5, 1.5, 1.5), (5.0, 1.0, 1.0), (1.5, 2.0, 2.0)])
+def test_consolidation_against_spine_and_mediastinum(spacing):
+    """Consolidation at the posterior-medial base of the left lung, against the spine and the mediastinum."""
+    c = make_chest(spacing=spacing, lesions=False, sites=("paravertebral",), seed=5, cons_hu=-40.0)
+    seg = segment_lungs(c.hu, c.spacing)
+    assert (seg > 0)[c.lesions].mean() > 0.65
+    for label in (1, 2):
+        assert dice(seg == label, c.lungs == label) >= 0.97, label
+        assert abs((seg == label).sum() / (c.lungs == label).sum() - 1.0) < 0.02, label
+    assert ((seg > 0) & (c.lungs == 0)).sum() < 0.01 * (c.lungs > 0).sum()
+    exc = opacity_exclusion(c.hu, seg, c.spacing)
+    true_pct = 100.0 * c.lesions.sum() / (c.lungs > 0).sum()
+    assert abs(opacity_pct(c.hu, seg, exc) - true_pct) < 1.0
+
+
+def test_consolidation_grows_into_no_fat():
+    """A fat pad (-100 HU) beside the spine, against the recess consolidation: only its partial-volume edge may
+    join the grown consolidation."""
+    c = make_chest(spacing=(2.5, 1.5, 1.5), lesions=False, sites=("recess",), seed=4, fat_pad=True)
+    seg = segment_lungs(c.hu, c.spacing)
+    assert (seg > 0)[c.lesions].mean() > 0.9
+    fat = c.outside & (c.hu > -300) & (np.abs(c.hu.astype(float) + 100.0) < 200.0)  # the pad (body tissue)
+    assert fat.sum() > 1000
+    assert (seg > 0)[fat].mean() < 0.1
+
+
+def test_consolidation_as_dense_as_the_wall_grows_nothing():
+    """Consolidation as dense as the tissue around the lungs cannot be told from it by HU: the lungs do not grow
+    into the wall, the dome or the mediastinum (what the outline does not reveal stays out: a known limit)."""
+    c = make_chest(spacing=(2.5, 1.5, 1.5), lesions=False, sites=("recess", "paravertebral"), seed=6, cons_hu=40.0)
+    seg = segment_lungs(c.hu, c.spacing)
+    assert ((seg > 0) & (c.lungs == 0)).sum() < 0.005 * (c.lungs > 0).sum()
+    assert not (seg > 0)[c.outside].any()
 
 
 def test_no_lungs_raises():

@@ -35,18 +35,30 @@ passes run on two threads (numpy releases the GIL in its loops); fewer under :fu
    (consolidation inside its ground glass, also against the mediastinum). Both need lung at most 40 mm below (the
    liver under the dome has none), except the 6 mm rule in axial planes. Bone (> 150 HU) and the airway are never
    added.
-6. The boundary is refined at full resolution within one coarse voxel of the coarse boundary, with the
+6. Consolidation beyond the outline (filling the posterior costophrenic recess, lining the mediastinum, the
+   spine or the diaphragm) is told from the organs it abuts by density, where it is measurably less dense than
+   them (partly aerated consolidation): each lung's thick consolidation (at least 2 ml; median ``C``) is grown,
+   at most 40 mm, through adjacent tissue lighter than half-way to the median of the tissue around the lungs
+   (``W``) and not as light as fat, provided ``W - C`` >= 40 HU; first, the lung's non-aerated outer voxels
+   nearer to ``W`` than three quarters of the way (wall that a pocket rule took in) are peeled off, at most 20 mm
+   deep. Without such contrast nothing is added or removed; lesion-free lungs have no consolidation and are not
+   touched.
+7. The boundary is refined at full resolution within one coarse voxel of the coarse boundary, with the
    half-maximum threshold between the measured aerated parenchyma and the tissue around the lungs (the edge of a
    blurred step lies where the profile crosses half-way; about -400 HU for -850 HU lung against +40 HU muscle).
    Next to ground glass and repaired lesions the edge lies half-way between ground glass and the wall instead:
    there voxels lighter than -250 HU (no solid tissue is) are lung too. Ground glass and the repaired pockets keep
-   their coarse extent.
+   their coarse extent, except the outer layer of consolidation grown in step 6, decided voxel by voxel at
+   ``(C + W) / 2`` (away from aerated lung).
 
-Known limits: consolidation against the mediastinum or resting on the diaphragm dome, with no ground glass
-lining it, cannot be told from the mediastinum or the liver by HU and is left out where the lung's outline does
-not reveal it; so is consolidation that fills the whole posterior costophrenic recess (it lies outside the
-aerated lung's convex hull in every plane). The distal end of a main bronchus, where it merges with the lung in
-the axial plane on the coarse grid, stays in the lung.
+Known limits: consolidation against the mediastinum, resting on the diaphragm dome or filling the posterior
+costophrenic recess, as dense as the tissue it abuts (``W - C`` < 40 HU, e.g. unenhanced liver) and with no
+ground glass lining it, cannot be told from the mediastinum or the liver and is left out where the lung's outline
+does not reveal it; step 6 also needs some of the lung's consolidation inside the outline to start from (2 ml of
+it thick enough to hold an in-plane cross of coarse voxels). A pleural effusion less dense than half-way between the
+consolidation and the wall would be taken in by step 6 where it touches the consolidation; so is the
+partial-volume edge (one or two voxels) of a fat pad that touches grown consolidation. The distal end of a main
+bronchus, where it merges with the lung in the axial plane on the coarse grid, stays in the lung.
 
 Known cost of the coarse grid: lesions thinner than about two coarse voxels along the pleura are repaired less
 completely than on a 2 mm grid (on the 10 % lesion scans of ``benchmarks/bench_accuracy.py`` the opacity reads up
@@ -71,6 +83,7 @@ __all__ = ["segment_lungs", "segment_vessels", "opacity_exclusion"]
 AIR_HU = -500.0  # half-way between aerated lung (about -850 HU) and soft tissue (about 40 HU)
 BONE_HU = 150.0  # denser than any consolidation
 HAZY_HU = -250.0  # ground glass stays below; fat (about -100 HU) and every solid tissue lie above
+FAT_FLOOR_HU = -80.0  # consolidation grown beyond the lung's outline is denser than this (fat: about -100 HU)
 RIGHT, LEFT = 1, 2
 COARSE_MM = 3.5  # voxel size of the coarse grid where topology is decided
 BLOB_GRID_MM = 2.0  # voxel size of the grid where blob-like opacities are told from thin structures
@@ -862,6 +875,113 @@ def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.
     return out
 
 
+def _continue_consolidation(
+    lungs: np.ndarray,
+    coarse: np.ndarray,
+    aerated: np.ndarray,
+    body: np.ndarray,
+    airway: np.ndarray,
+    cspacing: np.ndarray,
+    reach_mm: float = 40.0,
+    min_contrast_hu: float = 40.0,
+    peel_mm: float = 20.0,
+) -> tuple:
+    """Grow each lung's consolidation into adjacent tissue that is measurably less dense than the tissue around
+    the lungs (coarse grid; a new label array).
+
+    Consolidation that fills the posterior costophrenic recess or lines the mediastinum or the diaphragm lies
+    outside the aerated lung's outline in every plane, so the pocket rules of :func:`_repair` cannot reveal it.
+    Where it is less dense than the wall, the heart and the liver around it (partly aerated consolidation), it is
+    told from them by density, as a reader does: with ``C`` the median HU of the lung's own consolidation (its
+    non-aerated voxels denser than ground glass) and ``W`` the median HU of the soft tissue around the lungs (two
+    coarse voxels outside them, bone excluded), tissue from ``C - max(L - C, 50)`` HU (but at least -80 HU: never
+    fat) up to ``L = (C + W) / 2`` that is connected to the consolidation within ``reach_mm`` is added, provided
+    ``W - C`` is at least ``min_contrast_hu`` (well above the noise of the coarse grid). Where consolidation is as
+    dense as the organs around it, nothing is added or removed. Bone and the airway are never added. Before
+    growing, the lung's non-aerated outer voxels denser than ``(C + 3 W) / 4`` (wall that a pocket rule took in)
+    are peeled off, at most ``peel_mm`` deep.
+
+    Returns the labels, the grown voxels (bool, or None when nothing is grown) and ``L`` (the lowest of the two
+    lungs'), with which :func:`_refine` decides the grown consolidation's edge voxel by voxel.
+    """
+    none = (lungs, None, HAZY_HU)
+    if not (lungs > 0).any():
+        return none
+    steps = int(np.ceil(reach_mm / float(np.mean(cspacing))))
+    box = _bbox(lungs > 0, (steps + 3,) * 3)  # all the work lies within reach of the lungs
+    lungs_b, hu_b, body_b = lungs[box], coarse[box], body[box]
+    inside = lungs_b > 0
+    # consolidation: non-aerated lung denser than ground glass, thick enough to hold an in-plane cross of coarse
+    # voxels, about 10 mm wide (vessels and the partial-volume edge do not; thick slices make a 3-D cross too tall)
+    dense = inside & (aerated[box] == 0) & (hu_b > HAZY_HU) & (hu_b < BONE_HU)
+    seed = _open(dense, _PLANE4)
+    voxel_ml = float(np.prod(cspacing)) / 1000.0
+    if seed.sum() * voxel_ml < 2.0:
+        return none
+    one = _dilate(inside, _CROSS)
+    shell = _dilate(one, _CROSS) & ~one & body_b & (hu_b > HAZY_HU) & (hu_b < BONE_HU)
+    if shell.sum() < 100:
+        return none
+    wall = float(np.median(hu_b[shell]))
+    free = body_b & ~inside & ~airway[box] & (hu_b < BONE_HU)
+    cur = np.zeros(lungs_b.shape, dtype=np.uint8)
+    cand = np.zeros(lungs_b.shape, dtype=bool)
+    limits, peel_limits = [], []
+    active = np.zeros(3, dtype=bool)
+    for label in (RIGHT, LEFT):
+        mine = seed & (lungs_b == label)
+        if mine.sum() * voxel_ml < 2.0:
+            continue
+        cons = float(np.median(hu_b[mine]))
+        if wall - cons < min_contrast_hu:
+            continue
+        limit = 0.5 * (cons + wall)
+        limits.append(limit)
+        peel_limits.append(0.25 * cons + 0.75 * wall)
+        active[label] = True
+        lower = max(cons - max(limit - cons, 50.0), FAT_FLOOR_HU)  # never fat
+        # the growth starts from the consolidation and its edge (within two voxels of its thick part)
+        cur[dense & (lungs_b == label) & _dilate(mine, _CROSS, iterations=2)] = label
+        cand |= free & (hu_b >= lower) & (hu_b < limit)
+    if not limits:
+        return none
+    # repaired pockets reach into the wall where the outline misled the repair (e.g. along the diaphragm under
+    # basal consolidation): of a lung's non-aerated voxels, those nearer in HU to the wall than to the
+    # consolidation (beyond three quarters of the way) are peeled off from the outside, at most peel_mm deep
+    if peel_mm > 0:
+        peel_limit = max(peel_limits)
+        removable = active[lungs_b] & (aerated[box] == 0) & (hu_b >= peel_limit)
+        outside = ~inside
+        for _ in range(int(np.ceil(peel_mm / float(np.mean(cspacing))))):
+            gone = removable & _dilate(outside, _CROSS)
+            if not gone.any():
+                break
+            outside |= gone
+            removable &= ~gone
+        lungs_b = np.where(outside, 0, lungs_b).astype(np.uint8)
+        inside = lungs_b > 0
+        cur[~inside & (cur > 0)] = 0
+        free = body_b & ~inside & ~airway[box] & (hu_b < BONE_HU)
+    for _ in range(steps):
+        g = _grey_grow(cur, _CROSS)
+        add = (cur == 0) & cand & (g > 0)
+        if not add.any():
+            break
+        cur[add] = g[add]
+    out = lungs.copy()
+    out[box] = lungs_b
+    sub = out[box]
+    put = (cur > 0) & ~inside
+    sub[put] = cur[put]
+    # what the grown consolidation now encloses in its axial plane
+    for label in (RIGHT, LEFT):
+        holes = _fill_holes_2d(sub == label) & (sub == 0) & free
+        sub[holes] = label
+    grown = np.zeros(lungs.shape, dtype=bool)
+    grown[box] = (sub > 0) & ~inside
+    return out, grown, min(limits)
+
+
 def _edge_threshold(coarse: np.ndarray, lungs_c: np.ndarray, aerated_c: np.ndarray, body: np.ndarray) -> float:
     """Half-maximum HU between the aerated parenchyma and the tissue around the lungs (coarse grid).
 
@@ -924,9 +1044,10 @@ def segment_lungs(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> n
         picked = _hazy_edges(_pick_lungs((inner | glass) & ~airway, body, csp), hazy, glass, csp)
         aerated = np.where(air, picked, 0).astype(np.uint8)
         lungs_c = _repair(picked, coarse, body, airway, csp)
+        lungs_c, grown, grown_limit = _continue_consolidation(lungs_c, coarse, aerated, body, airway, csp)
         threshold = _edge_threshold(coarse, lungs_c, aerated, body)
         out = prepared.result()
-    return _refine(hu, lungs_c, aerated, airway, factors, threshold, out)
+    return _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit)
 
 
 def _zeroed(shape, dtype) -> np.ndarray:
@@ -944,12 +1065,16 @@ def _refine(
     factors: np.ndarray,
     threshold: float,
     out: np.ndarray | None = None,
+    grown_c: np.ndarray | None = None,
+    grown_limit: float = HAZY_HU,
 ) -> np.ndarray:
     """Full-resolution labels: ``hu < threshold`` decides within one coarse voxel of the coarse boundary
     (``hu < HAZY_HU`` next to ground glass and repaired lesions).
 
     ``out`` (zeros, the volume's shape, uint8) receives the labels when given. Repaired (lesion) and ground-glass
-    coarse voxels keep their coarse extent; airway voxels are never added. Only
+    coarse voxels keep their coarse extent; airway voxels are never added. ``grown_c`` (coarse bool, optional) marks
+    consolidation grown beyond the lung's outline (:func:`_continue_consolidation`): its outer layer and the tissue
+    next to it, away from aerated lung, are decided by ``hu < grown_limit``. Only
     the blocks of the lungs and of the band are touched (gathered and scattered through a 6-D block view).
     """
     inside = lungs_c > 0
@@ -962,18 +1087,29 @@ def _refine(
     grown[inside] = lungs_c[inside]
     grown[airway_c] = 0
     repaired = inside & (aerated_c == 0)
+    if grown_c is not None:
+        # the outer layer of consolidation grown beyond the lung's outline is decided voxel by voxel
+        repaired &= ~(grown_c & ~interior)
     band = (grown > 0) & ~interior & ~repaired
     fixed = np.where(band, 0, lungs_c).astype(np.uint8)
     # next to ground glass and repaired lesions the edge lies half-way between ground glass and the wall
     lesion_band = band & _dilate(repaired, _CROSS)
+    # consolidation grown beyond the lung's outline and the tissue next to it, away from aerated lung (whose
+    # blurred edge would pass the consolidation's limit): half-way between the consolidation and the wall
+    if grown_c is not None:
+        cons_band = band & (grown_c | (_dilate(grown_c, _CROSS) & ~_dilate(aerated_c > 0, _CROSS)))
+    else:
+        cons_band = np.zeros_like(band)
 
     box = _bbox(grown > 0)
     with _block_views(hu, out, box, factors) as (h6, o6):
         fixed_b, band_b, grown_b, lesion_b = fixed[box], band[box], grown[box], lesion_band[box]
+        cons_b = cons_band[box]
+        limits = (threshold, HAZY_HU, grown_limit)
         if hu.dtype.kind == "i":  # integer HU: h < t is h < ceil(t), compared in the volume's own type
-            limit_lung, lesion_limit = (np.array(np.ceil(t), dtype=hu.dtype) for t in (threshold, HAZY_HU))
+            limit_lung, lesion_limit, cons_limit = (np.array(np.ceil(t), dtype=hu.dtype) for t in limits)
         else:
-            limit_lung, lesion_limit = (np.array(t, dtype=np.float64) for t in (threshold, HAZY_HU))
+            limit_lung, lesion_limit, cons_limit = (np.array(t, dtype=np.float64) for t in limits)
 
         def work(czs: range) -> None:
             # one coarse slab at a time, within the rows and columns of its lung blocks: blocks inside the lungs
@@ -990,6 +1126,7 @@ def _refine(
                 if b.any():
                     # one comparison with the threshold of each block
                     limit = np.where(lesion_b[cz, rs, cs], lesion_limit, limit_lung)
+                    limit = np.where(cons_b[cz, rs, cs], cons_limit, limit)
                     lung = h6[cz, :, rs, :, cs, :] < limit[:, None, :, None]
                     lung &= b[:, None, :, None]
                     np.copyto(o, g[rs, None, cs, None], where=lung)
