@@ -329,6 +329,50 @@ def test_consolidation_as_dense_as_the_wall_grows_nothing():
     assert not (seg > 0)[c.outside].any()
 
 
+def _with_heart(c: Chest, centre, radii, fov_x_mm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``c`` with a heart (soft tissue, the wall's HU) indenting the medial side of the lungs, the field of view
+    cut at ``fov_x_mm`` (patient x: negative cuts the right side, positive the left) through the body wall.
+
+    Returns the HU, the truth labels and the heart mask, all cut to the field of view."""
+    dz, dy, dx = c.spacing
+    nz, ny, nx = c.hu.shape
+    z = (np.arange(nz) * dz)[:, None, None]
+    y = (np.arange(ny) * dy - 140.0)[None, :, None]
+    x = (np.arange(nx) * dx - 180.0)[None, None, :]
+    (cx, cy, cz), (rx, ry, rz) = centre, radii
+    heart = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 <= 1.0
+    hu = c.hu.copy()
+    rng = np.random.default_rng(11)
+    hu[heart] = np.round(40.0 + rng.normal(0.0, 20.0, int(heart.sum()))).astype(np.int16)
+    lungs = np.where(heart, 0, c.lungs).astype(np.uint8)
+    cut = int(round((fov_x_mm + 180.0) / dx))
+    keep = slice(cut, None) if fov_x_mm < 0 else slice(0, cut)
+    return hu[..., keep], lungs[..., keep], heart[..., keep]
+
+
+@pytest.mark.parametrize(
+    "spacing, fov_x_mm, centre, radii",
+    [
+        ((5.0, 2.2, 2.2), 143.0, (20.0, -25.0, 125.0), (55.0, 48.0, 45.0)),
+        ((2.5, 1.6, 1.6), -140.0, (30.0, -35.0, 115.0), (60.0, 45.0, 50.0)),
+        ((1.25, 2.4, 2.4), None, (15.0, -20.0, 130.0), (50.0, 50.0, 40.0)),
+    ],
+    ids=["thick-left-cut", "right-cut", "thin-not-cut"],
+)
+def test_heart_is_not_lung_when_the_field_of_view_cuts_the_body(spacing, fov_x_mm, centre, radii):
+    """The heart bulging into the medial side of the left lung lies between the lungs, behind the mediastinal
+    pleura: it is not a lesion pocket, also when the field of view cuts the body wall on one side (the lateral skin
+    is then just beyond the edge of the image, not on the other side of the body)."""
+    c = make_chest(spacing=spacing, lesions=False, seed=7)
+    hu, lungs, heart = _with_heart(c, centre, radii, 179.0 if fov_x_mm is None else fov_x_mm)
+    assert heart.sum() * np.prod(spacing) > 50_000.0  # mm^3: the heart indents the lungs well
+    seg = segment_lungs(hu, spacing)
+    assert (seg > 0)[heart].sum() < 0.005 * (lungs > 0).sum()
+    for label in (1, 2):
+        assert dice(seg == label, lungs == label) >= 0.97, label
+        assert abs((seg == label).sum() / (lungs == label).sum() - 1.0) < 0.02, label
+
+
 def test_no_lungs_raises():
     hu = np.full((20, 40, 40), 40, dtype=np.int16)
     hu[:, :, :3] = -1000

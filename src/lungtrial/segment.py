@@ -29,7 +29,12 @@ passes run on two threads (numpy releases the GIL in its loops); fewer under :fu
    discrete-orientation hull per plane) are added when their chord runs along the chest wall (subpleural ground
    glass and consolidation, also posterior-basal lesions that fill the whole back of a slice). A pocket only one
    coarse voxel thick along the hull's outline is the staircase of a convex surface on the coarse grid, not a
-   lesion, and is left to the full-resolution threshold. Pockets whose chord dives into the body (mediastinum,
+   lesion, and is left to the full-resolution threshold. Depth below the skin is measured within the plane; the
+   in-plane borders of the field of view count as outside (a body cut by the image has its skin just beyond, not
+   on the far side of the body). The heart and the mediastinum lie between the lungs: what an axial plane shows
+   as a pocket on the lung's medial side is never added by the chord rule of a coronal or sagittal plane (where
+   the heart's surface under the anterior chest wall, or the mediastinum, can look like a chest wall pocket).
+   Pockets whose chord dives into the body (mediastinum,
    heart, spine, liver dome) are not added, except what lies within 6 mm of the lung's own ground glass where it
    lines a quarter of the pocket, and within 20 mm where it lines half of a pocket at most 20 mm deep
    (consolidation inside its ground glass, also against the mediastinum). Both need lung at most 40 mm below (the
@@ -573,6 +578,7 @@ def _pockets(
     near_needs_support: bool,
     medial: tuple[float, float] | None = None,
     lined_mm: float = 20.0,
+    parts: dict | None = None,
 ) -> np.ndarray:
     """Lesion pockets of one lung in all the planes ``lung[k]`` at once (bool, same shape as ``lung``).
 
@@ -583,7 +589,9 @@ def _pockets(
       ``wall_mm`` + 35 mm below the skin, with ends at most ``wall_mm`` + 25 mm deep, and no deeper than its deeper
       end plus 4 mm and the sagitta of a 150 mm radius body outline over the chord. Pockets of the mediastinum,
       heart, spine or liver dome have chords through the depth of the body. In axial planes (``medial``: the
-      medial unit vector in plane coordinates) pockets medial of the lung's centre are rejected as well. A pocket
+      medial unit vector in plane coordinates) pockets medial of the lung's centre are rejected as well (and are
+      returned in ``parts["medial"]``, so that :func:`_repair` keeps the chord pockets of the coronal and sagittal
+      planes, ``parts["chord"]``, grown across their chord, out of them). A pocket
       lying entirely on the hull's outline (one coarse voxel thick) is the staircase of a convex surface on the
       grid, not a lesion, and is rejected too.
     - Of a pocket rejected so, at least a quarter hazy (-650 to -250 HU, away from the lung's partial-volume edge:
@@ -657,7 +665,10 @@ def _pockets(
         pc = np.bincount(plab, weights=pidx % lung.shape[2], minlength=n + 1)[1:] / count
         vr = (pr - lr[plane_of[1:]]) * p0
         vc = (pc - lc[plane_of[1:]]) * p1
-        ok &= vr * medial[0] + vc * medial[1] < 0.5 * np.hypot(vr, vc)
+        lateral = vr * medial[0] + vc * medial[1] < 0.5 * np.hypot(vr, vc)
+        if parts is not None:
+            parts["medial"] = np.concatenate([[False], has_chord & ~lateral])[lab]
+        ok &= lateral
         ok |= ~has_chord
     keep = np.concatenate([[False], ok])[lab]
     out |= keep
@@ -670,8 +681,14 @@ def _pockets(
     if not ok.all():
         _add_lined(out, lung, hull, lab, ~ok, hu, support, near_needs_support, (p0, p1), lined_mm)
     accepted = ok & has_chord
+    if parts is not None:
+        parts["chord"] = keep.copy()
     if accepted.any():
-        _grow_across(out, keep, chord, lab, accepted, allowed & ~hull, depth, dend, (p0, p1))
+        if parts is not None:
+            _grow_across(parts["chord"], keep, chord, lab, accepted, allowed & ~hull, depth, dend, (p0, p1))
+            out |= parts["chord"]
+        else:
+            _grow_across(out, keep, chord, lab, accepted, allowed & ~hull, depth, dend, (p0, p1))
     return out
 
 
@@ -791,12 +808,16 @@ def _below(lung: np.ndarray, dz: float, reach_mm: float = 40.0) -> np.ndarray:
 def _depth(body: np.ndarray, cspacing: np.ndarray, axis: int) -> np.ndarray:
     """Distance (mm) to the outside of the body within each plane normal to ``axis`` (float32).
 
-    The borders of the volume are not outside: the body goes on beyond the field of view (a plane without any
-    outside voxel is at least ``_FAR`` deep).
+    The superior and inferior borders of the volume are not outside: the body goes on beyond them (a plane
+    without any outside voxel is at least ``_FAR`` deep). The in-plane borders (y, x) are outside: a body that the
+    field of view cuts (a large patient, a small reconstruction diameter) has its skin just beyond them, whereas
+    measuring from the other side of the body would make the whole chest wall, the heart and the mediastinum
+    of the cut side look shallow to the pocket rules of :func:`_pockets`.
     """
     sampling = [float(s) for s in cspacing]
     sampling[axis] = _FAR
-    return _edt(body, sampling)
+    padded = np.pad(body, ((0, 0), (1, 1), (1, 1)), mode="constant", constant_values=False)
+    return _edt(padded, sampling)[:, 1:-1, 1:-1]
 
 
 def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing) -> np.ndarray:
@@ -858,11 +879,18 @@ def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.
             )
             tasks.append((label, own, axis, args))
     # the six plane stacks are independent: numpy releases the GIL in its loops, so two threads share the work
+    parts = [{} for _ in tasks]
     with parallel.pool(2) as pool:
-        results = list(pool.map(lambda task: _pockets(*task[3]), tasks))
+        results = list(pool.map(lambda i: _pockets(*tasks[i][3], parts=parts[i]), range(len(tasks))))
+    # the mediastinum and the heart lie between the lungs: what the axial planes show as a pocket on the lung's
+    # medial side is not taken in by the chord rule of a coronal or sagittal plane (where the heart's anterior
+    # surface or the mediastinum can look like a chest wall pocket); ground-glass evidence still adds it
+    medial_of = {task[0]: part["medial"] for task, part in zip(tasks, parts) if task[2] == 0 and "medial" in part}
     add_all = np.zeros(lungs_b.shape, dtype=np.uint8)
-    for (label, own, axis, _), add in zip(tasks, results):
+    for (label, own, axis, _), add, part in zip(tasks, results, parts):
         add = np.moveaxis(add, 0, axis)
+        if axis != 0 and label in medial_of and "chord" in part:
+            add &= ~(np.moveaxis(part["chord"], 0, axis) & medial_of[label])
         add_own = add_all[own]
         add_own[add & (add_own == 0)] = label
     sub = out[box]
