@@ -1313,6 +1313,24 @@ def read_volume(
     padding = None
     n = len(files)
     file_plane = expected_plane[::-1] if transpose else expected_plane
+
+    def output_slice(k: int, name: str, plane: tuple[int, int]) -> tuple[int, np.ndarray]:
+        """Index of entry ``k`` in the volume and a view of its output slice in the file's (row, column) layout."""
+        if tuple(plane) != tuple(file_plane):
+            raise InputError(f"{name}: slice is {plane[0]}x{plane[1]}; expected {file_plane[0]}x{file_plane[1]}")
+        target = n - 1 - k if flip[0] else k
+        view = hu[target][slicer]
+        return target, view.T if transpose else view
+
+    def store(target: int, transform: _Transform, stored: np.ndarray, out: np.ndarray) -> None:
+        nonlocal padding
+        pad = _store_hu(transform, stored, out, padding_below_hu)
+        if pad is not None and padding_mask:
+            if padding is None:
+                padding = np.zeros(shape, bool)
+            pad_view = padding[target][slicer]
+            (pad_view.T if transpose else pad_view)[...] = pad
+
     refs = [(k, *_resolve(root, ref)) for k, ref in enumerate(files)]
     direct = _direct_reads(index, [rel for _, rel, frame in refs if frame is None])
     in_place = not transpose and not any(flip[1:])  # output slices have the files' (row, column) layout
@@ -1322,37 +1340,15 @@ def read_volume(
         group = list(group)
         if len(group) == 1 and group[0][2] is None and rel in direct:
             size, offset, plane, dtype, bits_stored, transform = direct[rel]
-            if plane != file_plane:
-                raise InputError(f"{rel}: slice is {plane[0]}x{plane[1]}; expected {file_plane[0]}x{file_plane[1]}")
-            k = group[0][0]
-            target = n - 1 - k if flip[0] else k
-            view = hu[target][slicer]
-            out = view.T if transpose else view
+            target, out = output_slice(group[0][0], rel, plane)
             stored = out.view(dtype) if in_place else buffers.setdefault(dtype, np.empty(plane, dtype))
             if _read_direct(root / rel, size, offset, stored, bits_stored):
-                pad = _store_hu(transform, stored, out, padding_below_hu)
-                if pad is not None and padding_mask:
-                    if padding is None:
-                        padding = np.zeros(shape, bool)
-                    pad_view = padding[target][slicer]
-                    (pad_view.T if transpose else pad_view)[...] = pad
+                store(target, transform, stored, out)
                 continue
         frames = _read_frames(root / rel, rel, [frame for _, _, frame in group])
         for (k, _, frame), (transform, stored) in zip(group, frames, strict=True):
-            name = rel if frame is None else f"{rel}#{frame}"
-            if stored.shape != file_plane:
-                raise InputError(
-                    f"{name}: slice is {stored.shape[0]}x{stored.shape[1]}; expected {file_plane[0]}x{file_plane[1]}"
-                )
-            target = n - 1 - k if flip[0] else k
-            # views of the output slice in the file's own (row, column) layout
-            view = hu[target][slicer]
-            pad = _store_hu(transform, stored, view.T if transpose else view, padding_below_hu)
-            if pad is not None and padding_mask:
-                if padding is None:
-                    padding = np.zeros(shape, bool)
-                pad_view = padding[target][slicer]
-                (pad_view.T if transpose else pad_view)[...] = pad
+            target, out = output_slice(k, rel if frame is None else f"{rel}#{frame}", stored.shape)
+            store(target, transform, stored, out)
     return CTVolume(
         hu=hu,
         spacing=tuple(float(v) for v in geo["spacing"]),

@@ -31,8 +31,7 @@ def simpleitk():
     """SimpleITK, imported with its filters limited to :func:`threads` threads."""
     import SimpleITK as sitk
 
-    if sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() != _threads:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_threads)
+    _apply_to_simpleitk(_threads)
     return sitk
 
 

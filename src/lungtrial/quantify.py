@@ -179,6 +179,11 @@ def _settle(jobs: list, outdir: Path) -> None:
         (outdir / name).unlink(missing_ok=True)
 
 
+def _write_json(content: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=1))
+
+
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
@@ -291,8 +296,7 @@ def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion
             # the header index is kept for read_volume: files it found plain are read without a second parse
             index = dicomio.index_folder(dicom_dir)
             series = dicomio.ingest(dicom_dir, scan_id, strict=strict, index=index, **dict(series_options or {}))
-            with atomic_path(outdir / "series.json") as tmp:
-                tmp.write_text(json.dumps(series, indent=1))
+            _write_json(series, outdir / "series.json")
         if series.get("status") != "ok":
             return excluded(series.get("reasons") or ["series.json: status is not 'ok'"])
         vol = dicomio.read_volume(dicom_dir, series, index=index, padding_mask=False)  # padding: -1024 HU
@@ -300,8 +304,7 @@ def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion
         raise
     except InputError as exc:
         if series is None:  # the folder could not be indexed: series.json still says why
-            with atomic_path(outdir / "series.json") as tmp:
-                tmp.write_text(json.dumps({"scan_id": scan_id, "status": "excluded", "reasons": [str(exc)]}, indent=1))
+            _write_json({"scan_id": scan_id, "status": "excluded", "reasons": [str(exc)]}, outdir / "series.json")
         return excluded([str(exc)])
     timings["read"] = round(time.perf_counter() - start, 3)
     del index
