@@ -11,10 +11,12 @@ SeriesInstanceUID. No patient identifier or UID is ever written to a result, a l
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
 import os
+import struct
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -163,8 +167,45 @@ def _text(value) -> str | None:
     return "\\".join(str(v).strip() for v in values) if values else None
 
 
+#: Value representations limited to the default (ASCII) repertoire: their raw bytes are the text.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+#: Binary integer value representations -> struct format of one value.
+_INT_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i"}
+
+
+@functools.cache
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    return tag, dictionary_VR(tag)
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
 def _get(ds: pydicom.Dataset, keyword: str):
-    """The value of ``keyword``, or its raw bytes when pydicom cannot convert it; None when absent."""
+    """The value of ``keyword``, or its raw bytes when pydicom cannot convert it; None when absent.
+
+    Elements not yet converted by pydicom whose value representation is plain ASCII (CS, DS, IS, UI, ...) or a
+    binary integer (US, SS, UL, SL) are decoded here from their raw bytes: text (backslash-separated values,
+    padding stripped) or an int (a list when multi-valued), as the ``_values`` helpers read them. Headers are
+    indexed for every file of a scan, and this is several times faster than pydicom's general conversion.
+    Everything else (other VRs, ambiguous VRs such as "US or SS", deferred values) goes through pydicom.
+    """
+    tag, dict_vr = _tag_vr(keyword)
+    elem = ds.get_item(tag, keep_deferred=True)
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement) and elem.value is not None:
+        vr = elem.VR or dict_vr
+        if vr in _ASCII_VRS:
+            return elem.value.decode("ascii", "replace").strip(" \0") or None
+        fmt = _INT_VRS.get(vr)
+        if fmt is not None and len(elem.value) % struct.calcsize(fmt) == 0:
+            values = struct.unpack(
+                ("<" if elem.is_little_endian else ">") + fmt * (len(elem.value) // struct.calcsize(fmt)), elem.value
+            )
+            return None if not values else values[0] if len(values) == 1 else list(values)
     try:
         return ds.get(keyword)
     except Exception:  # noqa: BLE001 - malformed value: fall back to the raw bytes
@@ -276,7 +317,7 @@ def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            sop = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+            sop = str(_get(ds, "SOPClassUID") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
             row["sop_class"] = UID(sop).name if sop else None
             ts = str(meta.get("TransferSyntaxUID", "")) if meta else ""
             row["transfer_syntax"] = UID(ts).name if ts else None
@@ -345,19 +386,19 @@ def _direct_offset(ds: pydicom.Dataset, pixel) -> int | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rows, cols = int(ds.Rows), int(ds.Columns)
-            bits_stored = int(ds.get("BitsStored", 16))
+            rows, cols = int(_get(ds, "Rows")), int(_get(ds, "Columns"))
+            bits_stored = int(_or(_get(ds, "BitsStored"), 16))
             direct = (
                 str(ds.file_meta.get("TransferSyntaxUID", "")) in _NATIVE_LITTLE_ENDIAN
-                and int(ds.get("NumberOfFrames", 1) or 1) == 1
+                and int(_get(ds, "NumberOfFrames") or 1) == 1
                 and "PerFrameFunctionalGroupsSequence" not in ds
                 and "SharedFunctionalGroupsSequence" not in ds
                 and "ModalityLUTSequence" not in ds
-                and int(ds.get("BitsAllocated", 0)) == 16
-                and int(ds.get("SamplesPerPixel", 1)) == 1
+                and int(_or(_get(ds, "BitsAllocated"), 0)) == 16
+                and int(_or(_get(ds, "SamplesPerPixel"), 1)) == 1
                 and 1 <= bits_stored <= 16
-                and int(ds.get("HighBit", bits_stored - 1)) == bits_stored - 1
-                and int(ds.get("PixelRepresentation", 0)) in (0, 1)
+                and int(_or(_get(ds, "HighBit"), bits_stored - 1)) == bits_stored - 1
+                and int(_or(_get(ds, "PixelRepresentation"), 0)) in (0, 1)
                 and pixel.length == rows * cols * 2
                 and pixel.value_tell is not None
             )
@@ -1076,8 +1117,8 @@ def _transform(ds: pydicom.Dataset, frame: int | None) -> _Transform:
     item = None if frame is None else ds.PerFrameFunctionalGroupsSequence[frame - 1]
     slope = _float(_functional_group(ds, item, "PixelValueTransformationSequence", "RescaleSlope"))
     intercept = _float(_functional_group(ds, item, "PixelValueTransformationSequence", "RescaleIntercept"))
-    slope = _float(ds.get("RescaleSlope")) if slope is None else slope
-    intercept = _float(ds.get("RescaleIntercept")) if intercept is None else intercept
+    slope = _float(_get(ds, "RescaleSlope")) if slope is None else slope
+    intercept = _float(_get(ds, "RescaleIntercept")) if intercept is None else intercept
     lut = ds if "ModalityLUTSequence" in ds and intercept is None else None
     padding = None
     pad_value = ds.get("PixelPaddingValue")
