@@ -39,19 +39,41 @@ def _image(array: np.ndarray, spacing, origin, direction):
     return img
 
 
+def nifti_affine(spacing, origin, direction) -> np.ndarray:
+    """The NIfTI (RAS) voxel-to-world affine of a (z, y, x) volume placed by ITK conventions: ``spacing``
+    (dz, dy, dx) mm, ``origin`` LPS (x, y, z) mm of voxel [0, 0, 0], ``direction`` 3 x 3 with column j the LPS
+    direction of index axis x, y, z. NIfTI voxel indices run (i, j, k) = (x, y, z)."""
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    affine = np.eye(4)
+    affine[:3, :3] = lps_to_ras @ np.asarray(direction, float).reshape(3, 3) @ np.diag(tuple(spacing)[::-1])
+    affine[:3, 3] = lps_to_ras @ np.asarray(origin, float)
+    return affine
+
+
 def write_nifti(array: np.ndarray, path: str | os.PathLike, spacing, origin, direction) -> None:
-    """Write a (z, y, x) label volume as gzip-compressed NIfTI (zlib level 1: label masks compress well even at
-    the fastest level), atomically, in the CT's physical space.
+    """Write a (z, y, x) uint8 label volume as gzip-compressed NIfTI-1, atomically, in the CT's physical space.
 
     ``spacing`` (dz, dy, dx) mm, ``origin`` LPS (x, y, z) mm of voxel [0, 0, 0], ``direction`` 3 x 3 with column j
-    the LPS direction of index axis x, y, z (ITK); SimpleITK converts LPS to the NIfTI (RAS) header.
+    the LPS direction of index axis x, y, z (ITK); the header's qform and sform (both "scanner") hold the same
+    RAS affine (:func:`nifti_affine`), as ITK writes them, so 3D Slicer, ITK-SNAP and SimpleITK place the mask
+    over the CT. nibabel writes the header and the voxels straight from ``array`` (no copy: the (z, y, x)
+    C-ordered array is the NIfTI's (x, y, z) Fortran order); ISA-L's gzip (``isal``) compresses at level 1,
+    several times faster than zlib: label masks are mostly runs and compress well even so.
     """
-    import SimpleITK as sitk
+    import nibabel as nib
+    from isal import igzip
 
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(
-            _image(array, spacing, origin, direction), os.fspath(tmp), useCompression=True, compressionLevel=1
-        )
+    volume = np.asarray(array)
+    if volume.dtype != np.uint8:
+        volume = volume.astype(np.uint8)
+    image = nib.Nifti1Image(volume.T, nifti_affine(spacing, origin, direction))
+    image.set_data_dtype(np.uint8)
+    image.header.set_xyzt_units("mm", "sec")
+    image.set_qform(image.affine, code="scanner")
+    image.set_sform(image.affine, code="scanner")
+    with atomic_path(path) as tmp, igzip.open(tmp, "wb", compresslevel=1) as fp:
+        holder = nib.fileholders.FileHolder(fileobj=fp)
+        image.to_file_map({"image": holder, "header": holder})
 
 
 def load_lesion_mask(path: str | os.PathLike, shape, spacing, origin, direction) -> np.ndarray:
@@ -275,7 +297,10 @@ def quantify_scan(
 
 
 def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion_mask, title, series_options, classes):
-    from lungtrial import dicomio, parallel, qcfig, segment  # noqa: F401 - imported before the clock starts
+    import isal.igzip  # noqa: F401 - imported before the clock starts, as are these
+    import nibabel  # noqa: F401
+
+    from lungtrial import dicomio, parallel, qcfig, segment  # noqa: F401
 
     if preset not in OPACITY_CLASSES:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
