@@ -539,3 +539,95 @@ def test_finer_coarse_grid(chest):
     assert not (seg > 0)[chest.outside].any()
     with pytest.raises(ValueError, match="coarse_mm"):
         segment_lungs(chest.hu, chest.spacing, coarse_mm=0.0)
+
+
+def _reference_thin(hu, lungs, spacing, threshold_hu, blob_radius_mm=4.0):
+    """Dense lung voxels that are not blob-like, the straightforward way (scipy morphology over the lungs'
+    bounding box, where the blob grid starts)."""
+    from lungtrial.segment import BLOB_GRID_MM, _ball, _block_factors
+
+    sp = np.asarray(spacing, float)
+    f = _block_factors(sp, BLOB_GRID_MM)
+    box = ndimage.find_objects((lungs > 0).astype(np.uint8))[0]
+    out = np.zeros(hu.shape, dtype=bool)
+    out[box] = _thin_box(hu[box], lungs[box], sp, f, threshold_hu, blob_radius_mm, _ball)
+    return out
+
+
+def _thin_box(hu, lungs, sp, f, threshold_hu, blob_radius_mm, _ball):
+    dense = (hu > threshold_hu) & (lungs > 0)
+    pad = [(0, -n % int(k)) for n, k in zip(dense.shape, f)]
+    padded = np.pad(dense, pad)
+    shape6 = sum(((n // int(k), int(k)) for n, k in zip(padded.shape, f)), ())
+    blocks = padded.reshape(shape6)
+    counts = np.pad(np.ones(dense.shape, bool), pad).reshape(blocks.shape).sum(axis=(1, 3, 5))
+    solid = blocks.sum(axis=(1, 3, 5)) >= 0.5 * counts
+    ball = _ball(blob_radius_mm, sp * f)
+    blob = ndimage.binary_dilation(ndimage.binary_opening(solid, ball), ball)
+    up = blob.repeat(f[0], 0).repeat(f[1], 1).repeat(f[2], 2)[: dense.shape[0], : dense.shape[1], : dense.shape[2]]
+    return dense & ~up
+
+
+@pytest.mark.parametrize("spacing", [(2.5, 1.5, 1.5), (1.25, 0.7, 0.7)], ids=["thick", "fine"])
+def test_vessels_and_exclusion_match_reference(spacing):
+    """The slab-wise counting, the voxel-by-voxel vessel test and the work handed from segment_vessels to
+    opacity_exclusion agree with whole-volume scipy morphology, also with partial blocks at every edge, non-default
+    thresholds and a bool lung mask."""
+    c = make_chest(spacing=spacing, seed=3)
+    hu = np.ascontiguousarray(c.hu[1:-2, 2:-1, 1:-4])  # partial blocks of the blob grid at the edges
+    lungs = segment_lungs(hu, spacing)
+    inner = ndimage.binary_erosion(lungs > 0, ndimage.generate_binary_structure(3, 1), border_value=0)
+    ves_ref = _reference_thin(hu, lungs, spacing, -300.0) & inner
+    exc_ref = _reference_thin(hu, lungs, spacing, -700.0) | ves_ref
+    ves = segment_vessels(hu, lungs, spacing)
+    np.testing.assert_array_equal(ves, ves_ref)
+    np.testing.assert_array_equal(opacity_exclusion(hu, lungs, spacing, vessels=ves), exc_ref)
+    np.testing.assert_array_equal(opacity_exclusion(hu, lungs, spacing, vessels=ves), exc_ref)  # again: recomputed
+    mask = lungs > 0
+    ves2 = segment_vessels(hu, mask, spacing, threshold_hu=-250.0, blob_radius_mm=5.0)
+    ves2_ref = _reference_thin(hu, lungs, spacing, -250.0, 5.0) & inner
+    np.testing.assert_array_equal(ves2, ves2_ref)
+    exc2 = opacity_exclusion(hu, mask, spacing, vessels=ves2, aerated_hu=-650.0, blob_radius_mm=5.0)
+    np.testing.assert_array_equal(exc2, _reference_thin(hu, lungs, spacing, -650.0, 5.0) | ves2_ref)
+
+
+def test_depth_planes_match_scipy():
+    """The in-plane depth below the skin (all planes in one 2-D transform) equals scipy's distance transform plane
+    by plane: axial planes with their borders outside, coronal planes with their x borders outside only."""
+    from lungtrial.segment import _depth, _depths
+
+    rng = np.random.default_rng(4)
+    body = ndimage.gaussian_filter(rng.random((12, 30, 34)), (1, 4, 4)) > 0.45
+    body[:2] = False  # planes above the body
+    body[5, :, :3] = True  # the body cut by the field of view
+    csp = np.array([4.0, 3.5, 3.2])
+    axial, coronal = _depths(body, csp)
+    for z in range(body.shape[0]):
+        ref = ndimage.distance_transform_edt(np.pad(body[z], 1), sampling=csp[1:])[1:-1, 1:-1]
+        np.testing.assert_allclose(_depth(body, csp, 0)[z], ref, atol=1e-3)
+        np.testing.assert_allclose(axial[z][body[z]], ref[body[z]], atol=1e-3)
+    for y in range(body.shape[1]):
+        ref = ndimage.distance_transform_edt(np.pad(body[:, y], ((0, 0), (1, 1))), sampling=csp[[0, 2]])[:, 1:-1]
+        np.testing.assert_allclose(_depth(body, csp, 1)[:, y], ref, atol=1e-3)
+        np.testing.assert_allclose(coronal[:, y][body[:, y]], ref[body[:, y]], atol=1e-3)
+
+
+def test_new_volume_is_zero_and_writable():
+    import gc
+    import weakref
+
+    from lungtrial.segment import _new_volume
+
+    for shape, dtype, populate in [
+        ((3, 4, 5), np.uint8, False),
+        ((40, 256, 256), bool, False),
+        ((40, 256, 256), np.uint8, True),
+    ]:
+        vol = _new_volume(shape, dtype, populate)
+        assert vol.shape == shape and vol.dtype == dtype and vol.flags.writeable and vol.flags.c_contiguous
+        assert not vol.any()
+        vol[-1, -1, -1] = 1
+        ref = weakref.ref(vol)
+        del vol
+        gc.collect()
+        assert ref() is None

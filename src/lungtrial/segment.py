@@ -70,12 +70,20 @@ completely than on a 2 mm grid (on the 10 % lesion scans of ``benchmarks/bench_a
 to 0.4 pp lower than with a 2 mm grid, while Dice and the lesion-free volumes improve).
 
 :func:`segment_vessels` and :func:`opacity_exclusion` share the lungs' bounding box and blob grid (a one-entry cache
-held by weak references, so it never keeps a volume alive) and write straight into their output arrays.
+held by weak references, so it never keeps a volume alive). :func:`segment_vessels` reads the lung box once, slab by
+slab while each slab is in cache: it counts the dense voxels of both thresholds on the blob grid and writes
+:func:`opacity_exclusion`'s dense voxels (default threshold) straight into the array that function will return;
+vessel candidates (few) are then tested voxel by voxel, so neither function makes a box-sized temporary.
+
+Volume-sized outputs live in ordinary anonymous pages (:func:`_new_volume`): numpy asks for transparent huge pages
+for large arrays, and faulting those in is slow and erratic on some hosts; the lung labels' pages are mapped on a
+second thread while the coarse stage runs, the distance maps of the repair are computed there too.
 """
 
 from __future__ import annotations
 
 import functools
+import mmap
 import weakref
 
 import numpy as np
@@ -92,6 +100,7 @@ FAT_FLOOR_HU = -80.0  # consolidation grown beyond the lung's outline is denser 
 RIGHT, LEFT = 1, 2
 COARSE_MM = 3.5  # voxel size of the coarse grid where topology is decided
 BLOB_GRID_MM = 2.0  # voxel size of the grid where blob-like opacities are told from thin structures
+_AERATED_HU = -700.0  # default upper bound of aerated lung in opacity_exclusion
 _HULL_DIRECTIONS = 128  # sides of the discrete-orientation convex hull of a plane
 _FAR = 1.0e6  # mm; a spacing that keeps distance transforms within planes
 
@@ -141,34 +150,59 @@ def _coarse_factors(spacing: np.ndarray, target_mm: float) -> np.ndarray:
     return np.where(pick_hi, hi, lo).astype(int)
 
 
+def _sum_type(dtype, block_voxels: int):
+    """Accumulator type of :func:`_block_sum`: counts of a bool volume fit in 8 or 16 bits (narrower sums read less
+    memory); int32 for integers, float64 for floats."""
+    if np.dtype(dtype).kind == "f":
+        return np.float64
+    if np.dtype(dtype) == bool and block_voxels < 65535:
+        return np.uint8 if block_voxels < 255 else np.uint16
+    return np.int32
+
+
+def _slab_sum(slab: np.ndarray, fy: int, fx: int, rows: np.ndarray, out: np.ndarray) -> None:
+    """Add the block sums of one slab ``(k, ny, nx)`` to the coarse plane ``out`` (``(ceil(ny / fy), ceil(nx / fx))``).
+
+    The slab is summed over its first axis (contiguous rows), then rows and columns are added by strided views.
+    ``rows`` is scratch of shape ``(ceil(ny / fy) * fy, nx)`` in the accumulator type, zero beyond row ``ny``.
+    """
+    ny, nx = slab.shape[1:]
+    if rows.dtype.kind == "f":
+        np.sum(slab, axis=0, dtype=rows.dtype, out=rows[:ny])
+        plane = rows.reshape(out.shape[0], fy, nx).sum(axis=1, dtype=rows.dtype)
+    else:  # exact integer sums: slice by slice and row by row is faster than numpy's reductions over an axis
+        acc = rows[:ny]
+        if slab.shape[0] == 1:
+            np.copyto(acc, slab[0])
+        else:
+            np.add(slab[0], slab[1], out=acc, dtype=rows.dtype)
+            for k in range(2, slab.shape[0]):
+                np.add(acc, slab[k], out=acc, dtype=rows.dtype)
+        plane = rows[0::fy].copy()
+        for k in range(1, fy):
+            plane += rows[k::fy]
+    for k in range(fx):
+        part = plane[:, k::fx]
+        out[:, : part.shape[1]] += part
+
+
 def _block_sum(vol: np.ndarray, factors) -> np.ndarray:
     """Block sums of ``vol`` (int32, float64 for float input; counts of a bool volume in uint8/uint16): edge blocks
     hold the voxels they cover.
 
-    One slab of ``fz`` slices at a time: the slab is summed over z (contiguous rows), then rows and columns are
-    added by strided views, so no volume-sized temporary is made and the volume is read once; two threads take
-    half of the slabs each.
+    One slab of ``fz`` slices at a time (:func:`_slab_sum`), so no volume-sized temporary is made and the volume is
+    read once; two threads take half of the slabs each.
     """
     fz, fy, fx = (int(f) for f in factors)
     nz, ny, nx = vol.shape
     ncy, ncx = -(-ny // fy), -(-nx // fx)
-    # counts of a bool volume fit in 8 or 16 bits: narrower sums read less memory
-    small = vol.dtype == bool and fz * fy * fx < 65535
-    if vol.dtype.kind == "f":
-        acc_type = np.float64
-    else:
-        acc_type = (np.uint8 if fz * fy * fx < 255 else np.uint16) if small else np.int32
+    acc_type = _sum_type(vol.dtype, fz * fy * fx)
     acc = np.zeros((-(-nz // fz), ncy, ncx), dtype=acc_type)
 
     def slabs(czs: range) -> None:
         rows = np.zeros((ncy * fy, nx), dtype=acc_type)
         for cz in czs:
-            np.sum(vol[cz * fz : (cz + 1) * fz], axis=0, dtype=acc_type, out=rows[:ny])
-            plane = rows.reshape(ncy, fy, nx).sum(axis=1, dtype=acc_type)
-            out = acc[cz]
-            for k in range(fx):
-                part = plane[:, k::fx]
-                out[:, : part.shape[1]] += part
+            _slab_sum(vol[cz * fz : (cz + 1) * fz], fy, fx, rows, acc[cz])
 
     _in_halves(slabs, acc.shape[0])
     return acc
@@ -243,9 +277,11 @@ def _line_filter(mask: np.ndarray, axis: int, half: int, grow: bool) -> np.ndarr
         else:
             out[tuple(a)] &= mask[tuple(b)]
             out[tuple(b)] &= mask[tuple(a)]
-            edge = [slice(None)] * mask.ndim
-            edge[axis] = np.r_[0 : min(k, n), max(0, n - k) : n]
-            out[tuple(edge)] = False
+    if not grow and half > 0:  # the line reaches beyond the array there
+        for edge in (slice(0, min(half, n)), slice(max(0, n - half), n)):
+            sl = [slice(None)] * mask.ndim
+            sl[axis] = edge
+            out[tuple(sl)] = False
     return out
 
 
@@ -304,9 +340,15 @@ def _grey_grow(labels: np.ndarray, footprint: np.ndarray) -> np.ndarray:
 
 def _bbox(mask: np.ndarray, margin=(0, 0, 0)) -> tuple[slice, ...]:
     """Bounding box of a non-empty mask grown by ``margin`` voxels per axis (clipped), as slices."""
+    mask = np.asarray(mask)
+    # one pass over the whole mask for the first axis, the other axes within its extent only
+    first = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    rest = mask[first[0] : first[-1] + 1].any(axis=0)
+    ranges = [first] + [
+        np.flatnonzero(rest.any(axis=tuple(a for a in range(rest.ndim) if a != axis))) for axis in range(rest.ndim)
+    ]
     sl = []
-    for axis in range(mask.ndim):
-        idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+    for axis, idx in enumerate(ranges):
         m = int(margin[axis])
         sl.append(slice(max(0, int(idx[0]) - m), min(mask.shape[axis], int(idx[-1]) + 1 + m)))
     return tuple(sl)
@@ -772,9 +814,9 @@ def _add_lined(
         return
     n = rejected.size
     rim = _dilate(lung, _PLANE4) & ~lung
-    n_border = np.maximum(np.bincount(np.where(rim, lab, 0).ravel(), minlength=n + 1)[1:], 1)
+    n_border = np.maximum(np.bincount(lab[rim], minlength=n + 1)[1:], 1)
     touching = _dilate(glass, _PLANE4) & rim
-    n_glass = np.bincount(np.where(touching, lab, 0).ravel(), minlength=n + 1)[1:]
+    n_glass = np.bincount(lab[touching], minlength=n + 1)[1:]
     near = rejected & (n_glass >= 0.25 * n_border)
     far = rejected & (n_glass >= 0.5 * n_border)
     if far.any():
@@ -782,7 +824,7 @@ def _add_lined(
         reach = [0] + [int(np.floor(lined_mm / p + 1e-6)) + 1 for p in pix]
         box = _bbox(np.concatenate([[False], far])[lab], reach)
         deep = _plane_shrink(hull[box], lined_mm, pix)
-        too_deep = np.bincount(np.where(deep, lab[box], 0).ravel(), minlength=n + 1)[1:] > 0
+        too_deep = np.bincount(lab[box][deep], minlength=n + 1)[1:] > 0
         far &= ~too_deep
     for which, reach, needs_support in ((near, 6.0, near_needs_support), (far, lined_mm, True)):
         if not which.any():
@@ -814,18 +856,42 @@ def _depth(body: np.ndarray, cspacing: np.ndarray, axis: int) -> np.ndarray:
     measuring from the other side of the body would make the whole chest wall, the heart and the mediastinum
     of the cut side look shallow to the pocket rules of :func:`_pockets`.
     """
+    padded = np.pad(body, ((0, 0), (1, 1), (1, 1)), mode="constant", constant_values=False)
+    # every axial plane is framed by outside voxels (its padded borders), and so is every coronal plane (its
+    # padded x borders): laid side by side in one 2-D image, the planes keep the distances each has alone, and
+    # one 2-D transform (cheaper than a 3-D one along an axis of no extent) gives them all
+    if axis == 0:
+        return _edt(padded.reshape(-1, padded.shape[2]), cspacing[1:]).reshape(padded.shape)[:, 1:-1, 1:-1]
+    if axis == 1:
+        pix = (cspacing[0], cspacing[2])
+        return _edt(padded.reshape(padded.shape[0], -1), pix).reshape(padded.shape)[:, 1:-1, 1:-1]
     sampling = [float(s) for s in cspacing]
     sampling[axis] = _FAR
-    padded = np.pad(body, ((0, 0), (1, 1), (1, 1)), mode="constant", constant_values=False)
     return _edt(padded, sampling)[:, 1:-1, 1:-1]
 
 
-def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing) -> np.ndarray:
+def _depths(body: np.ndarray, cspacing) -> tuple[np.ndarray, np.ndarray]:
+    """Depth below the skin (mm, float32, coarse grid) within the axial and within the coronal planes (see
+    :func:`_depth`), over the body's bounding box grown by one voxel (zero elsewhere): beyond it lies only outside,
+    which a full row of outside voxels on its edge already hides from the body."""
+    bb = _bbox(body, (1, 1, 1))
+    out = []
+    for axis in (0, 1):
+        d = np.zeros(body.shape, dtype=np.float32)
+        d[bb] = _depth(body[bb], cspacing, axis)
+        out.append(d)
+    return out[0], out[1]
+
+
+def _repair(
+    lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing, depths=None
+) -> np.ndarray:
     """Add to each lung its enclosed holes (axial) and its lesion pockets in axial, coronal and sagittal planes.
 
     Depth below the skin is the distance to the outside of the body within the axial plane, except for coronal
     planes, where it is measured within the coronal plane (distance to the lateral body wall): every point of a
-    coronal plane near the back or the front is close to the skin in the axial sense.
+    coronal plane near the back or the front is close to the skin in the axial sense. ``depths``: the two, from
+    :func:`_depths` (computed here when omitted).
     """
     out = lungs.copy()
     inlung = lungs > 0
@@ -834,24 +900,7 @@ def _repair(lungs: np.ndarray, coarse: np.ndarray, body: np.ndarray, airway: np.
     # work within the lungs' bounding box (in-plane margin for the pockets), depth from the whole body
     margin = [int(np.ceil(12.0 / s)) + 2 for s in cspacing]  # pockets grow at most 12 mm beyond the hull
     box = _bbox(inlung, margin)
-    bb = _bbox(body, (1, 1, 1))  # the outside around the body is all that the depth needs (and the lungs' box)
-    bb = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(bb, box))
-    zbox = (box[0], bb[1], bb[2])
-    ybox = (bb[0], box[1], bb[2])
-    axial = _depth(body[zbox], cspacing, 0)[
-        (
-            slice(None),
-            slice(box[1].start - bb[1].start, box[1].stop - bb[1].start),
-            slice(box[2].start - bb[2].start, box[2].stop - bb[2].start),
-        )
-    ]
-    coronal = _depth(body[ybox], cspacing, 1)[
-        (
-            slice(box[0].start - bb[0].start, box[0].stop - bb[0].start),
-            slice(None),
-            slice(box[2].start - bb[2].start, box[2].stop - bb[2].start),
-        )
-    ]
+    axial, coronal = (d[box] for d in (depths if depths is not None else _depths(body, cspacing)))
     lungs_b, coarse_b = lungs[box], coarse[box]
     allowed = body[box] & (coarse_b < BONE_HU) & (lungs_b == 0) & ~airway[box]
     tasks = []  # (label, own box, axis, arguments of _pockets)
@@ -1058,31 +1107,44 @@ def segment_lungs(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> n
         raise ValueError(f"coarse_mm must be a positive number of mm, got {coarse_mm!r}")
     factors = _coarse_factors(sp, coarse_mm)
     csp = sp * factors
-    # the output's pages are faulted in on another thread while the coarse stage runs (first-touch page faults
-    # of a volume-sized array are otherwise a noticeable part of the time)
+    # the output's pages are mapped on another thread while the coarse stage runs (first-touch page faults of a
+    # volume-sized array are otherwise a noticeable part of the time)
     with parallel.pool(1, beside_caller=True) as pool:
-        prepared = pool.submit(_zeroed, hu.shape, np.uint8)
+        prepared = pool.submit(_new_volume, hu.shape, np.uint8, True)
         coarse = _block_reduce(hu, factors)
         air = coarse < AIR_HU
         body = _body(~air)
+        depths = pool.submit(_depths, body, csp)  # the repair's distance maps, beside picking the lungs
         inner = air & body
         airway = _airways(inner, body, csp)
         hazy = body & ~air & (coarse < HAZY_HU) & ~airway
         glass = _hazy_core(hazy, csp)
         picked = _hazy_edges(_pick_lungs((inner | glass) & ~airway, body, csp), hazy, glass, csp)
         aerated = np.where(air, picked, 0).astype(np.uint8)
-        lungs_c = _repair(picked, coarse, body, airway, csp)
+        lungs_c = _repair(picked, coarse, body, airway, csp, depths.result())
         lungs_c, grown, grown_limit = _continue_consolidation(lungs_c, coarse, aerated, body, airway, csp)
         threshold = _edge_threshold(coarse, lungs_c, aerated, body)
         out = prepared.result()
     return _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit)
 
 
-def _zeroed(shape, dtype) -> np.ndarray:
-    """A zero array whose memory is already mapped (written once)."""
-    out = np.empty(shape, dtype=dtype)
-    out.fill(0)
-    return out
+def _new_volume(shape, dtype, populate: bool = False) -> np.ndarray:
+    """A zero array for a volume-sized output in fresh anonymous memory of ordinary pages, mapped as they are first
+    touched or, with ``populate``, all at once (``MAP_POPULATE``: much cheaper than page by page).
+
+    numpy asks for transparent huge pages for large arrays, whose faulting is slow and erratic on some hosts
+    (memory compaction); untouched ordinary pages cost nothing, and reading them costs little. Small arrays get
+    plain ``np.zeros``, and so does every array where anonymous mappings are not available (Windows); without
+    ``MAP_POPULATE`` the pages are mapped as they are touched.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes < (1 << 22) or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.zeros(shape, dtype=dtype)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    if populate:
+        flags |= getattr(mmap, "MAP_POPULATE", 0)
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=flags), dtype=dtype).reshape(shape)
 
 
 def _refine(
@@ -1102,8 +1164,10 @@ def _refine(
     ``out`` (zeros, the volume's shape, uint8) receives the labels when given. Repaired (lesion) and ground-glass
     coarse voxels keep their coarse extent; airway voxels are never added. ``grown_c`` (coarse bool, optional) marks
     consolidation grown beyond the lung's outline (:func:`_continue_consolidation`): its outer layer and the tissue
-    next to it, away from aerated lung, are decided by ``hu < grown_limit``. Only
-    the blocks of the lungs and of the band are touched (gathered and scattered through a 6-D block view).
+    next to it, away from aerated lung, are decided by ``hu < grown_limit``. Only the rows and columns of the lungs'
+    blocks are touched, slab by slab of the coarse grid: the slab's coarse labels and thresholds are upsampled to
+    full resolution in the plane, so that every comparison runs along whole rows (numpy is slow on the short inner
+    loops of a block view).
     """
     inside = lungs_c > 0
     if out is None:
@@ -1130,67 +1194,46 @@ def _refine(
         cons_band = np.zeros_like(band)
 
     box = _bbox(grown > 0)
-    with _block_views(hu, out, box, factors) as (h6, o6):
-        fixed_b, band_b, grown_b, lesion_b = fixed[box], band[box], grown[box], lesion_band[box]
-        cons_b = cons_band[box]
-        limits = (threshold, HAZY_HU, grown_limit)
-        if hu.dtype.kind == "i":  # integer HU: h < t is h < ceil(t), compared in the volume's own type
-            limit_lung, lesion_limit, cons_limit = (np.array(np.ceil(t), dtype=hu.dtype) for t in limits)
-        else:
-            limit_lung, lesion_limit, cons_limit = (np.array(t, dtype=np.float64) for t in limits)
+    # the threshold of each coarse block (band blocks only; elsewhere a limit that no voxel passes)
+    if hu.dtype.kind == "i":  # integer HU: h < t is h < ceil(t), compared in the volume's own type
+        limits = [np.array(np.ceil(t), dtype=hu.dtype) for t in (threshold, HAZY_HU, grown_limit)]
+        never = np.iinfo(hu.dtype).min
+        ltype = hu.dtype
+    else:
+        limits = [np.float64(t) for t in (threshold, HAZY_HU, grown_limit)]
+        never, ltype = -np.inf, np.float64
+    fixed_b, band_b, grown_b = fixed[box], band[box], grown[box]
+    limit_b = np.full(fixed_b.shape, never, dtype=ltype)
+    limit_b[band_b] = limits[0]
+    limit_b[band_b & lesion_band[box]] = limits[1]
+    limit_b[band_b & cons_band[box]] = limits[2]
+    fz, fy, fx = (int(f) for f in factors)
+    nz, ny, nx = hu.shape
 
-        def work(czs: range) -> None:
-            # one coarse slab at a time, within the rows and columns of its lung blocks: blocks inside the lungs
-            # take their coarse label (broadcast), band blocks are decided voxel by voxel
-            for cz in czs:
-                g = grown_b[cz]
-                rows, cols = np.flatnonzero(g.any(axis=1)), np.flatnonzero(g.any(axis=0))
-                if rows.size == 0:
-                    continue
-                rs, cs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-                o = o6[cz, :, rs, :, cs, :]
-                o[...] = fixed_b[cz, rs, None, cs, None]
-                b = band_b[cz, rs, cs]
-                if b.any():
-                    # one comparison with the threshold of each block
-                    limit = np.where(lesion_b[cz, rs, cs], lesion_limit, limit_lung)
-                    limit = np.where(cons_b[cz, rs, cs], cons_limit, limit)
-                    lung = h6[cz, :, rs, :, cs, :] < limit[:, None, :, None]
-                    lung &= b[:, None, :, None]
-                    np.copyto(o, g[rs, None, cs, None], where=lung)
+    def work(czs: range) -> None:
+        # one coarse slab at a time, within the rows and columns of its lung blocks: each voxel takes its block's
+        # coarse label, except in band blocks, where a voxel below the block's threshold takes the grown label.
+        # The coarse planes are upsampled to full resolution first, so every comparison runs along whole rows.
+        for cz in czs:
+            g = grown_b[cz]
+            rows, cols = np.flatnonzero(g.any(axis=1)), np.flatnonzero(g.any(axis=0))
+            if rows.size == 0:
+                continue
+            rs, cs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+            z0, y0, x0 = (box[0].start + cz) * fz, (box[1].start + rs.start) * fy, (box[2].start + cs.start) * fx
+            z1, y1, x1 = (
+                min(z0 + fz, nz),
+                min((box[1].start + rs.stop) * fy, ny),
+                min((box[2].start + cs.stop) * fx, nx),
+            )
+            o = out[z0:z1, y0:y1, x0:x1]
+            o[...] = _up2(fixed_b[cz, rs, cs], fy, fx, y1 - y0, x1 - x0)
+            if band_b[cz, rs, cs].any():
+                lung = hu[z0:z1, y0:y1, x0:x1] < _up2(limit_b[cz, rs, cs], fy, fx, y1 - y0, x1 - x0)
+                np.copyto(o, _up2(g[rs, cs], fy, fx, y1 - y0, x1 - x0), where=lung)
 
-        _in_halves(work, fixed_b.shape[0])
+    _in_halves(work, fixed_b.shape[0])
     return out
-
-
-class _block_views:
-    """Context manager giving 6-D block views ``(Z, fz, Y, fy, X, fx)`` of ``hu`` and ``out`` over the coarse box
-    ``box``; where the box holds partial edge blocks, padded copies are used and written back on exit."""
-
-    def __init__(self, hu: np.ndarray, out: np.ndarray, box: tuple[slice, ...], factors):
-        self.f = [int(f) for f in factors]
-        self.full = tuple(slice(b.start * f, b.stop * f) for b, f in zip(box, self.f))
-        self.fits = all(s.stop <= n for s, n in zip(self.full, hu.shape))
-        self.hu, self.out = hu, out
-        self.shape6 = sum(((b.stop - b.start, f) for b, f in zip(box, self.f)), ())
-
-    def __enter__(self):
-        if self.fits:
-            h, o = self.hu[self.full], self.out[self.full]
-        else:
-            valid = tuple(slice(0, min(s.stop, n) - s.start) for s, n in zip(self.full, self.hu.shape))
-            self.valid = valid
-            h = np.full([s.stop - s.start for s in self.full], 3000, dtype=self.hu.dtype)  # bone: never lung
-            h[valid] = self.hu[tuple(slice(s.start, s.start + v.stop) for s, v in zip(self.full, valid))]
-            o = np.zeros(h.shape, dtype=self.out.dtype)
-        self.o = o
-        return h.reshape(self.shape6), o.reshape(self.shape6)
-
-    def __exit__(self, *exc):
-        if not self.fits and exc[0] is None:
-            dst = tuple(slice(s.start, s.start + v.stop) for s, v in zip(self.full, self.valid))
-            self.out[dst] = self.o[self.valid]
-        return False
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1213,8 +1256,10 @@ def _fast_bbox(labels: np.ndarray) -> tuple[slice, ...] | None:
 
 class _Shared:
     """Work shared by :func:`segment_vessels` and :func:`opacity_exclusion` for one ``(hu, lungs, spacing)``: the
-    lungs' bounding box and the blob grid. It refers to the arrays by weak references only, so it never keeps them
-    alive (see :func:`_shared`); they must not be modified in place between the calls."""
+    lungs' bounding box, the blob grid, per HU threshold the blob grid's counts of dense lung voxels, and what
+    :func:`segment_vessels` prepares for :func:`opacity_exclusion` in the same pass over the volume. It refers to
+    ``hu`` and ``lungs`` by weak references only, so it never keeps them alive, and goes with ``lungs`` (see
+    :func:`_shared`); they must not be modified in place between the calls."""
 
     def __init__(self, hu: np.ndarray, lungs: np.ndarray, sp: np.ndarray, box: tuple[slice, ...]):
         self.refs = (weakref.ref(hu), weakref.ref(lungs))
@@ -1223,23 +1268,55 @@ class _Shared:
         self.factors = _block_factors(sp, BLOB_GRID_MM)
         self.csp = sp * self.factors
         self.counts = _block_counts(tuple(b.stop - b.start for b in box), self.factors)
+        self.sums: dict[float, np.ndarray] = {}  # HU threshold -> blob-grid counts of lung voxels denser than it
+        self.dense: dict[float, np.ndarray] = {}  # HU threshold -> a new volume holding those voxels (in the box)
         self.vessels: weakref.ref | None = None  # the mask segment_vessels returned (inside the lungs)
+        self.vessel_index: np.ndarray | None = None  # its voxels (flat indices)
 
     def matches(self, hu, lungs, sp) -> bool:
         return self.refs[0]() is hu and self.refs[1]() is lungs and self.spacing == tuple(float(s) for s in sp)
 
-    def thin_dense(self, hu: np.ndarray, lungs: np.ndarray, threshold_hu: float, blob_radius_mm: float, out):
-        """Lung voxels denser than ``threshold_hu`` that are not blob-like, written into ``out`` (bool, lung box;
-        ``hu`` and ``lungs`` are the box crops; see :func:`_thin`)."""
-        fz = int(self.factors[0])
+    def count(self, hu: np.ndarray, lungs: np.ndarray, thresholds, located=None, into=None):
+        """One pass over the lung box (``hu`` and ``lungs`` are the box crops), slab by slab of the blob grid: for
+        each HU threshold, the blob-grid counts of the lung voxels denser than it (``self.sums``). For the
+        threshold ``located``, returns where those voxels are: index arrays of their row ``z * ny + y`` and
+        column ``x`` within the box. ``into`` (threshold -> bool box array): those voxels are written there. Each
+        slab is thresholded while it is in cache; no other box-sized array is made."""
+        fz, fy, fx = (int(f) for f in self.factors)
+        nzb, nyb, nxb = hu.shape
+        ncz, ncy, ncx = self.counts.shape
+        acc_type = _sum_type(bool, fz * fy * fx)
+        thresholds = [float(t) for t in thresholds]
+        into = into or {}
+        for t in thresholds:
+            self.sums[t] = np.zeros((ncz, ncy, ncx), dtype=acc_type)
+        found = [None] * ncz
 
         def work(czs: range) -> None:
-            z = slice(czs.start * fz, czs.stop * fz)
-            np.greater(hu[z], threshold_hu, out=out[z])
-            np.logical_and(out[z], lungs[z], out=out[z])
+            rows = np.zeros((ncy * fy, nxb), dtype=acc_type)
+            dense = np.empty((fz, nyb, nxb), dtype=bool)
+            lung = np.empty((fz, nyb, nxb), dtype=bool)
+            for cz in czs:
+                z = slice(cz * fz, min((cz + 1) * fz, nzb))
+                k = z.stop - z.start
+                np.not_equal(lungs[z], 0, out=lung[:k])
+                for t in thresholds:
+                    d = into[t][z] if t in into else dense[:k]
+                    np.greater(hu[z], t, out=d)
+                    np.logical_and(d, lung[:k], out=d)
+                    _slab_sum(d, fy, fx, rows, self.sums[t][cz])
+                    if t == located:
+                        row, x = np.divmod(np.flatnonzero(d), nxb)
+                        found[cz] = (row + z.start * nyb, x)
 
-        _in_halves(work, self.counts.shape[0])
-        return _thin(out, self.factors, self.csp, self.counts, blob_radius_mm)
+        _in_halves(work, ncz)
+        if located is not None:
+            return tuple(np.concatenate(c) for c in zip(*found))
+        return None
+
+    def blob(self, threshold_hu: float, blob_radius_mm: float) -> np.ndarray:
+        """Blob-grid voxels of blobs of the lung voxels denser than ``threshold_hu`` (bool; see :func:`_blob`)."""
+        return _blob(self.sums[float(threshold_hu)], self.counts, self.csp, blob_radius_mm)
 
 
 _SHARED: list[_Shared] = []
@@ -1255,19 +1332,35 @@ def _shared(hu: np.ndarray, lungs: np.ndarray, sp: np.ndarray) -> _Shared | None
         return None
     shared = _Shared(hu, lungs, sp, box)
     _SHARED.append(shared)
+    # what the cache holds for these arrays goes with them
+    weakref.finalize(lungs, _forget, weakref.ref(shared))
     return shared
 
 
-def _thin(dense: np.ndarray, factors, csp, counts, blob_radius_mm: float) -> np.ndarray:
-    """The part of ``dense`` that is not blob-like (bool, in place of ``dense``).
+def _forget(ref: weakref.ref) -> None:
+    """Drop the shared work of a lung array that is gone (with the volume it may have prepared)."""
+    shared = ref()
+    if shared is not None:
+        try:
+            _SHARED.remove(shared)
+        except ValueError:  # already replaced
+            pass
 
-    A blob holds a ball of radius ``blob_radius_mm``: opening on a grid of about 2 mm (``factors``, coarse spacing
-    ``csp``, voxels per block ``counts``) where a voxel is dense when at least half of it is; blobs are grown by the
-    same ball to take back their edges, blurred by the scanner and by partial volume with the aerated lung.
+
+def _blob(sums: np.ndarray, counts: np.ndarray, csp, blob_radius_mm: float) -> np.ndarray:
+    """Blobs on the blob grid (bool): a blob holds a ball of radius ``blob_radius_mm``.
+
+    Opening on a grid of about 2 mm (coarse spacing ``csp``, voxels per block ``counts``, dense voxels per block
+    ``sums``) where a voxel is dense when at least half of it is; blobs are grown by the same ball to take back
+    their edges, blurred by the scanner and by partial volume with the aerated lung.
     """
-    solid = _block_sum(dense, factors) >= 0.5 * counts
+    solid = sums >= 0.5 * counts
     ball = _ball(blob_radius_mm, csp)
-    blob = _dilate(_open(solid, ball), ball)
+    return _dilate(_open(solid, ball), ball)
+
+
+def _without_blobs(dense: np.ndarray, blob: np.ndarray, factors) -> np.ndarray:
+    """``dense`` (bool, in place) without the voxels of the blob-grid ``blob`` (its blocks cover ``dense``)."""
     fz, fy, fx = (int(f) for f in factors)
     nz, ny, nx = dense.shape
     slabs = np.flatnonzero(blob.any(axis=(1, 2)))
@@ -1285,32 +1378,16 @@ def _thin(dense: np.ndarray, factors, csp, counts, blob_radius_mm: float) -> np.
     return dense
 
 
-def _without_rim(mask: np.ndarray, inside: np.ndarray, zs: slice = slice(None)) -> np.ndarray:
-    """``mask`` (in place, slices ``zs`` only) without the voxels that have a face neighbour outside ``inside``
-    (non-zero) or the array."""
-    n = mask.shape[0]
-    z0, z1, _ = zs.indices(n)
-    m = mask[z0:z1]
-    # in-plane neighbours
-    for axis in (1, 2):
-        a, b = [slice(None)] * 3, [slice(None)] * 3
-        a[axis], b[axis] = slice(1, None), slice(None, -1)
-        ins = inside[z0:z1]
-        np.logical_and(m[tuple(a)], ins[tuple(b)], out=m[tuple(a)])
-        np.logical_and(m[tuple(b)], ins[tuple(a)], out=m[tuple(b)])
-        ends = [slice(None)] * 3
-        ends[axis] = [0, -1]
-        m[tuple(ends)] = False
-    # the slices below and above (outside the array is background)
-    lo, hi = max(z0, 1), min(z1, n - 1)
-    if lo > z0:
-        m[0] = False
-    if hi < z1:
-        m[-1] = False
-    if hi > lo:
-        np.logical_and(mask[lo:hi], inside[lo - 1 : hi - 1], out=mask[lo:hi])
-        np.logical_and(mask[lo:hi], inside[lo + 1 : hi + 1], out=mask[lo:hi])
-    return mask
+def _inner(flat_index: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+    """Whether all face neighbours of the lung voxels at ``flat_index`` (not on the array's border) are lung
+    (non-zero ``lungs``), as a bool array."""
+    ny, nx = lungs.shape[1:]
+    flat = lungs.reshape(-1)  # a copy only if lungs is not contiguous
+    keep = np.ones(flat_index.size, dtype=bool)
+    for step in (1, nx, nx * ny):
+        keep &= flat[flat_index - step] != 0
+        keep &= flat[flat_index + step] != 0
+    return keep
 
 
 def segment_vessels(
@@ -1344,14 +1421,39 @@ def segment_vessels(
     lungs = np.asarray(lungs)
     if lungs.shape != hu.shape:
         raise ValueError(f"lungs shape {lungs.shape} differs from hu shape {hu.shape}")
-    out = np.zeros(hu.shape, dtype=bool)
+    out = _new_volume(hu.shape, bool)
     shared = _shared(hu, lungs, sp)
     if shared is None:
         return out
     box = shared.box
-    crop = shared.thin_dense(hu[box], lungs[box], threshold_hu, blob_radius_mm, out[box])
-    # the outermost layer, in two halves along z (each half reads its neighbours, writes only itself)
-    _in_halves(lambda zs: _without_rim(crop, lungs[box], slice(zs.start, zs.stop)), crop.shape[0])
+    t = float(threshold_hu)
+    # opacity_exclusion's dense voxels (default threshold) come with the same pass, while each slab is in cache:
+    # written into the volume it will return
+    into = {}
+    if t != _AERATED_HU:
+        shared.dense[_AERATED_HU] = _new_volume(hu.shape, bool)
+        into[_AERATED_HU] = shared.dense[_AERATED_HU][box]
+    row, x = shared.count(hu[box], lungs[box], [t, *into], located=t, into=into)
+    # dense lung voxels, not in a blob, not in the outermost layer: the few candidates are tested one by one
+    nz, ny, nx = hu.shape
+    fz, fy, fx = (int(f) for f in shared.factors)
+    nyb = box[1].stop - box[1].start
+    rz, ry = np.divmod(np.arange((box[0].stop - box[0].start) * nyb), nyb)  # each row of the box: z, y
+    blob = shared.blob(t, blob_radius_mm)
+    blob_rows = blob.reshape(-1, blob.shape[2])
+    cols = np.arange(box[2].stop - box[2].start)
+    block_row, block_col = (rz // fz) * blob.shape[1] + ry // fy, cols // fx  # their blob-grid row, column
+    keep = np.flatnonzero(~blob_rows[block_row[row], block_col[x]])  # not in a blob
+    row, x = row[keep], x[keep]
+    # not on the array's border (the box is the lungs' bounding box: beyond it, nothing is lung)
+    gz, gy, gx = rz + box[0].start, ry + box[1].start, cols + box[2].start
+    row_ok = (gz > 0) & (gz < nz - 1) & (gy > 0) & (gy < ny - 1)
+    col_ok = (gx > 0) & (gx < nx - 1)
+    keep = np.flatnonzero(row_ok[row] & col_ok[x])
+    flat = ((gz * ny + gy) * nx + box[2].start)[row[keep]] + x[keep]
+    flat = flat[_inner(flat, lungs)]
+    out.reshape(-1)[flat] = True
+    shared.vessel_index = flat
     shared.vessels = weakref.ref(out)
     return out
 
@@ -1362,7 +1464,7 @@ def opacity_exclusion(
     spacing,
     *,
     vessels: np.ndarray | None = None,
-    aerated_hu: float = -700.0,
+    aerated_hu: float = _AERATED_HU,
     blob_radius_mm: float = 4.0,
 ) -> np.ndarray:
     """Lung voxels that must not count as opacity: vessels and every other thin structure denser than aerated lung.
@@ -1397,15 +1499,31 @@ def opacity_exclusion(
         raise ValueError(f"lungs shape {lungs.shape} differs from hu shape {hu.shape}")
     if vessels is None:
         vessels = segment_vessels(hu, lungs, sp, blob_radius_mm=blob_radius_mm)
-    out = np.zeros(hu.shape, dtype=bool)
     shared = _shared(hu, lungs, sp)
     if shared is None:
-        return out
+        return np.zeros(hu.shape, dtype=bool)
     box = shared.box
-    crop = shared.thin_dense(hu[box], lungs[box], aerated_hu, blob_radius_mm, out[box])
-    ves = np.asarray(vessels)[box]
-    if shared.vessels is not None and shared.vessels() is vessels:
-        np.logical_or(crop, ves, out=crop)  # our own vessel mask: already inside the lungs
+    t = float(aerated_hu)
+    out = shared.dense.pop(t, None)  # prepared by segment_vessels in its pass over the volume
+    if out is None:
+        out = _new_volume(hu.shape, bool)
+        crop = out[box]
+        if t not in shared.sums:
+            shared.count(hu[box], lungs[box], [t], into={t: crop})
+        else:
+            hu_b, lungs_b = hu[box], lungs[box]
+            fz = int(shared.factors[0])
+
+            def work(czs: range) -> None:
+                z = slice(czs.start * fz, czs.stop * fz)
+                np.greater(hu_b[z], t, out=crop[z])
+                np.logical_and(crop[z], lungs_b[z], out=crop[z])
+
+            _in_halves(work, shared.counts.shape[0])
+    crop = out[box]
+    _without_blobs(crop, shared.blob(t, blob_radius_mm), shared.factors)
+    if shared.vessels is not None and shared.vessels() is vessels and shared.vessel_index is not None:
+        out.reshape(-1)[shared.vessel_index] = True  # our own vessel mask: its voxels, inside the lungs
     else:
-        crop |= np.logical_and(ves, lungs[box])
+        crop |= np.logical_and(np.asarray(vessels)[box], lungs[box])
     return out
