@@ -299,6 +299,7 @@ def quantify_scan(
 def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion_mask, title, series_options, classes):
     import isal.igzip  # noqa: F401 - imported before the clock starts, as are these
     import nibabel  # noqa: F401
+    import SimpleITK  # noqa: F401 - segmentation's distance maps
 
     from lungtrial import dicomio, parallel, qcfig, segment  # noqa: F401
 

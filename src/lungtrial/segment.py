@@ -16,7 +16,8 @@ passes run on two threads (numpy releases the GIL in its loops); fewer under :fu
    excluded.
 2. The trachea is found as a small, medial air region in the most superior slices and followed caudally through
    small air regions that are separate from the lungs in the axial plane (trachea, main bronchi in the
-   mediastinum). They are removed.
+   mediastinum), also through the slice where the carina's spur narrows a bronchus to a pixel or two on the
+   coarse grid. They are removed.
 3. Ground glass: hazy voxels (-500 to -250 HU; no solid tissue, not even fat, is that light) that hold a
    3 x 3 x 3 cross of coarse voxels join the air: the partial-volume band along the chest wall, the mediastinum
    and the diaphragm is thinner than that. A lung that is almost all ground glass is thereby still found.
@@ -46,15 +47,20 @@ passes run on two threads (numpy releases the GIL in its loops); fewer under :fu
    at most 40 mm, through adjacent tissue lighter than half-way to the median of the tissue around the lungs
    (``W``) and not as light as fat, provided ``W - C`` >= 40 HU; first, the lung's non-aerated outer voxels
    nearer to ``W`` than three quarters of the way (wall that a pocket rule took in) are peeled off, at most 20 mm
-   deep. Without such contrast nothing is added or removed; lesion-free lungs have no consolidation and are not
-   touched.
+   deep, and ``C`` is measured again on the consolidation's interior. Tissue is judged by its mean HU over a
+   3 x 3 x 3 box of coarse voxels (fat, bone and air left out), not voxel by voxel: where the coarse grid is
+   close to the scan's own, soft tissue noise (10-40 HU) would otherwise let single wall voxels pass. The growth
+   runs through tissue a quarter of the way from ``C`` to ``W`` and takes tissue up to half-way only within two
+   voxels of it (no fingers into the wall). Without such contrast nothing is added or removed; lesion-free lungs
+   have no consolidation and are not touched.
 7. The boundary is refined at full resolution within one coarse voxel of the coarse boundary, with the
    half-maximum threshold between the measured aerated parenchyma and the tissue around the lungs (the edge of a
    blurred step lies where the profile crosses half-way; about -400 HU for -850 HU lung against +40 HU muscle).
    Next to ground glass and repaired lesions the edge lies half-way between ground glass and the wall instead:
    there voxels lighter than -250 HU (no solid tissue is) are lung too. Ground glass and the repaired pockets keep
    their coarse extent, except the outer layer of consolidation grown in step 6, decided voxel by voxel at
-   ``(C + W) / 2`` (away from aerated lung).
+   ``(C + W) / 2`` (away from aerated lung) where a coarse voxel holds several of the scan's voxels (where it
+   holds one, the coarse decision on box-averaged HU stands).
 
 Known limits: consolidation against the mediastinum, resting on the diaphragm dome or filling the posterior
 costophrenic recess, as dense as the tissue it abuts (``W - C`` < 40 HU, e.g. unenhanced liver) and with no
@@ -63,7 +69,8 @@ does not reveal it; step 6 also needs some of the lung's consolidation inside th
 it thick enough to hold an in-plane cross of coarse voxels). A pleural effusion less dense than half-way between the
 consolidation and the wall would be taken in by step 6 where it touches the consolidation; so is the
 partial-volume edge (one or two voxels) of a fat pad that touches grown consolidation. The distal end of a main
-bronchus, where it merges with the lung in the axial plane on the coarse grid, stays in the lung.
+bronchus, where it merges with the lung in the axial plane on the coarse grid, stays in the lung (on the demo
+trial 0-10 ml, most with 5 mm slices, where the bronchi merge with the lungs just below the carina).
 
 Known cost of the coarse grid: lesions thinner than about two coarse voxels along the pleura are repaired less
 completely than on a 2 mm grid (on the 10 % lesion scans of ``benchmarks/bench_accuracy.py`` the opacity reads up
@@ -412,8 +419,10 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
 
     Axial air regions are linked to those of the next caudal slice that they overlap once grown by 4 mm in the
     plane. The trachea is the largest medial air region (within 30 mm of the body's midline, 50-1500 mm^2) of the
-    most superior 10 mm holding one; the airway grows caudally through regions of 50-1500 mm^2 that do not more
-    than double from slice to slice. A bronchus stops where it merges with lung parenchyma in the axial plane.
+    most superior 10 mm holding one; the airway grows caudally through regions of at most 1500 mm^2 that do not
+    grow to more than twice the larger of the region above and its own parent (+ 100 mm^2): a bronchus that the
+    carina's spur narrows for one slice is still followed. A bronchus stops where it merges with lung parenchyma
+    in the axial plane.
     """
     dz, dy, dx = cspacing
     pix = dy * dx
@@ -449,7 +458,10 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
     x0 = int(round(cx[seed]))
     half = int(np.ceil(80.0 / dx))
     xs = slice(max(0, x0 - half), x0 + half + 1)
-    sub = np.where(small[lab[: z_of[seed] + 1, :, xs]], lab[: z_of[seed] + 1, :, xs], 0)
+    # (links may pass through smaller regions: where the carina's spur and the bronchial walls blur on the coarse
+    # grid, a bronchus can shrink below 50 mm^2 for a slice)
+    link = area <= max_area
+    sub = np.where(link[lab[: z_of[seed] + 1, :, xs]], lab[: z_of[seed] + 1, :, xs], 0)
     ry, rx = (max(1, int(round(4.0 / s))) for s in (dy, dx))
     upper = _grey_grow(sub[1:], np.ones((1, 2 * ry + 1, 2 * rx + 1), dtype=bool))
     lower = sub[:-1]
@@ -461,14 +473,16 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
 
     keep = np.zeros(n + 1, dtype=bool)
     keep[seed] = True
-    stack = [seed]
+    # (region, reference area): the reference is the larger of a region and its parent, so that a bronchus may
+    # come back to its size after the one slice where the carina's spur narrowed it
+    stack = [(seed, area[seed])]
     while stack:
-        a = stack.pop()
+        a, ref = stack.pop()
         for b in children.get(a, ()):
-            if keep[b] or area[b] > max_area or area[b] > 2.0 * area[a] + 100.0:
+            if keep[b] or area[b] > max_area or area[b] > 2.0 * ref + 100.0:
                 continue
             keep[b] = True
-            stack.append(b)
+            stack.append((b, max(area[b], area[a])))
     return keep[lab]
 
 
@@ -962,6 +976,7 @@ def _continue_consolidation(
     reach_mm: float = 40.0,
     min_contrast_hu: float = 40.0,
     peel_mm: float = 20.0,
+    weak_layers: int = 2,
 ) -> tuple:
     """Grow each lung's consolidation into adjacent tissue that is measurably less dense than the tissue around
     the lungs (coarse grid; a new label array).
@@ -973,10 +988,18 @@ def _continue_consolidation(
     non-aerated voxels denser than ground glass) and ``W`` the median HU of the soft tissue around the lungs (two
     coarse voxels outside them, bone excluded), tissue from ``C - max(L - C, 50)`` HU (but at least -80 HU: never
     fat) up to ``L = (C + W) / 2`` that is connected to the consolidation within ``reach_mm`` is added, provided
-    ``W - C`` is at least ``min_contrast_hu`` (well above the noise of the coarse grid). Where consolidation is as
-    dense as the organs around it, nothing is added or removed. Bone and the airway are never added. Before
-    growing, the lung's non-aerated outer voxels denser than ``(C + 3 W) / 4`` (wall that a pocket rule took in)
-    are peeled off, at most ``peel_mm`` deep.
+    ``W - C`` is at least ``min_contrast_hu``. Where consolidation is as dense as the organs around it, nothing is
+    added or removed. Bone and the airway are never added. Before growing, the lung's non-aerated outer voxels
+    denser than ``(C + 3 W) / 4`` (wall that a pocket rule took in) are peeled off, at most ``peel_mm`` deep;
+    then ``C`` is measured again, on the interior of what is left of the consolidation (its in-plane outer layer,
+    partial volume with ground glass, lung or wall, left out), so that the wall no longer biases the limits.
+
+    Noise: every decision (peeling, growth) is made on the mean HU of the soft tissue (-80 to 150 HU) in the
+    3 x 3 x 3 box of coarse voxels around each voxel (see :func:`_tissue_mean`), which lowers the noise of single
+    voxels about five-fold (where the coarse grid is close to the scan's own grid, its voxels carry the full
+    10-40 HU soft tissue noise) while a planar edge between two tissues still crosses half-way where it did. The
+    growth is a hysteresis: chains into the wall need tissue below ``(C + L) / 2``; tissue up to ``L`` joins only
+    within ``weak_layers`` voxels of it (the consolidation's blurred edge), so noise in the wall starts no fingers.
 
     Returns the labels, the grown voxels (bool, or None when nothing is grown) and ``L`` (the lowest of the two
     lungs'), with which :func:`_refine` decides the grown consolidation's edge voxel by voxel.
@@ -1001,33 +1024,25 @@ def _continue_consolidation(
         return none
     wall = float(np.median(hu_b[shell]))
     free = body_b & ~inside & ~airway[box] & (hu_b < BONE_HU)
-    cur = np.zeros(lungs_b.shape, dtype=np.uint8)
-    cand = np.zeros(lungs_b.shape, dtype=bool)
-    limits, peel_limits = [], []
-    active = np.zeros(3, dtype=bool)
+    smooth, solid = _tissue_mean(hu_b, body_b & (hu_b >= FAT_FLOOR_HU) & (hu_b < BONE_HU))
+    cons_of = {}
     for label in (RIGHT, LEFT):
         mine = seed & (lungs_b == label)
         if mine.sum() * voxel_ml < 2.0:
             continue
         cons = float(np.median(hu_b[mine]))
-        if wall - cons < min_contrast_hu:
-            continue
-        limit = 0.5 * (cons + wall)
-        limits.append(limit)
-        peel_limits.append(0.25 * cons + 0.75 * wall)
-        active[label] = True
-        lower = max(cons - max(limit - cons, 50.0), FAT_FLOOR_HU)  # never fat
-        # the growth starts from the consolidation and its edge (within two voxels of its thick part)
-        cur[dense & (lungs_b == label) & _dilate(mine, _CROSS, iterations=2)] = label
-        cand |= free & (hu_b >= lower) & (hu_b < limit)
-    if not limits:
+        if wall - cons >= min_contrast_hu:
+            cons_of[label] = cons
+    if not cons_of:
         return none
     # repaired pockets reach into the wall where the outline misled the repair (e.g. along the diaphragm under
     # basal consolidation): of a lung's non-aerated voxels, those nearer in HU to the wall than to the
     # consolidation (beyond three quarters of the way) are peeled off from the outside, at most peel_mm deep
     if peel_mm > 0:
-        peel_limit = max(peel_limits)
-        removable = active[lungs_b] & (aerated[box] == 0) & (hu_b >= peel_limit)
+        active = np.zeros(3, dtype=bool)
+        active[list(cons_of)] = True
+        peel_limit = max(0.25 * c + 0.75 * wall for c in cons_of.values())
+        removable = active[lungs_b] & (aerated[box] == 0) & solid & (smooth >= peel_limit)
         outside = ~inside
         for _ in range(int(np.ceil(peel_mm / float(np.mean(cspacing))))):
             gone = removable & _dilate(outside, _CROSS)
@@ -1037,14 +1052,41 @@ def _continue_consolidation(
             removable &= ~gone
         lungs_b = np.where(outside, 0, lungs_b).astype(np.uint8)
         inside = lungs_b > 0
-        cur[~inside & (cur > 0)] = 0
+        seed &= inside
+        dense &= inside
         free = body_b & ~inside & ~airway[box] & (hu_b < BONE_HU)
-    for _ in range(steps):
-        g = _grey_grow(cur, _CROSS)
-        add = (cur == 0) & cand & (g > 0)
-        if not add.any():
-            break
-        cur[add] = g[add]
+    cur = np.zeros(lungs_b.shape, dtype=np.uint8)
+    cand = np.zeros(lungs_b.shape, dtype=bool)
+    strong = np.zeros(lungs_b.shape, dtype=bool)
+    limits = []
+    for label, cons in cons_of.items():
+        mine = seed & (lungs_b == label)
+        # the consolidation's own density, measured again now that the wall peeled off no longer weighs on it: its
+        # interior (the in-plane outer layer, partial volume with ground glass, lung or wall, left out)
+        core = _erode(mine, _PLANE4)
+        if core.sum() * voxel_ml >= 1.0:
+            cons = float(np.median(hu_b[core]))
+        elif mine.sum() * voxel_ml >= 1.0:
+            cons = float(np.median(hu_b[mine]))
+        if wall - cons < min_contrast_hu:
+            continue
+        limit = 0.5 * (cons + wall)
+        limits.append(limit)
+        lower = max(cons - max(limit - cons, 50.0), FAT_FLOOR_HU)  # never fat
+        # the growth starts from the consolidation and its edge (within two voxels of its thick part)
+        cur[dense & (lungs_b == label) & _dilate(mine, _CROSS, iterations=2)] = label
+        ok = free & solid & (smooth >= lower)
+        cand |= ok & (smooth < limit)
+        strong |= ok & (smooth < 0.5 * (cons + limit))
+    # chains into the wall need tissue that is clearly consolidation (a quarter of the way from C to W); tissue up to
+    # half-way only joins within weak_layers voxels of it (the consolidation's blurred, noisy edge)
+    for through, n in ((strong, steps), (cand, weak_layers)):
+        for _ in range(n if limits else 0):
+            g = _grey_grow(cur, _CROSS)
+            add = (cur == 0) & through & (g > 0)
+            if not add.any():
+                break
+            cur[add] = g[add]
     out = lungs.copy()
     out[box] = lungs_b
     sub = out[box]
@@ -1056,7 +1098,34 @@ def _continue_consolidation(
         sub[holes] = label
     grown = np.zeros(lungs.shape, dtype=bool)
     grown[box] = (sub > 0) & ~inside
+    if not limits:
+        return out, None, HAZY_HU
     return out, grown, min(limits)
+
+
+def _box3(a: np.ndarray) -> np.ndarray:
+    """Sums over the 3 x 3 x 3 box around each voxel (zero outside the array), in ``a``'s dtype (a new array)."""
+    out = a
+    for axis in range(a.ndim):
+        n = a.shape[axis]
+        lo, hi = [slice(None)] * a.ndim, [slice(None)] * a.ndim
+        lo[axis], hi[axis] = slice(0, n - 1), slice(1, n)
+        nxt = out.copy()
+        nxt[tuple(hi)] += out[tuple(lo)]
+        nxt[tuple(lo)] += out[tuple(hi)]
+        out = nxt
+    return out
+
+
+def _tissue_mean(hu: np.ndarray, tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean HU (float32) of the ``tissue`` voxels in the 3 x 3 x 3 box around each voxel, and whether they fill at
+    least half of it (bool). The box mean lowers the noise of single voxels about five-fold while a planar edge
+    between two tissues still crosses half-way between them where it did."""
+    count = _box3(tissue.view(np.uint8))
+    total = _box3(np.multiply(hu, tissue, dtype=np.float32))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / count
+    return mean, count >= 14
 
 
 def _edge_threshold(coarse: np.ndarray, lungs_c: np.ndarray, aerated_c: np.ndarray, body: np.ndarray) -> float:
@@ -1123,6 +1192,10 @@ def segment_lungs(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> n
         aerated = np.where(air, picked, 0).astype(np.uint8)
         lungs_c = _repair(picked, coarse, body, airway, csp, depths.result())
         lungs_c, grown, grown_limit = _continue_consolidation(lungs_c, coarse, aerated, body, airway, csp)
+        if np.all(factors == 1):
+            # the coarse grid is the scan's own: the decision of step 6, on box-averaged HU, is the finest there
+            # is (voxel by voxel, the scan's noise would decide the edge of the grown consolidation)
+            grown = None
         threshold = _edge_threshold(coarse, lungs_c, aerated, body)
         out = prepared.result()
     return _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit)
