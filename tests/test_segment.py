@@ -610,24 +610,3 @@ def test_depth_planes_match_scipy():
         ref = ndimage.distance_transform_edt(np.pad(body[:, y], ((0, 0), (1, 1))), sampling=csp[[0, 2]])[:, 1:-1]
         np.testing.assert_allclose(_depth(body, csp, 1)[:, y], ref, atol=1e-3)
         np.testing.assert_allclose(coronal[:, y][body[:, y]], ref[body[:, y]], atol=1e-3)
-
-
-def test_new_volume_is_zero_and_writable():
-    import gc
-    import weakref
-
-    from lungtrial.segment import _new_volume
-
-    for shape, dtype, populate in [
-        ((3, 4, 5), np.uint8, False),
-        ((40, 256, 256), bool, False),
-        ((40, 256, 256), np.uint8, True),
-    ]:
-        vol = _new_volume(shape, dtype, populate)
-        assert vol.shape == shape and vol.dtype == dtype and vol.flags.writeable and vol.flags.c_contiguous
-        assert not vol.any()
-        vol[-1, -1, -1] = 1
-        ref = weakref.ref(vol)
-        del vol
-        gc.collect()
-        assert ref() is None

@@ -33,6 +33,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from lungtrial.errors import InputError, ScanExcluded
+from lungtrial.memory import new_volume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_STORAGE = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
@@ -1350,7 +1351,7 @@ def read_volume(
     slicer = tuple(slice(None, None, -1) if f else slice(None) for f in flip[1:])
     shape = tuple(geo["shape"])
     expected_plane = shape[1:]
-    hu = np.empty(shape, np.int16)
+    hu = new_volume(shape, np.int16, populate=True)  # every voxel is written
     padding = None
     n = len(files)
     file_plane = expected_plane[::-1] if transpose else expected_plane

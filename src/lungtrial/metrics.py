@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from lungtrial.errors import InputError
+from lungtrial.memory import new_volume
 
 
 @dataclass(frozen=True)
@@ -294,21 +295,6 @@ def _slab(hu, lungs, masks, preset, cut, regions, labels_of, hist, out) -> None:
     out[cut] = dense.reshape(shape)
 
 
-def _sparse_zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """``np.zeros(shape, uint8)`` for a volume of which only the lungs' bounding box will be written.
-
-    A large one lies on fresh anonymous memory in base-size pages: numpy would ask for transparent huge pages,
-    each spanning several whole slices, and faulting those in is slow on some (virtual) machines; here only the
-    pages actually written are faulted in, and untouched ones read as zeros.
-    """
-    n = int(np.prod(shape))
-    if n < 1 << 22:
-        return np.zeros(shape, dtype=np.uint8)
-    import mmap
-
-    return np.frombuffer(mmap.mmap(-1, n), dtype=np.uint8).reshape(shape)
-
-
 def _lung_pass(
     hu, lungs, vessels, lesion, guard, preset: str | None, chunk: int = 16, threads: int | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -323,7 +309,7 @@ def _lung_pass(
     """
     lungs, top = _lung_labels(lungs)
     rows = len(REGIONS) * 3
-    out = None if preset is None else _sparse_zeros(lungs.shape)
+    out = None if preset is None else new_volume(lungs.shape, np.uint8)  # only the lungs' box is written
     zs = np.flatnonzero(top)
     hists = []
     if zs.size:

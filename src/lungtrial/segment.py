@@ -82,7 +82,7 @@ slab while each slab is in cache: it counts the dense voxels of both thresholds 
 :func:`opacity_exclusion`'s dense voxels (default threshold) straight into the array that function will return;
 vessel candidates (few) are then tested voxel by voxel, so neither function makes a box-sized temporary.
 
-Volume-sized outputs live in ordinary anonymous pages (:func:`_new_volume`): numpy asks for transparent huge pages
+Volume-sized outputs live in ordinary anonymous pages (:func:`lungtrial.memory.new_volume`): numpy asks for transparent huge pages
 for large arrays, and faulting those in is slow and erratic on some hosts; the lung labels' pages are mapped on a
 second thread while the coarse stage runs, the distance maps of the repair are computed there too.
 """
@@ -90,13 +90,13 @@ second thread while the coarse stage runs, the distance maps of the repair are c
 from __future__ import annotations
 
 import functools
-import mmap
 import weakref
 
 import numpy as np
 from scipy import ndimage
 
 from lungtrial import parallel
+from lungtrial.memory import new_volume
 
 __all__ = ["segment_lungs", "segment_vessels", "opacity_exclusion"]
 
@@ -1179,7 +1179,7 @@ def segment_lungs(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> n
     # the output's pages are mapped on another thread while the coarse stage runs (first-touch page faults of a
     # volume-sized array are otherwise a noticeable part of the time)
     with parallel.pool(1, beside_caller=True) as pool:
-        prepared = pool.submit(_new_volume, hu.shape, np.uint8, True)
+        prepared = pool.submit(new_volume, hu.shape, np.uint8, True)
         coarse = _block_reduce(hu, factors)
         air = coarse < AIR_HU
         body = _body(~air)
@@ -1199,25 +1199,6 @@ def segment_lungs(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> n
         threshold = _edge_threshold(coarse, lungs_c, aerated, body)
         out = prepared.result()
     return _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit)
-
-
-def _new_volume(shape, dtype, populate: bool = False) -> np.ndarray:
-    """A zero array for a volume-sized output in fresh anonymous memory of ordinary pages, mapped as they are first
-    touched or, with ``populate``, all at once (``MAP_POPULATE``: much cheaper than page by page).
-
-    numpy asks for transparent huge pages for large arrays, whose faulting is slow and erratic on some hosts
-    (memory compaction); untouched ordinary pages cost nothing, and reading them costs little. Small arrays get
-    plain ``np.zeros``, and so does every array where anonymous mappings are not available (Windows); without
-    ``MAP_POPULATE`` the pages are mapped as they are touched.
-    """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    if nbytes < (1 << 22) or not hasattr(mmap, "MAP_ANONYMOUS"):
-        return np.zeros(shape, dtype=dtype)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-    if populate:
-        flags |= getattr(mmap, "MAP_POPULATE", 0)
-    return np.frombuffer(mmap.mmap(-1, nbytes, flags=flags), dtype=dtype).reshape(shape)
 
 
 def _refine(
@@ -1494,7 +1475,7 @@ def segment_vessels(
     lungs = np.asarray(lungs)
     if lungs.shape != hu.shape:
         raise ValueError(f"lungs shape {lungs.shape} differs from hu shape {hu.shape}")
-    out = _new_volume(hu.shape, bool)
+    out = new_volume(hu.shape, bool)
     shared = _shared(hu, lungs, sp)
     if shared is None:
         return out
@@ -1504,7 +1485,7 @@ def segment_vessels(
     # written into the volume it will return
     into = {}
     if t != _AERATED_HU:
-        shared.dense[_AERATED_HU] = _new_volume(hu.shape, bool)
+        shared.dense[_AERATED_HU] = new_volume(hu.shape, bool)
         into[_AERATED_HU] = shared.dense[_AERATED_HU][box]
     row, x = shared.count(hu[box], lungs[box], [t, *into], located=t, into=into)
     # dense lung voxels, not in a blob, not in the outermost layer: the few candidates are tested one by one
@@ -1579,7 +1560,7 @@ def opacity_exclusion(
     t = float(aerated_hu)
     out = shared.dense.pop(t, None)  # prepared by segment_vessels in its pass over the volume
     if out is None:
-        out = _new_volume(hu.shape, bool)
+        out = new_volume(hu.shape, bool)
         crop = out[box]
         if t not in shared.sums:
             shared.count(hu[box], lungs[box], [t], into={t: crop})
