@@ -16,9 +16,10 @@ present; the reference and the pipeline run N times each (default 5) and the fas
 median ratio: the machine may be shared).
 
 Transparent huge pages: numpy asks for them on large arrays (``madvise``) unless ``NUMPY_MADVISE_HUGEPAGE=0`` is
-set before it is imported. On a virtual machine where faulting in a huge page is slow, that costs every fresh
-volume-sized array a lot (measure and segment especially); the setting in force is printed, and the child inherits
-the environment, so ``NUMPY_MADVISE_HUGEPAGE=0 python benchmarks/bench_speed.py`` measures the other case.
+set before it is imported. On a virtual machine where faulting in a huge page is slow (memory compaction), that
+cost a fresh volume-sized array up to a few tenths of a second, at random; the pipeline therefore allocates its
+volumes in ordinary pages (:func:`lungtrial.memory.new_volume`). The setting in force is printed, and the child
+inherits the environment, so ``NUMPY_MADVISE_HUGEPAGE=0 python benchmarks/bench_speed.py`` measures the other case.
 """
 
 from __future__ import annotations
