@@ -229,6 +229,16 @@ def _exclude(scan_id, reasons, outdir: Path, title, classes, timings, start: flo
     return {**row, "metrics": row, "timings": timings, "outputs": ["metrics.csv", "regions.csv", "qc.png"]}
 
 
+def preload() -> None:
+    """Import every module that measuring a scan needs (:func:`quantify_scan` does so before its clock starts;
+    a job pays this once, and ``benchmarks/bench_scale.py`` counts it in a job's start-up)."""
+    import isal.igzip  # noqa: F401
+    import nibabel  # noqa: F401
+    import SimpleITK  # noqa: F401 - segmentation's distance maps
+
+    from lungtrial import dicomio, metrics, parallel, qcfig, segment  # noqa: F401
+
+
 def quantify_scan(
     dicom_dir: str | os.PathLike,
     scan_id: str,
@@ -297,11 +307,9 @@ def quantify_scan(
 
 
 def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion_mask, title, series_options, classes):
-    import isal.igzip  # noqa: F401 - imported before the clock starts, as are these
-    import nibabel  # noqa: F401
-    import SimpleITK  # noqa: F401 - segmentation's distance maps
+    from lungtrial import dicomio, parallel, qcfig
 
-    from lungtrial import dicomio, parallel, qcfig, segment  # noqa: F401
+    preload()
 
     if preset not in OPACITY_CLASSES:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
