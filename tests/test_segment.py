@@ -610,3 +610,31 @@ def test_depth_planes_match_scipy():
         ref = ndimage.distance_transform_edt(np.pad(body[:, y], ((0, 0), (1, 1))), sampling=csp[[0, 2]])[:, 1:-1]
         np.testing.assert_allclose(_depth(body, csp, 1)[:, y], ref, atol=1e-3)
         np.testing.assert_allclose(coronal[:, y][body[:, y]], ref[body[:, y]], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    ["right", "left", "both", "posterior", "anterior"],
+)
+def test_lungs_cut_by_the_field_of_view_are_still_lungs(cut):
+    """A field of view targeted on the lungs (or a large patient) can cut through a lung: its air then runs into
+    the image edge and is no hole of the body, yet it is lung."""
+    c = make_chest(spacing=(3.0, 1.8, 1.6), offset_x=8.0, rotation_deg=4.0, seed=5)
+    ys = np.flatnonzero((c.lungs > 0).any(axis=(0, 2)))
+    xs = np.flatnonzero((c.lungs > 0).any(axis=(0, 1)))
+    into = {1: round(12.0 / c.spacing[1]), 2: round(12.0 / c.spacing[2])}  # 12 mm into the lung
+    rows, cols = slice(None), slice(None)
+    if cut in ("right", "both"):
+        cols = slice(xs[0] + into[2], None if cut == "right" else xs[-1] - into[2])
+    if cut == "left":
+        cols = slice(None, xs[-1] - into[2])
+    if cut == "posterior":
+        rows = slice(None, ys[-1] - into[1])
+    if cut == "anterior":
+        rows = slice(ys[0] + into[1], None)
+    hu = np.ascontiguousarray(c.hu[:, rows, cols])
+    truth = c.lungs[:, rows, cols]
+    got = segment_lungs(hu, c.spacing)
+    for side in (1, 2):  # right, left
+        assert dice(got == side, truth == side) >= 0.97, cut
+    assert abs(np.count_nonzero(got) / np.count_nonzero(truth) - 1) < 0.02

@@ -13,7 +13,8 @@ passes run on two threads (numpy releases the GIL in its loops); fewer under :fu
 
 1. The body is the largest connected region denser than -500 HU, its holes filled slice by slice; air inside it
    (< -500 HU) is lung, airway or bowel gas. Outside air, the table and the air inside a hollow table are thereby
-   excluded.
+   excluded. Where the field of view cuts the body, a lung may run into the image edge: in those slices the air
+   inside the body's convex hull that reaches the edge is inside the body too.
 2. The trachea is found as a small, medial air region in the most superior slices and followed caudally through
    small air regions that are separate from the lungs in the axial plane (trachea, main bronchi in the
    mediastinum), also through the slice where the carina's spur narrows a bronchus to a pixel or two on the
@@ -414,14 +415,33 @@ def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
 
 
 def _body(dense: np.ndarray) -> np.ndarray:
-    """Largest dense connected region with its holes filled slice by slice (bool, coarse grid)."""
+    """Largest dense connected region with its holes filled slice by slice (bool, coarse grid).
+
+    Where the field of view cuts the body (a reconstruction targeted on the lungs, a large patient), a lung may
+    run into the image edge, and then it is not a hole. In the slices where the body touches the edge, the air
+    inside the body's convex hull that reaches the edge there is added too (the cut lung; the air between an arm
+    and the chest wall does not reach the edge and is left alone).
+    """
     lab, n = ndimage.label(dense)
     if n == 0:
         raise ValueError("no body found: no voxel is denser than -500 HU")
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
-    body = lab == int(np.argmax(sizes))
-    return _fill_holes_2d(body)
+    body = _fill_holes_2d(lab == int(np.argmax(sizes)))
+    edge = np.zeros(body.shape[1:], dtype=bool)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+    zs = np.flatnonzero((body & edge).any(axis=(1, 2)))
+    if zs.size:
+        cut = body[zs]
+        gap = _hull_planes(cut, (1.0, 1.0)) & ~cut  # (convexity does not depend on the pixel's aspect)
+        pieces, count = ndimage.label(gap, structure=_PLANE4)
+        if count:
+            reaches = np.zeros(count + 1, dtype=bool)
+            reaches[pieces[:, edge]] = True
+            reaches[0] = False
+            cut |= reaches[pieces]
+            body[zs] = cut
+    return body
 
 
 def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
