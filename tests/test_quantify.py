@@ -258,3 +258,22 @@ def test_one_thread_gives_the_same_outputs(demo_scan, tmp_path):
     for name in ("lungs.nii.gz", "opacity.nii.gz"):
         one, two = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / t / name))) for t in ("1", "2"))
         assert np.array_equal(one, two), name
+
+
+def test_lungs_cut_by_the_field_of_view_are_flagged():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_segment import make_chest
+
+    from lungtrial.quantify import analyse_volume, field_of_view_warnings
+
+    c = make_chest(spacing=(3.0, 2.0, 2.0), lesions=False, seed=3)
+    assert field_of_view_warnings(c.lungs) == []
+    xs = np.flatnonzero((c.lungs == 1).any(axis=(0, 1)))  # the right lung lies at low x
+    cut = np.ascontiguousarray(c.hu[:, :, xs[0] + 5 :])  # the field of view ends 10 mm inside the right lung
+    result = analyse_volume(cut, c.spacing)
+    assert len(result["warnings"]) == 1
+    assert result["warnings"][0].startswith("right lung reaches the image edge in ")
+    assert "not measured" in result["warnings"][0]

@@ -120,6 +120,24 @@ def load_lesion_mask(path: str | os.PathLike, shape, spacing, origin, direction)
     return sitk.GetArrayFromImage(mask).astype(bool)
 
 
+def field_of_view_warnings(lungs: np.ndarray) -> list[str]:
+    """Warnings when the lungs run into the in-plane image edge: the field of view cut them, and lung outside it
+    is not measured (volumes and percentages are those of the imaged part). ``lungs``: (z, y, x) labels, 1 right,
+    2 left."""
+    edges = (lungs[:, 0, :], lungs[:, -1, :], lungs[:, :, 0], lungs[:, :, -1])
+    out = []
+    for label, name in ((1, "right"), (2, "left")):
+        cut = np.zeros(lungs.shape[0], dtype=bool)
+        for edge in edges:
+            cut |= (edge == label).any(axis=1)
+        if cut.any():
+            out.append(
+                f"{name} lung reaches the image edge in {int(cut.sum())} of {lungs.shape[0]} slices: the field of "
+                "view cuts it, lung outside it is not measured"
+            )
+    return out
+
+
 def analyse_volume(
     hu: np.ndarray,
     spacing: tuple[float, float, float],
@@ -146,7 +164,8 @@ def analyse_volume(
     Returns
     -------
     dict with ``lungs`` (uint8 0/1/2), ``labels`` (uint8 opacity labels, vessels 3), ``scan`` (metrics row),
-    ``regions`` (DataFrame) and ``timings`` (seconds: ``segment``, ``measure``).
+    ``regions`` (DataFrame), ``warnings`` (list of str: :func:`field_of_view_warnings`) and ``timings`` (seconds:
+    ``segment``, ``measure``).
 
     Raises
     ------
@@ -184,6 +203,7 @@ def analyse_volume(
         "labels": labels,
         "scan": scan,
         "regions": regions,
+        "warnings": field_of_view_warnings(lungs),
         "timings": {"segment": round(t1 - t0, 3), "measure": round(t2 - t1, 3)},
     }
 
@@ -283,6 +303,7 @@ def quantify_scan(
     Returns
     -------
     dict with ``scan_id``, ``status`` ("ok" | "excluded"), ``exclusion_reason``, ``metrics`` (the metrics.csv row),
+    ``warnings`` (of a measured scan: :func:`field_of_view_warnings`; also added to those of ``series.json``),
     ``outputs`` (file names written) and ``timings`` (seconds: ``read`` (ingest, when run here, and
     :func:`~lungtrial.dicomio.read_volume`), ``segment``, ``measure``, ``write`` (from the end of measurement; the
     lung mask written earlier, during segmentation, counts only where it is still being written), ``total``;
@@ -325,6 +346,7 @@ def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion
         return _exclude(scan_id, reasons, outdir, title, classes, timings, start)
 
     index = None
+    wrote_series = series is None
     try:
         if series is None:
             # the header index is kept for read_volume: files it found plain are read without a second parse
@@ -398,6 +420,11 @@ def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion
     regions.insert(0, "scan_id", scan_id)
     _write_csv(regions, outdir / "regions.csv")
     _write_csv(pd.DataFrame([row]), outdir / "metrics.csv")
+    warnings = result["warnings"]
+    for warning in warnings:
+        log.warning("scan %s: %s", scan_id, warning)
+    if warnings and wrote_series:  # the scan's QC warnings, with those of the series choice
+        _write_json(series | {"warnings": [*series.get("warnings", []), *warnings]}, outdir / "series.json")
     timings["write"] = round(time.perf_counter() - clock, 3)
     timings["total"] = round(time.perf_counter() - start, 3)
     return {
@@ -405,6 +432,7 @@ def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion
         "status": "ok",
         "exclusion_reason": "",
         "metrics": row,
+        "warnings": warnings,
         "outputs": list(OUTPUTS),
         "timings": timings,
     }
