@@ -93,8 +93,8 @@ def test_consolidation_still_recovered_under_noise(noisy_case):
 
 
 FINE_CASES = {
-    # coarse voxels of 2 x 3 x 3 scan voxels; step 7 decided the grown edge voxel by voxel on raw HU before: 1.39 % of
-    # the lesion's volume beyond a one-voxel shell (0.48 % now), 91.9 % of the lesion kept (92.8 % now)
+    # coarse voxels of 2 x 3 x 3 scan voxels; when step 7 decided the grown edge voxel by voxel on raw HU, 1.39 % of
+    # the lesion's volume lay beyond a one-voxel shell (0.48 % on local means)
     "fine-2mm-slices-40hu": dict(
         make=dict(
             spacing=(2.0, 1.25, 1.25),
@@ -130,8 +130,8 @@ def noisy_fine_case(request):
 
 def test_grown_edge_on_a_fine_grid_follows_no_noise(noisy_fine_case):
     """Where coarse voxels hold several scan voxels, the grown consolidation's full-resolution edge is decided on
-    locally averaged HU: few specks or protrusions into the noisy wall, the consolidation kept (the remaining loss,
-    mostly paravertebral, is that of step 6's coarse growth under noise), the lungs' volumes right."""
+    locally averaged HU: few specks or protrusions into the noisy wall, the consolidation kept (how much step 6's
+    coarse growth keeps under noise: ``test_segment_noise_kept.py``), the lungs' volumes right."""
     c, seg = noisy_fine_case
     lung = c.lungs > 0
     beyond = (seg > 0) & ~_shell(lung) & ~c.airway

@@ -45,14 +45,16 @@ passes run on two threads (numpy releases the GIL in its loops); fewer under :fu
 6. Consolidation beyond the outline (filling the posterior costophrenic recess, lining the mediastinum, the
    spine or the diaphragm) is told from the organs it abuts by density, where it is measurably less dense than
    them (partly aerated consolidation): each lung's thick consolidation (at least 2 ml; median ``C``) is grown,
-   at most 40 mm, through adjacent tissue lighter than half-way to the median of the tissue around the lungs
+   at most 60 mm, through adjacent tissue lighter than half-way to the median of the tissue around the lungs
    (``W``) and not as light as fat, provided ``W - C`` >= 40 HU; first, the lung's non-aerated outer voxels
    nearer to ``W`` than three quarters of the way (wall that a pocket rule took in) are peeled off, at most 20 mm
    deep, and ``C`` is measured again on the consolidation's interior. Tissue is judged by its mean HU over a
    3 x 3 x 3 box of coarse voxels (fat, bone and air left out), not voxel by voxel: where the coarse grid is
-   close to the scan's own, soft tissue noise (10-40 HU) would otherwise let single wall voxels pass. The growth
-   runs through tissue a quarter of the way from ``C`` to ``W`` and takes tissue up to half-way only within two
-   voxels of it (no fingers into the wall). Without such contrast nothing is added or removed; lesion-free lungs
+   close to the scan's own, soft tissue noise (10-40 HU) would otherwise let single wall voxels pass; the growth
+   needs soft tissue in a third of that box (at the consolidation's face against aerated lung a third of it is
+   air and another third the partial-volume layer lighter than fat). The growth runs through tissue a quarter of
+   the way from ``C`` to ``W`` and takes tissue up to half-way only as the one voxel next to it (the blurred edge;
+   no fingers into the wall). Without such contrast nothing is added or removed; lesion-free lungs
    have no consolidation and are not touched.
 7. The boundary is refined at full resolution within one coarse voxel of the coarse boundary, with the
    half-maximum threshold between the measured aerated parenchyma and the tissue around the lungs (the edge of a
@@ -78,10 +80,12 @@ consolidation and the wall would be taken in by step 6 where it touches the cons
 partial-volume edge (one or two voxels) of a fat pad that touches grown consolidation. The distal end of a main
 bronchus, where it merges with the lung in the axial plane on the coarse grid, stays in the lung (on the demo
 trial 0-10 ml, most with 5 mm slices, where the bronchi merge with the lungs just below the carina). Under strong
-soft tissue noise (35-40 HU, correlated over 1.5-2 mm) step 6's coarse growth stops short of part of the
-consolidation's edge on grids finer than the coarse one: on the analytic chests of ``tests/test_segment_noise.py``
-(1.25-2.5 mm slices, 1-1.5 mm pixels) 84-94 % of recess and paravertebral consolidation is kept, against 87-98 %
-without noise (the paravertebral site is the harder one either way), the loss mostly one to two coarse voxels deep.
+soft tissue noise (35-40 HU, correlated over 1.5-2 mm) the edge of grown consolidation is decided less well: on
+the analytic chests of ``tests/test_segment_noise.py`` (1.25-3 mm slices, 1.25-2.4 mm pixels) 93-98 % of recess
+and paravertebral consolidation is kept, against about 99 % without noise. ``W`` and ``C`` are medians of single
+coarse voxels: under such noise the ungrown consolidation in the wall's shell pulls ``W`` 4-6 HU towards ``C``
+(without noise the median stays on the wall's own value) and ``C`` varies by a few HU, so ``L`` can err by 5 HU
+(then 7-9 % of a lesion is lost).
 
 Known cost of the coarse grid: lesions thinner than about two coarse voxels along the pleura are repaired less
 completely than on a 2 mm grid (on the 10 % lesion scans of ``benchmarks/bench_accuracy.py`` the opacity reads up
@@ -1003,10 +1007,10 @@ def _continue_consolidation(
     body: np.ndarray,
     airway: np.ndarray,
     cspacing: np.ndarray,
-    reach_mm: float = 40.0,
+    reach_mm: float = 60.0,
     min_contrast_hu: float = 40.0,
     peel_mm: float = 20.0,
-    weak_layers: int = 2,
+    weak_layers: int = 1,
 ) -> tuple:
     """Grow each lung's consolidation into adjacent tissue that is measurably less dense than the tissue around
     the lungs (coarse grid; a new label array).
@@ -1030,6 +1034,11 @@ def _continue_consolidation(
     10-40 HU soft tissue noise) while a planar edge between two tissues still crosses half-way where it did. The
     growth is a hysteresis: chains into the wall need tissue below ``(C + L) / 2``; tissue up to ``L`` joins only
     within ``weak_layers`` voxels of it (the consolidation's blurred edge), so noise in the wall starts no fingers.
+    ``reach_mm`` is counted in face-connected steps of the mean coarse voxel size (along the grid's axes; a
+    diagonal path reaches less far): consolidation filling the recess or the paravertebral gutter can extend
+    50-60 mm beyond the part of it inside the lung's outline. Peeling needs soft tissue in half of the box around
+    a voxel, growth in a third of it (the consolidation's face against aerated lung holds a third of air and the
+    partial-volume layer lighter than fat).
 
     Returns the labels, the grown voxels (bool, or None when nothing is grown), ``L`` (the lowest of the two
     lungs') and the noise of a coarse voxel's HU (robust standard deviation, 1.4826 times the median absolute
@@ -1056,7 +1065,8 @@ def _continue_consolidation(
         return none
     wall = float(np.median(hu_b[shell]))
     free = body_b & ~inside & ~airway[box] & (hu_b < BONE_HU)
-    smooth, solid = _tissue_mean(hu_b, body_b & (hu_b >= FAT_FLOOR_HU) & (hu_b < BONE_HU))
+    smooth, count = _tissue_mean(hu_b, body_b & (hu_b >= FAT_FLOOR_HU) & (hu_b < BONE_HU))
+    solid, some = count >= 14, count >= 9  # soft tissue in half, in a third of the 3 x 3 x 3 box
     cons_of = {}
     for label in (RIGHT, LEFT):
         mine = seed & (lungs_b == label)
@@ -1108,7 +1118,7 @@ def _continue_consolidation(
         lower = max(cons - max(limit - cons, 50.0), FAT_FLOOR_HU)  # never fat
         # the growth starts from the consolidation and its edge (within two voxels of its thick part)
         cur[dense & (lungs_b == label) & _dilate(mine, _CROSS, iterations=2)] = label
-        ok = free & solid & (smooth >= lower)
+        ok = free & some & (smooth >= lower)
         cand |= ok & (smooth < limit)
         strong |= ok & (smooth < 0.5 * (cons + limit))
     # chains into the wall need tissue that is clearly consolidation (a quarter of the way from C to W); tissue up to
@@ -1160,14 +1170,14 @@ def _box3(a: np.ndarray) -> np.ndarray:
 
 
 def _tissue_mean(hu: np.ndarray, tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean HU (float32) of the ``tissue`` voxels in the 3 x 3 x 3 box around each voxel, and whether they fill at
-    least half of it (bool). The box mean lowers the noise of single voxels about five-fold while a planar edge
+    """Mean HU (float32) of the ``tissue`` voxels in the 3 x 3 x 3 box around each voxel, and how many of the box's
+    27 voxels they are (uint8). The box mean lowers the noise of single voxels about five-fold while a planar edge
     between two tissues still crosses half-way between them where it did."""
     count = _box3(tissue.view(np.uint8))
     total = _box3(np.multiply(hu, tissue, dtype=np.float32))
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = total / count
-    return mean, count >= 14
+    return mean, count
 
 
 def _edge_threshold(coarse: np.ndarray, lungs_c: np.ndarray, aerated_c: np.ndarray, body: np.ndarray) -> float:
