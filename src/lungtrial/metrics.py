@@ -27,7 +27,7 @@ and from high opacity, so for the radiology preset ``normal + ground_glass + con
 
 Partial volume
 --------------
-Optional ``not_opacity`` voxels (e.g. :func:`lungtrial.segment.opacity_exclusion`: the pleural rim next to aerated
+Optional ``not_opacity`` voxels (e.g. :func:`lungtrial.imaging.segmentation.opacity_exclusion`: the pleural rim next to aerated
 lung and the halo around vessels, whose HU are raised by partial volume) never count as ground glass, consolidation
 or high opacity; outside vessels they count as normal lung. The ARDS compartments and custom classes use their HU.
 

@@ -147,6 +147,7 @@ def analyse_volume(
     classes: Iterable[HUClass] = (),
     lungs: np.ndarray | None = None,
     on_lungs: Callable[[np.ndarray], object] | None = None,
+    measure_implausible: bool = False,
 ) -> dict:
     """Segment (unless ``lungs`` is given) and measure one CT volume; the array part of :func:`quantify_scan`.
 
@@ -157,22 +158,27 @@ def analyse_volume(
     lesion_mask : optional (z, y, x) bool lesion mask on the same grid (replaces HU thresholds).
     preset : classes drawn as opacity labels 1 and 2 ("radiology" or "ards").
     classes : extra HU classes.
-    lungs : optional (z, y, x) uint8 lung labels to use instead of :func:`lungtrial.segment.segment_lungs`.
-    on_lungs : optional function called with the lung labels as soon as they are final (before vessels and
-        measurement), e.g. to start writing them in another thread; it must not modify them.
+    lungs : optional (z, y, x) uint8 lung labels to use instead of :func:`lungtrial.imaging.segmentation.segment_lungs`.
+    on_lungs : optional function called with the lung labels as soon as they are final and judged plausible
+        (before vessels and measurement), e.g. to start writing them in another thread; it must not modify them.
+    measure_implausible : measure lungs that :func:`lungtrial.imaging.plausibility.check_lungs` finds implausible
+        as a chest CT's lungs (one lung, too small, no trachea or rib cage, a skull...), with the reasons as
+        warnings, instead of excluding the scan.
 
     Returns
     -------
     dict with ``lungs`` (uint8 0/1/2), ``labels`` (uint8 opacity labels, vessels 3), ``scan`` (metrics row),
-    ``regions`` (DataFrame), ``warnings`` (list of str: :func:`field_of_view_warnings`) and ``timings`` (seconds:
-    ``segment``, ``measure``).
+    ``regions`` (DataFrame), ``warnings`` (list of str: ``"implausible lungs: ..."`` when measured anyway, then
+    :func:`field_of_view_warnings`) and ``timings`` (seconds: ``segment`` (with the plausibility check),
+    ``measure``).
 
     Raises
     ------
     ScanExcluded
-        If no lung is found.
+        If no lung is found, or the lungs are implausible (each reason prefixed ``"implausible lungs: "``) and
+        ``measure_implausible`` is false.
     """
-    from lungtrial import segment
+    from lungtrial.imaging import segmentation as segment
 
     t0 = time.perf_counter()
     if lungs is None:
@@ -182,6 +188,11 @@ def analyse_volume(
             raise ScanExcluded("volume", [f"lung segmentation failed: {exc}"]) from None
     if not lungs.any():
         raise ScanExcluded("volume", ["lung segmentation found no lung in the volume"])
+    from lungtrial.imaging.plausibility import check_lungs
+
+    implausible = [f"implausible lungs: {reason}" for reason in check_lungs(hu, lungs, spacing)]
+    if implausible and not measure_implausible:
+        raise ScanExcluded("volume", implausible)
     if on_lungs is not None:
         on_lungs(lungs)
     vessels = segment.segment_vessels(hu, lungs, spacing)
@@ -203,7 +214,7 @@ def analyse_volume(
         "labels": labels,
         "scan": scan,
         "regions": regions,
-        "warnings": field_of_view_warnings(lungs),
+        "warnings": [*implausible, *field_of_view_warnings(lungs)],
         "timings": {"segment": round(t1 - t0, 3), "measure": round(t2 - t1, 3)},
     }
 
@@ -256,7 +267,9 @@ def preload() -> None:
     import nibabel  # noqa: F401
     import SimpleITK  # noqa: F401 - segmentation's distance maps
 
-    from lungtrial import dicomio, metrics, parallel, qcfig, segment  # noqa: F401
+    from lungtrial import dicomio, metrics, parallel, qcfig  # noqa: F401
+    from lungtrial.imaging import segmentation  # noqa: F401
+    from lungtrial.imaging import plausibility  # noqa: F401
 
 
 def quantify_scan(
@@ -272,11 +285,12 @@ def quantify_scan(
     series_options: Mapping | None = None,
     classes: Iterable[HUClass | Mapping] = (),
     threads: int | None = None,
+    measure_implausible: bool = False,
 ) -> dict:
     """Measure one scan: read the series, segment lungs and vessels, measure, write all outputs into ``outdir``.
 
     Vessels are excluded from opacity, and so are the pleural rim and the vessel halo
-    (:func:`lungtrial.segment.opacity_exclusion`) unless a lesion mask is given.
+    (:func:`lungtrial.imaging.segmentation.opacity_exclusion`) unless a lesion mask is given.
 
     Parameters
     ----------
@@ -299,11 +313,15 @@ def quantify_scan(
         split over them and the lung labels are written while vessels are segmented and the scan measured, the
         opacity labels while the QC picture is drawn; with 1 everything runs in turn. A run that fails leaves no
         mask behind.
+    measure_implausible : measure a scan whose lungs are implausible as a chest CT's lungs
+        (:func:`lungtrial.imaging.plausibility.check_lungs`), with the reasons as warnings; by default it is
+        excluded with them.
 
     Returns
     -------
     dict with ``scan_id``, ``status`` ("ok" | "excluded"), ``exclusion_reason``, ``metrics`` (the metrics.csv row),
-    ``warnings`` (of a measured scan: :func:`field_of_view_warnings`; also added to those of ``series.json``),
+    ``warnings`` (of a measured scan: the lungs' implausibility when measured anyway and
+    :func:`field_of_view_warnings`; also added to those of ``series.json`` and logged),
     ``outputs`` (file names written) and ``timings`` (seconds: ``read`` (ingest, when run here, and
     :func:`~lungtrial.dicomio.read_volume`), ``segment``, ``measure``, ``write`` (from the end of measurement; the
     lung mask written earlier, during segmentation, counts only where it is still being written), ``total``;
@@ -324,10 +342,14 @@ def quantify_scan(
             title=title,
             series_options=series_options,
             classes=classes,
+            measure_implausible=measure_implausible,
         )
 
 
-def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion_mask, title, series_options, classes):
+def _quantify_scan(
+    dicom_dir, scan_id, outdir, *, series, preset, strict, lesion_mask, title, series_options, classes,
+    measure_implausible,
+):
     from lungtrial import dicomio, parallel, qcfig
 
     preload()
@@ -380,7 +402,13 @@ def _quantify_scan(dicom_dir, scan_id, outdir, *, series, preset, strict, lesion
     try:
         try:
             result = analyse_volume(
-                vol.hu, vol.spacing, lesion_mask=lesion, preset=preset, classes=classes, on_lungs=write_lungs
+                vol.hu,
+                vol.spacing,
+                lesion_mask=lesion,
+                preset=preset,
+                classes=classes,
+                on_lungs=write_lungs,
+                measure_implausible=measure_implausible,
             )
         except ScanExcluded as exc:
             _settle(jobs, outdir)

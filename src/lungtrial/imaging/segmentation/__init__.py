@@ -1,0 +1,153 @@
+"""Lung segmentation on chest CT: right and left lungs (vessels and opacities included, airways excluded), vessels
+and the voxels never counted as opacity.
+
+The method, stage by stage, is explained with pictures in ``docs/segmentation.md``; each stage is a module:
+
+- :mod:`.body` -- the patient's body, cut loose from tables, trays and mattresses, also when the field of view cuts it;
+- :mod:`.airway` -- trachea and main bronchi;
+- :mod:`.lungs` -- the two lungs, chosen because they hang from the airway (never by size alone);
+- :mod:`.limits` -- the anatomical limits a lung never crosses: the diaphragm and the rib cage;
+- :mod:`.repair` -- lesions that the aerated lung does not reveal by itself (enclosed and pleural pockets,
+  consolidation continued by its density), kept within the limits;
+- :mod:`.refine` -- the boundary at full resolution;
+- :mod:`.vessels` -- vessels and the opacity exclusion (pleural rim, vessel halo).
+
+Conventions: volumes are ``(z, y, x)`` arrays in HU, ``spacing`` is ``(dz, dy, dx)`` in mm, x increases to the
+patient's left, y to posterior and z to superior, so the right lung lies at low x. Labels: 0 background, 1 right
+lung, 2 left lung. Topology is decided on a block-averaged grid of about :data:`COARSE_MM` voxels; the boundary is
+then refined at full resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lungtrial import parallel
+from lungtrial.memory import new_volume
+
+from ._grid import AIR_HU, COARSE_MM, HAZY_HU, LEFT, RIGHT, _block_reduce, _check, _coarse_factors
+from .airway import _airways, _bronchus_ends
+from .body import body_mask
+from .limits import limit_additions
+from .lungs import _hazy_core, _hazy_edges, pick_lungs
+from .refine import _edge_threshold, _refine
+from .repair import _continue_consolidation, _depths, _repair
+from .vessels import opacity_exclusion, segment_vessels
+
+__all__ = [
+    "COARSE_MM",
+    "LEFT",
+    "RIGHT",
+    "Segmentation",
+    "opacity_exclusion",
+    "segment",
+    "segment_lungs",
+    "segment_vessels",
+]
+
+
+@dataclass
+class Segmentation:
+    """What :func:`segment` found.
+
+    Attributes
+    ----------
+    labels : (z, y, x) uint8
+        0 background, 1 right lung, 2 left lung, at the scan's resolution.
+    airway_found : bool
+        Whether the lungs were anchored on a trachea found in the scan (if not, the largest air regions either side
+        of the midline were taken, see :func:`.lungs.pick_lungs`).
+    added_ml : float
+        Volume added by the lesion repair beyond the aerated lung (coarse grid, ml).
+    limited_ml : float
+        Volume the repair would have added beyond the anatomical limits (below the diaphragm, outside the rib cage)
+        and that was left out (coarse grid, ml).
+    notes : list of str
+        Observations worth a reviewer's attention.
+    """
+
+    labels: np.ndarray
+    airway_found: bool = True
+    added_ml: float = 0.0
+    limited_ml: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> Segmentation:
+    """Segment the right and left lungs of a chest CT volume (see :func:`segment_lungs`), with what was found on
+    the way (:class:`Segmentation`)."""
+    hu, sp = _check(hu, spacing)
+    if not np.isfinite(coarse_mm) or coarse_mm <= 0:
+        raise ValueError(f"coarse_mm must be a positive number of mm, got {coarse_mm!r}")
+    factors = _coarse_factors(sp, coarse_mm)
+    csp = sp * factors
+    voxel_ml = float(np.prod(csp)) / 1000.0
+    with parallel.pool(1, beside_caller=True) as pool:
+        # the output's pages are mapped on another thread while the coarse stage runs
+        prepared = pool.submit(new_volume, hu.shape, np.uint8, True)
+        coarse = _block_reduce(hu, factors)
+        air = coarse < AIR_HU
+        body = body_mask(coarse, csp)
+        depths = pool.submit(_depths, body, csp)
+        inner = air & body
+        airway = _airways(inner, body, csp)
+        ends = _bronchus_ends(airway, inner, coarse, csp)
+        hazy = body & ~air & (coarse < HAZY_HU) & ~airway
+        glass = _hazy_core(hazy, csp)
+        picked, anchored = pick_lungs((inner | glass) & ~airway, body, airway | ends, csp)
+        picked = _hazy_edges(picked, hazy, glass, csp)
+        picked[ends] = 0
+        airway |= ends
+        aerated = np.where(air, picked, 0).astype(np.uint8)
+        repaired = _repair(picked, coarse, body, airway, csp, depths.result())
+        repaired, grown, grown_limit, grown_noise = _continue_consolidation(
+            repaired, coarse, aerated, body, airway, csp
+        )
+        lungs_c, beyond = limit_additions(repaired, picked, aerated, coarse, csp)
+        if grown is not None:
+            grown &= lungs_c > 0
+        if np.all(factors == 1):
+            grown = None  # the coarse grid is the scan's own: the coarse decision is the finest there is
+        threshold = _edge_threshold(coarse, lungs_c, aerated, body)
+        out = prepared.result()
+    labels = _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit, grown_noise)
+    return Segmentation(
+        labels=labels,
+        airway_found=anchored,
+        added_ml=float(np.count_nonzero((lungs_c > 0) & (picked == 0))) * voxel_ml,
+        limited_ml=float(np.count_nonzero(beyond)) * voxel_ml,
+    )
+
+
+def segment_lungs(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> np.ndarray:
+    """Label the right and left lungs of a chest CT volume.
+
+    Parameters
+    ----------
+    hu : (z, y, x) array
+        CT volume in Hounsfield units (int16 or float), x towards the patient's left, y posterior, z superior.
+    spacing : (dz, dy, dx)
+        Voxel size in mm; anisotropic voxels (slices 0.6-5 mm, pixels 0.5-2.5 mm) are handled.
+    coarse_mm : float
+        Voxel size (mm) of the grid where topology and lesion repair are decided.
+
+    Returns
+    -------
+    labels : (z, y, x) uint8
+        0 background, 1 right lung, 2 left lung. Lungs include their vessels and their opacities; the trachea and
+        the main bronchi, outside air, the table, bowel and stomach gas, and everything below the diaphragm or
+        outside the rib cage are excluded.
+
+    Raises
+    ------
+    ValueError
+        If the arrays are malformed or no lung can be found.
+
+    Examples
+    --------
+    >>> labels = segment_lungs(hu, (2.5, 0.7, 0.7))  # doctest: +SKIP
+    >>> right_ml = (labels == 1).sum() * 2.5 * 0.7 * 0.7 / 1000  # doctest: +SKIP
+    """
+    return segment(hu, spacing, coarse_mm=coarse_mm).labels

@@ -1,0 +1,105 @@
+"""The patient's body on the coarse grid: robust to tables, trays, mattresses, cables and a cut field of view."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.morphology import convex_hull_image
+
+from ._grid import AIR_HU, _disk, _fill_holes_2d
+
+#: mm. Radius of the in-plane opening that cuts the body loose from what touches it. Table tops, curved trays,
+#: head holders and cables are thinner than 2 x 6 mm where they meet the patient (a tray is 3-8 mm of dense
+#: material over a foam mattress that is air-like on CT); the chest and abdominal wall are thicker than that.
+TABLE_CUT_MM = 6.0
+#: mm. How far tissue the opening removed grows back from the body along dense tissue: a chest wall thinner than
+#: the opening's diameter over the lung (thin patients, anteriorly) is given back where the stretch is shorter than
+#: twice this, while a tray is given back only this far from where it touches the patient.
+WALL_REGROW_MM = 25.0
+#: mm. Longest stretch of the image edge that a cut body can span between two points where its tissue touches
+#: the edge: a lung cut by a targeted field of view meets the edge over at most its own depth (about 250 mm).
+FOV_CUT_MAX_MM = 250.0
+
+
+def body_mask(coarse: np.ndarray, cspacing) -> np.ndarray:
+    """The body (bool, coarse grid): the patient's tissue and everything it encloses in each axial slice.
+
+    1. Tissue is everything denser than :data:`AIR_HU` (-500 HU; air, lung and foam are lighter).
+    2. An in-plane opening by a disk of :data:`TABLE_CUT_MM` cuts thin attachments: table, tray, mattress skin,
+       cables, a blanket. The body is the largest 3-D connected region that is left; the tissue within the opening
+       regrowth distance :data:`WALL_REGROW_MM` of it, along tissue, is given back (thin stretches of chest wall, skin
+       folds), not the table beyond it.
+    3. Holes are filled slice by slice: lungs, airways and bowel gas are inside, the air between the back and a
+       curved tray (whose sides rise around the flanks) is outside, because the tray is no longer part of it.
+    4. Where the field of view cuts the body, a lung runs into the image edge and is not a hole: in those slices,
+       stretches of the image edge of at most :data:`FOV_CUT_MAX_MM` that lie between two places where the body
+       touches the edge, within the body's convex hull, are closed before filling (the outside air beside a body
+       cut on both sides lies outside its hull).
+
+    Parameters
+    ----------
+    coarse : (z, y, x) array
+        Block-averaged HU.
+    cspacing : (dz, dy, dx)
+        Voxel size of ``coarse`` in mm.
+
+    Raises
+    ------
+    ValueError
+        If no voxel is denser than -500 HU.
+    """
+    cspacing = np.asarray(cspacing, float)
+    dense = coarse > AIR_HU
+    if not dense.any():
+        raise ValueError("no body found: no voxel is denser than -500 HU")
+    disk = _disk(TABLE_CUT_MM, cspacing[1:])
+    opened = ndimage.binary_opening(dense, structure=disk)
+    lab, n = ndimage.label(opened if opened.any() else dense)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    core = lab == int(np.argmax(sizes))
+    # the thin parts of the wall the opening took (a lung within a few mm of the skin) grow back from both sides
+    plane = np.zeros((3, 3, 3), dtype=bool)
+    plane[1] = True  # in-plane 8-connected: a wall one voxel thick runs diagonally as a staircase
+    steps = int(np.ceil(WALL_REGROW_MM / min(cspacing[1:])))
+    body = ndimage.binary_dilation(core, structure=plane, iterations=steps, mask=dense) | core
+    return _fill_holes_fov(body, cspacing[1:])
+
+
+def _edge_ring(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a plane's edge pixels, in order around it (clockwise from the top left)."""
+    top = [(0, c) for c in range(nx)]
+    right = [(r, nx - 1) for r in range(1, ny)]
+    bottom = [(ny - 1, c) for c in range(nx - 2, -1, -1)]
+    left = [(r, 0) for r in range(ny - 2, 0, -1)]
+    ring = np.array(top + right + bottom + left)
+    return ring[:, 0], ring[:, 1]
+
+
+def _fill_holes_fov(body: np.ndarray, pix) -> np.ndarray:
+    """Holes filled per slice; stretches of the image edge spanned by a cut body are closed first."""
+    nz, ny, nx = body.shape
+    rows, cols = _edge_ring(ny, nx)
+    step = np.hypot(np.diff(rows, append=rows[0]) * pix[0], np.diff(cols, append=cols[0]) * pix[1])
+    on_edge = body[:, rows, cols]
+    closed = np.zeros(body.shape, dtype=bool)
+    for z in np.flatnonzero(on_edge.any(axis=1)):
+        touch = on_edge[z]
+        if touch.all():
+            continue
+        start = int(np.flatnonzero(touch)[0])
+        seq = np.roll(touch, -start)  # begins with a body pixel: every gap lies between two body pixels
+        lengths = np.roll(step, -start)
+        gaps, count = ndimage.label(~seq)
+        if count < 2:
+            continue  # one gap: the rest of the edge is outside air (a body that merely touches the edge)
+        span = ndimage.sum_labels(lengths, gaps, index=np.arange(1, count + 1))
+        # a cut lung's stretch of edge lies within the body's convex hull (tissue on both sides of it along the
+        # edge); outside air that the body leaves at the edge does not
+        hull = convex_hull_image(body[z])[rows, cols]
+        inside = ndimage.minimum(np.roll(hull, -start), gaps, index=np.arange(1, count + 1)).astype(bool)
+        ok = np.concatenate([[False], (span <= FOV_CUT_MAX_MM) & inside])
+        shut = ok[gaps]
+        idx = (np.flatnonzero(shut) + start) % seq.size
+        closed[z, rows[idx], cols[idx]] = True
+    return _fill_holes_2d(body | closed) | body

@@ -1,0 +1,144 @@
+"""The two lungs among the air regions inside the body: ground glass cores, airway-anchored choice, split of joined lungs."""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ._grid import LEFT, RIGHT, _CROSS, _erode, _grey_grow, _open
+
+def _hazy_structure(cspacing: np.ndarray) -> np.ndarray:
+    """Ellipsoid of radius 2.5 mm, at least one voxel along each axis (coarse grid)."""
+    r = [max(1, int(round(2.5 / s))) for s in cspacing]
+    grids = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
+    return sum((g / k) ** 2 for g, k in zip(grids, r)) <= 1.0 + 1e-9
+
+
+def _hazy_core(hazy: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
+    """Ground-glass cores: the hazy voxels (-500 to -250 HU) that hold an ellipsoid of radius 2.5 mm (>= 1 voxel).
+
+    The partial-volume band between aerated lung and the chest wall, the mediastinum or the diaphragm (also where
+    a thick slice cuts the diaphragm dome) is thinner than that and is not a core.
+    """
+    return _open(hazy, _hazy_structure(cspacing))
+
+
+def _hazy_edges(lungs: np.ndarray, hazy: np.ndarray, core: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
+    """``lungs`` with the hazy voxels within one structuring element of their ground-glass cores (labels kept)."""
+    out = lungs.copy()
+    mine = core & (lungs > 0)
+    if not mine.any():
+        return out
+    grown = _grey_grow(np.where(mine, lungs, 0).astype(np.uint8), _hazy_structure(cspacing))
+    add = hazy & (out == 0) & (grown > 0)
+    out[add] = grown[add]
+    return out
+
+
+def _split_joined(comp: np.ndarray, cspacing: np.ndarray, midline_x: float) -> np.ndarray | None:
+    """Split one region holding both lungs; returns labels 1 (right) / 2 (left) or None if it is one lung."""
+    eroded = comp
+    for _ in range(int(np.ceil(30.0 / cspacing[1:].min()))):
+        eroded = _erode(eroded, _CROSS)
+        if not eroded.any():
+            return None
+        lab, n = ndimage.label(eroded)
+        if n < 2:
+            continue
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        order = np.argsort(sizes)[::-1][:2]
+        if sizes[order[1]] < 0.1 * sizes[order[0]]:
+            continue
+        cxs = [np.nonzero(lab == k)[2].mean() for k in order]
+        if (cxs[0] - midline_x) * (cxs[1] - midline_x) >= 0:
+            continue  # two parts on the same side: one lung with a narrow waist
+        seeds = np.zeros(comp.shape, dtype=np.uint8)
+        right, left = (order[0], order[1]) if cxs[0] < cxs[1] else (order[1], order[0])
+        seeds[lab == right] = RIGHT
+        seeds[lab == left] = LEFT
+        idx = ndimage.distance_transform_edt(seeds == 0, sampling=cspacing, return_distances=False, return_indices=True)
+        out = seeds[tuple(idx)]
+        out[~comp] = 0
+        return out
+    return None
+
+
+#: ml. Smallest air region that can be (part of) a lung on the coarse grid; bowel gas bubbles, the oesophagus and
+#: air trapped in skin folds are smaller, a lung reduced by disease to its aerated remainder is larger.
+MIN_LUNG_ML = 20.0
+
+
+def _midline_x(body: np.ndarray) -> float:
+    xs_body = body.sum(axis=(0, 1)).astype(float)
+    return float((xs_body * np.arange(body.shape[2])).sum() / xs_body.sum())
+
+
+def pick_lungs(cand: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing) -> tuple[np.ndarray, bool]:
+    """Right (1) and left (2) lung among the candidate air regions (coarse grid, uint8), and whether they were
+    anchored on the airway.
+
+    The lungs hang from the airway tree: the candidates are the air regions of at least :data:`MIN_LUNG_ML` that
+    touch the trachea or the main bronchi (``airway``), never chosen by size alone, so that the air between the
+    back and a tray, bowel or stomach gas and a second body in view are never lungs. Each region is given the side
+    of the body's midline its centre lies on; a region that holds both lungs (joined at the anterior or posterior
+    junction) is split. Without an airway in view (a reconstruction that cuts the trachea off, or none found),
+    the largest region and the largest one on the other side of the midline reaching above its centre are taken,
+    and ``anchored`` is False.
+    """
+    cspacing = np.asarray(cspacing, float)
+    voxel_ml = float(np.prod(cspacing)) / 1000.0
+    lab, n = ndimage.label(cand)
+    if n == 0:
+        raise ValueError("no lung found: no air region inside the body")
+    sizes = np.bincount(lab.ravel()).astype(float)
+    sizes[0] = 0
+    big = sizes * voxel_ml >= MIN_LUNG_ML
+    if not big.any():
+        raise ValueError(f"no lung found: the largest air region inside the body is smaller than {MIN_LUNG_ML:g} ml")
+    midline_x = _midline_x(body)
+    objs = ndimage.find_objects(lab)
+    touched = np.zeros(n + 1, dtype=bool)
+    if airway.any():
+        touched[np.unique(lab[ndimage.binary_dilation(airway, structure=np.ones((3, 3, 3), bool))])] = True
+        touched[0] = False
+    chosen = [int(k) for k in np.flatnonzero(touched & big)]
+    out = np.zeros(cand.shape, dtype=np.uint8)
+    if chosen:
+        for k in sorted(chosen, key=lambda k: -sizes[k]):
+            sl = objs[k - 1]
+            comp = lab[sl] == k
+            xs = np.nonzero(comp)[2] + sl[2].start
+            both = min(np.count_nonzero(xs < midline_x), np.count_nonzero(xs >= midline_x)) > 0.2 * xs.size
+            split = _split_joined(comp, cspacing, midline_x - sl[2].start) if both else None
+            if split is not None:
+                view = out[sl]
+                view[split > 0] = split[split > 0]
+            else:
+                out[sl][comp] = RIGHT if xs.mean() < midline_x else LEFT
+        return out, True
+    return _largest_pair(lab, sizes, big, objs, cspacing, midline_x), False
+
+
+def _largest_pair(lab, sizes, big, objs, cspacing, midline_x) -> np.ndarray:
+    """The largest region (split if it holds both lungs) and the largest other one on the other side of the
+    midline reaching above its centre (bowel gas lies below the diaphragm)."""
+    order = [int(k) for k in np.argsort(sizes)[::-1] if big[k]]
+    first = order[0]
+    sl = objs[first - 1]
+    split = _split_joined(lab[sl] == first, cspacing, midline_x - sl[2].start)
+    out = np.zeros(lab.shape, dtype=np.uint8)
+    if split is not None:
+        out[sl][split > 0] = split[split > 0]
+        return out
+    zs, _, xs = np.nonzero(lab[sl] == first)
+    side = RIGHT if xs.mean() + sl[2].start < midline_x else LEFT
+    out[lab == first] = side
+    zc = zs.mean() + sl[0].start
+    for k in order[1:]:
+        o = objs[k - 1]
+        kx = np.nonzero(lab[o] == k)[2]
+        other = (kx.mean() + o[2].start < midline_x) != (side == RIGHT)
+        if other and o[0].stop - 1 >= zc:
+            out[lab == k] = LEFT if side == RIGHT else RIGHT
+            break
+    return out
