@@ -50,7 +50,7 @@ def measure(out: Path, repeat: int) -> None:
     import numpy as np
     import SimpleITK  # noqa: F401 - imported by the workflow anyway (NIfTI masks); not part of the timing
 
-    from lungtrial.segment import opacity_exclusion, segment_lungs, segment_vessels
+    from lungtrial.imaging.segmentation import opacity_exclusion, segment_lungs, segment_vessels
 
     spacing = tuple(json.loads((out / "spacing.json").read_text()))
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ the demo phantom and written once. Then, in the same run and with the files in t
   processes of the scan generator do not count).
 
 Targets: total <= 3 x the SimpleITK read time, peak <= 1.5 GB. The ratio is also printed without the segmentation
-stage (``lungtrial.segment``: lungs, vessels, opacity exclusion), which dominates the total.
+stage (``lungtrial.imaging.segmentation``: lungs, vessels, opacity exclusion), which dominates the total.
 
 Run: ``python benchmarks/bench_speed.py [--workdir DIR] [--repeat N]`` (the scan is kept in DIR and reused when
 present; the reference and the pipeline run N times each (default 5) and the fastest run is printed, with the

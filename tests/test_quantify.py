@@ -151,7 +151,7 @@ def test_lesion_mask_from_file(demo_scan, tmp_path):
 
 
 def test_failure_after_the_lung_mask_was_started_leaves_no_mask(demo_scan, tmp_path, monkeypatch):
-    from lungtrial import segment
+    from lungtrial.imaging import segmentation as segment
 
     root, scan_id, _ = demo_scan
     (tmp_path / "opacity.nii.gz").write_bytes(b"from an earlier run")
@@ -277,3 +277,61 @@ def test_lungs_cut_by_the_field_of_view_are_flagged():
     assert len(result["warnings"]) == 1
     assert result["warnings"][0].startswith("right lung reaches the image edge in ")
     assert "not measured" in result["warnings"][0]
+
+
+def lose_the_left_lung(monkeypatch):
+    """Make the lung segmentation lose the left lung (label 2), as a failing segmentation might."""
+    from lungtrial.imaging import segmentation
+
+    real = segmentation.segment_lungs
+
+    def one_lung(*args, **kwargs):
+        lungs = real(*args, **kwargs)
+        lungs[lungs == 2] = 0
+        return lungs
+
+    monkeypatch.setattr(segmentation, "segment_lungs", one_lung)
+
+
+def test_implausible_lungs_exclude_the_scan_with_the_reason(demo_scan, tmp_path, monkeypatch):
+    root, scan_id, _ = demo_scan
+    lose_the_left_lung(monkeypatch)
+    (tmp_path / "lungs.nii.gz").write_bytes(b"from an earlier run")
+    result = quantify_scan(root / "dicom", scan_id, tmp_path)
+    assert result["status"] == "excluded"
+    row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
+    assert row["status"] == "excluded"
+    assert row["exclusion_reason"].startswith("implausible lungs: left lung missing: nothing labelled 2")
+    assert not list(tmp_path.glob("*.nii.gz")) and (tmp_path / "qc.png").stat().st_size > 0
+    with pytest.raises(ScanExcluded, match="implausible lungs: left lung missing"):
+        quantify_scan(root / "dicom", scan_id, tmp_path / "strict", strict=True)
+
+
+def test_implausible_lungs_measured_with_a_warning_when_asked(demo_scan, tmp_path, monkeypatch):
+    root, scan_id, _ = demo_scan
+    lose_the_left_lung(monkeypatch)
+    result = quantify_scan(root / "dicom", scan_id, tmp_path, measure_implausible=True)
+    assert result["status"] == "ok"
+    assert result["warnings"][0].startswith("implausible lungs: left lung missing")
+    row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
+    assert row["status"] == "ok" and row["left_lung_ml"] == 0 and row["right_lung_ml"] > 0
+    series = json.loads((tmp_path / "series.json").read_text())
+    assert result["warnings"][0] in series["warnings"]  # and so in the QC table and the report
+    for name in ("lungs.nii.gz", "opacity.nii.gz", "qc.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_plausibility_of_given_lungs_in_analyse_volume(demo_scan):
+    """analyse_volume judges given lungs too: the same image with its lungs' labels swapped is excluded."""
+    from lungtrial import dicomio
+    from lungtrial.quantify import analyse_volume
+
+    root, scan_id, _ = demo_scan
+    series = dicomio.ingest(root / "dicom", scan_id)
+    vol = dicomio.read_volume(root / "dicom", series)
+    lungs = analyse_volume(vol.hu, vol.spacing)["lungs"]
+    swapped = np.where(lungs > 0, 3 - lungs, 0).astype(np.uint8)
+    with pytest.raises(ScanExcluded, match="implausible lungs: right lung's centre"):
+        analyse_volume(vol.hu, vol.spacing, lungs=swapped)
+    result = analyse_volume(vol.hu, vol.spacing, lungs=swapped, measure_implausible=True)
+    assert any(w.startswith("implausible lungs: left lung's centre") for w in result["warnings"])

@@ -1,4 +1,4 @@
-"""Tests for lungtrial.segment on small analytic chest phantoms built here (not the demo generator).
+"""Tests for lungtrial.imaging.segmentation on small analytic chest phantoms built here (not the demo generator).
 
 The phantom varies what a generator usually keeps fixed: patient offset and rotation, lung density, slice
 thickness, lungs touching at the junction, a hollow table, bowel gas, lesions against the chest wall.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lungtrial.segment import opacity_exclusion, segment_lungs, segment_vessels
+from lungtrial.imaging.segmentation import opacity_exclusion, segment_lungs, segment_vessels
 
 
 @dataclass
@@ -438,7 +438,7 @@ def test_lungs_cut_by_the_field_of_view():
 
 
 def test_block_reduce_matches_reference():
-    from lungtrial.segment import _block_reduce, _block_sum
+    from lungtrial.imaging.segmentation._grid import _block_reduce, _block_sum
 
     rng = np.random.default_rng(5)
     vol = rng.integers(-1024, 1500, size=(13, 17, 22)).astype(np.int16)
@@ -461,7 +461,7 @@ def test_plane_hulls_match_scikit_image(pix):
     """The discrete-orientation hull of every plane at once agrees with scikit-image's convex hull to a sliver."""
     from skimage.morphology import convex_hull_image
 
-    from lungtrial.segment import _hull_planes
+    from lungtrial.imaging.segmentation.repair import _hull_planes
 
     rng = np.random.default_rng(11)
     planes = ndimage.gaussian_filter(rng.random((6, 40, 50)), (0, 3, 3)) > 0.55
@@ -476,7 +476,7 @@ def test_plane_hulls_match_scikit_image(pix):
 
 
 def test_morphology_helpers_match_scipy():
-    from lungtrial.segment import _CROSS, _PLANE4, _PLANE8, _ball, _dilate, _disk, _erode, _grey_grow, _open
+    from lungtrial.imaging.segmentation._grid import _CROSS, _PLANE4, _PLANE8, _ball, _dilate, _disk, _erode, _grey_grow, _open
 
     rng = np.random.default_rng(2)
     mask = ndimage.gaussian_filter(rng.random((20, 30, 40)), 2) > 0.5
@@ -544,7 +544,7 @@ def test_finer_coarse_grid(chest):
 def _reference_thin(hu, lungs, spacing, threshold_hu, blob_radius_mm=4.0):
     """Dense lung voxels that are not blob-like, the straightforward way (scipy morphology over the lungs'
     bounding box, where the blob grid starts)."""
-    from lungtrial.segment import BLOB_GRID_MM, _ball, _block_factors
+    from lungtrial.imaging.segmentation._grid import BLOB_GRID_MM, _ball, _block_factors
 
     sp = np.asarray(spacing, float)
     f = _block_factors(sp, BLOB_GRID_MM)
@@ -594,7 +594,7 @@ def test_vessels_and_exclusion_match_reference(spacing):
 def test_depth_planes_match_scipy():
     """The in-plane depth below the skin (all planes in one 2-D transform) equals scipy's distance transform plane
     by plane: axial planes with their borders outside, coronal planes with their x borders outside only."""
-    from lungtrial.segment import _depth, _depths
+    from lungtrial.imaging.segmentation.repair import _depth, _depths
 
     rng = np.random.default_rng(4)
     body = ndimage.gaussian_filter(rng.random((12, 30, 34)), (1, 4, 4)) > 0.45

@@ -1,7 +1,7 @@
 """The main bronchi are excluded from the lungs also below where they merge with the lung in the axial plane.
 
 On thick slices (or the coarse grid) the bronchial wall blurs away just below the carina and each main bronchus
-joins its lung in the plane; :func:`lungtrial.segment._bronchus_ends` follows it on as a tube of lumen-dark air
+joins its lung in the plane; :func:`lungtrial.imaging.segmentation._bronchus_ends` follows it on as a tube of lumen-dark air
 for at most 25 mm below the carina. The chests here are built in the test, with geometry and densities the demo
 generator does not use (other carina heights and bronchus courses, thick and anisotropic grids, dark lungs).
 """
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lungtrial.segment import _bronchus_ends, segment_lungs
+from lungtrial.imaging.segmentation.airway import _bronchus_ends
+from lungtrial.imaging.segmentation import segment_lungs
 from test_segment import _tube, dice
 
 

@@ -1,5 +1,5 @@
 """Segmentation under image noise well above the demo's: consolidation grown beyond the lung's outline (step 6 of
-:mod:`lungtrial.segment`) must not leak into a noisy chest wall.
+:mod:`lungtrial.imaging.segmentation`) must not leak into a noisy chest wall.
 
 Real CT soft tissue noise is 10-40 HU (standard deviation) depending on dose and kernel, and it is correlated over a
 few millimetres by the reconstruction kernel; on a grid close to the scan's own (about 2.4 mm pixels, 3 mm slices)
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lungtrial.segment import segment_lungs
+from lungtrial.imaging.segmentation import segment_lungs
 
 # the builders of tests/test_segment.py (pytest puts this folder on sys.path)
 from test_segment import dice, make_chest
@@ -146,8 +146,8 @@ def test_grown_edge_on_a_fine_grid_follows_no_noise(noisy_fine_case):
 
 
 def _edge(hu, coarse, factors, limit, margin):
-    """:func:`lungtrial.segment._grown_edge` over every block of ``coarse`` (bool per block), as a volume."""
-    from lungtrial.segment import _grown_edge
+    """:func:`lungtrial.imaging.segmentation._grown_edge` over every block of ``coarse`` (bool per block), as a volume."""
+    from lungtrial.imaging.segmentation.refine import _grown_edge
 
     blocks = np.argwhere(np.ones(coarse.shape, dtype=bool))
     lung = _grown_edge(hu, blocks, factors, coarse[tuple(blocks.T)], limit, margin)
@@ -157,7 +157,7 @@ def _edge(hu, coarse, factors, limit, margin):
 
 @pytest.mark.parametrize("tilt", [0.0, 0.3])
 def test_grown_edge_decided_on_local_means(tilt):
-    """The grown consolidation's edge at full resolution (:func:`lungtrial.segment._grown_edge`) on a planar edge
+    """The grown consolidation's edge at full resolution (:func:`lungtrial.imaging.segmentation._grown_edge`) on a planar edge
     between consolidation (-30 HU) and wall (40 HU), coarse voxels of 2 x 3 x 3 scan voxels: without noise the edge
     lies where the HU profile crosses half-way; under 40 HU correlated noise far fewer voxels are misjudged than by
     a voxel-by-voxel threshold, and the coarse decision stands where the local evidence is within the margin."""
@@ -209,7 +209,7 @@ def test_noisy_lesion_free_lungs_grow_nothing():
 def test_airway_followed_past_a_narrow_carina():
     """On the coarse grid the carina's spur and the bronchial walls can narrow each main bronchus to a pixel or two
     for one slice; the main bronchi below are still airway (not lung), the lungs are not."""
-    from lungtrial.segment import _airways
+    from lungtrial.imaging.segmentation.airway import _airways
 
     shape, cspacing = (40, 60, 80), np.array([4.0, 3.5, 3.5])
     inner = np.zeros(shape, dtype=bool)
