@@ -16,6 +16,7 @@ QUANTIFY_OPTIONS = [
     "--min-slices",
     "--max-slice-thickness",
     "--strict",
+    "--measure-implausible",
     "--lesion-mask",
 ]
 
@@ -89,3 +90,34 @@ def test_demo_then_quantify(tmp_path, capsys):
     assert code == 0, out.err
     assert out.out.startswith(f"{scans['scan_id'].iloc[0]}: lung ")
     assert (tmp_path / "out" / "opacity.nii.gz").exists()
+
+
+def test_implausible_lungs_excluded_or_measured_with_the_switch(tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    from lungtrial.demo import design, write_scan
+    from lungtrial.imaging import segmentation
+
+    trial = design(n_per_arm=1, timepoints=(0,))
+    scan_id = trial.scans["scan_id"].iloc[0]
+    write_scan(trial, scan_id, tmp_path / "dicom", tmp_path / "truth", size="tiny")
+    real = segmentation.segment_lungs
+
+    def one_lung(*args, **kwargs):  # a segmentation that loses the left lung
+        lungs = real(*args, **kwargs)
+        lungs[lungs == 2] = 0
+        return lungs
+
+    monkeypatch.setattr(segmentation, "segment_lungs", one_lung)
+    args = ["quantify", str(tmp_path / "dicom"), "--scan-id", scan_id, "--min-slices", "10"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"scan {scan_id} excluded: implausible lungs: left lung missing" in err[0]
+    row = pd.read_csv(tmp_path / "out" / "metrics.csv").iloc[0]
+    assert row["status"] == "excluded" and row["exclusion_reason"].startswith("implausible lungs: left lung missing")
+
+    assert main([*args, "--out", str(tmp_path / "anyway"), "--measure-implausible"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(f"{scan_id}: lung ")
+    assert f"lungtrial: scan {scan_id}: implausible lungs: left lung missing" in out.err
+    assert pd.read_csv(tmp_path / "anyway" / "metrics.csv").loc[0, "status"] == "ok"

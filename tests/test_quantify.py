@@ -194,11 +194,7 @@ def test_qc_figure_png(tmp_path):
     assert image.shape[0] > 600 and image.shape[1] > 1200
 
 
-def test_qc_figure_draws_classes_outline_and_levels(tmp_path):
-    from PIL import Image
-
-    from lungtrial.qcfig import COLOURS, OVERLAY_ALPHA, qc_figure
-
+def _qc_phantom():
     hu = np.full((30, 64, 80), 40, dtype=np.int16)
     lungs = np.zeros(hu.shape, dtype=np.uint8)
     lungs[2:28, 10:54, 6:38] = 1
@@ -208,25 +204,82 @@ def test_qc_figure_draws_classes_outline_and_levels(tmp_path):
     opacity[2:28, 20:40, 10:30] = 1  # right lung only, through every level shown
     opacity[2:28, 25:35, 15:25] = 2
     opacity[2:28, 44:48, 50:60] = 3
+    return hu, lungs, opacity
+
+
+def _rgb_of(colour: str) -> list[int]:
+    return [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+
+
+def test_qc_figure_draws_classes_outline_and_levels(tmp_path):
+    from PIL import Image
+
+    from lungtrial.qcfig import COLOURS, OVERLAY_ALPHA, SOFT_TISSUE_WINDOW, qc_figure
+
+    hu, lungs, opacity = _qc_phantom()
     qc_figure(hu, lungs, opacity, (2.0, 0.7, 0.7), "P01  day 7", tmp_path / "qc.png", dpi=100)
     image = np.asarray(Image.open(tmp_path / "qc.png").convert("RGB")).astype(int)
-    assert image.shape == (640, 1200, 3)
+    assert image.shape[1] == 1200 and 500 < image.shape[0] < 1000
 
-    def count(colour) -> int:
-        return int((np.abs(image - np.asarray(colour)).max(axis=2) <= 2).sum())
+    def count(colour, part=image) -> int:
+        return int((np.abs(part - np.asarray(colour)).max(axis=2) <= 2).sum())
 
+    # top row: lung window with the opacity classes; bottom row: soft-tissue window, outline only
+    panels = image[: -round(0.4 * 100)]  # above the legend
+    bands = np.flatnonzero((np.abs(panels - _rgb_of(COLOURS["outline"])).max(axis=2) <= 2).any(axis=1))
+    middle = (bands[0] + bands[-1]) // 2
+    top, bottom = image[:middle], image[middle:]
     grey = 255 * (-850 + 1350) / 1500  # lung window
     for label in (1, 2, 3):
-        rgb = [int(COLOURS[label][i : i + 2], 16) for i in (1, 3, 5)]
-        blended = [round((1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * c) for c in rgb]
-        assert count(blended) > 200, label  # four axial slices and the coronal slice
-    assert count([int(COLOURS["outline"][i : i + 2], 16) for i in (1, 3, 5)]) > 500
-    # radiological convention: the right lung (with the opacity) is on the left of the axial images (first column
-    # of panels: the left 30 % of the picture)
-    axial = image[:, : int(0.3 * image.shape[1])]
+        blended = [round((1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * c) for c in _rgb_of(COLOURS[label])]
+        assert count(blended, top) > 200, label  # three axial slices, the coronal and the sagittal slices
+        assert count(blended, bottom) == 0, label
+    outline = _rgb_of(COLOURS["outline"])
+    assert count(outline, top) > 500 and count(outline, bottom) > 500
+    lo, hi = SOFT_TISSUE_WINDOW
+    soft = round(255 * (40 - lo) / (hi - lo))  # 40 HU: mid grey in the soft-tissue window, white in the lung window
+    assert count([soft] * 3, bottom) > 2000 and count([soft] * 3, top) < 300  # (anti-aliased text only)
+    assert count([0, 0, 0], bottom) > 2000  # aerated lung is black in the soft-tissue window
+    # radiological convention: the right lung (with the opacity) is on the left of the first axial image
+    axial = top[:, : int(0.17 * image.shape[1])]
     yellow = (np.abs(axial - [round(0.5 * grey + 0.5 * c) for c in (240, 228, 66)]).max(axis=2) <= 2).nonzero()
     lung_pixels = (np.abs(axial - round(grey)).max(axis=2) <= 2).nonzero()
     assert yellow[1].size > 100 and np.median(yellow[1]) < np.median(lung_pixels[1]) - 20
+
+
+def test_qc_slices_show_the_bases_and_each_lung_sagittally():
+    from lungtrial.qcfig import AXIAL_LEVELS, _levels, _sagittal
+
+    present = np.zeros(100, bool)
+    present[10:91] = True  # lungs in slices 10-90
+    levels = _levels(present)
+    assert len(levels) == len(AXIAL_LEVELS) and levels == sorted(levels, reverse=True)
+    assert any(10 + 0.15 * 80 <= z <= 10 + 0.25 * 80 for z in levels)  # the bases: 15-25 % of the height
+    opaque = np.zeros(200, np.int64)
+    assert _sagittal(np.arange(20, 101), opaque) == 60  # no opacity: the lung's middle
+    opaque[25] = 50  # lateral edge: outside the middle half
+    opaque[70] = 10
+    assert _sagittal(np.arange(20, 101), opaque) == 70
+    assert _sagittal(np.zeros(0, np.intp), opaque) is None
+
+
+def test_qc_figure_is_deterministic_and_shows_warnings(tmp_path):
+    from PIL import Image
+
+    from lungtrial.qcfig import COLOURS, qc_figure
+
+    hu, lungs, opacity = _qc_phantom()
+    args = (hu, lungs, opacity, (2.0, 0.7, 0.7), "P01  day 7")
+    qc_figure(*args, tmp_path / "a.png", dpi=100)
+    qc_figure(*args, tmp_path / "b.png", dpi=100)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    warning = "implausible lungs: no trachea: " + "the longest air tube runs 0 mm " * 20  # longer than the picture
+    qc_figure(*args, tmp_path / "w.png", dpi=100, warnings=[warning])
+    plain = np.asarray(Image.open(tmp_path / "a.png").convert("RGB")).astype(int)
+    warned = np.asarray(Image.open(tmp_path / "w.png").convert("RGB")).astype(int)
+    assert warned.shape[1] == plain.shape[1] and warned.shape[0] > plain.shape[0]
+    vermillion = (np.abs(warned[:80] - _rgb_of(COLOURS[2])).max(axis=2) <= 8).nonzero()
+    assert vermillion[0].size > 50 and 10 < vermillion[1].min() and vermillion[1].max() < warned.shape[1] - 10
 
 
 def test_qc_colours_from_the_lookup_table_equal_per_pixel_arithmetic():

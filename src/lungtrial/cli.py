@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         help="measure one scan folder: metrics, regions, masks and QC picture",
         description="Choose and check the CT series in a DICOM folder, segment the lungs and measure opacity. "
         "Writes metrics.csv, regions.csv, series.json, lungs.nii.gz, opacity.nii.gz and qc.png into --out. "
-        "Exit status 0 when measured, 1 when the scan cannot be measured (one line on stderr), 2 for bad usage.",
+        "Exit status 0 when measured (each QC warning, e.g. a lung cut by the field of view, on a line of stderr), 1 "
+        "when the scan cannot be measured (one line on stderr), 2 for bad usage.",
     )
     q.add_argument("dicom_folder", type=Path, help="folder with the scan's DICOM files (searched recursively)")
     q.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
@@ -72,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not write the 'excluded' metrics row and QC card of a scan that cannot be measured (written by "
         "default); the exit status is 1 either way",
+    )
+    q.add_argument(
+        "--measure-implausible",
+        action="store_true",
+        help="measure a scan whose lungs are implausible as a chest CT's lungs (one lung or too small, no trachea "
+        "or rib cage, a skull...) with the reasons as warnings on stderr and in series.json; by default it is "
+        "excluded with them",
     )
     q.add_argument(
         "--lesion-mask",
@@ -120,6 +128,7 @@ def _quantify(args: argparse.Namespace) -> int:
         strict=args.strict,
         lesion_mask=args.lesion_mask,
         threads=args.threads,
+        measure_implausible=args.measure_implausible,
         series_options={
             "min_slices": args.min_slices,
             "max_slice_thickness_mm": args.max_slice_thickness,
@@ -130,6 +139,8 @@ def _quantify(args: argparse.Namespace) -> int:
     if result["status"] != "ok":
         print(f"lungtrial: scan {scan_id} excluded: {result['exclusion_reason']}", file=sys.stderr)
         return 1
+    for warning in result["warnings"]:
+        print(f"lungtrial: scan {scan_id}: {warning}", file=sys.stderr)
     m = result["metrics"]
     t = result["timings"]
     print(

@@ -1,8 +1,10 @@
-"""The per-scan QC picture: axial and coronal slices in lung window with lung outline and opacity overlay."""
+"""The per-scan QC picture: axial, coronal and sagittal slices, each in a lung window with the opacity overlay and in a
+soft-tissue window with the lung outline only."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -11,9 +13,18 @@ Image.preinit()  # the PNG writer, loaded with the module rather than on the fir
 
 #: Lung window (HU): level -600, width 1500.
 LUNG_WINDOW = (-1350.0, 150.0)
+#: Soft-tissue (mediastinal) window (HU): level 40, width 400. Aerated lung is black, fat dark grey, muscle,
+#: consolidation, effusion and organs mid grey, bone white: dense tissue inside or outside the lung outline shows.
+SOFT_TISSUE_WINDOW = (-160.0, 240.0)
 #: Okabe-Ito colours (colour-blind safe): label 1 yellow, label 2 vermillion, vessel blue, lung outline green.
 COLOURS = {1: "#F0E442", 2: "#D55E00", 3: "#0072B2", "outline": "#009E73"}
 OVERLAY_ALPHA = 0.5
+#: Axial slices shown, as fractions of the lungs' craniocaudal extent from their bottom: the upper zones, the hila,
+#: and the bases (diaphragm domes and costophrenic recesses, where consolidation is most often cut off).
+AXIAL_LEVELS = (("upper", 0.8), ("middle", 0.5), ("base", 0.2))
+#: mm of image shown around the lungs' bounding box: the chest wall with the ribs, and below the bases the
+#: diaphragm and the organs under it.
+CROP_MARGIN_MM = 30.0
 
 
 def _hex(colour: str) -> np.ndarray:
@@ -30,17 +41,25 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
-def _rgb(hu2d: np.ndarray, lungs2d: np.ndarray, opacity2d: np.ndarray) -> np.ndarray:
-    """RGB image (uint8) of one slice: grey lung window, opacity classes blended, lung outline drawn.
+def _rgb(
+    hu2d: np.ndarray,
+    lungs2d: np.ndarray,
+    opacity2d: np.ndarray,
+    window: tuple[float, float] = LUNG_WINDOW,
+    overlay: bool = True,
+) -> np.ndarray:
+    """RGB image (uint8) of one slice: grey in ``window`` (lowest, highest HU), the opacity classes blended (unless
+    ``overlay`` is false), the lung outline drawn.
 
     The colour of a pixel depends only on its HU and opacity label, so it is looked up in a table of the slice's
     HU range x labels 0-3 (float32 arithmetic as if done pixel by pixel); the outline is drawn over it.
     """
-    lo, hi = LUNG_WINDOW
+    lo, hi = window
+    labels = (1, 2, 3) if overlay else ()
     if hu2d.dtype.kind not in "iu" or hu2d.dtype.itemsize > 2:  # not int16-like HU: pixel by pixel
         grey = np.clip((hu2d.astype(np.float32) - lo) / (hi - lo), 0, 1)
         rgb = np.repeat(grey[..., None], 3, axis=2)
-        for label in (1, 2, 3):
+        for label in labels:
             sel = opacity2d == label
             rgb[sel] = (1 - OVERLAY_ALPHA) * rgb[sel] + OVERLAY_ALPHA * _hex(COLOURS[label])
         for side in (1, 2):
@@ -50,14 +69,17 @@ def _rgb(hu2d: np.ndarray, lungs2d: np.ndarray, opacity2d: np.ndarray) -> np.nda
     span = int(hu2d.max()) - low + 1 if hu2d.size else 1
     values = np.arange(low, low + span).astype(hu2d.dtype).astype(np.float32)
     grey = np.repeat(np.clip((values - lo) / (hi - lo), 0, 1)[:, None], 3, axis=1)
-    table = np.empty((4, span, 3), dtype=np.uint8)
+    table = np.empty((1 + len(labels), span, 3), dtype=np.uint8)
     table[0] = np.rint(grey * 255)
-    for label in (1, 2, 3):
+    for label in labels:
         table[label] = np.rint(((1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * _hex(COLOURS[label])) * 255)
-    label = opacity2d.astype(np.intp)
-    label[(label < 0) | (label > 3)] = 0
-    label *= span
-    label += hu2d
+    if overlay:
+        label = opacity2d.astype(np.intp)
+        label[(label < 0) | (label > 3)] = 0
+        label *= span
+        label += hu2d
+    else:
+        label = hu2d.astype(np.intp)
     label -= low
     rgb = table.reshape(-1, 3)[label]
     for side in (1, 2):
@@ -72,18 +94,23 @@ def _resample(planes: tuple[np.ndarray, ...], size: tuple[int, int]) -> tuple[np
     return tuple(p[rows[:, None], cols[None, :]] for p in planes)
 
 
-def _fit(extent_mm: tuple[float, float], box: tuple[int, int]) -> tuple[int, int]:
-    """Pixel size (rows, columns) of an image of ``extent_mm`` (height, width) fitted into ``box`` pixels."""
-    scale = min(box[0] / extent_mm[0], box[1] / extent_mm[1])
-    return max(1, int(extent_mm[0] * scale)), max(1, int(extent_mm[1] * scale))
-
-
-def _levels(present: np.ndarray, n: int) -> list[int]:
-    """``n`` axial slice indices evenly inside the lungs' craniocaudal extent (or the volume if no lung), from
-    ``present[z]`` (slice z holds lung)."""
+def _levels(present: np.ndarray) -> list[int]:
+    """Axial slice indices at :data:`AXIAL_LEVELS` of the lungs' craniocaudal extent (or of the volume if no lung),
+    from ``present[z]`` (slice z holds lung)."""
     zs = np.flatnonzero(present)
-    z0, z1 = (zs[0], zs[-1]) if zs.size else (0, present.size - 1)
-    return sorted({int(round(z0 + (z1 - z0) * (i + 1) / (n + 1))) for i in range(n)}, reverse=True)
+    z0, z1 = (int(zs[0]), int(zs[-1])) if zs.size else (0, present.size - 1)
+    return [int(round(z0 + (z1 - z0) * f)) for _, f in AXIAL_LEVELS]
+
+
+def _sagittal(side_columns: np.ndarray, opaque_per_column: np.ndarray) -> int | None:
+    """The column of a sagittal slice through one lung: in the middle half of its columns (``side_columns``, sorted),
+    the one with the most opacity, else the middle one; None without columns."""
+    if not side_columns.size:
+        return None
+    lo, hi = int(side_columns[0]), int(side_columns[-1])
+    a, b = lo + (hi - lo) // 4, hi - (hi - lo) // 4
+    inner = opaque_per_column[a : b + 1]
+    return a + int(np.argmax(inner)) if inner.any() else (lo + hi) // 2
 
 
 def _font(points: float, dpi: int):
@@ -104,9 +131,10 @@ def qc_figure(
     path: str | os.PathLike,
     *,
     class_names: tuple[str, str] = ("ground glass", "consolidation"),
+    warnings: Sequence[str] = (),
     dpi: int = 150,
 ) -> None:
-    """Write the QC picture of one scan as PNG (12 x 6.4 inches at ``dpi``).
+    """Write the QC picture of one scan as PNG (12 inches wide at ``dpi``; its height follows the lungs' shape).
 
     Parameters
     ----------
@@ -114,18 +142,27 @@ def qc_figure(
     lungs : (z, y, x) uint8, 0 background, 1 right lung, 2 left lung.
     opacity : (z, y, x) uint8, 0 none, 1 and 2 the opacity classes (``class_names``), 3 vessel; non-zero only
         inside the lungs.
-    spacing : (dz, dy, dx) voxel size in mm; pixel aspect follows it.
+    spacing : (dz, dy, dx) voxel size in mm; every panel has the same scale (pixels per mm).
     title : first title line (subject ID and study day; never patient identifiers).
     path : output PNG file.
     class_names : names of opacity labels 1 and 2 for the legend and the key numbers.
+    warnings : QC warnings of the scan (e.g. lungs measured although implausible, a lung cut by the field of
+        view), drawn under the title in vermillion, one line each (shortened to the picture's width).
     dpi : resolution in dots per inch.
 
     The second title line gives the lung volume (mL) and the percentages of lung volume with label 1 + 2 and
-    with label 2, computed from the masks. Axial slices are shown in radiological convention (patient's right on
-    the image's left, anterior up) at four levels evenly spaced over the lungs' extent, top to bottom; the
-    coronal slice passes through the row with the most opacity (the lungs' centre when there is none), head up, with the axial levels dotted. Only the five slices
-    shown are rendered: each is resampled (nearest neighbour) to its size on the picture before the overlay
-    and the one-pixel lung outline are drawn, and the picture is composed as an RGB array; Pillow adds the text.
+    with label 2, computed from the masks. Six slices, cropped to the lungs' bounding box and
+    :data:`CROP_MARGIN_MM` around it: three axial slices at :data:`AXIAL_LEVELS` of the lungs' extent (upper zones,
+    hila, bases), top to bottom, in radiological convention (patient's right on the image's left, anterior up); a
+    coronal slice through the row with the most opacity (the lungs' centre when there is none), head up; and a
+    sagittal slice through each lung (through the column with the most opacity in the middle half of the lung,
+    else its middle), head up, anterior left. The top row shows them in a lung window with the opacity classes and
+    the lung outline; the bottom row the same slices in a soft-tissue window (:data:`SOFT_TISSUE_WINDOW`) with the
+    outline only, so that dense tissue inside the outline (an organ taken in) or outside it (a lesion cut off)
+    shows. In the top row the coronal and sagittal slices carry the axial levels (dotted) and each other's
+    positions. Only these slices are rendered: each is resampled (nearest neighbour) to its size on the picture
+    before the overlay and the one-pixel lung outline are drawn, and the picture is composed as an RGB array;
+    Pillow adds the text.
     """
     dz, dy, dx = (float(s) for s in spacing)
     nz, ny, nx = hu.shape
@@ -133,12 +170,16 @@ def qc_figure(
     zs = np.flatnonzero(present)
     n_lung = n1 = n2 = 0
     opaque_per_row = np.zeros(ny, dtype=np.int64)  # voxels of labels 1 and 2 per coronal row (y)
-    ys = np.zeros(0, dtype=np.intp)
+    opaque_per_col = np.zeros(nx, dtype=np.int64)  # ... and per sagittal column (x)
+    box = (slice(0, nz), slice(0, ny), slice(0, nx))
+    side_columns = {1: np.zeros(0, np.intp), 2: np.zeros(0, np.intp)}
     if zs.size:  # everything counted lies in the lungs' bounding box (opacity labels lie inside the lungs)
         z0, z1 = int(zs[0]), int(zs[-1]) + 1
-        footprint = lungs[z0:z1].max(axis=0) > 0
+        footprint = lungs[z0:z1].max(axis=0)  # the higher label where both lungs project (they do not overlap)
         ys, xs = np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0))
         rows, cols = slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1)
+        for side in (1, 2):
+            side_columns[side] = np.flatnonzero((footprint == side).any(axis=0))
         for z in range(z0, z1, 16):  # slabs of slices: small temporaries
             cut = (slice(z, min(z + 16, z1)), rows, cols)
             n_lung += int(np.count_nonzero(lungs[cut]))
@@ -148,61 +189,128 @@ def qc_figure(
             n2 += twos
             n1 += int(np.count_nonzero(opaque)) - twos
             opaque_per_row[rows] += np.count_nonzero(opaque, axis=(0, 2))
+            opaque_per_col[cols] += np.count_nonzero(opaque, axis=(0, 1))
+        margin = [int(np.ceil(CROP_MARGIN_MM / s)) for s in (dz, dy, dx)]
+        box = tuple(
+            slice(max(0, a - m), min(n, b + m))
+            for a, b, m, n in ((z0, z1, margin[0], nz), (rows.start, rows.stop, margin[1], ny),
+                               (cols.start, cols.stop, margin[2], nx))
+        )
     pct = (lambda c: 100.0 * c / n_lung) if n_lung else (lambda c: float("nan"))
     numbers = (
         f"lung {n_lung * dz * dy * dx / 1000:.0f} mL   opacity {pct(n1 + n2):.1f} %   "
         f"{class_names[1]} {pct(n2):.1f} %"
     )
-    levels = _levels(present, 4)
+    levels = _levels(present)
     if opaque_per_row.any():  # the coronal slice through the most opacity
         y = int(np.argmax(opaque_per_row))
     else:
-        y = int((ys[0] + ys[-1]) // 2) if ys.size else ny // 2
+        y = (box[1].start + box[1].stop - 1) // 2
+    sagittal = {side: _sagittal(side_columns[side], opaque_per_col) for side in (1, 2)}
+    if not zs.size:
+        sagittal = {1: nx // 4, 2: (3 * nx) // 4}
+    bz, by, bx = box
+    ext = {"z": (bz.stop - bz.start) * dz, "y": (by.stop - by.start) * dy, "x": (bx.stop - bx.start) * dx}
 
-    width, height = round(12 * dpi), round(6.4 * dpi)
+    # the panels: (label, planes (hu, lungs, opacity) head up, (height, width) mm, side markers)
+    panels = []
+    for (name, _), z in zip(AXIAL_LEVELS, levels, strict=True):
+        planes = (hu[z, by, bx], lungs[z, by, bx], opacity[z, by, bx])
+        panels.append((f"{name}, slice {z + 1} of {nz}", planes, (ext["y"], ext["x"]), ("R", "L"), ("axial", z)))
+    up = slice(bz.stop - 1, bz.start - 1 if bz.start else None, -1)  # head up
+    planes = (hu[up, y, bx], lungs[up, y, bx], opacity[up, y, bx])
+    panels.append((f"coronal, row {y + 1} of {ny}", planes, (ext["z"], ext["x"]), ("R", "L"), ("coronal", y)))
+    for side, name in ((1, "right"), (2, "left")):
+        x = sagittal[side]
+        if x is None:
+            continue
+        planes = (hu[up, by, x], lungs[up, by, x], opacity[up, by, x])
+        panels.append((f"{name} lung, column {x + 1}", planes, (ext["z"], ext["y"]), ("A", "P"), ("sagittal", x)))
+
+    width = round(12 * dpi)
     big, small = _font(11, dpi), _font(9, dpi)
     line = round(9 * dpi / 72 * 1.4)  # height of a small text line
     pad = round(0.08 * dpi)
-    top = round(11 * dpi / 72 * 1.35 * 2) + 2 * pad  # two title lines
-    bottom = height - line - 2 * pad  # legend below
-    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    texts: list[tuple[tuple[int, int], str, str]] = []  # (centre, text, fill)
-
-    def panel(box: tuple[int, int, int, int], planes, extent_mm, label: str) -> tuple[int, int, int, int]:
-        """Draw slice ``planes`` (hu, lungs, opacity) in ``box`` (left, top, right, bottom) under its label;
-        return the image's pixel box."""
-        left, upper, right, lower = box
-        size = _fit(extent_mm, (lower - upper - line - pad, right - left - pad))
-        img = _rgb(*_resample(planes, size))
-        x0 = left + (right - left - size[1]) // 2
-        y0 = upper + (lower - upper - size[0] + line) // 2  # the label and the image centred in the box
-        canvas[y0 : y0 + size[0], x0 : x0 + size[1]] = img
-        texts.append(((x0 + size[1] // 2, y0 - line // 2 - pad // 2), label, "black"))
-        return x0, y0, x0 + size[1], y0 + size[0]
-
-    unit = (width - 2 * pad) / 3.3  # column widths 1, 1, 1.3
-    cells_x = [pad, pad + round(unit), pad + round(2 * unit), width - pad]
-    half = (top + bottom) // 2
-    for i, z in enumerate(levels):
-        cell = (cells_x[i % 2], (top, half)[i // 2], cells_x[i % 2 + 1], (half, bottom)[i // 2])
-        x0, y0, x1, y1 = panel(cell, (hu[z], lungs[z], opacity[z]), (ny * dy, nx * dx), f"axial, slice {z + 1} of {nz}")
-        for frac, side in ((0.02, "R"), (0.96, "L")):
-            texts.append(((x0 + round(frac * (x1 - x0)) + line // 4, (y0 + y1) // 2), side, "white"))
-    planes = (hu[::-1, y, :], lungs[::-1, y, :], opacity[::-1, y, :])  # head up
-    cx0, cy0, cx1, cy1 = panel(
-        (cells_x[2], top, cells_x[3], bottom), planes, (nz * dz, nx * dx), f"coronal, row {y + 1} of {ny}"
+    gap = round(0.06 * dpi)  # between panels
+    scale = min(  # pixels per mm, the same in every panel
+        (width - 2 * pad - gap * (len(panels) - 1)) / sum(p[2][1] for p in panels),
+        3.0 * dpi / max(p[2][0] for p in panels),  # rows at most 3 inches high
     )
+    sizes = [(max(1, int(h * scale)), max(1, int(w * scale))) for _, _, (h, w), _, _ in panels]
+    row_h = max(h for h, _ in sizes)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    notes = []
+    for warning in warnings:  # shortened to the picture's width
+        text = " ".join(str(warning).split())
+        while measure.textlength(text, font=small) > width - 2 * pad and len(text) > 1:
+            text = text[: int(len(text) * 0.95)].rstrip() + "..." if not text.endswith("...") else text[:-4] + "..."
+        notes.append(text)
+    title_h = round(11 * dpi / 72 * 1.35 * 2)
+    top = pad + title_h + len(notes) * line + pad
+    row1 = top + 2 * line + pad  # row caption and panel labels above
+    row2 = row1 + row_h + line + pad
+    height = row2 + row_h + pad + line + pad  # the legend below
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    texts: list[tuple[tuple[int, int], str, str, str]] = []  # (position, text, fill, anchor); white text is outlined
+    lines: list[tuple[str, int, int, int, int]] = []  # dotted lines: ("h" | "v", x0, y0, x1, y1)
+
+    total = sum(w for _, w in sizes) + gap * (len(panels) - 1)
+    left = (width - total) // 2
+    placed = []  # (kind, pixel box (left, top, width, height) in the top row)
+    for (label, planes, _, markers, (kind, _)), (h, w) in zip(panels, sizes, strict=True):
+        small_planes = _resample(planes, (h, w))
+        for upper, window, overlay in ((row1, LUNG_WINDOW, True), (row2, SOFT_TISSUE_WINDOW, False)):
+            y0 = upper + (row_h - h) // 2
+            canvas[y0 : y0 + h, left : left + w] = _rgb(*small_planes, window=window, overlay=overlay)
+            for frac, marker in ((0.0, markers[0]), (1.0, markers[1])):
+                at = (left + line // 2 + round(frac * (w - line)), y0 + h // 2)
+                texts.append((at, marker, "white", "mm"))
+        texts.append(((left + w // 2, row1 - line // 2 - pad // 2), label, "black", "mm"))
+        placed.append((kind, (left, row1 + (row_h - h) // 2, w, h)))
+        left += w + gap
+
+    def at(index: int, start: int, stop: int, size: int, flip: bool) -> int:
+        """Pixel offset of the centre of voxel ``index`` of ``start:stop`` drawn over ``size`` pixels."""
+        offset = (stop - 1 - index if flip else index - start) + 0.5
+        return min(size - 1, int(offset * size / (stop - start)))
+
+    for kind, (x0, y0, w, h) in placed:
+        if kind == "axial":
+            continue
+        for z in levels:  # axial levels, dotted
+            row = y0 + at(z, bz.start, bz.stop, h, True)
+            lines.append(("h", x0, row, x0 + w, row))
+        if kind == "coronal":  # the sagittal slices' columns
+            for x in sagittal.values():
+                if x is not None:
+                    col = x0 + at(x, bx.start, bx.stop, w, False)
+                    lines.append(("v", col, y0, col, y0 + h))
+        else:  # the coronal slice's row
+            col = x0 + at(y, by.start, by.stop, w, False)
+            lines.append(("v", col, y0, col, y0 + h))
 
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
     dash = max(1, round(dpi / 75))
-    for z in levels:  # axial levels, dotted
-        row = cy0 + round((nz - 0.5 - z) * (cy1 - cy0) / nz)
-        for x in range(cx0, cx1, 3 * dash):
-            draw.line([(x, row), (min(x + dash, cx1) - 1, row)], fill="white")
-    for centre, text, fill in texts:
-        draw.text(centre, text, font=small, fill=fill, anchor="mm")
+    for kind, x0, y0, x1, y1 in lines:
+        if kind == "h":
+            for x in range(x0, x1, 3 * dash):
+                draw.line([(x, y0), (min(x + dash, x1) - 1, y0)], fill="white")
+        else:
+            for yy in range(y0, y1, 3 * dash):
+                draw.line([(x0, yy), (x0, min(yy + dash, y1) - 1)], fill="white")
+    stroke = max(1, round(dpi / 100))
+    for position, text, fill, anchor in texts:
+        outlined = {"stroke_width": stroke, "stroke_fill": "black"} if fill == "white" else {}
+        draw.text(position, text, font=small, fill=fill, anchor=anchor, **outlined)
     draw.multiline_text((width // 2, pad), f"{title}\n{numbers}", font=big, fill="black", anchor="ma", align="center")
+    for i, note in enumerate(notes):
+        draw.text((width // 2, pad + title_h + i * line), note, font=small, fill=COLOURS[2], anchor="ma")
+    x_caption = (width - total) // 2
+    draw.text((x_caption, row1 - 2 * line - pad // 2), "lung window (level -600, width 1500): opacity and lung "
+              "outline", font=small, fill="black", anchor="la")
+    draw.text((x_caption, row2 - line - pad // 2), "soft-tissue window (level 40, width 400): lung outline only; "
+              "dense tissue inside it is measured as lung, outside it is not", font=small, fill="black", anchor="la")
     entries = [
         (COLOURS[1], class_names[0]),
         (COLOURS[2], class_names[1]),

@@ -268,8 +268,8 @@ def preload() -> None:
     import SimpleITK  # noqa: F401 - segmentation's distance maps
 
     from lungtrial import dicomio, metrics, parallel, qcfig  # noqa: F401
-    from lungtrial.imaging import segmentation  # noqa: F401
     from lungtrial.imaging import plausibility  # noqa: F401
+    from lungtrial.imaging import segmentation  # noqa: F401
 
 
 def quantify_scan(
@@ -434,7 +434,16 @@ def _quantify_scan(
 
         def qc_picture() -> None:
             with atomic_path(outdir / "qc.png") as tmp:
-                qc_figure(vol.hu, lungs, labels, vol.spacing, title or scan_id, tmp, class_names=_CLASS_TITLES[preset])
+                qc_figure(
+                    vol.hu,
+                    lungs,
+                    labels,
+                    vol.spacing,
+                    title or scan_id,
+                    tmp,
+                    class_names=_CLASS_TITLES[preset],
+                    warnings=result["warnings"],
+                )
 
         jobs.append(pool.submit(write_nifti, labels, outdir / "opacity.nii.gz", *place))
         qc_picture()

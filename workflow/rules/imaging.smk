@@ -36,6 +36,7 @@ rule quantify_scan:
         preset=config["imaging"]["preset"],
         classes=config["imaging"]["classes"],
         strict=config["imaging"]["strict"],
+        measure_implausible=config["imaging"]["measure_implausible"],
     script:
         "../scripts/quantify_scan.py"
 

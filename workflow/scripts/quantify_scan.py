@@ -27,6 +27,7 @@ with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify
         preset=snakemake.params.preset,
         classes=snakemake.params.classes,
         strict=snakemake.params.strict,
+        measure_implausible=snakemake.params.measure_implausible,
         lesion_mask=lesion_mask,
         title=title,
         threads=snakemake.threads,

@@ -501,14 +501,15 @@ def _draw_slab(p: PhantomParams, a: _Anatomy, les: Lesions | None, X2, Y2, Zs, t
     tp = _taper(a, Zs)[:, None, None]
     inner = body(p.skin_mm + p.fat_mm + p.muscle_mm)[None]
 
-    # ribs: a ring around the lungs; each rib slopes down anteriorly
+    # ribs: a ring around the lungs; each rib slopes down anteriorly. They lie within the chest wall's muscle where
+    # large lungs fill the cavity inside it (else such a chest would have no rib beside its lungs)
     rx = a.xl + a.al * np.maximum(tp, 0.35) + 9.0
     ry = a.bl * (0.6 + 0.4 * tp) + 9.0
     rho = np.sqrt((X / rx) ** 2 + (Y / ry) ** 2)
     rloc = np.sqrt(X * X + Y * Y) / np.maximum(rho, 1e-6)
     dr = (rho - 1.0) * rloc
     phi2 = np.arctan2(np.abs(X2), Y2) / np.pi  # 0 posterior midline, 1 anterior midline
-    zi, yi, xi = np.nonzero((np.abs(dr) < 5.0) & inner)
+    zi, yi, xi = np.nonzero((np.abs(dr) < 5.0) & body(p.skin_mm + p.fat_mm)[None])
     phi = phi2[yi, xi]
     drn = dr[zi, yi, xi]
     zn = Zs[zi]
