@@ -3,7 +3,7 @@
 Everything is numpy (plus :func:`scipy.ndimage.gaussian_filter`), drawn from analytic shapes in mm, seeded and fast
 (about 0.1-0.3 s a phantom on grids of 2.5-3.4 mm voxels).
 
-Conventions (as :func:`lungtrial.segment.segment_lungs`): volumes are ``(z, y, x)`` int16 HU, spacing ``(dz, dy, dx)``
+Conventions (as :func:`lungtrial.imaging.segmentation.segment_lungs`): volumes are ``(z, y, x)`` int16 HU, spacing ``(dz, dy, dx)``
 mm; x increases to the patient's LEFT (the right lung is at low x), y increases POSTERIOR (the back and the table
 at high y), z increases SUPERIOR (the lung apex at high z index). Patient coordinates (mm) have x = 0 on the body's
 midline, y = 0 at the torso's centre and z = 0 at the lowest slice.

@@ -3,9 +3,7 @@ noise on grids finer than the coarse one: the recess and paravertebral consolida
 near the outline, and the growth does not leak into the noisy wall.
 
 The phantoms are the analytic chests of ``tests/test_segment.py`` (not the demo generator) with correlated noise of
-35-40 HU (see ``tests/test_segment_noise.py``), in poses and noise draws that module does not use. Where noise makes a grown voxel's block as dense as the
-organs under the diaphragm, the diaphragm floor (:mod:`lungtrial.imaging.segmentation.limits`) keeps it out: a
-few per cent of the recess consolidation lying below the floor.
+35-40 HU (see ``tests/test_segment_noise.py``), in poses and noise draws that module does not use.
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ def case(request):
 def test_grown_consolidation_kept_under_noise(case):
     c, seg = case
     kept = (seg > 0)[c.lesions].mean()
-    assert kept >= 0.93, kept
+    assert kept >= 0.95, kept
     for label in (1, 2):  # 1: recess, 2: paravertebral
         site = c.lesions & (c.lungs == label)
         assert (seg > 0)[site].mean() >= 0.93, (label, (seg > 0)[site].mean())

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from lungtrial import parallel
 from lungtrial.memory import new_volume
@@ -30,7 +31,7 @@ from lungtrial.memory import new_volume
 from ._grid import AIR_HU, COARSE_MM, HAZY_HU, LEFT, RIGHT, _block_reduce, _check, _coarse_factors
 from .airway import _airways, _bronchus_ends
 from .body import body_mask
-from .limits import limit_additions
+from .limits import limit_additions, rib_cage
 from .lungs import _hazy_core, _hazy_edges, pick_lungs
 from .refine import _edge_threshold, _refine
 from .repair import _continue_consolidation, _depths, _repair
@@ -101,11 +102,19 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> Segment
         picked[ends] = 0
         airway |= ends
         aerated = np.where(air, picked, 0).astype(np.uint8)
-        repaired = _repair(picked, coarse, body, airway, csp, depths.result())
-        repaired, grown, grown_limit, grown_noise = _continue_consolidation(
-            repaired, coarse, aerated, body, airway, csp
+        # the pockets are kept within the anatomical limits; consolidation is then continued from them by its
+        # density (which needs contrast against the tissue around the lungs, see repair.py), within the rib cage
+        pockets, beyond = limit_additions(
+            _repair(picked, coarse, body, airway, csp, depths.result()), picked, aerated, coarse, csp
         )
-        lungs_c, beyond = limit_additions(repaired, picked, aerated, coarse, csp)
+        lungs_c, grown, grown_limit, grown_noise = _continue_consolidation(
+            pockets, coarse, aerated, body, airway, csp
+        )
+        # (never next to gas that is not lung: the partial volume of the stomach's or the bowel's gas and fluid)
+        gas = ndimage.binary_dilation(air & (picked == 0) & ~airway, structure=np.ones((3, 3, 3), bool))
+        outside = (lungs_c > 0) & (pockets == 0) & (~rib_cage(coarse, aerated > 0, csp) | gas)
+        lungs_c[outside] = 0
+        beyond |= outside
         if grown is not None:
             grown &= lungs_c > 0
         if np.all(factors == 1):

@@ -1,20 +1,25 @@
 """Anatomical limits that no lung crosses: the diaphragm below it and the rib cage around it.
 
-The lesion repair (:mod:`.repair`) adds to the aerated lung what the lung's outline suggests is lesion. Density
-cannot tell consolidation from the organs it lies on (unenhanced liver 55-65 HU, spleen 45-50, muscle 40-60,
-consolidation 20-60), so what is added is kept only where anatomy allows lung:
+The pockets of the lesion repair (:mod:`.repair`) add to the aerated lung what the lung's outline suggests is
+lesion. Density cannot tell consolidation from the organs it lies on (unenhanced liver 55-65 HU, spleen 45-50,
+muscle 40-60, consolidation 20-60), so what they add is kept only where anatomy allows lung:
 
 - **Above the diaphragm.** Per lung, the lowest aerated voxel of each (y, x) column traces the diaphragm where
   the lung lies on it. Consolidation on the diaphragm raises that trace in a bump; the dome itself is a wide,
   smooth surface. A grey-level opening of the trace by a disk of :data:`DOME_BUMP_MM` removes the bumps and keeps
-  the dome, also on its steep slopes (an opening follows a ramp). Nothing as dense as the organs under the
-  diaphragm (:func:`organ_density`) is added more than :data:`DIAPHRAGM_MARGIN_MM` below that floor: the liver
-  under the right dome and the spleen and stomach wall under the left one are below it. Columns more than :data:`DOME_BUMP_MM` from any aerated column have no floor and
-  take nothing (a wholly consolidated base is a known limit).
+  the dome, also on its steep slopes (an opening follows a ramp): that is the floor. Nothing as dense as water or
+  denser (:data:`PARTLY_AERATED_MAX_HU`) is added more than :data:`DIAPHRAGM_MARGIN_MM` below the floor: the
+  liver under the right dome, the spleen and the stomach under the left one lie there. Columns more than
+  :data:`DOME_BUMP_MM` from any aerated column have no floor and take nothing dense. Consolidation as dense as
+  the liver that lies on the diaphragm over a stretch wider than the disk raises the floor with it and is left out
+  (a known limit: density cannot tell it from the liver, and the trace cannot show it).
 - **Inside the rib cage.** In each axial slice where bone surrounds the lungs (ribs on both sides), nothing is
   added outside the convex hull of the bone (ribs, spine, sternum): the chest wall muscles, fat, the breasts and
   the arms lie outside it. Slices whose bone leaves aerated lung outside its hull (costal cartilage without
   calcium, a rib cut by the field of view) have no limit.
+- **Not a thin strip.** What is added beyond the lung's outline (not enclosed by it in the axial plane, as
+  vessels and nodules are) must be thick somewhere (hold a ball of :data:`THIN_MM`); strips along the
+  wall and the mediastinum that are thinner everywhere are the wall's own relief, not lesions.
 """
 
 from __future__ import annotations
@@ -23,16 +28,22 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
-from ._grid import FAT_FLOOR_HU, LEFT, RIGHT, _disk
+from ._grid import AIR_HU, FAT_FLOOR_HU, LEFT, RIGHT, _disk, _fill_holes_2d
 
 #: mm. Radius of the disk that opens the diaphragm trace: consolidation lying on the diaphragm raises the trace in
 #: bumps up to about twice this wide; the domes (radius of curvature 100-150 mm) are much wider and are kept.
 DOME_BUMP_MM = 30.0
 #: mm. Tolerance below the diaphragm floor: one coarse voxel's partial volume of the lung's base.
 DIAPHRAGM_MARGIN_MM = 4.0
-#: HU. Distance in density below the organs under the diaphragm from which consolidation is told from them
-#: (block-averaged noise of soft tissue is 5-15 HU on the coarse grid; liver and consolidation overlap within it).
-ORGAN_MARGIN_HU = 25.0
+#: mm. Radius of the ball a lesion added beyond the aerated lung must hold somewhere: the strips that pockets take
+#: in along the chest wall and the mediastinum (rib impressions, the staircase of a curved surface on the coarse
+#: grid, the partial volume of the wall) are thinner; a lesion that matters for the opacity is thicker.
+THIN_MM = 4.0
+#: HU. Tissue lighter than water next to the lung is partly aerated lung: every fluid, blood and solid organ under
+#: the diaphragm is denser (water 0, bile and gastric fluid 0-20, spleen 45-50, liver 55-65 HU); the repair never
+#: adds fat. Such tissue (denser than fat, :data:`FAT_FLOOR_HU`; subdiaphragmatic fat is held back) is not held back by the diaphragm floor, except next to gas that is not lung (the partial
+#: volume of the stomach's or the bowel's gas and fluid).
+PARTLY_AERATED_MAX_HU = -10.0
 #: HU. Bone on the coarse grid: ribs (cortex 700-1000 HU, marrow 200-300 HU) block-averaged with the intercostal
 #: muscle stay above this; no soft tissue, consolidation or unenhanced vessel reaches it.
 RIB_HU = 250.0
@@ -57,30 +68,8 @@ def diaphragm_floor(aerated: np.ndarray, cspacing) -> np.ndarray:
     big = float(aerated.shape[0] + 10)
     trace = np.where(has, aerated.argmax(axis=0), big).astype(np.float32)
     fp = _disk(DOME_BUMP_MM, cspacing[1:])[0]
-    floor = ndimage.grey_opening(trace, footprint=fp, mode="nearest")
-    floor = floor - DIAPHRAGM_MARGIN_MM / cspacing[0]
+    floor = ndimage.grey_opening(trace, footprint=fp, mode="nearest") - DIAPHRAGM_MARGIN_MM / cspacing[0]
     return np.where(floor >= big - 1, np.inf, floor)
-
-
-def organ_density(coarse: np.ndarray, aerated: np.ndarray, floor: np.ndarray, dz: float) -> float:
-    """HU from which tissue below a lung's diaphragm floor counts as the organs under the diaphragm: the median of
-    the soft tissue two to four voxels below the lung's lowest aerated voxel of each column where that voxel lies on
-    the floor (:func:`diaphragm_floor`; not on a bump of consolidation): their upper quartile less
-    :data:`ORGAN_MARGIN_HU`. Consolidation measurably lighter than that (partly
-    aerated) is told from liver and spleen by its density and is not limited by the floor."""
-    trace = aerated.argmax(axis=0)
-    has = aerated.any(axis=0) & (trace - floor <= DIAPHRAGM_MARGIN_MM / dz + 1.0)
-    if not has.any():
-        return -np.inf
-    ys, xs = np.nonzero(has)
-    values = [coarse[trace[ys, xs] - k, ys, xs][trace[ys, xs] - k >= 0] for k in (2, 3, 4)]
-    v = np.concatenate(values)
-    v = v[(v > FAT_FLOOR_HU) & (v < RIB_HU)]
-    if v.size < 20:
-        return -np.inf
-    # the upper quartile: columns where consolidation lies under the lung in a stretch wider than the floor's
-    # bumps add lighter samples, the organs are the denser ones
-    return float(np.percentile(v, 75)) - ORGAN_MARGIN_HU
 
 
 def rib_cage(coarse: np.ndarray, aerated: np.ndarray, cspacing) -> np.ndarray:
@@ -102,6 +91,16 @@ def rib_cage(coarse: np.ndarray, aerated: np.ndarray, cspacing) -> np.ndarray:
     return inside
 
 
+def _thin(added: np.ndarray, cspacing) -> np.ndarray:
+    """The parts of ``added`` that hold no ball of :data:`THIN_MM` radius and touch none that does (bool)."""
+    r = [max(1, int(round(THIN_MM / s))) for s in cspacing]
+    grids = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
+    ball = sum((g * s) ** 2 for g, s in zip(grids, cspacing)) <= THIN_MM**2 + 1e-6
+    thick = ndimage.binary_opening(added, structure=ball)
+    near = ndimage.binary_dilation(thick, structure=ndimage.generate_binary_structure(3, 3))
+    return added & ~near
+
+
 def limit_additions(repaired: np.ndarray, picked: np.ndarray, aerated: np.ndarray, coarse: np.ndarray, cspacing):
     """``repaired`` (coarse labels) without what the repair added beyond the anatomical limits, and that part
     (bool). What the lung picked itself (``picked``: aerated lung and ground glass) is never taken away."""
@@ -111,13 +110,23 @@ def limit_additions(repaired: np.ndarray, picked: np.ndarray, aerated: np.ndarra
     if not added.any():
         return repaired, beyond
     z = np.arange(repaired.shape[0], dtype=np.float32)[:, None, None]
+    gas = ndimage.binary_dilation((coarse < AIR_HU) & (picked == 0), structure=np.ones((3, 3, 3), bool))
+    # density is judged on the mean of the 3 x 3 x 3 coarse voxels around (noise would decide single voxels)
+    mean = ndimage.uniform_filter(coarse.astype(np.float32), size=3)
+    dense = (mean >= PARTLY_AERATED_MAX_HU) | (mean <= FAT_FLOOR_HU) | gas
     for side in (RIGHT, LEFT):
         mine = added & (repaired == side)
         if mine.any():
             floor = diaphragm_floor(aerated == side, cspacing)
-            limit = organ_density(coarse, aerated == side, floor, cspacing[0])
-            beyond |= mine & (z < floor[None]) & (coarse >= limit)
+            beyond |= mine & (z < floor[None]) & dense
     beyond |= added & ~rib_cage(coarse, aerated > 0, cspacing)
+    # (vessels and nodules that the aerated lung encloses in the axial plane are never strips of the wall)
+    enclosed = np.zeros_like(added)
+    for side in (RIGHT, LEFT):
+        enclosed |= _fill_holes_2d(picked == side)
+    outer = added & ~beyond & ~enclosed
+    beyond |= _thin(outer, cspacing)
     out = repaired.copy()
     out[beyond] = 0
     return out, beyond
+

@@ -81,7 +81,8 @@ def pick_lungs(cand: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing)
     touch the trachea or the main bronchi (``airway``), never chosen by size alone, so that the air between the
     back and a tray, bowel or stomach gas and a second body in view are never lungs. Each region is given the side
     of the body's midline its centre lies on; a region that holds both lungs (joined at the anterior or posterior
-    junction) is split. Without an airway in view (a reconstruction that cuts the trachea off, or none found),
+    junction) is split. A lung cut off from the airway (consolidation around its hilum) is the largest region on
+    its side reaching above the other lung's centre. Without an airway in view (a reconstruction that cuts the trachea off, or none found),
     the largest region and the largest one on the other side of the midline reaching above its centre are taken,
     and ``anchored`` is False.
     """
@@ -115,8 +116,27 @@ def pick_lungs(cand: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing)
                 view[split > 0] = split[split > 0]
             else:
                 out[sl][comp] = RIGHT if xs.mean() < midline_x else LEFT
+        for side in (RIGHT, LEFT):
+            if not (out == side).any():
+                _other_side(out, lab, sizes, big & ~touched, objs, midline_x, side)
         return out, True
     return _largest_pair(lab, sizes, big, objs, cspacing, midline_x), False
+
+
+def _other_side(out, lab, sizes, big, objs, midline_x: float, side: int) -> None:
+    """Label as ``side`` the largest region on that side of the midline that reaches above the centre of the lung
+    already found (a lung cut off from its main bronchus by consolidation around the hilum; bowel and stomach gas
+    lie below the diaphragm)."""
+    found = np.nonzero(out)
+    if found[0].size == 0:
+        return
+    zc = found[0].mean()
+    for k in (int(k) for k in np.argsort(sizes)[::-1] if big[k]):
+        o = objs[k - 1]
+        kx = np.nonzero(lab[o] == k)[2]
+        if ((kx.mean() + o[2].start < midline_x) == (side == RIGHT)) and o[0].stop - 1 >= zc:
+            out[lab == k] = side
+            return
 
 
 def _largest_pair(lab, sizes, big, objs, cspacing, midline_x) -> np.ndarray:
