@@ -104,15 +104,16 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> Segment
         aerated = np.where(air, picked, 0).astype(np.uint8)
         # the pockets are kept within the anatomical limits; consolidation is then continued from them by its
         # density (which needs contrast against the tissue around the lungs, see repair.py), within the rib cage
+        cage = rib_cage(coarse, aerated > 0, csp)
         pockets, beyond = limit_additions(
-            _repair(picked, coarse, body, airway, csp, depths.result()), picked, aerated, coarse, csp
+            _repair(picked, coarse, body, airway, csp, depths.result()), picked, aerated, coarse, csp, cage
         )
         lungs_c, grown, grown_limit, grown_noise = _continue_consolidation(
             pockets, coarse, aerated, body, airway, csp
         )
         # (never next to gas that is not lung: the partial volume of the stomach's or the bowel's gas and fluid)
         gas = ndimage.binary_dilation(air & (picked == 0) & ~airway, structure=np.ones((3, 3, 3), bool))
-        outside = (lungs_c > 0) & (pockets == 0) & (~rib_cage(coarse, aerated > 0, csp) | gas)
+        outside = (lungs_c > 0) & (pockets == 0) & (~cage | gas)
         lungs_c[outside] = 0
         beyond |= outside
         if grown is not None:

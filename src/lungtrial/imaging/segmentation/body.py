@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import convex_hull_image
 
 from ._grid import AIR_HU, _disk, _fill_holes_2d
 
@@ -78,6 +77,8 @@ def _edge_ring(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _fill_holes_fov(body: np.ndarray, pix) -> np.ndarray:
     """Holes filled per slice; stretches of the image edge spanned by a cut body are closed first."""
+    from .repair import _hull_planes
+
     nz, ny, nx = body.shape
     rows, cols = _edge_ring(ny, nx)
     step = np.hypot(np.diff(rows, append=rows[0]) * pix[0], np.diff(cols, append=cols[0]) * pix[1])
@@ -96,7 +97,7 @@ def _fill_holes_fov(body: np.ndarray, pix) -> np.ndarray:
         span = ndimage.sum_labels(lengths, gaps, index=np.arange(1, count + 1))
         # a cut lung's stretch of edge lies within the body's convex hull (tissue on both sides of it along the
         # edge); outside air that the body leaves at the edge does not
-        hull = convex_hull_image(body[z])[rows, cols]
+        hull = _hull_planes(body[z][None], pix)[0][rows, cols]
         inside = ndimage.minimum(np.roll(hull, -start), gaps, index=np.arange(1, count + 1)).astype(bool)
         ok = np.concatenate([[False], (span <= FOV_CUT_MAX_MM) & inside])
         shut = ok[gaps]

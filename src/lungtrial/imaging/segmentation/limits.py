@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import convex_hull_image
 
-from ._grid import AIR_HU, FAT_FLOOR_HU, LEFT, RIGHT, _disk, _fill_holes_2d
+from ._grid import AIR_HU, FAT_FLOOR_HU, LEFT, RIGHT, _bbox, _disk, _fill_holes_2d
 
 #: mm. Radius of the disk that opens the diaphragm trace: consolidation lying on the diaphragm raises the trace in
 #: bumps up to about twice this wide; the domes (radius of curvature 100-150 mm) are much wider and are kept.
@@ -73,18 +72,24 @@ def diaphragm_floor(aerated: np.ndarray, cspacing) -> np.ndarray:
 
 
 def rib_cage(coarse: np.ndarray, aerated: np.ndarray, cspacing) -> np.ndarray:
-    """Per axial slice, the convex hull of the bone where ribs lie on both sides of the lungs (bool, coarse grid);
-    slices without such a rib cage are all True (no limit there)."""
+    """Per axial slice, the convex hull of the bone where ribs lie on both sides of the lungs and the hull holds
+    the slice's aerated lung (bool, coarse grid); slices without such a rib cage are all True (no limit there)."""
+    from .repair import _hull_planes
+
     cspacing = np.asarray(cspacing, float)
     inside = np.ones(coarse.shape, dtype=bool)
     bone = coarse > RIB_HU
     span = int(np.ceil(RIB_SPAN_MM / cspacing[2]))
+    zs = []
     for z in np.flatnonzero(aerated.any(axis=(1, 2))):
         cols = np.flatnonzero(aerated[z].any(axis=0))
         bcols = np.flatnonzero(bone[z].any(axis=0))
-        if bcols.size == 0 or bcols[0] > cols[0] - span or bcols[-1] < cols[-1] + span:
-            continue
-        hull = convex_hull_image(bone[z])
+        if bcols.size and bcols[0] <= cols[0] - span and bcols[-1] >= cols[-1] + span:
+            zs.append(z)
+    if not zs:
+        return inside
+    hulls = _hull_planes(bone[zs], cspacing[1:])
+    for z, hull in zip(zs, hulls):
         lung = aerated[z]
         if np.count_nonzero(hull & lung) >= CAGE_HOLDS * np.count_nonzero(lung):
             inside[z] = hull  # (bone that leaves part of the aerated lung outside is not a whole cage)
@@ -101,31 +106,42 @@ def _thin(added: np.ndarray, cspacing) -> np.ndarray:
     return added & ~near
 
 
-def limit_additions(repaired: np.ndarray, picked: np.ndarray, aerated: np.ndarray, coarse: np.ndarray, cspacing):
+def limit_additions(
+    repaired: np.ndarray, picked: np.ndarray, aerated: np.ndarray, coarse: np.ndarray, cspacing, cage=None
+):
     """``repaired`` (coarse labels) without what the repair added beyond the anatomical limits, and that part
-    (bool). What the lung picked itself (``picked``: aerated lung and ground glass) is never taken away."""
+    (bool). What the lung picked itself (``picked``: aerated lung and ground glass) is never taken away. ``cage``:
+    :func:`rib_cage`, computed here when omitted."""
     cspacing = np.asarray(cspacing, float)
     added = (repaired > 0) & (picked == 0)
     beyond = np.zeros(repaired.shape, dtype=bool)
     if not added.any():
         return repaired, beyond
-    z = np.arange(repaired.shape[0], dtype=np.float32)[:, None, None]
-    gas = ndimage.binary_dilation((coarse < AIR_HU) & (picked == 0), structure=np.ones((3, 3, 3), bool))
+    if cage is None:
+        cage = rib_cage(coarse, aerated > 0, cspacing)
+    # the work is done within the box of the additions (with the reach of the thin-strip ball and of the floor's
+    # disk); the floor itself needs each lung's whole trace
+    reach = [int(np.ceil(max(THIN_MM, DOME_BUMP_MM) / s)) + 2 for s in cspacing]
+    box = _bbox(added, reach)
+    add_b, rep_b, pick_b, co_b = added[box], repaired[box], picked[box], coarse[box]
+    z = np.arange(box[0].start, box[0].stop, dtype=np.float32)[:, None, None]
+    gas = ndimage.binary_dilation((co_b < AIR_HU) & (pick_b == 0), structure=np.ones((3, 3, 3), bool))
     # density is judged on the mean of the 3 x 3 x 3 coarse voxels around (noise would decide single voxels)
-    mean = ndimage.uniform_filter(coarse.astype(np.float32), size=3)
+    mean = ndimage.uniform_filter(co_b.astype(np.float32), size=3)
     dense = (mean >= PARTLY_AERATED_MAX_HU) | (mean <= FAT_FLOOR_HU) | gas
+    out_b = np.zeros(add_b.shape, dtype=bool)
     for side in (RIGHT, LEFT):
-        mine = added & (repaired == side)
+        mine = add_b & (rep_b == side)
         if mine.any():
-            floor = diaphragm_floor(aerated == side, cspacing)
-            beyond |= mine & (z < floor[None]) & dense
-    beyond |= added & ~rib_cage(coarse, aerated > 0, cspacing)
+            floor = diaphragm_floor(aerated == side, cspacing)[box[1:]]
+            out_b |= mine & (z < floor[None]) & dense
+    out_b |= add_b & ~cage[box]
     # (vessels and nodules that the aerated lung encloses in the axial plane are never strips of the wall)
-    enclosed = np.zeros_like(added)
+    enclosed = np.zeros_like(add_b)
     for side in (RIGHT, LEFT):
-        enclosed |= _fill_holes_2d(picked == side)
-    outer = added & ~beyond & ~enclosed
-    beyond |= _thin(outer, cspacing)
+        enclosed |= _fill_holes_2d(pick_b == side)
+    out_b |= _thin(add_b & ~out_b & ~enclosed, cspacing)
+    beyond[box] = out_b
     out = repaired.copy()
     out[beyond] = 0
     return out, beyond
