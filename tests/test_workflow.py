@@ -205,3 +205,15 @@ def test_bad_sheet_is_a_clear_error(tmp_path, subjects, scans, expected):
     proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
     assert re.search(expected, proc.stdout + proc.stderr, re.S), proc.stderr[-3000:]
+
+
+def test_no_demo_without_sheets_is_a_clear_error(tmp_path):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["demo"] = False
+    config.pop("sheets", None)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Error validating config file" in out and "'subjects' is a required property" in out, out[-3000:]
+    assert "KeyError" not in out

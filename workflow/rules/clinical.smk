@@ -6,10 +6,6 @@ localrules:
     clinical_scans,
 
 
-CLINICAL = config["clinical"]
-CLINICAL_TABLES = "results/tables"
-
-
 rule clinical_tables:
     input:
         subjects=SUBJECTS_SHEET,

@@ -1,10 +1,12 @@
-"""Sheet loading, validation and input functions shared by every stage."""
+"""Sheet loading, validation, the rules' shared parameters and input functions used by every stage."""
 
 import os
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+from lungtrial.metrics import PRESETS
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -137,6 +139,48 @@ SCAN_INFO = (
     .assign(study_day=(pd.to_datetime(SCANS["scan_date"]) - _day0).dt.days.astype(int))
     .to_dict("index")
 )
+
+
+# Parameters of the rules, defined once for every stage.
+CLINICAL = config["clinical"]
+CLINICAL_TABLES = "results/tables"
+# The analysis tables of the clinical stage, read by the statistics and plot rules.
+TABLES = {
+    name: f"{CLINICAL_TABLES}/{name}.parquet"
+    for name in ("subjects", "labs", "scans", "adverse_events")
+}
+VISIT_WINDOWS = CLINICAL["visits"]
+# Arms, test threshold and nominal visits (baseline first), shared by the statistics and plot rules.
+STATS_PARAMS = {
+    "reference_arm": config["stats"]["reference_arm"],
+    "treatment_arm": config["stats"]["treatment_arm"],
+    "min_per_arm": config["stats"]["min_per_arm"],
+    "confidence": 1 - config["stats"]["alpha"],
+    "visits": sorted(VISIT_WINDOWS, key=lambda name: VISIT_WINDOWS[name][0]),
+    "has_adverse_events": bool(AE_SHEET),
+    "subjects_per_arm": {
+        arm: int(n) for arm, n in SUBJECTS["arm"].value_counts().sort_index().items()
+    },
+}
+# The imaging preset's HU classes as text for captions, e.g. "ground glass (-700, -300] HU".
+HU_CLASSES = f"{config['imaging']['preset']} preset: " + "; ".join(
+    c.name.replace("_", " ")
+    + (
+        f" <= {c.upper:g} HU"
+        if c.lower is None
+        else (
+            f" > {c.lower:g} HU"
+            if c.upper is None
+            else f" ({c.lower:g}, {c.upper:g}] HU"
+        )
+    )
+    for c in PRESETS[config["imaging"]["preset"]]
+)
+# Arms, visits and infusion days of the plots (arm colours follow the arm order: reference, treatment, others).
+PLOT_PARAMS = {
+    **STATS_PARAMS,
+    "infusion_days": list(config["stats"].get("infusion_days", [0, 3, 6])),
+}
 
 
 wildcard_constraints:

@@ -21,6 +21,7 @@ if config["demo"]:
         params:
             seed=DEMO["seed"],
             n_per_arm=DEMO["n_per_arm"],
+            timepoints=list(DEMO["timepoints"]),
         script:
             "../scripts/demo_clinical.py"
 
@@ -38,6 +39,8 @@ if config["demo"]:
             runtime=5,
         params:
             seed=DEMO["seed"],
+            n_per_arm=DEMO["n_per_arm"],
+            timepoints=list(DEMO["timepoints"]),
             size=DEMO["size"],
         script:
             "../scripts/demo_scan.py"

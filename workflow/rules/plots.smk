@@ -1,13 +1,7 @@
 """Per-arm plots (PNG + SVG): trajectories, change from baseline, opacity vs PaO2/FiO2, swimmer, Kaplan-Meier.
 
-Uses TABLES, STATS_PARAMS and HU_CLASSES of stats.smk: include stats.smk first.
+Uses TABLES, PLOT_PARAMS and HU_CLASSES of common.smk.
 """
-
-# Arms, visits and infusion days of the plots (arm colours follow the arm order: reference, treatment, others).
-PLOT_PARAMS = {
-    **STATS_PARAMS,
-    "infusion_days": list(config["stats"].get("infusion_days", [0, 3, 6])),
-}
 
 
 rule plot_trajectories_imaging:

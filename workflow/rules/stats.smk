@@ -1,41 +1,5 @@
 """Exploratory statistics: Table 1, outcomes and imaging change by arm, mixed models, time to event."""
 
-from lungtrial.metrics import PRESETS
-
-VISIT_WINDOWS = config["clinical"]["visits"]
-# Arms, test threshold and nominal visits (baseline first), shared by the statistics and plot rules.
-STATS_PARAMS = {
-    "reference_arm": config["stats"]["reference_arm"],
-    "treatment_arm": config["stats"]["treatment_arm"],
-    "min_per_arm": config["stats"]["min_per_arm"],
-    "confidence": 1 - config["stats"]["alpha"],
-    "visits": sorted(VISIT_WINDOWS, key=lambda name: VISIT_WINDOWS[name][0]),
-    "has_adverse_events": bool(AE_SHEET),
-    "subjects_per_arm": {
-        arm: int(n) for arm, n in SUBJECTS["arm"].value_counts().sort_index().items()
-    },
-}
-# The imaging preset's HU classes as text for captions, e.g. "ground glass (-700, -300] HU".
-HU_CLASSES = f"{config['imaging']['preset']} preset: " + "; ".join(
-    c.name.replace("_", " ")
-    + (
-        f" <= {c.upper:g} HU"
-        if c.lower is None
-        else (
-            f" > {c.lower:g} HU"
-            if c.upper is None
-            else f" ({c.lower:g}, {c.upper:g}] HU"
-        )
-    )
-    for c in PRESETS[config["imaging"]["preset"]]
-)
-
-
-TABLES = {
-    name: f"results/tables/{name}.parquet"
-    for name in ("subjects", "labs", "scans", "adverse_events")
-}
-
 
 rule stats_tables:
     input:

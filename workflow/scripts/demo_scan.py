@@ -6,8 +6,8 @@ from lungtrial.demo import design, write_scan
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
-opts = snakemake.config["demo_options"]
-trial = design(n_per_arm=opts["n_per_arm"], seed=opts["seed"], timepoints=tuple(opts["timepoints"]))
+opts = snakemake.params
+trial = design(n_per_arm=opts.n_per_arm, seed=opts.seed, timepoints=tuple(opts.timepoints))
 scan = snakemake.wildcards.scan
-write_scan(trial, scan, snakemake.output.dicom, Path(snakemake.output.truth).parent, size=opts["size"])
+write_scan(trial, scan, snakemake.output.dicom, Path(snakemake.output.truth).parent, size=opts.size)
 log.info("demo scan %s written", scan)
