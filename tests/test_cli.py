@@ -121,3 +121,16 @@ def test_implausible_lungs_excluded_or_measured_with_the_switch(tmp_path, capsys
     assert out.out.startswith(f"{scan_id}: lung ")
     assert f"lungtrial: scan {scan_id}: implausible lungs: left lung missing" in out.err
     assert pd.read_csv(tmp_path / "anyway" / "metrics.csv").loc[0, "status"] == "ok"
+
+
+def test_a_folder_named_by_a_dicom_uid_does_not_name_the_scan(tmp_path, capsys):
+    """PACS exports name folders by the study's or series' UID (an identifier): it never becomes the scan ID."""
+    from lungtrial.cli import _folder_scan_id
+
+    uid = tmp_path / "1.3.6.1.4.1.14519.5.2.1.6279.6001.179049373636438705059720603192"
+    uid.mkdir()
+    assert _folder_scan_id(uid) == "scan"
+    assert "--scan-id" in capsys.readouterr().err
+    named = tmp_path / "P01-D07"
+    named.mkdir()
+    assert _folder_scan_id(named) == "P01-D07"

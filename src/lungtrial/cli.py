@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -33,7 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     q.add_argument("dicom_folder", type=Path, help="folder with the scan's DICOM files (searched recursively)")
     q.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
-    q.add_argument("--scan-id", help="scan ID used in outputs and the QC title (default: the folder's name)")
+    q.add_argument(
+        "--scan-id",
+        help="scan ID used in outputs and the QC title (default: the folder's name, unless it is a DICOM UID)",
+    )
     q.add_argument(
         "--preset",
         choices=("radiology", "ards"),
@@ -114,10 +118,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: A DICOM UID (PS3.5 9.1): digits and dots, at most 64 characters. PACS exports often name folders by the study's
+#: or series' UID, which identifies the patient's examination.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+){3,}$")
+
+
+def _folder_scan_id(folder: Path) -> str:
+    """The folder's name as scan ID, unless it is a DICOM UID (an identifier): then "scan"."""
+    name = folder.resolve().name
+    if _UID.match(name) and len(name) <= 64:
+        print(
+            "lungtrial: the folder is named by a DICOM UID; the scan is called 'scan' in the outputs (give --scan-id)",
+            file=sys.stderr,
+        )
+        return "scan"
+    return name
+
+
 def _quantify(args: argparse.Namespace) -> int:
     from lungtrial.quantify import quantify_scan
 
-    scan_id = args.scan_id or args.dicom_folder.resolve().name
+    scan_id = args.scan_id or _folder_scan_id(args.dicom_folder)
     if not args.dicom_folder.is_dir():
         raise FileNotFoundError(f"{args.dicom_folder}: not a folder; expected the scan's DICOM folder")
     result = quantify_scan(
