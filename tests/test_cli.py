@@ -101,14 +101,14 @@ def test_implausible_lungs_excluded_or_measured_with_the_switch(tmp_path, capsys
     trial = design(n_per_arm=1, timepoints=(0,))
     scan_id = trial.scans["scan_id"].iloc[0]
     write_scan(trial, scan_id, tmp_path / "dicom", tmp_path / "truth", size="tiny")
-    real = segmentation.segment_lungs
+    real = segmentation.segment
 
     def one_lung(*args, **kwargs):  # a segmentation that loses the left lung
-        lungs = real(*args, **kwargs)
-        lungs[lungs == 2] = 0
-        return lungs
+        found = real(*args, **kwargs)
+        found.labels[found.labels == 2] = 0
+        return found
 
-    monkeypatch.setattr(segmentation, "segment_lungs", one_lung)
+    monkeypatch.setattr(segmentation, "segment", one_lung)
     args = ["quantify", str(tmp_path / "dicom"), "--scan-id", scan_id, "--min-slices", "10"]
     assert main([*args, "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -336,14 +336,14 @@ def lose_the_left_lung(monkeypatch):
     """Make the lung segmentation lose the left lung (label 2), as a failing segmentation might."""
     from lungtrial.imaging import segmentation
 
-    real = segmentation.segment_lungs
+    real = segmentation.segment
 
     def one_lung(*args, **kwargs):
-        lungs = real(*args, **kwargs)
-        lungs[lungs == 2] = 0
-        return lungs
+        found = real(*args, **kwargs)
+        found.labels[found.labels == 2] = 0
+        return found
 
-    monkeypatch.setattr(segmentation, "segment_lungs", one_lung)
+    monkeypatch.setattr(segmentation, "segment", one_lung)
 
 
 def test_implausible_lungs_exclude_the_scan_with_the_reason(demo_scan, tmp_path, monkeypatch):

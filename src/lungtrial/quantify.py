@@ -181,11 +181,17 @@ def analyse_volume(
     from lungtrial.imaging import segmentation as segment
 
     t0 = time.perf_counter()
+    noted = []
     if lungs is None:
         try:
-            lungs = segment.segment_lungs(hu, spacing)
+            found = segment.segment(hu, spacing)
         except ValueError as exc:
             raise ScanExcluded("volume", [f"lung segmentation failed: {exc}"]) from None
+        lungs = found.labels
+        if not found.airway_found:
+            noted.append(
+                "no airway found to anchor the lungs: the largest air regions either side of the midline were taken"
+            )
     if not lungs.any():
         raise ScanExcluded("volume", ["lung segmentation found no lung in the volume"])
     from lungtrial.imaging.plausibility import check_lungs
@@ -214,7 +220,7 @@ def analyse_volume(
         "labels": labels,
         "scan": scan,
         "regions": regions,
-        "warnings": [*implausible, *field_of_view_warnings(lungs)],
+        "warnings": [*implausible, *noted, *field_of_view_warnings(lungs)],
         "timings": {"segment": round(t1 - t0, 3), "measure": round(t2 - t1, 3)},
     }
 
@@ -350,7 +356,7 @@ def _quantify_scan(
     dicom_dir, scan_id, outdir, *, series, preset, strict, lesion_mask, title, series_options, classes,
     measure_implausible,
 ):
-    from lungtrial import dicomio, parallel, qcfig
+    from lungtrial import dicomio, parallel
 
     preload()
 

@@ -68,8 +68,9 @@ MIN_Z_OVERLAP = 0.5
 
 # -- the trachea ----------------------------------------------------------------------------------------------------
 #: mm; equivalent diameter of the trachea's lumen in an axial section: 10-25 mm in adults (coronal 13-25 mm in
-#: men, 10-21 mm in women), widened by half a grid block either side for the coarse grid.
-TRACHEA_DIAMETER_MM = (8.0, 32.0)
+#: men, 10-21 mm in women), widened by half a grid block either side for the coarse grid; in an intubated patient
+#: the air is the endotracheal tube's lumen (6-8 mm inner diameter), hence the lower bound.
+TRACHEA_DIAMETER_MM = (5.0, 32.0)
 #: mm; the trachea lies on the midline (deviated to the right by the aortic arch by 1-2 cm at most; more only with
 #: a large goitre or mass, or a rotated patient).
 TRACHEA_OFF_MIDLINE_MM = 30.0

@@ -1,11 +1,12 @@
 """Grid, block-averaging and morphology helpers of the lung segmentation (coarse grid where topology is decided;
 full-resolution passes in slabs on two threads). Conventions: (z, y, x) arrays, spacing (dz, dy, dx) mm."""
+
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from scipy import ndimage
-
-import functools
 
 from lungtrial import parallel
 

@@ -1,10 +1,12 @@
 """Trachea and main bronchi on the coarse grid."""
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
 from ._grid import _PLANE4, _disk, _erode, _grey_grow
+
 
 def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
     """Trachea and extrapulmonary bronchi on the coarse grid (bool).

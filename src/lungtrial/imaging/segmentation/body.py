@@ -92,8 +92,8 @@ def _fill_holes_fov(body: np.ndarray, pix) -> np.ndarray:
         seq = np.roll(touch, -start)  # begins with a body pixel: every gap lies between two body pixels
         lengths = np.roll(step, -start)
         gaps, count = ndimage.label(~seq)
-        if count < 2:
-            continue  # one gap: the rest of the edge is outside air (a body that merely touches the edge)
+        if count == 0:
+            continue
         span = ndimage.sum_labels(lengths, gaps, index=np.arange(1, count + 1))
         # a cut lung's stretch of edge lies within the body's convex hull (tissue on both sides of it along the
         # edge); outside air that the body leaves at the edge does not

@@ -8,9 +8,10 @@ muscle 40-60, consolidation 20-60), so what they add is kept only where anatomy 
   the lung lies on it. Consolidation on the diaphragm raises that trace in a bump; the dome itself is a wide,
   smooth surface. A grey-level opening of the trace by a disk of :data:`DOME_BUMP_MM` removes the bumps and keeps
   the dome, also on its steep slopes (an opening follows a ramp): that is the floor. Nothing as dense as water or
-  denser (:data:`PARTLY_AERATED_MAX_HU`) is added more than :data:`DIAPHRAGM_MARGIN_MM` below the floor: the
-  liver under the right dome, the spleen and the stomach under the left one lie there. Columns more than
-  :data:`DOME_BUMP_MM` from any aerated column have no floor and take nothing dense. Consolidation as dense as
+  denser (:data:`PARTLY_AERATED_MAX_HU`), nor anything as light as fat or lighter (:data:`FAT_FLOOR_HU`), is
+  added more than :data:`DIAPHRAGM_MARGIN_MM` below the floor: the liver under the right dome, the spleen, the
+  stomach and the fat under the left one lie there. Columns that hold no aerated lung of that lung have no floor
+  and take nothing of that kind (conservative at the edges of the lung's footprint). Consolidation as dense as
   the liver that lies on the diaphragm over a stretch wider than the disk raises the floor with it and is left out
   (a known limit: density cannot tell it from the liver, and the trace cannot show it).
 - **Inside the rib cage.** In each axial slice where bone surrounds the lungs (ribs on both sides), nothing is
@@ -38,10 +39,10 @@ DIAPHRAGM_MARGIN_MM = 4.0
 #: in along the chest wall and the mediastinum (rib impressions, the staircase of a curved surface on the coarse
 #: grid, the partial volume of the wall) are thinner; a lesion that matters for the opacity is thicker.
 THIN_MM = 4.0
-#: HU. Tissue lighter than water next to the lung is partly aerated lung: every fluid, blood and solid organ under
-#: the diaphragm is denser (water 0, bile and gastric fluid 0-20, spleen 45-50, liver 55-65 HU); the repair never
-#: adds fat. Such tissue (denser than fat, :data:`FAT_FLOOR_HU`; subdiaphragmatic fat is held back) is not held back by the diaphragm floor, except next to gas that is not lung (the partial
-#: volume of the stomach's or the bowel's gas and fluid).
+#: HU. Tissue between fat and water next to the lung is partly aerated lung: every fluid, blood and solid organ under
+#: the diaphragm is denser (water 0, bile and gastric fluid 0-20, spleen 45-50, liver 55-65 HU), fat lighter. Such
+#: tissue (denser than :data:`FAT_FLOOR_HU`) is not held back by the diaphragm floor, except next to gas that is
+#: not lung (the partial volume of the stomach's or the bowel's gas and fluid).
 PARTLY_AERATED_MAX_HU = -10.0
 #: HU. Bone on the coarse grid: ribs (cortex 700-1000 HU, marrow 200-300 HU) block-averaged with the intercostal
 #: muscle stay above this; no soft tissue, consolidation or unenhanced vessel reaches it.
@@ -67,8 +68,8 @@ def diaphragm_floor(aerated: np.ndarray, cspacing) -> np.ndarray:
     big = float(aerated.shape[0] + 10)
     trace = np.where(has, aerated.argmax(axis=0), big).astype(np.float32)
     fp = _disk(DOME_BUMP_MM, cspacing[1:])[0]
-    floor = ndimage.grey_opening(trace, footprint=fp, mode="nearest") - DIAPHRAGM_MARGIN_MM / cspacing[0]
-    return np.where(floor >= big - 1, np.inf, floor)
+    floor = ndimage.grey_opening(trace, footprint=fp, mode="nearest")
+    return np.where(floor >= big - 1, np.inf, floor - DIAPHRAGM_MARGIN_MM / cspacing[0])
 
 
 def rib_cage(coarse: np.ndarray, aerated: np.ndarray, cspacing) -> np.ndarray:

@@ -1,10 +1,13 @@
-"""The two lungs among the air regions inside the body: ground glass cores, airway-anchored choice, split of joined lungs."""
+"""The two lungs among the air regions inside the body: ground-glass cores, the choice anchored on the airway,
+the split of lungs joined at a junction."""
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-from ._grid import LEFT, RIGHT, _CROSS, _erode, _grey_grow, _open
+from ._grid import _CROSS, LEFT, RIGHT, _erode, _grey_grow, _open
+
 
 def _hazy_structure(cspacing: np.ndarray) -> np.ndarray:
     """Ellipsoid of radius 2.5 mm, at least one voxel along each axis (coarse grid)."""
@@ -82,9 +85,9 @@ def pick_lungs(cand: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing)
     back and a tray, bowel or stomach gas and a second body in view are never lungs. Each region is given the side
     of the body's midline its centre lies on; a region that holds both lungs (joined at the anterior or posterior
     junction) is split. A lung cut off from the airway (consolidation around its hilum) is the largest region on
-    its side reaching above the other lung's centre. Without an airway in view (a reconstruction that cuts the trachea off, or none found),
-    the largest region and the largest one on the other side of the midline reaching above its centre are taken,
-    and ``anchored`` is False.
+    its side reaching above the other lung's centre. Without an airway in view (a reconstruction that cuts the
+    trachea off, or none found), the largest region and the largest one on the other side of the midline reaching
+    above its centre are taken, and ``anchored`` is False.
     """
     cspacing = np.asarray(cspacing, float)
     voxel_ml = float(np.prod(cspacing)) / 1000.0
@@ -95,7 +98,9 @@ def pick_lungs(cand: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing)
     sizes[0] = 0
     big = sizes * voxel_ml >= MIN_LUNG_ML
     if not big.any():
-        raise ValueError(f"no lung found: the largest air region inside the body is smaller than {MIN_LUNG_ML:g} ml")
+        raise ValueError(
+            f"no lung found: the largest air region inside the body is smaller than {MIN_LUNG_ML:g} ml"
+        )
     midline_x = _midline_x(body)
     objs = ndimage.find_objects(lab)
     touched = np.zeros(n + 1, dtype=bool)

@@ -1,9 +1,11 @@
 """The lung boundary at full resolution, within one coarse voxel of the coarse boundary."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from ._grid import AIR_HU, BONE_HU, FAT_FLOOR_HU, HAZY_HU, _CROSS, _bbox, _dilate, _erode, _grey_grow, _in_halves, _up2
+from ._grid import _CROSS, AIR_HU, BONE_HU, FAT_FLOOR_HU, HAZY_HU, _bbox, _dilate, _erode, _grey_grow, _in_halves, _up2
+
 
 def _edge_threshold(coarse: np.ndarray, lungs_c: np.ndarray, aerated_c: np.ndarray, body: np.ndarray) -> float:
     """Half-maximum HU between the aerated parenchyma and the tissue around the lungs (coarse grid).

@@ -1,11 +1,37 @@
-"""Lesion repair on the coarse grid: pockets between the lung and its convex hull, consolidation continued by density."""
+"""Lesion repair on the coarse grid: pockets between the lung and its convex hull, consolidation continued by its
+density."""
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
 from lungtrial import parallel
-from ._grid import BONE_HU, FAT_FLOOR_HU, HAZY_HU, LEFT, RIGHT, _CROSS, _FAR, _HULL_DIRECTIONS, _PLANE4, _PLANE8, _bbox, _dilate, _edt, _erode, _fill_holes_2d, _grey_grow, _open, _plane_grow, _plane_shrink, _robust_sd, _tissue_mean
+
+from ._grid import (
+    _CROSS,
+    _FAR,
+    _HULL_DIRECTIONS,
+    _PLANE4,
+    _PLANE8,
+    BONE_HU,
+    FAT_FLOOR_HU,
+    HAZY_HU,
+    LEFT,
+    RIGHT,
+    _bbox,
+    _dilate,
+    _edt,
+    _erode,
+    _fill_holes_2d,
+    _grey_grow,
+    _open,
+    _plane_grow,
+    _plane_shrink,
+    _robust_sd,
+    _tissue_mean,
+)
+
 
 def _hull_planes(lung: np.ndarray, pix) -> np.ndarray:
     """Convex hull of the lung pixels of every plane (axis 0) at once (bool).
@@ -81,8 +107,9 @@ def _pockets(
       ground glass, never solid tissue), the ground glass and what lies within 6 mm of it (the consolidation it
       surrounds) are added.
     - Of a rejected pocket whose outline is lined by the lung's own ground glass (-650 to -250 HU, at least three
-      coarse voxels thick in the plane: not the partial-volume edge), what lies within 6 mm of that ground glass where it lines a quarter of the outline (only voxels
-      with ``support`` if ``near_needs_support``), and within ``lined_mm`` where it lines half of it, the pocket
+      coarse voxels thick in the plane: not the partial-volume edge), what lies within 6 mm of that ground glass
+      where it lines a quarter of the outline (only voxels with ``support`` if ``near_needs_support``), and within
+      ``lined_mm`` where it lines half of it, the pocket
       reaches at most ``lined_mm`` behind its chord and the voxel has ``support``: consolidation within its
       ground glass, also against the mediastinum. ``support`` marks the voxels with this lung at most 40 mm
       below them, which the liver under the dome lacks; the heart lies behind aerated lung.

@@ -1,12 +1,30 @@
 """Vessels inside the lungs and the voxels never counted as opacity (pleural rim, vessel halo)."""
+
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 
 from lungtrial.memory import new_volume
-from ._grid import BLOB_GRID_MM, _AERATED_HU, _ball, _block_counts, _block_factors, _check, _dilate, _fast_bbox, _in_halves, _open, _slab_sum, _sum_type, _up2
 
-import weakref
+from ._grid import (
+    _AERATED_HU,
+    BLOB_GRID_MM,
+    _ball,
+    _block_counts,
+    _block_factors,
+    _check,
+    _dilate,
+    _fast_bbox,
+    _in_halves,
+    _open,
+    _slab_sum,
+    _sum_type,
+    _up2,
+)
+
+
 class _Shared:
     """Work shared by :func:`segment_vessels` and :func:`opacity_exclusion` for one ``(hu, lungs, spacing)``: the
     lungs' bounding box, the blob grid, per HU threshold the blob grid's counts of dense lung voxels, and what
