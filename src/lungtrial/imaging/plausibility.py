@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from lungtrial.imaging.segmentation._grid import _fill_holes_2d
+
 __all__ = ["check_lungs"]
 
 # -- grid ----------------------------------------------------------------------------------------------------------
@@ -116,18 +118,8 @@ _PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with its holes filled, slice by slice (the last two axes): background not 4-connected to the
-    slice's border (one labelling of the background; ``ndimage.binary_fill_holes`` dilates step by step)."""
-    structure = _PLANE if mask.ndim == 3 else _PLANE[1]
-    background, _ = ndimage.label(~mask, structure=structure)
-    border = np.concatenate(
-        [background[..., 0, :].ravel(), background[..., -1, :].ravel(), background[..., 0].ravel(),
-         background[..., -1].ravel()]
-    )
-    outside = np.zeros(int(background.max()) + 1, bool)
-    outside[border] = True
-    outside[0] = False  # the mask itself
-    return ~outside[background]
+    """``mask`` (2-D or a stack of slices) with the holes of each slice filled."""
+    return _fill_holes_2d(mask) if mask.ndim == 3 else _fill_holes_2d(mask[None])[0]
 
 
 def _steps(shape, spacing, grid_mm: float) -> tuple[int, ...]:

@@ -20,7 +20,7 @@ then refined at full resolution.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -65,15 +65,12 @@ class Segmentation:
     limited_ml : float
         Volume the repair would have added beyond the anatomical limits (below the diaphragm, outside the rib cage)
         and that was left out (coarse grid, ml).
-    notes : list of str
-        Observations worth a reviewer's attention.
     """
 
     labels: np.ndarray
     airway_found: bool = True
     added_ml: float = 0.0
     limited_ml: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> Segmentation:
