@@ -54,7 +54,10 @@ Sections (``--cases``) and targets (from the team's issue):
     % of reference lung volume (target within 1.5 points), Dice of the new opacity (labels 1|2 on the lesion scan
     that are not opacity on the lesion-free scan) vs the lesions (target >= 0.85), and the % of the lesion volume
     (and of the consolidation) kept inside the library's lung mask. ``<case>_lesions_<kind><burden>.png`` shows
-    the largest burden: lesions yellow, library lungs red, library opacity cyan.
+    the largest burden: lesions yellow, library lungs red, library opacity cyan. With ``--prior-errors``, each
+    lesion scan is measured again with a serial prior (:mod:`lungtrial.imaging.segmentation.prior`): the
+    library's lungs of the lesion-free scan, moved by a smooth random displacement of that rms length (a stand-in
+    for the residual error of registering another timepoint), as another timepoint of the same patient would give.
 ``nolungs``
     Scans without lungs, cropped from the real scan: the slices entirely below the reference lungs' lowest slice
     ("abdomen"), and those entirely above the apices ("neck"). Fewer than 20 slices are padded to 20 by mirroring
@@ -86,6 +89,7 @@ from scipy import ndimage
 
 from lungtrial.dicomio import index_folder, ingest, read_volume
 from lungtrial.errors import ScanExcluded
+from lungtrial.imaging.segmentation import segment
 from lungtrial.quantify import analyse_volume
 
 TARGETS = {
@@ -101,6 +105,7 @@ TARGETS = {
 }
 SECTIONS = ("normal", "kernel", "lesions", "nolungs")
 MIN_NOLUNG_SLICES = 20
+_BURDENS_DRAWN: dict[str, list[float]] = {}  # per case, the burdens of the lesions section (the largest is drawn)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -894,8 +899,34 @@ def section_kernel(name, hu, spacing, padding, body, ref, base, rng, workdir, vi
     pngs.append(png)
 
 
-def section_lesions(name, hu, spacing, ref, body, base, rng, burdens, kinds, workdir, table, notes, pngs) -> None:
+def warp_labels(labels: np.ndarray, spacing, rms_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """``labels`` moved by a smooth random displacement field of ``rms_mm`` root-mean-square length (each
+    component Gaussian-smoothed white noise on a grid a quarter of the volume's, sigma 3 cells, upsampled): a
+    stand-in for the residual error of registering another timepoint's lungs onto the scan (nearest neighbour)."""
+    sp = np.asarray(spacing, float)
+    small = [max(4, n // 4) for n in labels.shape]
+    zoom = [n / m for n, m in zip(labels.shape, small)]
+    grid = np.indices(labels.shape, dtype=np.float32)
+    coords = []
+    for axis in range(3):
+        d = ndimage.zoom(ndimage.gaussian_filter(rng.standard_normal(small), 3.0), zoom, order=1)
+        d = d[: labels.shape[0], : labels.shape[1], : labels.shape[2]]
+        d *= rms_mm / math.sqrt(3.0) / max(float(np.sqrt(np.mean(d**2))), 1e-9) / sp[axis]
+        coords.append(grid[axis] + d)
+    return ndimage.map_coordinates(labels, coords, order=0)
+
+
+def section_lesions(
+    name, hu, spacing, ref, body, base, rng, burdens, kinds, workdir, table, notes, pngs, prior_errors=()
+) -> None:
     maker = LesionMaker(hu, ref, body, spacing, rng)
+    priors = {None: None}
+    for err in prior_errors:
+        priors[err] = warp_labels(base["lungs"], spacing, err, rng)
+        notes.append(
+            f"  {name}: prior {err:g} mm = the library's lungs of the lesion-free scan moved by a smooth random "
+            f"field of {err:g} mm rms (Dice {dice(priors[err] > 0, base['lungs'] > 0):.3f} against them)"
+        )
     notes.append(
         f"  {name}: consolidation {maker.wall_hu:.0f} HU (soft tissue 2-8 mm outside the lung) + noise sd "
         f"{maker.noise_sd:.0f} HU; ground glass on parenchyma of median {maker.parenchyma:.0f} HU"
@@ -903,67 +934,78 @@ def section_lesions(name, hu, spacing, ref, body, base, rng, burdens, kinds, wor
     ref_ml = ml(ref > 0, spacing)
     op0 = opacity(base)
     v0, p0 = base["scan"]["lung_volume_ml"], base["scan"]["pct_opacity"]
+    _BURDENS_DRAWN[name] = list(burdens)
     for kind in kinds:
         for burden in burdens:
             vol_les, ggo, cons = maker.insert(kind, burden)
             truth = ggo | cons
-            ins_ml = ml(truth, spacing)
-            ins_pct = 100.0 * ins_ml / ref_ml
-            res, reason, _ = run_library(vol_les, spacing)
-            if res is None:
-                table.add(
-                    name,
-                    kind,
-                    burden,
-                    ins_ml,
-                    ins_pct,
-                    ml(ggo, spacing),
-                    ml(cons, spacing),
-                    f"excluded: {reason}",
+            for err, prior in priors.items():
+                _lesion_row(
+                    name, kind, burden, err, prior, vol_les, ggo, cons, truth, spacing, ref_ml, op0, v0, p0, workdir,
+                    table, pngs
                 )
-                continue
-            lungs = res["lungs"] > 0
-            v1, p1 = res["scan"]["lung_volume_ml"], res["scan"]["pct_opacity"]
-            vol, rise = pct_diff(v1, v0), p1 - p0
-            d = dice(opacity(res) & ~op0, truth)
-            kept = 100.0 * np.count_nonzero(truth & lungs) / max(1, np.count_nonzero(truth))
-            ckept = 100.0 * np.count_nonzero(cons & lungs) / np.count_nonzero(cons) if cons.any() else "-"
-            table.add(
-                name,
-                kind,
-                burden,
-                ins_ml,
-                ins_pct,
-                ml(ggo, spacing),
-                ml(cons, spacing),
-                v1,
-                vol,
-                mark(abs(vol) <= TARGETS["lesion_volume_pct"]),
-                rise,
-                rise - ins_pct,
-                mark(abs(rise - ins_pct) <= TARGETS["lesion_rise_pp"]),
-                d,
-                mark(d >= TARGETS["lesion_dice"]),
-                kept,
-                ckept,
-            )
-            if burden == max(burdens):
-                lz = np.flatnonzero(truth.any(axis=(1, 2)))
-                zs = sorted({int(lz[int(f * (len(lz) - 1))]) for f in (0.9, 0.6, 0.35, 0.1)})
-                y = round(ndimage.center_of_mass(truth)[1])
-                png = workdir / f"{name}_lesions_{kind}{burden:g}.png"
-                save_panels(
-                    png,
-                    vol_les,
-                    spacing,
-                    [(truth, "yellow"), (lungs, "red")],
-                    zs,
-                    y,
-                    fills=[(opacity(res), "cyan")],
-                    title=f"{name}: {kind} {burden:g} % inserted (yellow), library lungs (red), library opacity (cyan)",
-                )
-                pngs.append(png)
-            del vol_les, res, truth, ggo, cons, lungs
+            del vol_les, truth, ggo, cons
+
+
+def _lesion_row(
+    name, kind, burden, err, prior, vol_les, ggo, cons, truth, spacing, ref_ml, op0, v0, p0, workdir, table, pngs
+) -> None:
+    """One row of the lesions table: the lesion scan measured without a prior (``err`` None) or with ``prior``."""
+    ins_ml = ml(truth, spacing)
+    ins_pct = 100.0 * ins_ml / ref_ml
+    tag = "-" if err is None else f"{err:g}mm"
+    if prior is None:
+        res, reason, _ = run_library(vol_les, spacing)
+    else:
+        res, reason, _ = run_library(vol_les, spacing, lungs=segment(vol_les, spacing, prior=prior).labels)
+    if res is None:
+        table.add(name, kind, burden, tag, ins_ml, ins_pct, ml(ggo, spacing), ml(cons, spacing), f"excluded: {reason}")
+        return
+    lungs = res["lungs"] > 0
+    v1, p1 = res["scan"]["lung_volume_ml"], res["scan"]["pct_opacity"]
+    vol, rise = pct_diff(v1, v0), p1 - p0
+    d = dice(opacity(res) & ~op0, truth)
+    kept = 100.0 * np.count_nonzero(truth & lungs) / max(1, np.count_nonzero(truth))
+    ckept = 100.0 * np.count_nonzero(cons & lungs) / np.count_nonzero(cons) if cons.any() else "-"
+    table.add(
+        name,
+        kind,
+        burden,
+        tag,
+        ins_ml,
+        ins_pct,
+        ml(ggo, spacing),
+        ml(cons, spacing),
+        v1,
+        vol,
+        mark(abs(vol) <= TARGETS["lesion_volume_pct"]),
+        rise,
+        rise - ins_pct,
+        mark(abs(rise - ins_pct) <= TARGETS["lesion_rise_pp"]),
+        d,
+        mark(d >= TARGETS["lesion_dice"]),
+        kept,
+        ckept,
+    )
+    if burden == max(_BURDENS_DRAWN.get(name, [burden])):
+        lz = np.flatnonzero(truth.any(axis=(1, 2)))
+        zs = sorted({int(lz[int(f * (len(lz) - 1))]) for f in (0.9, 0.6, 0.35, 0.1)})
+        y = round(ndimage.center_of_mass(truth)[1])
+        suffix = "" if err is None else f"_prior{err:g}mm"
+        png = workdir / f"{name}_lesions_{kind}{burden:g}{suffix}.png"
+        with_prior = "" if err is None else f", with a {err:g} mm prior"
+        save_panels(
+            png,
+            vol_les,
+            spacing,
+            [(truth, "yellow"), (lungs, "red")],
+            zs,
+            y,
+            fills=[(opacity(res), "cyan")],
+            title=f"{name}: {kind} {burden:g} % inserted (yellow), library lungs (red{with_prior}), "
+            "library opacity (cyan)",
+        )
+        pngs.append(png)
 
 
 def section_nolungs(name, hu, spacing, ref, workdir, table, pngs) -> None:
@@ -1044,6 +1086,14 @@ def main() -> None:
         help="lesion kinds, of ggo,cons,mix (default: all)",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of lesions and noise (default 7)")
+    parser.add_argument(
+        "--prior-errors",
+        type=float,
+        nargs="*",
+        default=[2.0],
+        help="lesions are also measured with a serial prior: the lesion-free scan's library lungs moved by a "
+        "smooth random field of these rms lengths, mm (default 2; none: no prior rows)",
+    )
     args = parser.parse_args()
     sections = [s.strip() for s in args.cases.split(",") if s.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -1129,6 +1179,7 @@ def main() -> None:
             ("case", 6, ""),
             ("kind", 4, ""),
             ("burden", 6, ".0f"),
+            ("prior", 5, ""),
             ("ins_ml", 6, ".0f"),
             ("ins_%", 5, ".1f"),
             ("ggo_ml", 6, ".0f"),
@@ -1147,7 +1198,8 @@ def main() -> None:
         "  ins_%: inserted lesion volume, % of reference lung volume; vol_%: library lung volume vs the lesion-free "
         "scan (target within 2 %);\n  rise_pp: rise of pct_opacity; err_pp = rise_pp - ins_% (within 1.5 points); "
         "dice_new: new opacity (labels 1|2 not already opacity on the\n  lesion-free scan) vs the lesions (>= 0.85); "
-        "kept_%: lesion volume inside the library lungs; cons_kept_%: the same for consolidation",
+        "kept_%: lesion volume inside the library lungs; cons_kept_%: the same for consolidation;\n  prior: "
+        "'-' the scan alone, 'N mm' with a serial prior (the lesion-free scan's library lungs moved by N mm rms)",
     )
     les_notes: list[str] = []
     nol_t = Table(
@@ -1270,6 +1322,7 @@ def main() -> None:
                 les_t,
                 les_notes,
                 pngs,
+                args.prior_errors,
             )
         if "nolungs" in sections:
             section_nolungs(name, hu, spacing, ref, workdir, nol_t, pngs)

@@ -10,6 +10,8 @@ The method, stage by stage, is explained with pictures in ``docs/segmentation.md
 - :mod:`.repair` -- lesions that the aerated lung does not reveal by itself (enclosed and pleural pockets,
   consolidation continued by its density), kept within the limits;
 - :mod:`.refine` -- the boundary at full resolution;
+- :mod:`.prior` -- optionally, the same patient's lungs at another timepoint, registered onto the scan, as the
+  prior for where the pleura lies under consolidation as dense as the wall;
 - :mod:`.vessels` -- vessels and the opacity exclusion (pleural rim, vessel halo).
 
 Conventions: volumes are ``(z, y, x)`` arrays in HU, ``spacing`` is ``(dz, dy, dx)`` in mm, x increases to the
@@ -33,6 +35,7 @@ from .airway import _airways, _bronchus_ends
 from .body import body_mask
 from .limits import limit_additions, rib_cage
 from .lungs import _hazy_core, _hazy_edges, pick_lungs
+from .prior import prior_additions
 from .refine import _edge_threshold, _refine
 from .repair import _continue_consolidation, _depths, _repair
 from .vessels import opacity_exclusion, segment_vessels
@@ -65,17 +68,23 @@ class Segmentation:
     limited_ml : float
         Volume the repair would have added beyond the anatomical limits (below the diaphragm, outside the rib cage)
         and that was left out (coarse grid, ml).
+    prior_ml : float
+        Volume added by the serial prior (:mod:`.prior`; 0 without a prior), ml.
     """
 
     labels: np.ndarray
     airway_found: bool = True
     added_ml: float = 0.0
     limited_ml: float = 0.0
+    prior_ml: float = 0.0
 
 
-def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> Segmentation:
+def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.ndarray | None = None) -> Segmentation:
     """Segment the right and left lungs of a chest CT volume (see :func:`segment_lungs`), with what was found on
-    the way (:class:`Segmentation`)."""
+    the way (:class:`Segmentation`).
+
+    ``prior`` (optional, the scan's grid): the same patient's lung labels (1 right, 2 left) or mask at another
+    timepoint, registered onto this scan; dense tissue it covers next to the lungs is added (:mod:`.prior`)."""
     hu, sp = _check(hu, spacing)
     if not np.isfinite(coarse_mm) or coarse_mm <= 0:
         raise ValueError(f"coarse_mm must be a positive number of mm, got {coarse_mm!r}")
@@ -120,11 +129,18 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> Segment
         threshold = _edge_threshold(coarse, lungs_c, aerated, body)
         out = prepared.result()
     labels = _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit, grown_noise)
+    prior_ml = 0.0
+    if prior is not None:
+        add = prior_additions(hu, labels, prior, sp)
+        mine = add > 0
+        labels[mine] = add[mine]
+        prior_ml = float(np.count_nonzero(mine)) * float(np.prod(sp)) / 1000.0
     return Segmentation(
         labels=labels,
         airway_found=anchored,
         added_ml=float(np.count_nonzero((lungs_c > 0) & (picked == 0))) * voxel_ml,
         limited_ml=float(np.count_nonzero(beyond)) * voxel_ml,
+        prior_ml=prior_ml,
     )
 
 
