@@ -941,8 +941,23 @@ def section_lesions(
             truth = ggo | cons
             for err, prior in priors.items():
                 _lesion_row(
-                    name, kind, burden, err, prior, vol_les, ggo, cons, truth, spacing, ref_ml, op0, v0, p0, workdir,
-                    table, pngs
+                    name,
+                    kind,
+                    burden,
+                    err,
+                    prior,
+                    vol_les,
+                    ggo,
+                    cons,
+                    truth,
+                    spacing,
+                    ref_ml,
+                    op0,
+                    v0,
+                    p0,
+                    workdir,
+                    table,
+                    pngs,
                 )
             del vol_les, truth, ggo, cons
 

@@ -314,15 +314,11 @@ def test_one_thread_gives_the_same_outputs(demo_scan, tmp_path):
 
 
 def test_lungs_cut_by_the_field_of_view_are_flagged():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_segment import make_chest
+    from simple_chest import make_simple_chest
 
     from lungtrial.quantify import analyse_volume, field_of_view_warnings
 
-    c = make_chest(spacing=(3.0, 2.0, 2.0), lesions=False, seed=3)
+    c = make_simple_chest(spacing=(3.0, 2.0, 2.0), lesions=False, seed=3)
     assert field_of_view_warnings(c.lungs) == []
     xs = np.flatnonzero((c.lungs == 1).any(axis=(0, 1)))  # the right lung lies at low x
     cut = np.ascontiguousarray(c.hu[:, :, xs[0] + 5 :])  # the field of view ends 10 mm inside the right lung

@@ -114,9 +114,7 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
         pockets, beyond = limit_additions(
             _repair(picked, coarse, body, airway, csp, depths.result()), picked, aerated, coarse, csp, cage
         )
-        lungs_c, grown, grown_limit, grown_noise = _continue_consolidation(
-            pockets, coarse, aerated, body, airway, csp
-        )
+        lungs_c, grown, grown_limit, grown_noise = _continue_consolidation(pockets, coarse, aerated, body, airway, csp)
         # (never next to gas that is not lung: the partial volume of the stomach's or the bowel's gas and fluid)
         gas = ndimage.binary_dilation(air & (picked == 0) & ~airway, structure=np.ones((3, 3, 3), bool))
         outside = (lungs_c > 0) & (pockets == 0) & (~cage | gas)

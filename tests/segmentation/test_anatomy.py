@@ -31,10 +31,7 @@ from phantoms import (
     volume_ml,
 )
 
-try:
-    from lungtrial.imaging.segmentation import segment_lungs
-except ImportError:  # before the rewrite lands
-    from lungtrial.segment import segment_lungs
+from lungtrial.imaging.segmentation import segment_lungs
 
 #: lesion-free chests (vessels and intrapulmonary bronchi in the lungs), all with domed diaphragms
 CASES = {

@@ -1,9 +1,8 @@
-"""The main bronchi are excluded from the lungs also below where they merge with the lung in the axial plane.
-
-On thick slices (or the coarse grid) the bronchial wall blurs away just below the carina and each main bronchus
-joins its lung in the plane; :func:`lungtrial.imaging.segmentation._bronchus_ends` follows it on as a tube of lumen-dark air
-for at most 25 mm below the carina. The chests here are built in the test, with geometry and densities the demo
-generator does not use (other carina heights and bronchus courses, thick and anisotropic grids, dark lungs).
+"""Trachea and main bronchi (:mod:`lungtrial.imaging.segmentation.airway`) are never lung: the main bronchi are
+followed below where they merge with the lung in the axial plane (thick slices, the coarse grid), and past a carina
+that the coarse grid narrows to a pixel. Chests built here or from ``tests/simple_chest.py``, with geometry and
+densities the demo generator does not use (other carina heights and bronchus courses, thick and anisotropic grids,
+dark lungs).
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lungtrial.imaging.segmentation.airway import _bronchus_ends
 from lungtrial.imaging.segmentation import segment_lungs
-from test_segment import _tube, dice
+from lungtrial.imaging.segmentation.airway import _bronchus_ends
+from simple_chest import dice, tube
 
 
 def _coarse_case(lung_hu: float = -850.0):
@@ -77,19 +76,19 @@ def _chest(spacing, carina_z, drop_mm, lung_hu, seed):
         lungs[inside & (zz > 60.0) & (lungs == 0)] = label
     hu[lungs > 0] = lung_hu
     carina = (0.0, -10.0, carina_z)
-    trachea = _tube(x2, y2, z, (0.0, -10.0, 260.0), carina, 8.0)
+    trachea = tube(x2, y2, z, (0.0, -10.0, 260.0), carina, 8.0)
     hila = [(sign * 30.0, -5.0, carina_z - drop_mm) for sign in (-1.0, 1.0)]
     main = trachea.copy()
     lumen = trachea.copy()
     for hilum in hila:
-        main |= _tube(x2, y2, z, carina, hilum, 8.0)  # lumen and wall
-        lumen |= _tube(x2, y2, z, carina, hilum, 6.0)
+        main |= tube(x2, y2, z, carina, hilum, 8.0)  # lumen and wall
+        lumen |= tube(x2, y2, z, carina, hilum, 6.0)
     hu[main & body] = 40.0
     hu[lumen] = -1000.0
     for hilum in hila:  # lobar bronchi, inside the lungs (lung in the truth)
         sign = np.sign(hilum[0])
         for end in ((sign * 70.0, -20.0, hilum[2] + 20.0), (sign * 65.0, 10.0, hilum[2] - 50.0)):
-            lobar = _tube(x2, y2, z, hilum, end, 3.5) & (lungs > 0) & ~main
+            lobar = tube(x2, y2, z, hilum, end, 3.5) & (lungs > 0) & ~main
             hu[lobar] = -1000.0
     lungs[main] = 0
     sig = (0.42, 0.8 / dy, 0.8 / dx)  # voxels: a slice profile about one slice wide, in-plane blur
@@ -119,3 +118,29 @@ def test_main_bronchi_excluded_on_thick_slices(spacing, carina_z, drop_mm, lung_
     zc = np.arange(hu.shape[0]) * spacing[0]
     deep = (truth > 0) & (zc[:, None, None] < min(h[2] for h in hila) - 10.0)
     assert (seg > 0)[deep].mean() > 0.99
+
+
+def test_airway_followed_past_a_narrow_carina():
+    """On the coarse grid the carina's spur and the bronchial walls can narrow each main bronchus to a pixel or two
+    for one slice; the main bronchi below are still airway (not lung), the lungs are not."""
+    from lungtrial.imaging.segmentation.airway import _airways
+
+    shape, cspacing = (40, 60, 80), np.array([4.0, 3.5, 3.5])
+    inner = np.zeros(shape, dtype=bool)
+    body = np.ones(shape, dtype=bool)
+    inner[:31, 10:50, 4:28] = True  # right lung (low x)
+    inner[:31, 10:50, 53:77] = True  # left lung
+    inner[25:, 20:25, 38:43] = True  # trachea, 5 x 5 pixels (306 mm^2)
+    inner[24, 22, 38] = inner[24, 22, 42] = True  # the carina: one pixel (12 mm^2) per bronchus
+    bronchi = np.zeros(shape, dtype=bool)
+    for k, z in enumerate(range(23, 17, -1)):  # main bronchi, 3 x 4 pixels (147 mm^2), running laterally
+        bronchi[z, 21:24, 35 - k : 39 - k] = True
+        bronchi[z, 21:24, 42 + k : 46 + k] = True
+    bronchi &= ~inner  # never touching a lung in their plane (x 30..50)
+    inner |= bronchi
+    airway = _airways(inner, body, cspacing)
+    assert airway[25:34, 20:25, 38:43].all()  # the trachea (followed caudally from the most superior 10 mm)
+    assert airway[bronchi].all()
+    lungs = np.zeros(shape, dtype=bool)
+    lungs[:31, 10:50, 4:28] = lungs[:31, 10:50, 53:77] = True
+    assert not (airway & lungs).any()
