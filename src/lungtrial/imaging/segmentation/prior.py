@@ -17,7 +17,9 @@ What the prior adds to the scan's own lungs is:
   diameter is an error, not a lesion;
 - not mostly fat (mean HU above :data:`~._grid.FAT_FLOOR_HU`): the fat of the mediastinum and of the pericardium
   that a misregistered prior covers;
-- touching the scan's own lungs (consolidation is lung that lost its air; it lies against the lung it belongs to).
+- touching the scan's own lungs (consolidation is lung that lost its air; it lies against the lung it belongs to);
+- and the thinner edges of such tissue (a band tapering along the wall, the tip of the recess), followed along the
+  candidates for at most :data:`PRIOR_EDGE_MM` from the thick part.
 
 The prior never removes anything the scan's own segmentation found.
 """
@@ -27,11 +29,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._grid import AIR_HU, BONE_HU, FAT_FLOOR_HU, LEFT, RIGHT, _ball, _bbox, _open
+from ._grid import AIR_HU, BONE_HU, FAT_FLOOR_HU, LEFT, RIGHT, _ball, _bbox, _dilate, _open
 
 #: mm. Radius of the ball that what the prior adds must hold: registration errors of up to twice this (the 95th
 #: percentile of a lung-masked deformable registration is 3-5 mm) leave shells over the wall thinner than it.
 PRIOR_THICK_MM = 3.0
+#: mm. How far the thick part continues along thinner candidate tissue: the edges of a band of consolidation that
+#: tapers along the wall or into the recess's tip.
+PRIOR_EDGE_MM = 10.0
 
 
 def prior_additions(hu: np.ndarray, labels: np.ndarray, prior: np.ndarray, spacing) -> np.ndarray:
@@ -82,6 +87,10 @@ def prior_additions(hu: np.ndarray, labels: np.ndarray, prior: np.ndarray, spaci
     added = keep[comp]
     if not added.any():
         return out
+    # the thin edges of what was added (a band tapering along the wall, the tip of the recess): continued along
+    # the candidates for at most PRIOR_EDGE_MM (a misregistered prior's shell is added only that far from a lesion)
+    step = float(sp.max())
+    added = _dilate(added, _ball(step, sp), iterations=max(1, int(round(PRIOR_EDGE_MM / step))), within=cand)
     p = prior[box]
     if p.dtype == bool or not np.isin(p[added], (RIGHT, LEFT)).all():
         # sides from the nearest voxel of the scan's own lungs
