@@ -1,4 +1,4 @@
-"""Trachea and main bronchi on the coarse grid."""
+"""Trachea and main bronchi on the coarse grid (each constant below: its unit and its anatomical reason)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,37 @@ import numpy as np
 from scipy import ndimage
 
 from ._grid import _PLANE4, _disk, _erode, _grey_grow
+
+#: mm^2. Largest axial area of an airway region: a trachea is 15-25 mm wide (up to about 500 mm^2), a main
+#: bronchus 10-16 mm; larger air regions are lung (or a trachea merged with lung on the coarse grid).
+AIRWAY_MAX_AREA_MM2 = 1500.0
+#: mm^2. Smallest axial area of the trachea where it is looked for (a lumen of 8 mm; an endotracheal tube's is
+#: 7-8 mm); smaller air regions are noise or small bronchi.
+TRACHEA_MIN_AREA_MM2 = 50.0
+#: mm. The trachea lies within this distance of the body's midline (it deviates by 10-20 mm at most, more only when
+#: a mass or a collapsed lung pulls it aside).
+TRACHEA_MIDLINE_MM = 30.0
+#: mm. The trachea is looked for in the most superior slices of this thickness that hold a candidate.
+TRACHEA_TOP_MM = 10.0
+#: mm. In-plane reach of a caudal link between airway regions of adjacent slices: oblique main bronchi move
+#: sideways by a few mm between thick slices.
+AIRWAY_LINK_MM = 4.0
+#: mm. The airway is followed within this distance of the trachea's axis in the plane (the main bronchi reach the
+#: hila 40-60 mm from the midline).
+AIRWAY_REACH_MM = 80.0
+#: Growth allowed from one slice to the next (factor, and mm^2 added): a bronchus that the carina's spur narrows for
+#: one slice is still followed; a region twice as large as the airway above it is lung.
+AIRWAY_GROWTH = 2.0
+AIRWAY_GROWTH_MM2 = 100.0
+#: mm. The main bronchi end at the hila, 20-25 mm below the carina (right) to 40-50 mm (left, longer but more
+#: horizontal); below that, bronchi belong to the lung.
+BRONCHUS_LENGTH_MM = 25.0
+#: HU. Least contrast between the bronchial lumen (air) and the lung parenchyma for the main bronchi to be told from
+#: the lung where they merge in the plane (emphysematous lung is as dark as the lumen).
+BRONCHUS_CONTRAST_HU = 50.0
+#: The trachea runs down as one region at least this share of its area in its most superior slice; below, the
+#: carina splits or widens it.
+TRACHEA_NARROWING = 0.5
 
 
 def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
@@ -35,28 +66,28 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
     bsum = body.sum(axis=(1, 2)).astype(float)
     bx = (body.sum(axis=1) * np.arange(body.shape[2])).sum(axis=1) / np.maximum(bsum, 1)
 
-    max_area = 1500.0  # mm^2; a trachea is 15-25 mm wide, a main bronchus 10-16 mm
-    medial = np.abs(cx - bx[z_of]) * dx <= 30.0
-    small = (area >= 50.0) & (area <= max_area)
+    max_area = AIRWAY_MAX_AREA_MM2
+    medial = np.abs(cx - bx[z_of]) * dx <= TRACHEA_MIDLINE_MM
+    small = (area >= TRACHEA_MIN_AREA_MM2) & (area <= max_area)
     cand = np.flatnonzero(small & medial)
     cand = cand[cand > 0]
     if cand.size == 0:
         return np.zeros_like(inner_air)
     # the trachea: most superior candidate slices (within 10 mm of the top one), largest there
     ztop = z_of[cand].max()
-    top = cand[z_of[cand] >= ztop - max(1, int(round(10.0 / dz)))]
+    top = cand[z_of[cand] >= ztop - max(1, int(round(TRACHEA_TOP_MM / dz)))]
     seed = int(top[np.argmax(area[top])])
 
     # caudal links: a small region in slice k -> regions in slice k-1 within 4 mm in the plane (oblique bronchi
     # move sideways between thick slices); only within 80 mm of the trachea's axis
     x0 = int(round(cx[seed]))
-    half = int(np.ceil(80.0 / dx))
+    half = int(np.ceil(AIRWAY_REACH_MM / dx))
     xs = slice(max(0, x0 - half), x0 + half + 1)
     # (links may pass through smaller regions: where the carina's spur and the bronchial walls blur on the coarse
     # grid, a bronchus can shrink below 50 mm^2 for a slice)
     link = area <= max_area
     sub = np.where(link[lab[: z_of[seed] + 1, :, xs]], lab[: z_of[seed] + 1, :, xs], 0)
-    ry, rx = (max(1, int(round(4.0 / s))) for s in (dy, dx))
+    ry, rx = (max(1, int(round(AIRWAY_LINK_MM / s))) for s in (dy, dx))
     upper = _grey_grow(sub[1:], np.ones((1, 2 * ry + 1, 2 * rx + 1), dtype=bool))
     lower = sub[:-1]
     m = (upper > 0) & (lower > 0)
@@ -73,7 +104,7 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
     while stack:
         a, ref = stack.pop()
         for b in children.get(a, ()):
-            if keep[b] or area[b] > max_area or area[b] > 2.0 * ref + 100.0:
+            if keep[b] or area[b] > max_area or area[b] > AIRWAY_GROWTH * ref + AIRWAY_GROWTH_MM2:
                 continue
             keep[b] = True
             stack.append((b, max(area[b], area[a])))
@@ -110,15 +141,15 @@ def _bronchus_ends(airway: np.ndarray, inner_air: np.ndarray, coarse: np.ndarray
     top_area = float(areas[-1])
     # the trachea, down from the most superior slice: one region, at least half as wide as there
     zc = zs.size - 1
-    while zc > 0 and counts[zc - 1] == 1 and areas[zc - 1] >= 0.5 * top_area:
+    while zc > 0 and counts[zc - 1] == 1 and areas[zc - 1] >= TRACHEA_NARROWING * top_area:
         zc -= 1
     zc += int(zs[0])  # the trachea's last slice; the carina lies in the next one
-    lowest = max(0, int(np.ceil(zc - 1 - 25.0 / dz)))
+    lowest = max(0, int(np.ceil(zc - 1 - BRONCHUS_LENGTH_MM / dz)))
     if lowest >= zc:
         return ends
     # the plane's box: within 80 mm of the airway
     rows, cols = np.flatnonzero(airway.any(axis=(0, 2))), np.flatnonzero(airway.any(axis=(0, 1)))
-    my, mx = int(np.ceil(80.0 / dy)), int(np.ceil(80.0 / dx))
+    my, mx = int(np.ceil(AIRWAY_REACH_MM / dy)), int(np.ceil(AIRWAY_REACH_MM / dx))
     box = (slice(max(0, rows[0] - my), rows[-1] + my + 1), slice(max(0, cols[0] - mx), cols[-1] + mx + 1))
     trachea = airway[(slice(zc, None), *box)]
     core = trachea & _erode(trachea, _PLANE4)
@@ -128,7 +159,7 @@ def _bronchus_ends(airway: np.ndarray, inner_air: np.ndarray, coarse: np.ndarray
     if not lung.any():
         return ends
     parenchyma = float(np.median(coarse[below][lung]))
-    if parenchyma - lumen < 50.0:
+    if parenchyma - lumen < BRONCHUS_CONTRAST_HU:
         return ends
     limit = 0.5 * (lumen + parenchyma)
     disk = _disk(np.sqrt(top_area / np.pi), (dy, dx))[0]
@@ -143,10 +174,8 @@ def _bronchus_ends(airway: np.ndarray, inner_air: np.ndarray, coarse: np.ndarray
         pieces, _ = ndimage.label(dark)
         hit = np.unique(pieces[near])
         sizes = np.bincount(pieces.ravel())[hit] * pix
-        tube = np.isin(pieces, hit[sizes <= 2.0 * top_area + 100.0])
+        tube = np.isin(pieces, hit[sizes <= AIRWAY_GROWTH * top_area + AIRWAY_GROWTH_MM2])
         # the partial-volume ring of the bronchial wall: air next to both the lumen and the wall (tissue)
         ring = ndimage.binary_dilation(tube, _PLANE4[1]) & ndimage.binary_dilation(~inner_air[here], _PLANE4[1])
         ends[here] = tube | (ring & air)
     return ends
-
-

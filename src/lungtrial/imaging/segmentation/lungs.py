@@ -8,16 +8,28 @@ from scipy import ndimage
 
 from ._grid import _CROSS, LEFT, RIGHT, _erode, _grey_grow, _open
 
+#: mm. Radius of the ellipsoid a ground-glass core holds: the partial-volume band between aerated lung and the
+#: chest wall, the mediastinum or the diaphragm (one or two voxels of a 1-5 mm grid) is thinner.
+HAZY_CORE_MM = 2.5
+#: mm. Joined lungs are eroded for at most this far to part them: the anterior and posterior junction lines where
+#: the two lungs touch are a few mm thick; a lung is 100 mm or more across.
+JUNCTION_MAX_MM = 30.0
+#: The smaller part of an eroded pair must hold this share of the larger one to be a lung (else a lobe's tip).
+SPLIT_MIN_SHARE = 0.1
+#: A region holding both lungs has this share of its voxels on either side of the midline at least.
+BOTH_SIDES_SHARE = 0.2
+
 
 def _hazy_structure(cspacing: np.ndarray) -> np.ndarray:
-    """Ellipsoid of radius 2.5 mm, at least one voxel along each axis (coarse grid)."""
-    r = [max(1, int(round(2.5 / s))) for s in cspacing]
+    """Ellipsoid of radius :data:`HAZY_CORE_MM`, at least one voxel along each axis (coarse grid)."""
+    r = [max(1, int(round(HAZY_CORE_MM / s))) for s in cspacing]
     grids = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
     return sum((g / k) ** 2 for g, k in zip(grids, r)) <= 1.0 + 1e-9
 
 
 def _hazy_core(hazy: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
-    """Ground-glass cores: the hazy voxels (-500 to -250 HU) that hold an ellipsoid of radius 2.5 mm (>= 1 voxel).
+    """Ground-glass cores: the hazy voxels (-500 to -250 HU) that hold an ellipsoid of radius :data:`HAZY_CORE_MM`
+    (>= 1 voxel).
 
     The partial-volume band between aerated lung and the chest wall, the mediastinum or the diaphragm (also where
     a thick slice cuts the diaphragm dome) is thinner than that and is not a core.
@@ -40,7 +52,7 @@ def _hazy_edges(lungs: np.ndarray, hazy: np.ndarray, core: np.ndarray, cspacing:
 def _split_joined(comp: np.ndarray, cspacing: np.ndarray, midline_x: float) -> np.ndarray | None:
     """Split one region holding both lungs; returns labels 1 (right) / 2 (left) or None if it is one lung."""
     eroded = comp
-    for _ in range(int(np.ceil(30.0 / cspacing[1:].min()))):
+    for _ in range(int(np.ceil(JUNCTION_MAX_MM / cspacing[1:].min()))):
         eroded = _erode(eroded, _CROSS)
         if not eroded.any():
             return None
@@ -50,7 +62,7 @@ def _split_joined(comp: np.ndarray, cspacing: np.ndarray, midline_x: float) -> n
         sizes = np.bincount(lab.ravel())
         sizes[0] = 0
         order = np.argsort(sizes)[::-1][:2]
-        if sizes[order[1]] < 0.1 * sizes[order[0]]:
+        if sizes[order[1]] < SPLIT_MIN_SHARE * sizes[order[0]]:
             continue
         cxs = [np.nonzero(lab == k)[2].mean() for k in order]
         if (cxs[0] - midline_x) * (cxs[1] - midline_x) >= 0:
@@ -98,9 +110,7 @@ def pick_lungs(cand: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing)
     sizes[0] = 0
     big = sizes * voxel_ml >= MIN_LUNG_ML
     if not big.any():
-        raise ValueError(
-            f"no lung found: the largest air region inside the body is smaller than {MIN_LUNG_ML:g} ml"
-        )
+        raise ValueError(f"no lung found: the largest air region inside the body is smaller than {MIN_LUNG_ML:g} ml")
     midline_x = _midline_x(body)
     objs = ndimage.find_objects(lab)
     touched = np.zeros(n + 1, dtype=bool)
@@ -114,7 +124,7 @@ def pick_lungs(cand: np.ndarray, body: np.ndarray, airway: np.ndarray, cspacing)
             sl = objs[k - 1]
             comp = lab[sl] == k
             xs = np.nonzero(comp)[2] + sl[2].start
-            both = min(np.count_nonzero(xs < midline_x), np.count_nonzero(xs >= midline_x)) > 0.2 * xs.size
+            both = min(np.count_nonzero(xs < midline_x), np.count_nonzero(xs >= midline_x)) > BOTH_SIDES_SHARE * xs.size
             split = _split_joined(comp, cspacing, midline_x - sl[2].start) if both else None
             if split is not None:
                 view = out[sl]
