@@ -19,6 +19,16 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [_src, os.getenv("PYTHONPATH")]))
 )
 
+# Lock files left by a run that was killed are removed when no other Snakemake process of this workflow is alive in
+# the folder, so that the plain `snakemake --cores N` resumes it (lungtrial.runlock, docs/reruns.md).
+if workflow.is_main_process:
+    from lungtrial.runlock import release_stale_locks
+
+    if release_stale_locks():
+        print(
+            "lungtrial: removed the locks left by an interrupted run", file=sys.stderr
+        )
+
 
 report: "workflow/report/workflow.rst"
 

@@ -1,9 +1,11 @@
 """Speed of the statistics and plots on synthetic tidy tables of growing trial size (prints a table; not a test).
 
-Builds tables with the clinical stage's columns (subjects, labs, scans; 4 visits, 12 analytes) for ``n`` subjects
-per arm, then times each :mod:`lungtrial.stats` table and each :mod:`lungtrial.plots` figure (PNG + SVG written
-to a temporary folder) as the workflow's scripts call them. Reports wall time in seconds per step and the peak
-RSS of the process in MiB.
+Builds tables with the clinical stage's columns (subjects, labs, scans; 4 visits, 10 analytes) for ``n`` subjects
+per arm, then times the :mod:`lungtrial.stats` comparisons (a binary and a continuous comparison, imaging change,
+survival with the Cox model, the mixed models of every outcome: visit factor with Satterthwaite df, study day
+with random slopes, visit factor with nlme's df) and each :mod:`lungtrial.plots` figure (PNG + SVG written to a
+temporary folder) as the workflow's scripts call them. Reports wall time in seconds per step and the peak RSS of
+the process in MiB.
 
 Run: ``python benchmarks/bench_stats.py`` (default sizes 9, 100, 1000 per arm; ``--sizes 9 50`` for others).
 """
@@ -115,13 +117,22 @@ def main() -> None:
         colors = plots.arm_colors(arms)
         visits = list(VISITS)
         change = stats.change_from_baseline(scans, list(stats.IMAGING_ENDPOINTS), visits)
+        fever = subjects["fever"].astype(bool)
+        arm = subjects["arm"]
         steps = {
-            "table1": lambda: stats.table1(subjects, labs, scans, arms),
-            "binary_outcomes": lambda: stats.binary_outcomes(subjects, None, REF, TRT, 3),
-            "continuous_outcomes": lambda: stats.continuous_outcomes(subjects, labs, REF, TRT, 3),
+            "compare_binary": lambda: stats.compare_binary(fever[arm == REF], fever[arm == TRT], REF, TRT, 3),
+            "compare_continuous": lambda: stats.compare_continuous(
+                subjects.loc[arm == REF, "age"], subjects.loc[arm == TRT, "age"], REF, TRT, 3
+            ),
             "imaging_change": lambda: stats.imaging_change(scans, visits, REF, TRT, 3),
             "survival": lambda: stats.survival(subjects, REF, TRT, 3),
-            "mixed_models": lambda: stats.mixed_models(scans, labs, REF, TRT, 3),
+            "mixed_models_visit": lambda: stats.mixed_models(scans, labs, REF, TRT, 3, time="visit", visits=visits),
+            "mixed_models_slope": lambda: stats.mixed_models(
+                scans, labs, REF, TRT, 3, time="continuous", random_slope=True, visits=visits
+            ),
+            "mixed_models_nlme_df": lambda: stats.mixed_models(
+                scans, labs, REF, TRT, 3, time="visit", df_method="between-within", visits=visits
+            ),
             "plot_trajectories": lambda: plots.plot_trajectories(plots.labs_long(labs), arms, colors, "Labs"),
             "plot_change": lambda: plots.plot_change_by_visit(
                 change, visits[1:], arms, colors, stats.IMAGING_ENDPOINTS

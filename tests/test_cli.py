@@ -66,7 +66,7 @@ def test_unmeasurable_scan_one_line_on_stderr(tmp_path, strict):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert "P01-D00" in lines[0] and "Traceback" not in proc.stderr
+    assert "scan scan excluded" in lines[0] and "P01-D00" not in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "out" / "metrics.csv").exists() != strict
 
 
@@ -88,7 +88,7 @@ def test_demo_then_quantify(tmp_path, capsys):
     code = main(["quantify", str(folder), *options])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert out.out.startswith(f"{scans['scan_id'].iloc[0]}: lung ")
+    assert out.out.startswith("scan: lung ")  # the folder's name (here the scan ID) is never used
     assert (tmp_path / "out" / "opacity.nii.gz").exists()
 
 
@@ -123,14 +123,15 @@ def test_implausible_lungs_excluded_or_measured_with_the_switch(tmp_path, capsys
     assert pd.read_csv(tmp_path / "anyway" / "metrics.csv").loc[0, "status"] == "ok"
 
 
-def test_a_folder_named_by_a_dicom_uid_does_not_name_the_scan(tmp_path, capsys):
-    """PACS exports name folders by the study's or series' UID (an identifier): it never becomes the scan ID."""
-    from lungtrial.cli import _folder_scan_id
-
+def test_a_folder_name_never_names_the_scan(tmp_path, capsys):
+    """PACS exports name folders by the patient's ID or the study's UID (identifiers): without --scan-id the scan
+    is called 'scan', and a missing folder is not named back."""
     uid = tmp_path / "1.3.6.1.4.1.14519.5.2.1.6279.6001.179049373636438705059720603192"
     uid.mkdir()
-    assert _folder_scan_id(uid) == "scan"
-    assert "--scan-id" in capsys.readouterr().err
-    named = tmp_path / "P01-D07"
-    named.mkdir()
-    assert _folder_scan_id(named) == "P01-D07"
+    (uid / "notes.txt").write_text("not a DICOM file")
+    assert main(["quantify", str(uid), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "scan scan excluded" in err and uid.name not in err
+    assert uid.name not in (tmp_path / "out" / "metrics.csv").read_text()
+    assert main(["quantify", str(tmp_path / "DOE_JOHN"), "--out", str(tmp_path / "out")]) == 1
+    assert "DOE_JOHN" not in capsys.readouterr().err

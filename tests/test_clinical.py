@@ -220,7 +220,7 @@ S3,,2020-02-01,2020-13-03,,50,false
 """,
     )
     with pytest.raises(InputError) as err:
-        clinical.read_subjects(path)
+        clinical.read_subjects(path, {"fever": "bool"})  # the analysis plan reads fever as a yes/no outcome
     msg = str(err.value)
     assert "subjects.csv, row 2: fever 'maybe' (expected true or false)" in msg
     assert "subjects.csv, row 2: subject_id 'S1' (expected a value not used in another row)" in msg
@@ -228,11 +228,18 @@ S3,,2020-02-01,2020-13-03,,50,false
     assert "subjects.csv, row 3: age '-3' (expected a number >= 0)" in msg
     assert "subjects.csv, row 4: arm (empty) (expected a value)" in msg
     assert "subjects.csv, row 4: day0_date '2020-13-03' (expected an ISO date YYYY-MM-DD)" in msg
+    # a column no plan names is not read, so its values are not checked
+    with pytest.raises(InputError) as err:
+        clinical.read_subjects(path)
+    assert "fever" not in str(err.value)
 
 
 def test_subject_table_outcomes_and_censoring(tmp_path, subjects, catalog):
     labs, _ = read(tmp_path, subjects, catalog, "S2,2020-02-12 10:00,CRP,5,mg/L")
     table = clinical.subject_table(subjects, labs).set_index("subject_id")
+    # outcome columns the plan does not name are read as text; named ones by their kind
+    planned = clinical.read_subjects(tmp_path / "subjects.csv", {"mechanical_ventilation": "bool"})
+    planned = clinical.subject_table(planned, labs).set_index("subject_id")
     assert "name" not in table.columns
     s1, s2 = table.loc["S1"], table.loc["S2"]
     assert s1["length_of_stay_days"] == 19 and s1["days_to_discharge"] == 17 and s1["discharged"]
@@ -240,7 +247,9 @@ def test_subject_table_outcomes_and_censoring(tmp_path, subjects, catalog):
     # S2: not discharged, symptoms not resolved -> censored at the last contact (lab on day 10)
     assert not s2["discharged"] and s2["days_to_discharge"] == 10 and np.isnan(s2["length_of_stay_days"])
     assert not s2["symptom_resolved"] and s2["days_to_symptom_resolution"] == 10
-    assert s1["oxygen_support"] == "low-flow" and not s1["mechanical_ventilation"] and s2["mechanical_ventilation"]
+    assert s1["oxygen_support"] == "low-flow" and s1["mechanical_ventilation"] == "false"
+    assert planned["mechanical_ventilation"].dtype == "boolean"
+    assert planned["mechanical_ventilation"].tolist() == [False, True]
 
 
 def test_adverse_events(tmp_path, subjects):
@@ -336,8 +345,13 @@ def test_assign_visits_picks_one_row_per_window():
         }
     )
     visits = clinical.assign_visits(frame, windows, by=["subject_id"])
-    # A: baseline = last on/before day 0 (0.3 is on day 0); day7 = closest to 7, tie 6 vs 8 -> earlier
-    assert visits.tolist() == ["", "baseline", "", "day7", "", "", "day28", "", "baseline", "day7"]
+    # dated rows (no time of day): baseline = the last dated on or before day 0, never after the first dose; A's
+    # 0.3 is on day 0, B's only row in the window is on day 1 (after the dose: no baseline); day7 = closest to 7,
+    # tie 6 vs 8 -> earlier
+    assert visits.tolist() == ["", "baseline", "", "day7", "", "", "day28", "", "", "day7"]
+    # timed rows with the first dose at 06:00 (0.25): A's 07:12 sample (0.3) follows it, its day -2 one is baseline
+    timed = clinical.assign_visits(frame, windows, by=["subject_id"], first_dose_day=0.25)
+    assert timed.tolist()[:3] == ["baseline", "", ""]
     prefer = pd.Series([True, False, True, False, True, True, True, True, True, True])
     visits = clinical.assign_visits(frame, windows, by=["subject_id"], prefer=prefer)
     assert visits.tolist()[:5] == ["baseline", "", "", "", "day7"]
@@ -415,7 +429,8 @@ def test_scan_table_and_dictionary(tmp_path, subjects, catalog):
 
 
 def test_write_table_csv_and_parquet(tmp_path, subjects, catalog):
-    labs, _ = read(tmp_path, subjects, catalog, "S1,2020-02-03 08:30,CRP,<1,mg/L")
+    # day 0 at 08:30, before a first dose at 09:00: the baseline value
+    labs, _ = read(tmp_path, subjects, catalog, "S1,2020-02-03 08:30,CRP,<1,mg/L", first_dose_day=0.375)
     clinical.write_table(labs, tmp_path / "out" / "labs.csv", tmp_path / "out" / "labs.parquet")
     text = (tmp_path / "out" / "labs.csv").read_text()
     assert "2020-02-03 08:30" in text
@@ -455,11 +470,13 @@ clinical:
   lab_window_days: 2
   visits: {{baseline: [-3, 1], day7: [5, 10]}}
 imaging: {{series: {{}}, lesion_masks: {{}}}}
+stats: {{reference_arm: armA, treatment_arm: armB}}
 """,
     )
     write(
         tmp_path / "subjects.csv",
-        "subject_id,arm,admission_date,day0_date,discharge_date\nP1,armA,2020-02-01,2020-02-02,2020-02-20",
+        "subject_id,arm,admission_date,day0_date,discharge_date\nP1,armA,2020-02-01,2020-02-02,2020-02-20\n"
+        "P2,armB,2020-02-01,2020-02-02,",
     )
     write(tmp_path / "scans.csv", "scan_id,subject_id,scan_date,dicom_dir\nP1-a,P1,2020-02-02,x")
     labs_file(tmp_path, "P1,2020-02-02 07:00,CRP,<0.5,mg/dL\nP1,2020-02-09 07:00,CRP,12,mg/L")
@@ -477,7 +494,7 @@ imaging: {{series: {{}}, lesion_masks: {{}}}}
     tables = tmp_path / "results" / "tables"
     scans = pd.read_parquet(tables / "scans.parquet")
     assert scans[["visit", "crp", "crp_censored", "crp_gap_days"]].values.tolist() == [["baseline", 5.0, "<", 0.0]]
-    assert pd.read_csv(tables / "subjects.csv")["n_scans"].tolist() == [1]
+    assert pd.read_csv(tables / "subjects.csv")["n_scans"].tolist() == [1, 0]
     assert (tables / "data_dictionary.csv").exists() and (tables / "adverse_events.parquet").exists()
 
     with metrics.open("a") as f:

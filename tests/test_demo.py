@@ -347,8 +347,17 @@ def test_labs_have_the_listed_mess():
 def test_write_clinical_sheets(tmp_path):
     d = design(n_per_arm=4, seed=3)
     write_clinical(d, tmp_path)
-    subjects = pd.read_csv(tmp_path / "subjects.csv", dtype=str)
-    assert list(subjects.columns) == SUBJECT_COLUMNS
+    subjects = pd.read_csv(tmp_path / "subjects.csv", dtype=str, keep_default_na=False)
+    # the design's columns, then the outcomes the analysis plan reads besides them
+    plan_columns = ["low_flow_oxygen", "high_flow_oxygen", "fatigue", "days_to_death"]
+    assert list(subjects.columns) == SUBJECT_COLUMNS + plan_columns
+    for col in ("low_flow_oxygen", "high_flow_oxygen", "fatigue"):
+        assert set(subjects[col]) <= {"true", "false"}
+    highest = subjects.set_index("subject_id")["oxygen_support"]
+    assert set(highest) <= {"none", "low-flow", "high-flow", "mechanical ventilation"}
+    ventilated = subjects.loc[subjects["mechanical_ventilation"] == "true", "subject_id"]
+    assert (highest[ventilated] == "mechanical ventilation").all()
+    assert (subjects["days_to_death"] == "").all() and subjects["discharge_date"].ne("").all()  # all discharged alive
     for col in ("mechanical_ventilation", "fever", "cough", "dyspnoea", "infusion_adverse_event"):
         assert set(subjects[col]) <= {"true", "false"}
     ae = pd.read_csv(tmp_path / "adverse_events.csv", dtype=str)

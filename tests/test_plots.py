@@ -41,7 +41,7 @@ def tables():
                     "scan_id": f"{sid}-{day}",
                     "subject_id": sid,
                     "arm": arm,
-                    "study_day": day + i % 2,
+                    "study_day": day - i % 2,  # a baseline CT is on or before day 0 (before the first dose)
                     "visit": visit,
                     "status": status,
                     "pct_opacity": op,

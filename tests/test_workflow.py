@@ -185,6 +185,7 @@ def _sheet_config(workdir: Path, subjects: str, scans: str) -> None:
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["demo"] = False
     config["sheets"] = {"subjects": "subjects.csv", "scans": "scans.csv", "labs": [], "adverse_events": ""}
+    config["analysis"] = {}  # a plan with no outcomes: the sheets need no outcome columns
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -194,10 +195,10 @@ SUBJECTS = "subject_id,arm,admission_date,day0_date,discharge_date\nS1,A,2020-01
 @pytest.mark.parametrize(
     "subjects, scans, expected",
     [
-        (SUBJECTS, "scan_id,subject_id,scan_date,dicom_dir\nX1,S1,2020/01/05,d\n", r"scans\.csv.*row 0.*2020/01/05"),
+        (SUBJECTS, "scan_id,subject_id,scan_date,dicom_dir\nX1,S1,2020/01/05,d\n", r"scans\.csv.*row 2.*2020/01/05"),
         (SUBJECTS, "scan_id,subject_id,scan_date,dicom_dir\nX1,S9,2020-01-05,d\n", r"scans\.csv.*S9"),
-        (SUBJECTS, "scan_id,subject_id,scan_date,dicom_dir\nX1,S1,2020-01-05,d\nX1,S1,2020-01-09,e\n", r"duplicate scan_id X1"),
-        (SUBJECTS.replace("2020-01-02", "02.01.2020"), "scan_id,subject_id,scan_date,dicom_dir\n", r"subjects\.csv.*row 0.*02\.01\.2020"),
+        (SUBJECTS, "scan_id,subject_id,scan_date,dicom_dir\nX1,S1,2020-01-05,d\nX1,S1,2020-01-09,e\n", r"scan_id 'X1' \(expected a value not used in another row\)"),
+        (SUBJECTS.replace("2020-01-02", "02.01.2020"), "scan_id,subject_id,scan_date,dicom_dir\n", r"subjects\.csv.*row 2.*02\.01\.2020"),
     ],
 )
 def test_bad_sheet_is_a_clear_error(tmp_path, subjects, scans, expected):

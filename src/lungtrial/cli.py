@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from pathlib import Path
 
@@ -36,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
     q.add_argument(
         "--scan-id",
-        help="scan ID used in outputs and the QC title (default: the folder's name, unless it is a DICOM UID)",
+        help="scan ID used in outputs and the QC title (default: 'scan'; the folder's name is never used: folder "
+        "names are often patient IDs or DICOM UIDs)",
     )
     q.add_argument(
         "--preset",
@@ -118,29 +118,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: A DICOM UID (PS3.5 9.1): digits and dots, at most 64 characters. PACS exports often name folders by the study's
-#: or series' UID, which identifies the patient's examination.
-_UID = re.compile(r"^[0-9]+(\.[0-9]+){3,}$")
-
-
-def _folder_scan_id(folder: Path) -> str:
-    """The folder's name as scan ID, unless it is a DICOM UID (an identifier): then "scan"."""
-    name = folder.resolve().name
-    if _UID.match(name) and len(name) <= 64:
-        print(
-            "lungtrial: the folder is named by a DICOM UID; the scan is called 'scan' in the outputs (give --scan-id)",
-            file=sys.stderr,
-        )
-        return "scan"
-    return name
+#: The scan's name in the outputs when --scan-id is not given. Never the folder's name: PACS exports name folders by
+#: the patient's ID or name, or by the study's or series' UID, which identifies the examination.
+DEFAULT_SCAN_ID = "scan"
 
 
 def _quantify(args: argparse.Namespace) -> int:
     from lungtrial.quantify import quantify_scan
 
-    scan_id = args.scan_id or _folder_scan_id(args.dicom_folder)
+    scan_id = args.scan_id or DEFAULT_SCAN_ID
     if not args.dicom_folder.is_dir():
-        raise FileNotFoundError(f"{args.dicom_folder}: not a folder; expected the scan's DICOM folder")
+        # the path is the user's own argument, not repeated: it may hold identifiers, and stderr often goes to a log
+        raise FileNotFoundError("DICOM_FOLDER is not a folder; expected the scan's DICOM folder")
     result = quantify_scan(
         args.dicom_folder,
         scan_id,
@@ -193,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _quantify(args) if args.command == "quantify" else _demo(args)
     except (InputError, OSError) as exc:
-        message = " ".join(str(exc).split())
+        if isinstance(exc, OSError) and exc.filename is not None:  # paths may hold identifiers: not repeated
+            message = f"{exc.strerror or type(exc).__name__} (a file of DICOM_FOLDER or --out; path not shown)"
+        else:
+            message = " ".join(str(exc).split())
         print(f"lungtrial {args.command}: {message}", file=sys.stderr)
         return 1
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,12 +34,11 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from lungtrial.errors import InputError
+from lungtrial.errors import InputError, problem_list
 from lungtrial.wfutil import atomic_path
 
 log = logging.getLogger(__name__)
 
-SUBJECT_BOOL_COLUMNS = ("mechanical_ventilation", "fever", "cough", "dyspnoea", "infusion_adverse_event")
 SHEET_SUBJECT_COLUMNS = (
     "subject_id",
     "arm",
@@ -163,10 +163,11 @@ def load_catalog(units_csv: str | Path, analytes_csv: str | Path) -> LabCatalog:
             raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     labels: dict[str, str] = {}
     names: dict[str, str] = {}
-    for idx, row in analytes.iterrows():
+    for _, row in analytes.iterrows():
         slug = str(row["analyte"]).strip()
         if not re.fullmatch(r"[a-z0-9_]+", slug) or slug in labels:
-            problems.append(f"{analytes_csv}, row {_row(idx)}: analyte slug {slug!r} is not a new [a-z0-9_] slug")
+            where = f"{analytes_csv}, row {row['source_row']}"
+            problems.append(f"{where}: analyte slug {slug!r} is not a new [a-z0-9_] slug")
             continue
         labels[slug] = str(row["label"]).strip()
         synonyms = row.get("synonyms")
@@ -174,12 +175,12 @@ def load_catalog(units_csv: str | Path, analytes_csv: str | Path) -> LabCatalog:
         for name in candidates:
             key = _name_key(name)
             if key and names.setdefault(key, slug) != slug:
-                problems.append(f"{analytes_csv}, row {_row(idx)}: synonym {name!r} already names {names[key]}")
+                problems.append(f"{analytes_csv}, row {row['source_row']}: synonym {name!r} already names {names[key]}")
     canonical: dict[str, str] = {}
     factors: dict[tuple[str, str], float] = {}
-    for idx, row in units.iterrows():
+    for _, row in units.iterrows():
         slug = str(row["analyte"]).strip()
-        where = f"{units_csv}, row {_row(idx)}"
+        where = f"{units_csv}, row {row['source_row']}"
         if slug not in labels:
             problems.append(f"{where}: analyte {slug!r} is not in {analytes_csv}")
             continue
@@ -197,7 +198,7 @@ def load_catalog(units_csv: str | Path, analytes_csv: str | Path) -> LabCatalog:
             canonical[slug] = str(row["unit"]).strip()
     problems += [f"{units_csv}: no canonical unit for analyte {slug}" for slug in labels if slug not in canonical]
     if problems:
-        raise InputError("unit tables are invalid:\n  " + "\n  ".join(problems))
+        raise InputError(problem_list("unit tables are invalid", problems))
     return LabCatalog(labels=labels, units=canonical, names=names, factors=factors)
 
 
@@ -207,28 +208,155 @@ def _row(index: int) -> int:
     return int(index) + 2
 
 
+_SEPARATORS = (",", "\t", ";")
+_EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+
+
 def _read_text_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV, TSV or Excel (.xlsx, first sheet) table with every cell as text, empty cells as NaN.
 
-    Column names are stripped of surrounding blanks. The frame index is the 0-based data row.
+    Text files are UTF-8 (a byte-order mark is allowed; UTF-16 with its mark too, as Excel's "Unicode text"
+    writes it). The separator is the one of ``,``, tab and ``;`` found most often in the header line (tab for a
+    ``.tsv`` file). Lines whose first cell starts with ``#`` are comments; comment and blank lines are skipped.
+    Cells and column names are stripped of surrounding blanks; columns with neither a name nor a value (trailing
+    separators) are dropped.
+
+    Returns
+    -------
+    DataFrame
+        The header's columns as text, plus ``source_row``: the row as a spreadsheet numbers it (the file's line
+        for a text file; the header is row 1 when it is the first line), for error messages. Indexed 0..n-1.
+
+    Raises
+    ------
+    InputError
+        One line naming the file (and the row) when the file is missing, empty, not text, or its rows do not fit
+        the header.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file does not exist")
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        table = pd.read_excel(path, sheet_name=0, dtype=str, keep_default_na=False, na_values=[""])
+    if not path.is_file():
+        raise InputError(f"{path}: is a folder, expected a CSV, TSV or .xlsx file")
+    suffix = path.suffix.lower()
+    if suffix in (".xls", ".ods", ".numbers"):
+        raise InputError(f"{path}: {suffix} workbooks are not read; expected CSV, TSV or .xlsx (save it as one)")
+    if suffix in _EXCEL_SUFFIXES:
+        header, records = _excel_records(path)
     else:
-        table = pd.read_csv(
-            path,
-            sep="\t" if path.suffix.lower() == ".tsv" else ",",
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            skipinitialspace=True,
+        header, records = _text_records(path, "\t" if suffix == ".tsv" else None)
+    return _table(path, header, records)
+
+
+def _excel_records(path: Path) -> tuple[tuple[int, list[str]], list[tuple[int, list[str]]]]:
+    """Header and data rows (spreadsheet row number, cells as text) of the first sheet of a workbook."""
+    try:
+        sheet = pd.read_excel(path, sheet_name=0, header=None, dtype=object)
+    except Exception as exc:  # openpyxl and zipfile raise many kinds for a damaged or foreign file
+        kind = type(exc).__name__
+        raise InputError(f"{path}: cannot be read as an Excel workbook ({kind}); expected .xlsx") from None
+    rows = []
+    for number, values in zip(sheet.index, sheet.itertuples(index=False)):
+        rows.append((int(number) + 1, ["" if _blank(v) else _excel_text(v) for v in values]))
+    rows = [(n, cells) for n, cells in rows if any(cells) and not cells[0].startswith("#")]
+    if not rows:
+        raise InputError(f"{path}: the first sheet is empty; expected a header row naming the columns")
+    return rows[0], rows[1:]
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT
+
+
+def _excel_text(value: object) -> str:
+    """A workbook cell as the text a CSV export would hold: dates ISO, whole numbers without ``.0``."""
+    if isinstance(value, pd.Timestamp) or hasattr(value, "isoformat"):
+        stamp = pd.Timestamp(value)
+        return f"{stamp:%Y-%m-%d}" if stamp == stamp.normalize() else f"{stamp:%Y-%m-%d %H:%M:%S}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _text_records(path: Path, sep: str | None) -> tuple[tuple[int, list[str]], list[tuple[int, list[str]]]]:
+    """Header and data rows (line number, cells) of a CSV/TSV file; comments and blank lines skipped."""
+    import csv
+    import io
+
+    data = path.read_bytes()
+    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise InputError(
+            f"{path}: is an Excel workbook, not CSV text; expected a .csv/.tsv text file (or name it .xlsx)"
         )
-    table.columns = [str(c).strip() for c in table.columns]
-    table = table.apply(lambda col: col.str.strip())
-    return table.replace("", np.nan).reset_index(drop=True)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = data.decode("utf-16")
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise InputError(
+                f"{path}, row {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; expected a UTF-8 file "
+                "(in Excel: save as 'CSV UTF-8')"
+            ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise InputError(f"{path}, row {line}: a NUL character; expected a CSV/TSV text file")
+    lines = text.splitlines()
+    first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), None)
+    if first is None:
+        raise InputError(f"{path}: the file is empty; expected a header row naming the columns")
+    if sep is None:
+        sep = max(_SEPARATORS, key=first.count) if any(s in first for s in _SEPARATORS) else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    rows: list[tuple[int, list[str]]] = []
+    line = 0
+    try:
+        for cells in reader:
+            start, line = line + 1, reader.line_num
+            cells = [c.strip() for c in cells]
+            if any(cells) and not cells[0].startswith("#"):
+                rows.append((start, cells))
+    except csv.Error as exc:
+        raise InputError(f"{path}, row {line + 1}: not readable as CSV ({exc})") from None
+    return rows[0], rows[1:]
+
+
+def _table(
+    path: Path, header: tuple[int, list[str]], records: list[tuple[int, list[str]]]
+) -> pd.DataFrame:
+    """Data rows checked against the header, as a frame of text cells (NaN when empty) with ``source_row``."""
+    header_row, names = header
+    width = max([len(names), *(len(cells) for _, cells in records)])
+    names = names + [""] * (width - len(names))
+    cells = [row + [""] * (width - len(row)) for _, row in records]
+    keep = [j for j, name in enumerate(names) if name or any(row[j] for row in cells)]
+    for j in keep:
+        if not names[j]:
+            n, row = next((n, row) for n, row in records if j < len(row) and row[j])
+            raise InputError(
+                f"{path}, row {n}: a value {row[j]!r} in column {j + 1}, which has no name in the header (row "
+                f"{header_row}); expected as many cells as header columns (a value holding the separator must be "
+                "quoted)"
+            )
+    seen: set[str] = set()
+    for j in keep:
+        if names[j] in seen:
+            raise InputError(f"{path}, row {header_row}: column {names[j]!r} appears twice in the header")
+        seen.add(names[j])
+    values = [[row[j] or np.nan for j in keep] for row in cells]
+    table = pd.DataFrame(values, columns=[names[j] for j in keep], dtype=object)
+    return table.assign(source_row=pd.Series([n for n, _ in records], dtype=int))
+
+
+def _missing_columns(path: Path, missing: Sequence[str], table: pd.DataFrame) -> str:
+    """The message of a sheet without required columns: which are missing and which the header holds."""
+    found = [c for c in table.columns if c != "source_row"]
+    hint = "; columns are separated by ',', ';' or tab" if len(found) == 1 else ""
+    return (
+        f"{path}, row 1: missing column(s) {', '.join(missing)} (the header has {', '.join(found) or 'nothing'}; "
+        f"expected the columns of config/README.md{hint})"
+    )
 
 
 def _parse_bool(text: object) -> bool | None:
@@ -271,9 +399,14 @@ def parse_value(text: str) -> tuple[float, str]:
     return float(match.group(2)), censored
 
 
+_ISO_DATE_RE = r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
+
+
 def _iso_dates(series: pd.Series) -> pd.Series:
-    """Text -> Timestamp (ISO 8601 dates or date-times), NaT where empty or not ISO."""
-    return pd.to_datetime(series, errors="coerce", format="ISO8601")
+    """Text -> Timestamp, NaT where empty, not a calendar date (``2020-02-30``) or not written ``YYYY-MM-DD`` with
+    an optional local time ``HH:MM[:SS]`` (``2020/02/17``, ``2020-02``, ``17.02.2020`` and time zones are NaT)."""
+    text = series.astype("string").str.strip()
+    return pd.to_datetime(text.where(text.str.fullmatch(_ISO_DATE_RE).fillna(False)), errors="coerce", format="ISO8601")
 
 
 def _lower_columns(table: pd.DataFrame, wanted: Iterable[str]) -> pd.DataFrame:
@@ -362,18 +495,21 @@ def _sheet_messages(frame: pd.DataFrame, cases: pd.DataFrame, path: Path) -> lis
 
 
 # ---------------------------------------------------------------------------------------------------- subjects
-def read_subjects(path: str | Path) -> pd.DataFrame:
+def read_subjects(path: str | Path, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Read and validate the subjects sheet (one row per subject).
 
     Parameters
     ----------
     path : path
         CSV/TSV/xlsx with at least ``subject_id, arm, admission_date, day0_date``; optional ``discharge_date``
-        (empty: not discharged, censored), ``age`` (years), ``sex``, ``severity``, ``oxygen_support`` (text,
-        e.g. none / low-flow / high-flow), boolean columns ``mechanical_ventilation, fever, cough, dyspnoea,
-        infusion_adverse_event`` (true/false) and ``days_to_symptom_resolution`` (days from day 0; empty: not
-        resolved, censored).
-        Other columns are ignored (and never copied to outputs).
+        (empty: not discharged, censored), ``age`` (years), ``sex``, ``severity``, ``mechanical_ventilation,
+        oxygen_support, fever, cough, dyspnoea, infusion_adverse_event`` (kept as text unless ``columns`` names
+        their kind) and ``days_to_symptom_resolution`` (days from day 0; empty: not resolved, censored).
+        Other columns are ignored (and never copied to outputs) unless named in ``columns``.
+    columns : mapping, optional
+        Further sheet columns the analysis plan reads (:meth:`lungtrial.stats.Plan.subject_columns`), with their
+        kind: ``bool`` (true/false, parsed to nullable booleans), ``number`` (>= 0, float) or ``text``. A column
+        named here must be in the sheet.
 
     Returns
     -------
@@ -391,11 +527,19 @@ def read_subjects(path: str | Path) -> pd.DataFrame:
     raw = _read_text_table(path)
     missing = [c for c in ("subject_id", "arm", "admission_date", "day0_date") if c not in raw.columns]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise InputError(_missing_columns(path, missing, raw))
+    if raw.empty:
+        raise InputError(f"{path}: no rows below the header; expected one row per subject")
+    columns = dict(columns or {})
+    missing = [c for c in columns if c not in raw.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} named by the analysis plan (config analysis)")
+    bool_columns = [c for c, kind in columns.items() if kind == "bool"]
+    number_columns = [c for c, kind in columns.items() if kind == "number" and c not in ("age",)]
     for col in SHEET_SUBJECT_COLUMNS:
         if col not in raw.columns:
             raw[col] = np.nan
-    raw = raw.assign(source_file=str(path), source_row=[_row(i) for i in raw.index])
+    raw = raw.assign(source_file=str(path))
 
     def iso(nullable: bool) -> pa.Column:
         return pa.Column(
@@ -426,22 +570,24 @@ def read_subjects(path: str | Path) -> pd.DataFrame:
             "discharge_date": iso(True),
             "age": number(),
             "days_to_symptom_resolution": number(),
+            **{col: number() for col in number_columns},
             **{
                 col: pa.Column(object, pa.Check(_is_bool_text, error="true or false"), nullable=True)
-                for col in SUBJECT_BOOL_COLUMNS
+                for col in bool_columns
             },
         },
         checks=[pa.Check(stay_order, error="admission_date <= day0_date <= discharge_date", ignore_na=False)],
     )
     problems = _sheet_messages(raw, _failures(schema, raw), path)
     if problems:
-        raise InputError("subjects sheet is invalid:\n  " + "\n  ".join(_sorted(problems)))
-    out = raw[[*SHEET_SUBJECT_COLUMNS, "source_file", "source_row"]].copy()
+        raise InputError(problem_list("subjects sheet is invalid", _sorted(problems)))
+    extra = [c for c in columns if c not in SHEET_SUBJECT_COLUMNS]
+    out = raw[[*SHEET_SUBJECT_COLUMNS, *extra, "source_file", "source_row"]].copy()
     for col in ("admission_date", "day0_date", "discharge_date"):
         out[col] = _iso_dates(out[col]).dt.normalize()
-    for col in ("age", "days_to_symptom_resolution"):
+    for col in ("age", "days_to_symptom_resolution", *number_columns):
         out[col] = pd.to_numeric(out[col]).astype(float)
-    for col in SUBJECT_BOOL_COLUMNS:
+    for col in bool_columns:
         out[col] = out[col].map(_parse_bool).astype("boolean")
     return out
 
@@ -465,7 +611,7 @@ def subject_table(subjects: pd.DataFrame, labs: pd.DataFrame | None = None) -> p
         contact. Last contact = the later of discharge and the last lab sample (whole study days); NaN when
         neither is known.
     """
-    out = subjects[list(SHEET_SUBJECT_COLUMNS)].copy()
+    out = subjects.drop(columns=["source_file", "source_row"], errors="ignore").copy()
     discharged = out["discharge_date"].notna()
     to_discharge = (out["discharge_date"] - out["day0_date"]).dt.days.astype(float)
     last = to_discharge.copy()
@@ -479,6 +625,138 @@ def subject_table(subjects: pd.DataFrame, labs: pd.DataFrame | None = None) -> p
     out["days_to_symptom_resolution"] = out["days_to_symptom_resolution"].where(resolved, last)
     out["symptom_resolved"] = resolved
     return out.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------------- scans
+SCAN_SHEET_COLUMNS = ("scan_id", "subject_id", "scan_date", "study_day", "dicom_dir")
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+def read_scans(path: str | Path, subjects: pd.DataFrame) -> pd.DataFrame:
+    """Read and validate the scans sheet (one row per CT scan).
+
+    Parameters
+    ----------
+    path : path
+        CSV/TSV/xlsx with ``scan_id`` (unique; letters, digits, ``.``, ``_``, ``-``: it names the scan's results
+        folder), ``subject_id`` (of the subjects sheet), ``scan_date`` (ISO date) or ``study_day`` (whole days
+        from day 0; used where ``scan_date`` is empty) and ``dicom_dir`` (the study folder, relative to the
+        sheet's folder unless absolute; one folder per scan). Other columns are ignored.
+    subjects : DataFrame
+        From :func:`read_subjects`.
+
+    Returns
+    -------
+    DataFrame
+        ``scan_id, subject_id, scan_date`` (Timestamp, midnight), ``study_day`` (int, days from day 0),
+        ``dicom_dir`` (resolved against the sheet's folder), ``source_file``, ``source_row``; in sheet order.
+
+    Raises
+    ------
+    InputError
+        Lists every problem with file, row, column, value and what was expected. A ``dicom_dir`` is never
+        quoted: folder names may identify the patient.
+    """
+    path = Path(path)
+    raw = _lower_columns(_read_text_table(path), SCAN_SHEET_COLUMNS)
+    missing = [c for c in ("scan_id", "subject_id", "dicom_dir") if c not in raw.columns]
+    if "scan_date" not in raw.columns and "study_day" not in raw.columns:
+        missing.append("scan_date (or study_day)")
+    if missing:
+        raise InputError(_missing_columns(path, missing, raw))
+    if raw.empty:
+        raise InputError(f"{path}: no rows below the header; expected one row per CT scan")
+    for col in ("scan_date", "study_day"):
+        if col not in raw.columns:
+            raw[col] = np.nan
+    raw = raw.assign(source_file=str(path))
+    day0 = raw["subject_id"].map(subjects.drop_duplicates("subject_id").set_index("subject_id")["day0_date"])
+    dates = _iso_dates(raw["scan_date"]).dt.normalize()
+    days = pd.to_numeric(raw["study_day"], errors="coerce")
+    folders = raw["dicom_dir"].map(lambda d: os.path.normpath(os.path.join(path.parent, d)), na_action="ignore")
+
+    def whole_days(col: pd.Series) -> pd.Series:
+        number = pd.to_numeric(col, errors="coerce")
+        return number.notna() & (number == number.round())
+
+    schema = pa.DataFrameSchema(
+        {
+            "scan_id": pa.Column(
+                object,
+                pa.Check.str_matches(_ID_PATTERN, error="a scan ID of letters, digits, '.', '_', '-'"),
+                unique=True,
+                report_duplicates="all",
+            ),
+            "subject_id": pa.Column(
+                object, pa.Check.isin(set(subjects["subject_id"]), error="a subject_id of the subjects sheet")
+            ),
+            "scan_date": pa.Column(
+                object, pa.Check(lambda s: _iso_dates(s).notna(), error="an ISO date YYYY-MM-DD"), nullable=True
+            ),
+            "study_day": pa.Column(object, pa.Check(whole_days, error="a whole number of days"), nullable=True),
+            "dicom_dir": pa.Column(object),
+        },
+        checks=[
+            pa.Check(
+                lambda df: df["scan_date"].notna() | df["study_day"].notna(),
+                error="a scan_date or a study_day",
+                ignore_na=False,
+            ),
+            pa.Check(
+                lambda df: dates.isna() | days.isna() | day0.isna() | ((dates - day0).dt.days == days),
+                error="scan_date and study_day to agree (study_day = scan_date - day0_date of the subject)",
+                ignore_na=False,
+            ),
+        ],
+    )
+    problems = _sheet_messages(raw, _failures(schema, raw), path)  # dicom_dir fails only when empty
+    repeated = folders.duplicated(keep=False) & folders.notna()
+    for _, rows in raw.loc[repeated, "source_row"].groupby(folders[repeated], sort=False):
+        first, *others = rows
+        problems += [
+            f"{path}, row {r}: dicom_dir is the folder of row {first} too (expected one folder per scan)"
+            for r in others
+        ]
+    if problems:
+        raise InputError(problem_list("scans sheet is invalid", _sorted(problems)))
+    study_day = days.where(dates.isna(), (dates - day0).dt.days)
+    return pd.DataFrame(
+        {
+            "scan_id": raw["scan_id"],
+            "subject_id": raw["subject_id"],
+            "scan_date": dates.where(dates.notna(), day0 + pd.to_timedelta(days, unit="D")),
+            "study_day": study_day.astype(int),
+            "dicom_dir": folders,
+            "source_file": raw["source_file"],
+            "source_row": raw["source_row"],
+        }
+    ).reset_index(drop=True)
+
+
+def check_arms(subjects: pd.DataFrame, arms: Mapping[str, str]) -> None:
+    """Check that the arms the configuration compares are arms of the subjects sheet.
+
+    Parameters
+    ----------
+    subjects : DataFrame
+        From :func:`read_subjects` (``arm``, ``source_file``).
+    arms : mapping
+        Config key -> arm, e.g. ``{"stats.reference_arm": "control", "stats.treatment_arm": "UC-MSC"}``.
+
+    Raises
+    ------
+    InputError
+        An arm has no subject; names the key, the arm and the arms the sheet has.
+    """
+    present = sorted(subjects["arm"].dropna().astype(str).unique())
+    source = subjects["source_file"].iloc[0] if "source_file" in subjects and len(subjects) else "the subjects sheet"
+    problems = [
+        f"config {key}: arm {arm!r} has no subject in {source} (expected one of its arms: {', '.join(present)})"
+        for key, arm in arms.items()
+        if str(arm) not in present
+    ]
+    if problems:
+        raise InputError(problem_list("the compared arms are not in the subjects sheet", problems))
 
 
 # -------------------------------------------------------------------------------------------------------- labs
@@ -521,8 +799,6 @@ def _read_lab_file(path: Path) -> pd.DataFrame:
     table = _lower_columns(table, ("subject_id", "analyte", "value", "unit", *_TIME_COLUMNS))
     if "analyte" not in table.columns:
         table = wide_to_long(table, str(path))
-    else:
-        table = table.assign(source_row=[_row(i) for i in table.index])
     times = [c for c in _TIME_COLUMNS if c in table.columns]
     missing = [c for c in ("subject_id", "analyte", "value", "unit") if c not in table.columns]
     if missing or len(times) != 1:
@@ -557,6 +833,7 @@ def read_labs(
     visits: Mapping[str, Sequence[float]] | None = None,
     on_unknown: str = "error",
     tolerance_days: float = 1.0,
+    first_dose_day: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read, harmonise and validate lab files into the tidy ``labs`` table.
 
@@ -576,6 +853,9 @@ def read_labs(
     tolerance_days : float
         Days a sample may lie before admission, or after the later of discharge and day 0 + the end of the
         last visit window (follow-up visits happen after discharge).
+    first_dose_day : float
+        The first dose as a study day (0.375 = 09:00 on day 0): the baseline visit takes the last value before it
+        (:func:`assign_visits`).
 
     Returns
     -------
@@ -654,9 +934,9 @@ def read_labs(
     )
     problems += _lab_messages(labs, _failures(stage2, labs))
     if problems:
-        raise InputError(f"{len(problems)} problem(s) in the lab files:\n  " + "\n  ".join(_sorted(problems)))
+        raise InputError(problem_list(f"{len(problems)} problem(s) in the lab files", _sorted(problems)))
     labs["study_day"] = ((labs["datetime"] - labs["day0_date"]) / pd.Timedelta(days=1)).round(4)
-    labs["visit"] = assign_visits(labs, windows, by=["subject_id", "analyte"])
+    labs["visit"] = assign_visits(labs, windows, by=["subject_id", "analyte"], first_dose_day=first_dose_day)
     labs = labs.sort_values(["subject_id", "analyte", "datetime"], kind="stable")[list(LAB_COLUMNS)]
     dropped_table = pd.concat(dropped, ignore_index=True)[list(DROPPED_COLUMNS)]
     dropped_table = dropped_table.sort_values(["source_file", "source_row"], kind="stable")
@@ -758,7 +1038,6 @@ def read_adverse_events(path: str | Path | None, subjects: pd.DataFrame) -> pd.D
     missing = [c for c in ("subject_id", when, "term", "grade", "related_to_infusion") if c not in raw.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    raw = raw.assign(source_row=[_row(i) for i in raw.index])
     when_check = (
         pa.Check(lambda s: pd.to_numeric(s, errors="coerce").notna(), error="a study day number")
         if when == "day"
@@ -777,7 +1056,7 @@ def read_adverse_events(path: str | Path | None, subjects: pd.DataFrame) -> pd.D
     )
     problems = _sheet_messages(raw, _failures(schema, raw), path)
     if problems:
-        raise InputError("adverse events sheet is invalid:\n  " + "\n  ".join(_sorted(problems)))
+        raise InputError(problem_list("adverse events sheet is invalid", _sorted(problems)))
     info = subjects.set_index("subject_id")
     if when == "day":
         day = pd.to_numeric(raw["day"]).astype(float)
@@ -830,6 +1109,7 @@ def assign_visits(
     by: Sequence[str],
     day: str = "study_day",
     prefer: pd.Series | None = None,
+    first_dose_day: float | None = None,
 ) -> pd.Series:
     """Label rows with nominal visits; at most one row per visit and group.
 
@@ -837,8 +1117,9 @@ def assign_visits(
     group (e.g. one subject's scans, or one subject's CRP values) fall into one window, one is taken:
 
     1. rows where ``prefer`` is true first (e.g. measured scans before excluded ones);
-    2. for a window containing day 0 (baseline): the last row on or before day 0, else the first after it
-       (a pre-treatment value is the baseline);
+    2. for a window containing day 0 (baseline): the last row taken before the first dose; a row taken after it
+       is never baseline, so a group whose only rows in the window follow the dose has no baseline row (see
+       ``first_dose_day``);
     3. for other windows: the row closest to the nominal day (the number ending the visit name, ``day14`` ->
        14, else the window's midpoint); on a tie the earlier row.
 
@@ -854,6 +1135,11 @@ def assign_visits(
         Column of study days.
     prefer : Series of bool, optional
         Rows to take first.
+    first_dose_day : float, optional
+        The first dose as a study day (days from midnight of day 0; 0.375 is 09:00 on day 0), for rows with a time
+        of day (labs): a row is before the dose when its study day is less. None for rows with a date only
+        (scans): a row dated on or before day 0 counts as before the dose, since the baseline CT is scheduled
+        before the first dose.
 
     Returns
     -------
@@ -866,12 +1152,13 @@ def assign_visits(
     rank_prefer = (~prefer.astype(bool)).astype(int) if prefer is not None else pd.Series(0, index=frame.index)
     for name, lo, hi in windows:
         inside = whole.between(lo, hi)
-        if not inside.any():
-            continue
-        if lo <= 0 <= hi:
-            primary, secondary = (whole > 0).astype(int), days.abs()
+        if lo <= 0 <= hi:  # baseline: the last row before the first dose
+            inside &= whole <= 0 if first_dose_day is None else days < float(first_dose_day)
+            primary, secondary = pd.Series(0, index=frame.index), -days
         else:
             primary, secondary = (days - _visit_target(name, lo, hi)).abs(), days
+        if not inside.any():
+            continue
         ranked = pd.DataFrame(
             {"p": rank_prefer, "a": primary, "b": secondary, **{f"g{i}": frame[c] for i, c in enumerate(by)}}
         )[inside]

@@ -5,8 +5,13 @@ along the slice normal) -> ``check_series`` (QC issues) -> ``ingest`` (the conte
 ``read_volume`` (int16 HU array, reoriented so that x runs to the patient's left, y to posterior and z to
 superior).
 
-Files are named by their path relative to the scan folder; series by a short hash of their
-SeriesInstanceUID. No patient identifier or UID is ever written to a result, a log or an exception message.
+Inside the library files are keyed by their path relative to the scan folder; in everything that leaves it
+(``series.json``, QC messages, exceptions) a file is named by its number, ``file N``: its position when the folder's
+files are sorted by relative path (``/``-separated, by code point: ``find . -type f | LC_ALL=C sort``), because
+file and folder names are often identifiers (a SOP Instance UID, a patient's name). Series are named by a short
+hash of their SeriesInstanceUID. No patient identifier or UID is ever written to a result, a log or an exception
+message. :func:`folder_fingerprint` tells cheaply (names, sizes and modification times, no file read) whether a
+folder's content changed.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import hashlib
 import itertools
 import math
 import os
+import re
 import struct
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -117,7 +123,11 @@ INDEX_COLUMNS = [
     "padding_limit",
     "file_size",
     "pixel_offset",
+    "label",
 ]
+
+#: How a file (and a frame of a multi-frame file) is named outside the library: by its number in the folder.
+_LABEL = re.compile(r"^file (\d+)(?: frame (\d+))?$")
 
 
 def _hash(uid: str) -> str:
@@ -432,20 +442,85 @@ def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
         ``transfer_syntax`` (name), ``bits_allocated``, ``bits_stored``, ``pixel_representation``,
         ``samples_per_pixel``, ``photometric``, ``rescale_slope``, ``rescale_intercept``, ``modality_lut``
         (a Modality LUT Sequence is present), ``padding_value`` (stored PixelPaddingValue), ``padding_limit``
-        (stored PixelPaddingRangeLimit), ``file_size`` (bytes) and ``pixel_offset`` (file offset of the pixel data
-        of a plain single-frame image that :func:`read_volume` may read directly, else None).
+        (stored PixelPaddingRangeLimit), ``file_size`` (bytes), ``pixel_offset`` (file offset of the pixel data
+        of a plain single-frame image that :func:`read_volume` may read directly, else None) and ``label``, the
+        name used outside the library: ``file N`` (N = 1-based position of the file among the folder's files
+        sorted by relative path), ``file N frame K`` for a frame.
         DICOMDIR and non-image objects have ``is_image`` False; non-DICOM files have ``is_dicom`` False.
+
+    Raises
+    ------
+    lungtrial.errors.InputError
+        If ``folder`` is not a folder (the message does not name it: folder names may be identifiers).
     """
     root = Path(folder)
     if not root.is_dir():
-        raise InputError(f"scan folder {root.name!r} does not exist or is not a folder")
+        raise InputError("the scan folder does not exist or is not a folder; expected a folder of DICOM files")
+    files = _listing(root)
     rows = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            rows.extend(_index_file(path, path.relative_to(root).as_posix()))
+    for number, rel in enumerate(files, start=1):
+        for row in _index_file(root / rel, rel):
+            row["label"] = f"file {number}" if row["frame"] is None else f"file {number} frame {row['frame']}"
+            rows.append(row)
     return pd.DataFrame(rows, columns=INDEX_COLUMNS).sort_values("path", ignore_index=True)
+
+
+def _listing(root: Path) -> list[str]:
+    """Relative paths (``/``-separated) of every file below ``root``, sorted by code point; the position in this
+    list (from 1) is a file's number. Symbolic links to files count as files; linked folders are not entered."""
+    files = []
+    for dirpath, _, filenames in os.walk(root):
+        base = Path(dirpath).relative_to(root)
+        files.extend((base / name).as_posix() for name in filenames)
+    return sorted(files)
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> str | None:
+    """A short hash of what a scan folder holds, without reading any file: relative path, size (bytes) and
+    modification time (ns) of every file below it (as :func:`index_folder` sees them).
+
+    A file added, removed, renamed or rewritten (which updates its modification time) changes the fingerprint;
+    copying the folder with its times kept (``cp -a``, ``rsync -a``) or moving it does not. One ``stat`` per
+    file: 2-3 ms per 500 files with the file system's metadata cached (``benchmarks/bench_fingerprint.py``).
+
+    Parameters
+    ----------
+    folder : path
+        Scan folder.
+
+    Returns
+    -------
+    str or None
+        32 hexadecimal digits (SHA-256, truncated); None when ``folder`` is not a folder. Names enter only
+        through the hash.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return None
+    digest = hashlib.sha256()
+    entries = []
+    stack = [(os.fspath(root), "")]
+    while stack:
+        path, prefix = stack.pop()
+        try:
+            scan = os.scandir(path)
+        except OSError:
+            continue
+        with scan:
+            for entry in scan:
+                rel = prefix + entry.name
+                try:
+                    if entry.is_dir():  # as os.walk: linked folders are not entered, and are not files
+                        if not entry.is_symlink():
+                            stack.append((entry.path, rel + "/"))
+                        continue
+                    st = entry.stat()
+                    entries.append((rel, st.st_size, st.st_mtime_ns))
+                except OSError:  # a broken link, or a file removed meanwhile
+                    entries.append((rel, -1, -1))
+    for rel, size, mtime in sorted(entries):
+        digest.update(f"{rel}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:32]
 
 
 @dataclass
@@ -714,8 +789,9 @@ def choose_series(
     return SeriesChoice(best.series, files, reason, cands)
 
 
-def _format_files(files: Sequence[str], limit: int = 3) -> str:
-    files = list(files)
+def _format_files(files: Sequence[str], limit: int = 3, names: Mapping[str, str] | None = None) -> str:
+    """The first ``limit`` of ``files`` (relative paths), each by ``names[path]`` when given, and how many more."""
+    files = [names.get(f, f) for f in files] if names else list(files)
     shown = ", ".join(files[:limit])
     return shown + (f" and {len(files) - limit} more" if len(files) > limit else "")
 
@@ -751,6 +827,7 @@ def check_series(
     max_slice_thickness_mm: float = 5.0,
     spacing_tolerance: float = 0.05,
     tilt_tolerance_deg: float = 0.5,
+    names: Mapping[str, str] | None = None,
 ) -> list[QCIssue]:
     """Quality checks of one series before it is read.
 
@@ -768,6 +845,9 @@ def check_series(
         Allowed relative deviation of a slice step from the median step before the spacing counts as uneven.
     tilt_tolerance_deg : float
         Smaller gantry tilts (degrees) are ignored.
+    names : mapping of str to str, optional
+        How messages name a file (relative path -> name, e.g. the index's ``label``); by default its relative
+        path.
 
     Returns
     -------
@@ -782,27 +862,34 @@ def check_series(
     def add(code: str, severity: str, message: str) -> None:
         issues.append(QCIssue(code, severity, f"{scan_id}: {message}"))
 
+    def name(path: str) -> str:
+        return names.get(path, path) if names else path
+
     if not files:
         add("no_series", "error", "no series to check (no file given)")
         return issues
     unknown = sorted(set(files) - set(index["path"]))
     if unknown:
-        raise InputError(f"{scan_id}: {_format_files(unknown)} not in the folder index; expected indexed files")
+        raise InputError(
+            f"{scan_id}: {_format_files(unknown, names=names)} not in the folder index; expected indexed files"
+        )
     rows = index.set_index("path").loc[list(files)].reset_index()
     series_keys = set(rows["series"].dropna())
     bad = rows[~rows["readable"]]
     for err, grp in bad.groupby("error"):
-        add("unreadable", "error", f"{err}: {_format_files(grp['path'])}; expected complete DICOM images")
+        add("unreadable", "error", f"{err}: {_format_files(grp['path'], names=names)}; expected complete DICOM images")
     copies = index[index["instance"].isin(rows["instance"].dropna()) & ~index["path"].isin(rows["path"])]
     if not copies.empty:
-        add("duplicate_file", "warning", f"{_format_files(copies['path'])}: copies of images in the series, used once")
+        copied = _format_files(copies["path"], names=names)
+        add("duplicate_file", "warning", f"{copied}: copies of images in the series, used once")
     others = index[index["is_dicom"] & ~index["readable"] & ~index["path"].isin(rows["path"])]
     for err, grp in others.groupby("error"):
-        add("unreadable_other", "warning", f"{err}: {_format_files(grp['path'])}; file(s) outside the series ignored")
+        others_named = _format_files(grp["path"], names=names)
+        add("unreadable_other", "warning", f"{err}: {others_named}; file(s) outside the series ignored")
     non_ct = rows[rows["modality"] != "CT"]
     if not non_ct.empty:
         mods = ", ".join(sorted({str(m) for m in non_ct["modality"]}))
-        add("non_ct", "error", f"modality {mods} in {_format_files(non_ct['path'])}; expected CT")
+        add("non_ct", "error", f"modality {mods} in {_format_files(non_ct['path'], names=names)}; expected CT")
     if len(rows) < min_slices:
         add("too_few_slices", "error", f"{len(rows)} slices; expected at least {min_slices}")
     thick = rows["slice_thickness"].dropna()
@@ -832,7 +919,7 @@ def check_series(
             add(
                 code,
                 "error" if inside else "warning",
-                f"mixed {what} {where}: {_format_files(odd['path'])} ({shown}); expected {main.iloc[0]}",
+                f"mixed {what} {where}: {_format_files(odd['path'], names=names)} ({shown}); expected {main.iloc[0]}",
             )
     missing = rows[rows["orientation"].isna() | rows["position"].isna() | rows["pixel_spacing"].isna()]
     if not missing.empty:
@@ -840,7 +927,7 @@ def check_series(
             "missing_geometry",
             "error",
             f"ImagePositionPatient, ImageOrientationPatient or PixelSpacing missing or malformed in "
-            f"{_format_files(missing['path'])}; expected numbers",
+            f"{_format_files(missing['path'], names=names)}; expected numbers",
         )
         return issues
     if any(i.code == "mixed_orientation" and i.severity == "error" for i in issues) or len(rows) < 2:
@@ -850,8 +937,8 @@ def check_series(
     by_path = rows.set_index("path")
     dup = np.flatnonzero(np.abs(geo.steps) < 1e-3)
     for i in dup:
-        a, b = geo.files[i], geo.files[i + 1]
-        same = by_path.at[a, "instance"] == by_path.at[b, "instance"]
+        same = by_path.at[geo.files[i], "instance"] == by_path.at[geo.files[i + 1], "instance"]
+        a, b = name(geo.files[i]), name(geo.files[i + 1])
         if same:
             add("duplicate_file", "error", f"{a} and {b} are copies of the same image; expected each slice once")
         else:
@@ -863,7 +950,7 @@ def check_series(
         for i, step in enumerate(geo.steps):
             if i in dup or abs(step - median) <= tol:
                 continue
-            a, b = geo.files[i], geo.files[i + 1]
+            a, b = name(geo.files[i]), name(geo.files[i + 1])
             ratio = step / median
             if ratio > 1.5 and abs(ratio - round(ratio)) * median <= tol:
                 add(
@@ -960,8 +1047,9 @@ def ingest(
     dict
         JSON-serialisable: ``scan_id``, ``status`` ("ok" | "excluded"), ``reasons`` (why excluded),
         ``warnings``, ``series`` (sub-series key), ``reason`` (one sentence: why this series, or why none),
-        ``files`` (relative paths ordered along the slice normal, ``<file>#<frame number>`` for the frames of
-        an enhanced multi-frame object), ``geometry`` (empty when excluded;
+        ``files`` (the series' files ordered along the slice normal, by number: ``file N``, ``file N frame K``
+        for the frames of an enhanced multi-frame object; see :func:`index_folder`), ``geometry`` (empty when
+        excluded;
         ``shape`` (z, y, x), ``spacing`` (dz, dy, dx) mm, ``origin`` (x, y, z) LPS mm and ``direction`` of the
         reoriented volume, ``tilt_deg``, ``orientation``, ``image_orientation_patient``, ``rescale``,
         ``transfer_syntax``, ``slice_thickness_mm``, ``kernel``), ``candidates`` (one dict per image
@@ -974,6 +1062,7 @@ def ingest(
     if index is None:
         index = index_folder(folder)
     choice = choose_series(index, **series_options)
+    names = _names(index)
     out = {
         "scan_id": scan_id,
         "status": "ok",
@@ -981,7 +1070,7 @@ def ingest(
         "warnings": [],
         "series": choice.series,
         "reason": choice.reason,
-        "files": list(choice.files),
+        "files": [names[f] for f in choice.files],
         "geometry": {},
         "candidates": _records(choice.candidates),
         "n_files_indexed": len(index),
@@ -991,7 +1080,7 @@ def ingest(
         out["reasons"] = [f"{scan_id}: {choice.reason}"]
     else:
         check_options = {k: v for k, v in series_options.items() if k in ("min_slices", "max_slice_thickness_mm")}
-        issues = check_series(index, choice.files, scan_id=scan_id, **check_options)
+        issues = check_series(index, choice.files, scan_id=scan_id, names=names, **check_options)
         out["reasons"] = [i.message for i in issues if i.severity == "error"]
         out["warnings"] = [i.message for i in issues if i.severity == "warning"]
         if out["reasons"]:
@@ -1001,6 +1090,17 @@ def ingest(
     if strict and out["status"] == "excluded":
         raise ScanExcluded(scan_id, out["reasons"])
     return out
+
+
+def _names(index: pd.DataFrame) -> dict[str, str]:
+    """Relative path (``path`` column) -> the name used outside the library (``label``: ``file N``)."""
+    if "label" in index.columns and index["label"].notna().all():
+        return dict(zip(index["path"], index["label"], strict=True))
+    numbers = {rel: n for n, rel in enumerate(sorted(set(index["file"])), start=1)}
+    return {
+        path: f"file {numbers[rel]}" if frame is None or pd.isna(frame) else f"file {numbers[rel]} frame {int(frame)}"
+        for path, rel, frame in zip(index["path"], index["file"], index["frame"], strict=True)
+    }
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -1233,11 +1333,40 @@ def _store_hu(tr: _Transform, stored: np.ndarray, out: np.ndarray, padding_below
 
 
 def _resolve(root: Path, ref: str) -> tuple[str, int | None]:
-    """Relative file path and frame number (None for single-frame files) of a ``files`` entry."""
+    """Relative file path and frame number (None for single-frame files) of a ``files`` entry given as a path
+    (``<file>#<frame number>`` for a frame)."""
     name, sep, number = ref.rpartition("#")
     if sep and number.isdigit() and not (root / ref).is_file():
         return name, int(number)
     return ref, None
+
+
+def _resolver(root: Path, index: pd.DataFrame | None):
+    """A function from a ``files`` entry to (relative path, frame number or None, name of the file in messages).
+
+    Entries ``file N`` / ``file N frame K`` are looked up among the folder's files sorted by relative path (from
+    ``index`` when given, else listed again); anything else is a relative path (``<file>#<frame>``).
+    """
+    listing = sorted(set(index["file"])) if index is not None else None  # every file of the folder
+
+    def resolve(ref: str) -> tuple[str, int | None, str]:
+        nonlocal listing
+        match = _LABEL.match(ref)
+        if match is None:
+            rel, frame = _resolve(root, ref)
+            return rel, frame, rel
+        if listing is None:
+            listing = _listing(root)
+        number = int(match.group(1))
+        if not 1 <= number <= len(listing):
+            raise InputError(
+                f"{ref}: the folder holds {len(listing)} files; expected the folder as it was when the series "
+                "was chosen"
+            )
+        frame = match.group(2)
+        return listing[number - 1], None if frame is None else int(frame), f"file {number}"
+
+    return resolve
 
 
 def _direct_reads(index: pd.DataFrame | None, names: Sequence[str]) -> dict[str, tuple]:
@@ -1373,23 +1502,24 @@ def read_volume(
             pad_view = padding[target][slicer]
             (pad_view.T if transpose else pad_view)[...] = pad
 
-    refs = [(k, *_resolve(root, ref)) for k, ref in enumerate(files)]
-    direct = _direct_reads(index, [rel for _, rel, frame in refs if frame is None])
+    resolve = _resolver(root, index)
+    refs = [(k, *resolve(ref)) for k, ref in enumerate(files)]  # (k, relative path, frame, name in messages)
+    direct = _direct_reads(index, [rel for _, rel, frame, _ in refs if frame is None])
     in_place = not transpose and not any(flip[1:])  # output slices have the files' (row, column) layout
     buffers: dict[np.dtype, np.ndarray] = {}
     # consecutive entries of one file (frames of a multi-frame object) are read with one header parse
-    for rel, group in itertools.groupby(refs, key=lambda r: r[1]):
+    for (rel, name), group in itertools.groupby(refs, key=lambda r: (r[1], r[3])):
         group = list(group)
         if len(group) == 1 and group[0][2] is None and rel in direct:
             size, offset, plane, dtype, bits_stored, transform = direct[rel]
-            target, out = output_slice(group[0][0], rel, plane)
+            target, out = output_slice(group[0][0], name, plane)
             stored = out.view(dtype) if in_place else buffers.setdefault(dtype, np.empty(plane, dtype))
             if _read_direct(root / rel, size, offset, stored, bits_stored):
                 store(target, transform, stored, out)
                 continue
-        frames = _read_frames(root / rel, rel, [frame for _, _, frame in group])
-        for (k, _, frame), (transform, stored) in zip(group, frames, strict=True):
-            target, out = output_slice(k, rel if frame is None else f"{rel}#{frame}", stored.shape)
+        frames = _read_frames(root / rel, name, [frame for _, _, frame, _ in group])
+        for (k, _, frame, _), (transform, stored) in zip(group, frames, strict=True):
+            target, out = output_slice(k, name if frame is None else f"{name} frame {frame}", stored.shape)
             store(target, transform, stored, out)
     return CTVolume(
         hu=hu,

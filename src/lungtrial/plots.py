@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 from scipy import stats as sps
 
 from lungtrial import stats
+from lungtrial.stats import DEFAULT_CENSOR_RULE, censor_values
 from lungtrial.wfutil import atomic_path
 
 OKABE_ITO: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -49,13 +50,23 @@ def arms_and_colors(frame: pd.DataFrame, reference: str, treatment: str) -> tupl
     return arms, arm_colors(arms)
 
 
+SVG_HASH_SALT = "lungtrial"
+"""Salt of the SVG element ids (matplotlib ``svg.hashsalt``): fixed, so that the ids do not change between runs."""
+
+
 def save_figure(fig: Figure, png_path: str, svg_path: str | None = None, dpi: int = 150) -> None:
-    """Write ``fig`` as PNG (``dpi`` dots per inch) and optionally SVG, each atomically."""
+    """Write ``fig`` as PNG (``dpi`` dots per inch) and optionally SVG, each atomically.
+
+    The same figure gives the same bytes in every run: the SVG carries no date and its element ids come from a
+    fixed salt (:data:`SVG_HASH_SALT`) instead of a random one; the PNG's only metadata is the matplotlib version.
+    """
+    from matplotlib import rc_context
+
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     if svg_path is not None:
-        with atomic_path(svg_path) as tmp:
-            fig.savefig(tmp, format="svg", bbox_inches="tight")
+        with atomic_path(svg_path) as tmp, rc_context({"svg.hashsalt": SVG_HASH_SALT}):
+            fig.savefig(tmp, format="svg", bbox_inches="tight", metadata={"Date": None})
 
 
 def _n_label(arm: str, frame: pd.DataFrame) -> str:
@@ -127,13 +138,19 @@ def imaging_long(scans: pd.DataFrame, metrics: Mapping[str, str]) -> pd.DataFram
     )
 
 
-def labs_long(labs: pd.DataFrame) -> pd.DataFrame:
-    """Lab values in long form for :func:`plot_trajectories`; one panel per analyte titled ``label, unit``."""
+def labs_long(labs: pd.DataFrame, censor_rule: str = DEFAULT_CENSOR_RULE) -> pd.DataFrame:
+    """Lab values in long form for :func:`plot_trajectories`; one panel per analyte titled ``label, unit``.
+
+    Censored values become numbers by ``censor_rule`` (:func:`lungtrial.stats.censor_values`), the rule the
+    models use; rows the rule leaves out (``"exclude"``) are dropped.
+    """
     d = labs.loc[labs["value"].notna()]
-    return d.assign(
+    d = d.assign(
         panel=d["analyte_label"].astype(str) + ", " + d["unit"].astype(str),
         censored=d["censored"].fillna("").astype(str),
-    )[["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"]]
+        value=censor_values(d["value"], d["censored"], censor_rule),
+    )
+    return d.loc[d["value"].notna(), ["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"]]
 
 
 def plot_trajectories(
@@ -147,7 +164,8 @@ def plot_trajectories(
     """Each subject's thin line over study day and each arm's mean with its confidence band by nominal visit.
 
     ``long`` has subject_id, arm, study_day (days from day 0), visit (nominal visit or empty), panel, value and
-    censored (``""``, ``"<"``, ``">"``; censored values are drawn at their limit as open down/up triangles).
+    censored (``""``, ``"<"``, ``">"``; censored values are drawn where the censoring rule puts them, see
+    :func:`labs_long`, as open down/up triangles).
     The arm mean and its t-based ``confidence`` interval are computed per visit across subjects and drawn at
     the arm's median study day of that visit. Panels whose positive values are strongly skewed
     (:func:`lungtrial.stats.is_skewed`) use a log y axis and the geometric mean with its CI.
@@ -258,15 +276,19 @@ def plot_opacity_vs_lab(
     lab_label: str = "PaO2/FiO2, mmHg",
     metric: str = "pct_opacity",
     metric_label: str = "Opacity, % of lung",
+    censor_rule: str = DEFAULT_CENSOR_RULE,
 ) -> Figure:
     """Scatter of an imaging metric against the lab value joined to each scan, by arm, with Spearman rho and p.
 
     ``scans`` is the scans table (lab values joined within the lab window, columns ``lab`` and
-    ``<lab>_censored``); censored lab values are drawn as open markers at the limit. Without any pair of
-    values (e.g. the lab was not measured) the figure says so.
+    ``<lab>_censored``); censored lab values are drawn as open markers where ``censor_rule`` puts them
+    (:func:`lungtrial.stats.censor_values`, the rule the models use). Without any pair of values (e.g. the
+    lab was not measured) the figure says so.
     """
     ok = scans.loc[scans["status"] == "ok"] if "status" in scans.columns else scans
     x = pd.to_numeric(ok[lab], errors="coerce") if lab in ok.columns else pd.Series(math.nan, ok.index)
+    if f"{lab}_censored" in ok.columns:
+        x = censor_values(x, ok[f"{lab}_censored"], censor_rule)
     d = ok.assign(x=x, y=pd.to_numeric(ok[metric], errors="coerce"))
     d = d.dropna(subset=["x", "y"])
     cens = d[f"{lab}_censored"].fillna("").astype(str) if f"{lab}_censored" in d.columns else pd.Series("", d.index)
@@ -400,20 +422,23 @@ def plot_kaplan_meier(
     treatment: str,
     min_per_arm: int,
     confidence: float = 0.95,
+    endpoints: Mapping[str, tuple[str, str, str]] | None = None,
 ) -> Figure:
-    """Kaplan-Meier curves by arm for each :data:`lungtrial.stats.SURVIVAL_ENDPOINTS` endpoint in ``subjects``.
+    """Kaplan-Meier curves by arm for each time-to-event endpoint in ``subjects``.
+
+    ``endpoints`` maps names to (label, duration column in days from day 0, event column): the analysis plan's
+    (:meth:`lungtrial.stats.Plan.time_to_event`), default :data:`lungtrial.stats.SURVIVAL_ENDPOINTS`.
 
     The y axis is the proportion still without the event (symptoms not resolved, not discharged); bands are
     the ``confidence`` intervals, ticks mark censored subjects; the title gives the log-rank p of
     ``treatment`` vs ``reference`` (or why it was not tested).
     """
-    endpoints = [
-        e for e, (_, dur, ev) in stats.SURVIVAL_ENDPOINTS.items() if dur in subjects.columns and ev in subjects.columns
-    ]
-    table = stats.survival(subjects, reference, treatment, min_per_arm, confidence).set_index("endpoint")
-    fig, axes = _grid(max(len(endpoints), 1), 2, (5.0, 3.8))
-    for ax, endpoint in zip(axes, endpoints):
-        d = stats.survival_data(subjects, endpoint)
+    known = stats.SURVIVAL_ENDPOINTS if endpoints is None else endpoints
+    shown = [e for e, (_, dur, ev) in known.items() if dur in subjects.columns and ev in subjects.columns]
+    table = stats.survival(subjects, reference, treatment, min_per_arm, confidence, known).set_index("endpoint")
+    fig, axes = _grid(max(len(shown), 1), 2, (5.0, 3.8))
+    for ax, endpoint in zip(axes, shown):
+        d = stats.survival_data(subjects, endpoint, known)
         for arm in arms:
             a = d.loc[d["arm"] == arm]
             if a.empty:
@@ -443,9 +468,9 @@ def plot_kaplan_meier(
             ax.scatter(cens, at, marker="|", color=c, s=60, zorder=3)
         row = table.loc[endpoint]
         test = f"log-rank {fmt_p(row['p_value'])}" if np.isfinite(row["p_value"]) else "log-rank not tested"
-        label = stats.SURVIVAL_ENDPOINTS[endpoint][0]
+        label = known[endpoint][0]
         ax.set_title(f"{label} ({test})", fontsize=10)
-        ax.set_xlabel("days from day 0" if endpoint == "discharge" else "days")
+        ax.set_xlabel("days from day 0")
         ax.set_ylabel("proportion without event")
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=8, frameon=False)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,121 @@ _CLASS_TITLES = {
     "radiology": ("ground glass", "consolidation"),
     "ards": ("poorly aerated", "non-aerated"),
 }
+
+
+#: Names of the hidden files and folders a scan's job works in (its temporary folders, its lock) and of the
+#: temporary files :func:`lungtrial.wfutil.atomic_path` writes beside an output.
+_WORKSPACE = ".quantify."
+_LOCK = ".quantify.lock"
+_ATOMIC_TEMPORARY = re.compile(r"^\..+\.tmp(\.[^/]*)?$")
+
+
+#: Environment variable naming the file through which the workflow hands its jobs the DICOM folder of each scan.
+FOLDERS_ENV = "LUNGTRIAL_DICOM_FOLDERS"
+
+
+def hand_over_folders(folders: Mapping[str, Mapping], tmpdir: str | os.PathLike) -> Path:
+    """Write ``{scan_id: {"folder", "sheet", "row"}}`` (the scan's DICOM folder and where the scans sheet names it)
+    to a new private file (mode 0600) in ``tmpdir`` and name that file in the environment variable
+    :data:`FOLDERS_ENV`, which the jobs this process starts inherit; returns the file.
+
+    This is how the workflow's per-scan jobs learn their folder without Snakemake handing them its path (an
+    input or a parameter), which Snakemake would record in ``.snakemake/``, print in its log and embed in the
+    report: folder names are often patient IDs or UIDs. ``tmpdir`` is Snakemake's own temporary folder (outside
+    the project, removed when Snakemake exits); every Snakemake process that runs jobs (also on a cluster node)
+    reads the sheets and writes its own.
+    """
+    path = Path(tmpdir) / "lungtrial-dicom-folders.json"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({str(k): dict(v) for k, v in folders.items()}, out)
+    os.environ[FOLDERS_ENV] = os.fspath(path)
+    return path
+
+
+def scan_folder(scan_id: str) -> tuple[Path, str, int | None]:
+    """The DICOM folder of one scan as the workflow handed it over (:func:`hand_over_folders`), with the scans
+    sheet and row (header = row 1) that name it.
+
+    Raises
+    ------
+    lungtrial.errors.InputError
+        If this process was not started by the workflow or the scan is not in the hand-over.
+    """
+    source = os.environ.get(FOLDERS_ENV)
+    try:
+        entry = json.loads(Path(source).read_text())[scan_id] if source else None
+    except (OSError, ValueError, KeyError):
+        entry = None
+    if entry is None:
+        raise InputError(
+            f"scan {scan_id}: its DICOM folder was not handed over by the workflow ({FOLDERS_ENV}); expected the job "
+            "to be started by snakemake"
+        )
+    return Path(entry["folder"]), str(entry.get("sheet", "the scans sheet")), entry.get("row")
+
+
+def _hold(path: Path) -> int | None:
+    """Open ``path`` and hold an exclusive lock on it (waiting for a holder to let go); the descriptor, or None
+    where the file system has no locks. The lock is the file now at ``path`` (a holder removes it on release)."""
+    import fcntl
+
+    waited = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not waited:
+                    log.info("another job of this scan is still running (an interrupted run's): waiting for it")
+                    waited = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # no flock on this file system: go on without
+            os.close(fd)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed the file as we waited: lock the new one
+
+
+@contextmanager
+def scan_workspace(outdir: str | os.PathLike) -> Iterator[Path]:
+    """A fresh hidden temporary folder ``outdir/.quantify.XXXX`` in which one job writes a scan's outputs before
+    moving them into place; removed on leaving, whatever happens.
+
+    While open, the job holds an exclusive lock on ``outdir/.quantify.lock`` (released by the kernel if the
+    process dies; the file is removed on leaving): a second job of the same scan, e.g. of a rerun while a job of an
+    interrupted run is still running, waits for the first to end. Once the lock is held, whatever an interrupted
+    job left in ``outdir`` (``.quantify.*`` folders, hidden ``.*.tmp*`` files of atomic writes) is removed: no
+    live job can own it.
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    lock = outdir / _LOCK
+    fd = _hold(lock)
+    try:
+        for leftover in sorted(outdir.iterdir()):
+            name = leftover.name
+            if name != _LOCK and (name.startswith(_WORKSPACE) or _ATOMIC_TEMPORARY.match(name)):
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+                log.info("removed %s, left by an interrupted job", name)
+        tmp = Path(tempfile.mkdtemp(dir=outdir, prefix=_WORKSPACE))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        lock.unlink(missing_ok=True)
+        if fd is not None:
+            os.close(fd)
 
 
 def _image(array: np.ndarray, spacing, origin, direction):
@@ -58,7 +177,8 @@ def write_nifti(array: np.ndarray, path: str | os.PathLike, spacing, origin, dir
     RAS affine (:func:`nifti_affine`), as ITK writes them, so 3D Slicer, ITK-SNAP and SimpleITK place the mask
     over the CT. nibabel writes the header and the voxels straight from ``array`` (no copy: the (z, y, x)
     C-ordered array is the NIfTI's (x, y, z) Fortran order); ISA-L's gzip (``isal``) compresses at level 1,
-    several times faster than zlib: label masks are mostly runs and compress well even so.
+    several times faster than zlib: label masks are mostly runs and compress well even so. The gzip header carries
+    no file name and a zero modification time, so the same mask gives the same bytes in every run.
     """
     import nibabel as nib
     from isal import igzip
@@ -71,7 +191,11 @@ def write_nifti(array: np.ndarray, path: str | os.PathLike, spacing, origin, dir
     image.header.set_xyzt_units("mm", "sec")
     image.set_qform(image.affine, code="scanner")
     image.set_sform(image.affine, code="scanner")
-    with atomic_path(path) as tmp, igzip.open(tmp, "wb", compresslevel=1) as fp:
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as raw,
+        igzip.IGzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0) as fp,
+    ):
         holder = nib.fileholders.FileHolder(fileobj=fp)
         image.to_file_map({"image": holder, "header": holder})
 

@@ -11,7 +11,13 @@ from pathlib import Path
 
 
 def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
-    """Send log records (and uncaught exceptions) of a workflow script to its rule's log file."""
+    """Send log records (and uncaught exceptions) of a workflow script to its rule's log file and to stderr.
+
+    An uncaught :class:`~lungtrial.errors.InputError` (bad input data: a sheet, a lab file, a scan that cannot be
+    measured in strict mode) is logged as its message alone, one line per problem, and the script exits with
+    status 1: the message says where and what, a traceback would only bury it. Any other exception is a bug and
+    is logged with its traceback.
+    """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -25,10 +31,32 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
     log = logging.getLogger("lungtrial")
 
     def _hook(exc_type, exc, tb):
-        log.error("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
+        from lungtrial.errors import InputError
+
+        if issubclass(exc_type, InputError):
+            log.error("%s", exc)
+        else:
+            log.error("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
 
     sys.excepthook = _hook
     return log
+
+
+@contextmanager
+def quiet_logs(name: str = "lungtrial", level: int = logging.ERROR):
+    """Within the block, drop the log records of logger ``name`` below ``level`` (default: keep only errors).
+
+    For library calls made only to check inputs (the workflow reads every sheet when it starts): their
+    informational messages and warnings belong in the log of the job that does the work, not on the console of
+    every ``snakemake`` command.
+    """
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 @contextmanager

@@ -45,6 +45,9 @@ rule clinical_tables:
         on_unknown=CLINICAL["on_unknown"],
         tolerance_days=CLINICAL["date_tolerance_days"],
         visits=CLINICAL.get("visits", {}),
+        # from the analysis plan: the subjects-sheet columns it reads (with their kind) and the first dose
+        subject_columns=PLAN.subject_columns(),
+        first_dose_day=PLAN.first_dose_day,
     script:
         "../scripts/clinical_tables.py"
 

@@ -1,42 +1,37 @@
 """Sheet loading, validation, the rules' shared parameters and input functions used by every stage."""
 
 import os
+import sys
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from lungtrial.errors import InputError
 from lungtrial.metrics import PRESETS
 
-validate(config, "../schemas/config.schema.yaml")
 
+def stop(message):
+    """End the run with ``message`` alone: no traceback, no Snakemake frames (exit status 1).
 
-def _read_sheet(path, schema, key):
-    """Read a CSV/TSV sheet (IDs and dates as text) and validate each row against its JSON schema."""
-    if not os.path.exists(path):
-        raise WorkflowError(
-            f"sheet {path} ({key}) does not exist; see config/README.md"
-        )
-    sheet = pd.read_csv(
-        path,
-        sep=None,
-        engine="python",
-        dtype=str,
-        keep_default_na=False,
-        na_values=[""],
-        comment="#",
+    Bad input is found here, while the workflow is read and before any job starts, so that no output of an
+    earlier run is removed (Snakemake deletes a job's outputs before running it).
+    """
+    sys.exit(
+        f"{message}\nNothing was run; fix the input and run the same command again "
+        "(docs/errors.md)."
     )
-    return _validated(sheet, schema, path)
 
 
-def _validated(sheet, schema, source):
-    if "study_day" in sheet.columns:
-        sheet["study_day"] = pd.to_numeric(sheet["study_day"], errors="raise")
-    try:
-        validate(sheet, schema)
-    except WorkflowError as e:
-        raise WorkflowError(f"{source}: {e}") from e
-    return sheet
+try:
+    validate(config, "../schemas/config.schema.yaml")
+except WorkflowError as e:
+    _cause = e.__context__
+    _key = ".".join(map(str, getattr(_cause, "absolute_path", []))) or "(top level)"
+    stop(
+        f"Error validating config file: {_key}: {getattr(_cause, 'message', e)} "
+        "(expected as described in config/README.md)"
+    )
 
 
 def shipped(path):
@@ -48,97 +43,94 @@ def shipped(path):
     return os.path.join(workflow.basedir, path)
 
 
-def _resolve(folder, base):
-    return (
-        folder
-        if os.path.isabs(folder)
-        else os.path.normpath(os.path.join(base, folder))
-    )
+UNITS_TABLE = shipped(config["clinical"]["units"])
+ANALYTES_TABLE = shipped(config["clinical"]["analytes"])
 
 
-def _check_ids(subjects, scans, scans_source):
-    dup = subjects["subject_id"][subjects["subject_id"].duplicated()]
-    if len(dup):
-        raise WorkflowError(f"subjects sheet: duplicate subject_id {', '.join(dup)}")
-    dup = scans["scan_id"][scans["scan_id"].duplicated()]
-    if len(dup):
-        raise WorkflowError(f"{scans_source}: duplicate scan_id {', '.join(dup)}")
-    unknown = sorted(set(scans["subject_id"]) - set(subjects["subject_id"]))
-    if unknown:
-        raise WorkflowError(
-            f"{scans_source}: subject_id {', '.join(unknown)} not in the subjects sheet"
-        )
+def _demo_sheets():
+    """Subjects and scans of the demo trial, from its design (the sheets themselves are made by a rule)."""
+    from lungtrial.demo.design import design
 
-
-def _scan_dates(scans, subjects, scans_source):
-    """Every scan gets an ISO scan_date; a study_day column is turned into a date from day 0."""
-    if "scan_date" not in scans.columns:
-        scans["scan_date"] = pd.NA
-    missing = scans["scan_date"].isna()
-    if missing.any():
-        if (
-            "study_day" not in scans.columns
-            or scans.loc[missing, "study_day"].isna().any()
-        ):
-            rows = ", ".join(scans.loc[missing, "scan_id"])
-            raise WorkflowError(
-                f"{scans_source}: scans {rows} have neither scan_date nor study_day"
-            )
-        day0 = pd.to_datetime(
-            scans.loc[missing, "subject_id"].map(
-                subjects.set_index("subject_id")["day0_date"]
-            )
-        )
-        days = pd.to_timedelta(scans.loc[missing, "study_day"], unit="D")
-        scans.loc[missing, "scan_date"] = (day0 + days).dt.strftime("%Y-%m-%d")
-    return scans
-
-
-if config["demo"]:
-    from lungtrial.demo.design import design as _demo_design
-
-    DEMO = config["demo_options"]
-    DEMO_DIR = DEMO["outdir"]
-    _design = _demo_design(
+    d = design(
         n_per_arm=DEMO["n_per_arm"],
         seed=DEMO["seed"],
         timepoints=tuple(DEMO["timepoints"]),
     )
+    scans = d.scans[["scan_id", "subject_id", "scan_date"]].copy()
+    day0_dates = d.subjects.set_index("subject_id")["day0_date"]
+    day0 = pd.to_datetime(scans["subject_id"].map(day0_dates))
+    scans["study_day"] = (pd.to_datetime(scans["scan_date"]) - day0).dt.days.astype(int)
+    scans["dicom_dir"] = [f"{DEMO_DIR}/dicom/{s}" for s in scans["scan_id"]]
+    return d.subjects.assign(source_file="demo design"), scans
+
+
+def _trial_sheets(plan):
+    """Read and check every sheet and lab file of a trial given by sheets, as the jobs will read them.
+
+    The subjects and scans sheets are returned; the labs, adverse events and unit tables are only checked here
+    (their jobs read them again), so that a bad value stops the run before the clinical tables are touched.
+    Messages from the library are kept out of the console (the jobs log them).
+    """
+    from lungtrial import clinical
+    from lungtrial.wfutil import quiet_logs
+
+    subjects = clinical.read_subjects(SUBJECTS_SHEET, plan.subject_columns())
+    scans = clinical.read_scans(config["sheets"]["scans"], subjects)
+    scans["scan_date"] = scans["scan_date"].dt.strftime("%Y-%m-%d")
+    # a job on a cluster node reads the sheets too: the run was checked when it started
+    if not workflow.is_main_process:
+        return subjects, scans
+    with quiet_logs():
+        catalog = clinical.load_catalog(UNITS_TABLE, ANALYTES_TABLE)
+        clinical.read_labs(
+            LAB_FILES,
+            subjects,
+            catalog,
+            visits=config["clinical"]["visits"],
+            on_unknown=config["clinical"]["on_unknown"],
+            tolerance_days=config["clinical"]["date_tolerance_days"],
+        )
+        clinical.read_adverse_events(AE_SHEET or None, subjects)
+    return subjects, scans
+
+
+if config["demo"]:
+    DEMO = config["demo_options"]
+    DEMO_DIR = DEMO["outdir"]
     SUBJECTS_SHEET = f"{DEMO_DIR}/subjects.csv"
     LAB_FILES = [f"{DEMO_DIR}/labs.csv"]
     AE_SHEET = f"{DEMO_DIR}/adverse_events.csv"
-    _subjects = _validated(
-        _design.subjects.astype(str), "../schemas/subjects.schema.yaml", "demo design"
-    )
-    _scans = _design.scans[["scan_id", "subject_id", "scan_date"]].copy()
-    _scans["dicom_dir"] = [f"{DEMO_DIR}/dicom/{s}" for s in _scans["scan_id"]]
-    _scans = _validated(_scans, "../schemas/scans.schema.yaml", "demo design")
-    _scans_source = "demo design"
 else:
     SUBJECTS_SHEET = config["sheets"]["subjects"]
     LAB_FILES = list(config["sheets"].get("labs", []))
     AE_SHEET = config["sheets"].get("adverse_events", "")
-    _subjects = _read_sheet(
-        SUBJECTS_SHEET, "../schemas/subjects.schema.yaml", "subjects"
-    )
-    _scans_source = config["sheets"]["scans"]
-    _scans = _read_sheet(_scans_source, "../schemas/scans.schema.yaml", "scans")
-    _base = os.path.dirname(_scans_source)
-    _scans["dicom_dir"] = [_resolve(d, _base) for d in _scans["dicom_dir"]]
+try:
+    from lungtrial.clinical import visit_windows
 
-_check_ids(_subjects, _scans, _scans_source)
-UNITS_TABLE = shipped(config["clinical"]["units"])
-ANALYTES_TABLE = shipped(config["clinical"]["analytes"])
+    visit_windows(config["clinical"]["visits"])
+except ValueError as e:  # windows that are not [first_day, last_day], or overlap
+    stop(e)
+try:
+    from lungtrial.clinical import check_arms
+    from lungtrial.stats import load_plan
+
+    # the trial's analysis plan (config analysis), read by the clinical, statistics and plot rules
+    PLAN = load_plan(config.get("analysis"), config["clinical"]["visits"])
+    _subjects, _scans = _demo_sheets() if config["demo"] else _trial_sheets(PLAN)
+    check_arms(
+        _subjects,
+        {
+            "stats.reference_arm": config["stats"]["reference_arm"],
+            "stats.treatment_arm": config["stats"]["treatment_arm"],
+        },
+    )
+except InputError as e:
+    stop(e)
 SUBJECTS = _subjects.set_index("subject_id", drop=False)
-SCANS = _scan_dates(_scans, _subjects, _scans_source).set_index("scan_id", drop=False)
+SCANS = _scans.set_index("scan_id", drop=False)
 # Per-scan lookups built once: input functions run once per job, thousands of times in a large trial.
 DICOM_DIRS = SCANS["dicom_dir"].to_dict()
-_day0 = pd.to_datetime(SCANS["subject_id"].map(SUBJECTS["day0_date"]))
-SCAN_INFO = (
-    SCANS[["scan_id", "subject_id", "scan_date"]]
-    .assign(study_day=(pd.to_datetime(SCANS["scan_date"]) - _day0).dt.days.astype(int))
-    .to_dict("index")
-)
+SCAN_INFO = SCANS[["scan_id", "subject_id", "scan_date", "study_day"]].to_dict("index")
 
 
 # Parameters of the rules, defined once for every stage.
@@ -188,8 +180,45 @@ wildcard_constraints:
 
 
 def dicom_dir(wildcards):
-    """The DICOM folder of one scan."""
-    return DICOM_DIRS[wildcards.scan]
+    """The DICOM folder of one scan as an input of its job: only the demo trial's (made by demo_scan, named by the
+    scan ID). A folder named in the scans sheet is not an input: its path (folder names are often patient IDs or
+    UIDs) stays out of Snakemake's records, locks, logs and report: it reaches the job through
+    lungtrial.quantify.hand_over_folders. A folder not there yet fails that scan's job only; its content is followed
+    by dicom_content.
+    """
+    return DICOM_DIRS[wildcards.scan] if config["demo"] else []
+
+
+def dicom_content(wildcards):
+    """A parameter of the scan's job that changes with the content of its DICOM folder (named in the scans sheet),
+    so that Snakemake's params trigger re-measures the scan when files are added, removed or rewritten: a hash of
+    the files' names, sizes and modification times (lungtrial.dicomio.folder_fingerprint; no file is read), or
+    "missing", which reruns a measured scan whose folder went away into a clear error. Empty for the demo trial,
+    whose folders are outputs of demo_scan and followed by Snakemake itself.
+    """
+    if config["demo"]:
+        return ""
+    from lungtrial.dicomio import folder_fingerprint
+
+    return folder_fingerprint(DICOM_DIRS[wildcards.scan]) or "missing"
+
+
+if not config["demo"]:
+    # the jobs' DICOM folders, handed over outside Snakemake's records (see dicom_dir)
+    from lungtrial.quantify import hand_over_folders
+
+    _where = SCANS.reindex(columns=["dicom_dir", "source_file", "source_row"])
+    hand_over_folders(
+        {
+            scan: {
+                "folder": folder,
+                "sheet": sheet,
+                "row": None if pd.isna(row) else int(row),
+            }
+            for scan, folder, sheet, row in _where.itertuples()
+        },
+        workflow.snakemake_tmp_dir,
+    )
 
 
 def scan_info(wildcards):
@@ -244,7 +273,11 @@ def clinical_targets():
 
 def stats_targets():
     """Final outputs of the statistics stage."""
-    return [*rules.stats_tables.output, *rules.stats_mixed_models.output]
+    return [
+        *rules.stats_tables.output,
+        *rules.stats_mixed_models.output,
+        *rules.stats_censoring_sensitivity.output,
+    ]
 
 
 def plots_targets():

@@ -32,6 +32,7 @@ rule quantify_scan:
         runtime=15,
     params:
         info=scan_info,
+        content=dicom_content,
         series=config["imaging"]["series"],
         preset=config["imaging"]["preset"],
         classes=config["imaging"]["classes"],

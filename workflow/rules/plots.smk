@@ -1,6 +1,7 @@
 """Per-arm plots (PNG + SVG): trajectories, change from baseline, opacity vs PaO2/FiO2, swimmer, Kaplan-Meier.
 
-Uses TABLES, PLOT_PARAMS and HU_CLASSES of common.smk.
+Uses TABLES, PLOT_PARAMS and HU_CLASSES of common.smk, and what stats.smk takes from the analysis plan
+(PLAN_LONGITUDINAL: censoring rule, visits, imaging metrics; PLAN_TIME_TO_EVENT).
 """
 
 
@@ -26,6 +27,7 @@ rule plot_trajectories_imaging:
     params:
         plots=PLOT_PARAMS,
         hu_classes=HU_CLASSES,
+        imaging=PLAN_LONGITUDINAL["imaging"],
     script:
         "../scripts/plot_trajectories_imaging.py"
 
@@ -51,6 +53,7 @@ rule plot_trajectories_labs:
         runtime=5,
     params:
         plots=PLOT_PARAMS,
+        censoring=PLAN.censoring,
     script:
         "../scripts/plot_trajectories_labs.py"
 
@@ -76,6 +79,8 @@ rule plot_change:
         runtime=5,
     params:
         plots=PLOT_PARAMS,
+        imaging=PLAN_LONGITUDINAL["imaging"],
+        visits=PLAN_LONGITUDINAL["visits"],
     script:
         "../scripts/plot_change.py"
 
@@ -101,6 +106,7 @@ rule plot_opacity_pf:
         runtime=5,
     params:
         plots=PLOT_PARAMS,
+        censoring=PLAN.censoring,
     script:
         "../scripts/plot_opacity_pf.py"
 
@@ -152,5 +158,6 @@ rule plot_kaplan_meier:
         runtime=5,
     params:
         plots=PLOT_PARAMS,
+        time_to_event=PLAN_TIME_TO_EVENT,
     script:
         "../scripts/plot_kaplan_meier.py"

@@ -1,39 +1,104 @@
-"""Exploratory statistics: Table 1, outcomes and imaging change by arm, mixed models, time to event."""
+"""Statistics by the trial's analysis plan (config analysis, PLAN of common.smk): the primary endpoint, then
+secondary and exploratory comparisons with multiplicity adjusted within families; Table 1; mixed models and their
+sensitivity to the censoring rule."""
+
+# The plan as the statistics jobs and the report captions read it (a change of the plan reruns them).
+PLAN_PARAMS = {
+    "config": config["analysis"],
+    "visit_windows": VISIT_WINDOWS,
+    "primary": (
+        {
+            "label": PLAN.primary.label,
+            "unit": PLAN.primary.unit,
+            "analysis": PLAN.primary.analysis,
+            "visit": (PLAN.primary.visits or (PLAN.primary.at,))[0],
+            "scale": PLAN.primary.scale,
+        }
+        if PLAN.primary
+        else None
+    ),
+    "roles": {
+        role: [o.label for o in PLAN.outcomes if o.role == role]
+        for role in ("primary", "secondary", "exploratory")
+    },
+    "families": {
+        family: PLAN.method(family)
+        for family in dict.fromkeys(o.family for o in PLAN.outcomes)
+    },
+    "baseline_visit": PLAN.visits[0] if PLAN.visits else "",
+    "death_column": PLAN.death_column or "",
+}
+# What the longitudinal models and the plots take from the plan: censoring rule, analysed visits (baseline first),
+# prespecified scales and the imaging metrics of its outcomes.
+PLAN_LONGITUDINAL = {
+    "censoring": PLAN.censoring,
+    "visits": list(PLAN.visits),
+    "scales": PLAN.model_scales(),
+    "imaging": PLAN.imaging_metrics(),
+}
+# Time-to-event outcomes: name -> [label, duration column, event column].
+PLAN_TIME_TO_EVENT = {name: list(spec) for name, spec in PLAN.time_to_event().items()}
+# With a death column in the plan: the cumulative incidence with death as a competing event.
+COMPETING_RISK = (
+    {
+        "competing_risk": report(
+            "results/stats/competing_risk.csv",
+            caption="../report/stats_competing_risk.rst",
+            category="Statistics 3: comparisons by outcome type",
+            labels={"table": "time to event, death competing"},
+        )
+    }
+    if PLAN.death_column
+    else {}
+)
 
 
 rule stats_tables:
     input:
         **TABLES,
     output:
-        table1=report(
-            "results/stats/table1.csv",
-            caption="../report/stats_table1.rst",
-            category="Statistics (exploratory)",
-            labels={"table": "Table 1: baseline by arm"},
+        **COMPETING_RISK,
+        primary=report(
+            "results/stats/primary_endpoint.csv",
+            caption="../report/stats_primary.rst",
+            category="Statistics 1: primary endpoint",
+            labels={"table": "primary endpoint"},
         ),
-        binary=report(
-            "results/stats/binary_outcomes.csv",
-            caption="../report/stats_binary.rst",
-            category="Outcomes",
-            labels={"table": "binary outcomes"},
-        ),
-        continuous=report(
-            "results/stats/continuous_outcomes.csv",
-            caption="../report/stats_continuous.rst",
-            category="Outcomes",
-            labels={"table": "continuous outcomes"},
+        outcomes=report(
+            "results/stats/outcomes.csv",
+            caption="../report/stats_outcomes.rst",
+            category="Statistics 2: all comparisons by the analysis plan",
+            labels={"table": "primary, secondary, exploratory"},
         ),
         imaging_change=report(
             "results/stats/imaging_change.csv",
             caption="../report/stats_imaging_change.rst",
-            category="Statistics (exploratory)",
+            category="Statistics 3: comparisons by outcome type",
             labels={"table": "imaging change from baseline"},
         ),
         survival=report(
             "results/stats/survival.csv",
             caption="../report/stats_survival.rst",
-            category="Outcomes",
+            category="Statistics 3: comparisons by outcome type",
             labels={"table": "time to event"},
+        ),
+        binary=report(
+            "results/stats/binary_outcomes.csv",
+            caption="../report/stats_binary.rst",
+            category="Statistics 3: comparisons by outcome type",
+            labels={"table": "binary outcomes"},
+        ),
+        continuous=report(
+            "results/stats/continuous_outcomes.csv",
+            caption="../report/stats_continuous.rst",
+            category="Statistics 3: comparisons by outcome type",
+            labels={"table": "continuous outcomes"},
+        ),
+        table1=report(
+            "results/stats/table1.csv",
+            caption="../report/stats_table1.rst",
+            category="Statistics 4: baseline characteristics",
+            labels={"table": "Table 1: baseline by arm"},
         ),
     log:
         "logs/stats_tables/all.log",
@@ -45,6 +110,7 @@ rule stats_tables:
         runtime=10,
     params:
         stats=STATS_PARAMS,
+        plan=PLAN_PARAMS,
         hu_classes=HU_CLASSES,
     script:
         "../scripts/stats_tables.py"
@@ -58,7 +124,7 @@ rule stats_mixed_models:
         report(
             "results/stats/mixed_models.csv",
             caption="../report/stats_mixed_models.rst",
-            category="Statistics (exploratory)",
+            category="Statistics 5: exploratory longitudinal models",
             labels={"table": "mixed models"},
         ),
     log:
@@ -71,5 +137,31 @@ rule stats_mixed_models:
         runtime=30,
     params:
         stats=STATS_PARAMS,
+        plan=PLAN_LONGITUDINAL,
     script:
         "../scripts/stats_mixed_models.py"
+
+
+rule stats_censoring_sensitivity:
+    input:
+        labs=TABLES["labs"],
+    output:
+        report(
+            "results/stats/censoring_sensitivity.csv",
+            caption="../report/stats_censoring_sensitivity.rst",
+            category="Statistics 5: exploratory longitudinal models",
+            labels={"table": "censoring sensitivity"},
+        ),
+    log:
+        "logs/stats_censoring_sensitivity/all.log",
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        stats=STATS_PARAMS,
+        plan=PLAN_LONGITUDINAL,
+    script:
+        "../scripts/stats_censoring_sensitivity.py"

@@ -15,8 +15,15 @@ def write(frame, path):
         frame.to_csv(tmp, index=False)
 
 
-metrics = pd.concat([pd.read_csv(p) for p in snakemake.input.metrics], ignore_index=True)
-regions = pd.concat([pd.read_csv(p) for p in snakemake.input.regions], ignore_index=True)
+def stack(paths):
+    """One table of the per-scan tables; header-only ones (excluded scans' regions) add no rows and no dtypes."""
+    frames = [pd.read_csv(p) for p in paths]
+    rows = [f for f in frames if len(f)]
+    return pd.concat(rows, ignore_index=True) if rows else frames[0]
+
+
+metrics = stack(snakemake.input.metrics)
+regions = stack(snakemake.input.regions)
 write(metrics, snakemake.output.metrics)
 write(regions, snakemake.output.regions)
 

@@ -1,4 +1,4 @@
-"""Kaplan-Meier curves of time to symptom resolution and to discharge by arm, with log-rank p."""
+"""Kaplan-Meier curves of the analysis plan's time-to-event outcomes by arm, with log-rank p."""
 
 import pandas as pd
 
@@ -9,7 +9,8 @@ log = setup_logging(snakemake.log[0])
 p = snakemake.params.plots
 subjects = pd.read_parquet(snakemake.input.subjects)
 arms, colors = plots.arms_and_colors(subjects, p["reference_arm"], p["treatment_arm"])
+endpoints = {name: tuple(spec) for name, spec in snakemake.params.time_to_event.items()} or None
 fig = plots.plot_kaplan_meier(
-    subjects, arms, colors, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"]
+    subjects, arms, colors, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"], endpoints
 )
 plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)

@@ -1,15 +1,17 @@
-"""Opacity and consolidation (% of lung) over study day: subjects and arm means by visit."""
+"""The analysis plan's imaging metrics (e.g. opacity, consolidation, % of lung) over study day: subjects and arm
+means by visit."""
 
 import pandas as pd
 
-from lungtrial import plots
+from lungtrial import plots, stats
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params.plots
 scans = pd.read_parquet(snakemake.input.scans)
 arms, colors = plots.arms_and_colors(scans, p["reference_arm"], p["treatment_arm"])
-long = plots.imaging_long(scans, {"pct_opacity": "Opacity, % of lung", "pct_consolidation": "Consolidation, % of lung"})
-fig = plots.plot_trajectories(long, arms, colors, "CT opacity", ncols=2, confidence=p["confidence"])
+metrics = snakemake.params.imaging or list(stats.IMAGING_ENDPOINTS)
+long = plots.imaging_long(scans, {m: stats.metric_label(m) for m in metrics})
+fig = plots.plot_trajectories(long, arms, colors, "CT opacity", ncols=min(len(metrics), 2), confidence=p["confidence"])
 plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)
 log.info("%d values of %d subjects plotted", len(long), long["subject_id"].nunique())

@@ -1,4 +1,5 @@
-"""Each lab analyte over study day: subjects, censored values and arm means by visit."""
+"""Each lab analyte over study day: subjects, censored values (where the plan's censoring rule puts them) and arm
+means by visit."""
 
 import pandas as pd
 
@@ -9,7 +10,7 @@ log = setup_logging(snakemake.log[0])
 p = snakemake.params.plots
 labs = pd.read_parquet(snakemake.input.labs)
 arms, colors = plots.arms_and_colors(labs, p["reference_arm"], p["treatment_arm"])
-long = plots.labs_long(labs)
+long = plots.labs_long(labs, snakemake.params.censoring)
 fig = plots.plot_trajectories(long, arms, colors, "Labs", ncols=3, confidence=p["confidence"])
 plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)
 log.info("%d lab values of %d analytes plotted", len(long), long["panel"].nunique())

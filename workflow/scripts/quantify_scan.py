@@ -1,14 +1,21 @@
 """One scan: choose and validate the CT series, segment the lungs and measure opacity; series.json, metrics,
-regions, masks and the QC picture."""
+regions, masks and the QC picture.
+
+The DICOM folder is the rule's input for the demo trial; for a trial given by sheets the workflow hands it over
+outside Snakemake (lungtrial.quantify.scan_folder), so that its path (often named by patient IDs or UIDs) never
+enters Snakemake's records, logs or report. A scan that cannot be measured in strict mode, or whose folder is
+missing, ends the job with one line in its log.
+"""
 
 import json
 import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from lungtrial.quantify import quantify_scan
+from lungtrial.errors import InputError
+from lungtrial.quantify import quantify_scan, scan_folder, scan_workspace
 from lungtrial.wfutil import atomic_path, setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -18,9 +25,22 @@ out = snakemake.output
 title = f"{info['subject_id']}  day {info['study_day']}  ({scan})"
 lesion_mask = snakemake.input.lesion_mask[0] if snakemake.input.lesion_mask else None
 
-with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify.") as tmp:
+
+def dicom_folder() -> Path:
+    if snakemake.input.get("dicom"):
+        return Path(snakemake.input.dicom)
+    folder, sheet, row = scan_folder(scan)
+    if not folder.is_dir():
+        raise InputError(
+            f"{sheet}, row {row}: dicom_dir of scan {scan} (subject {info['subject_id']}) is not an existing folder "
+            "(expected the scan's DICOM folder; its path is not shown: folder names may identify the patient)"
+        )
+    return folder
+
+
+def measure(folder: Path, tmp: Path) -> dict:
     result = quantify_scan(
-        snakemake.input.dicom,
+        folder,
         scan,
         tmp,
         series_options=snakemake.params.series,
@@ -32,7 +52,6 @@ with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify
         title=title,
         threads=snakemake.threads,
     )
-    tmp = Path(tmp)
     series = json.loads((tmp / "series.json").read_text())
     if series["status"] == "ok":
         log.info("scan %s: %s", scan, series.get("reason", "series chosen"))
@@ -46,14 +65,26 @@ with tempfile.TemporaryDirectory(dir=Path(out.metrics).parent, prefix=".quantify
             table.insert(1, key, info[key])
         with atomic_path(target) as t:
             table.to_csv(t, index=False)
-    masks = Path(out.masks)
     staging = tmp / "masks"
     staging.mkdir()
     for nii in tmp.glob("*.nii.gz"):
         shutil.move(nii, staging / nii.name)
     with atomic_path(out.qc) as t:
         shutil.move(tmp / "qc.png", t)
-    shutil.move(staging, masks)
-    shutil.move(tmp / "series.json", out.series)
+    masks = Path(out.masks)
+    if masks.exists():  # placed by a job of an interrupted run that ended after this job was started
+        shutil.rmtree(masks)
+    staging.rename(masks)
+    (tmp / "series.json").replace(out.series)
+    return result
+
+
+try:
+    with scan_workspace(Path(out.metrics).parent) as tmp:
+        result = measure(dicom_folder(), tmp)
+except InputError as exc:  # a bad or missing folder, or a strict-mode exclusion: one line, no traceback
+    message = " ".join(str(exc).split())
+    log.error("%s", message if message.startswith(f"scan {scan} ") else f"scan {scan}: {message}")
+    sys.exit(1)
 
 log.info("scan %s: %s; timings %s", scan, result.get("status"), result.get("timings"))

@@ -1,4 +1,6 @@
-"""Linear mixed models of imaging metrics and labs over study day by arm."""
+"""Linear mixed models of the plan's imaging metrics and of every lab by arm: visit as a factor (arm by visit, random
+intercept) and study day as a line (random intercept and slope), Satterthwaite df; censored labs by the plan's rule,
+scales as the plan fixes them."""
 
 import pandas as pd
 
@@ -6,11 +8,31 @@ from lungtrial import stats
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
-p = snakemake.params.stats
+p, plan = snakemake.params.stats, snakemake.params.plan
 
 scans = pd.read_parquet(snakemake.input.scans)
 labs = pd.read_parquet(snakemake.input.labs)
-table = stats.mixed_models(scans, labs, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"])
+common = {
+    "df_method": "satterthwaite",
+    "censor_rule": plan["censoring"],
+    "visits": plan["visits"],
+    "scales": plan["scales"],
+    "imaging": {m: stats.metric_label(m) for m in plan["imaging"] or stats.IMAGING_ENDPOINTS},
+}
+args = (scans, labs, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"])
+table = pd.concat(
+    [
+        stats.mixed_models(*args, time="visit", random_slope=False, **common),
+        stats.mixed_models(*args, time="continuous", random_slope=True, **common),
+    ],
+    ignore_index=True,
+)
 stats.write_csv(table, snakemake.output[0])
-failed = table.loc[~table["converged"].astype(bool), "outcome"].tolist()
-log.info("%d outcomes modelled; not estimated: %s", table["outcome"].nunique(), ", ".join(failed) or "none")
+bad = table.loc[~table["converged"].astype(bool)]
+failed = [f"{o} ({t})" for o, t in zip(bad["outcome"], bad["time"])]
+log.info(
+    "%d outcomes modelled (censoring rule %s); not estimated: %s",
+    table["outcome"].nunique(),
+    common["censor_rule"],
+    ", ".join(failed) or "none",
+)

@@ -1,4 +1,4 @@
-"""Table 1, binary and continuous outcomes, imaging change from baseline and time to event by arm."""
+"""The analysis plan's comparisons (primary endpoint first, multiplicity adjusted within families) and Table 1."""
 
 import pandas as pd
 
@@ -6,8 +6,9 @@ from lungtrial import stats
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
-p = snakemake.params.stats
+p, plan_params = snakemake.params.stats, snakemake.params.plan
 ref, trt, min_n, conf = p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"]
+plan = stats.load_plan(plan_params["config"], plan_params["visit_windows"])
 
 subjects = pd.read_parquet(snakemake.input.subjects)
 labs = pd.read_parquet(snakemake.input.labs)
@@ -16,13 +17,10 @@ adverse_events = pd.read_parquet(snakemake.input.adverse_events) if p["has_adver
 stats.check_arms(subjects, ref, trt, snakemake.input.subjects)
 arms = [ref, trt, *sorted(set(subjects["arm"].astype(str)) - {ref, trt})]
 
-tables = {
-    "table1": stats.table1(subjects, labs, scans, arms, p["visits"][0]),
-    "binary": stats.binary_outcomes(subjects, adverse_events, ref, trt, min_n),
-    "continuous": stats.continuous_outcomes(subjects, labs, ref, trt, min_n, conf),
-    "imaging_change": stats.imaging_change(scans, p["visits"], ref, trt, min_n, conf),
-    "survival": stats.survival(subjects, ref, trt, min_n, conf),
-}
+tables = stats.run_plan(plan, subjects, labs, scans, adverse_events, ref, trt, min_n, conf)
+tables["table1"] = stats.table1(
+    subjects, labs, scans, arms, plan.baseline_visit, plan.baseline_lookback_days, plan.first_dose_day
+)
 for name, table in tables.items():
     stats.write_csv(table, snakemake.output[name])
     log.info("%s: %d rows", name, len(table))

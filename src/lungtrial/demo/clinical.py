@@ -15,7 +15,9 @@ import pandas as pd
 
 from .design import INFUSION_DAYS, SUBJECT_COLUMNS, Design, opacity_course
 
-__all__ = ["write_clinical", "labs_table", "adverse_events_table", "subjects_table", "LAB_UNITS", "LAB_DAYS"]
+__all__ = [
+    "write_clinical", "labs_table", "adverse_events_table", "subjects_table", "LAB_UNITS", "LAB_DAYS", "OXYGEN_LEVELS",
+]
 
 LAB_UNITS = {
     "Lymphocyte count": "10^9/L",
@@ -63,9 +65,31 @@ def _values(course: pd.Series, sex: str, day: float, rng: np.random.Generator) -
     }
 
 
+OXYGEN_LEVELS = ("none", "low-flow", "high-flow", "mechanical ventilation")
+"""Levels of ``oxygen_support`` in the demo subjects sheet: the highest support a subject received."""
+
+
 def subjects_table(design: Design) -> pd.DataFrame:
-    """The subjects sheet as written (booleans as ``true``/``false``)."""
+    """The subjects sheet as written (booleans as ``true``/``false``).
+
+    Besides the design's columns it carries the rows a trial reports as binary outcomes (as the model trial's
+    Table 3): ``oxygen_support`` is the highest support received (one of :data:`OXYGEN_LEVELS`, mechanical
+    ventilation above high-flow), ``low_flow_oxygen`` and ``high_flow_oxygen`` whether that support was ever given
+    (a subject stepped up to a higher level had often received the lower one first) and ``fatigue``;
+    ``days_to_death`` is the study day of death, empty for a subject alive at the last contact: every demo subject
+    is discharged alive, as in the model trial (the plan's ``death_column``). Deterministic from the design's seed.
+    """
     out = design.subjects[SUBJECT_COLUMNS].copy()
+    rng = np.random.default_rng([design.seed, 6])
+    n = len(out)
+    mech = out["mechanical_ventilation"].to_numpy(bool)
+    highest = np.where(mech, "mechanical ventilation", out["oxygen_support"].to_numpy(str))
+    u_low, u_high, u_fatigue = rng.random(n), rng.random(n), rng.random(n)
+    out["oxygen_support"] = highest
+    out["low_flow_oxygen"] = (highest == "low-flow") | (np.isin(highest, OXYGEN_LEVELS[2:]) & (u_low < 0.7))
+    out["high_flow_oxygen"] = (highest == "high-flow") | (mech & (u_high < 0.8))
+    out["fatigue"] = u_fatigue < np.where(out["severity"].to_numpy(str) == "severe", 0.65, 0.45)
+    out["days_to_death"] = ""
     for col in out.columns:
         if out[col].dtype == bool:
             out[col] = np.where(out[col], "true", "false")

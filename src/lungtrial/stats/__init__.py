@@ -1,0 +1,112 @@
+"""Statistics of a two-arm trial: the analysis plan, comparisons by outcome type, mixed models, time to event.
+
+Everything public is imported from here (``from lungtrial import stats``; ``stats.run_plan(...)``); the modules
+behind it are private, one per topic:
+
+==================  ==========================================================================================
+``_plan``           the trial's analysis plan (config ``analysis:``): :func:`load_plan` checks it,
+                    :func:`run_plan` runs every comparison it declares (primary endpoint, ANCOVA, multiplicity
+                    within families, competing risk of death)
+``_tables``         the result tables: Table 1, binary and continuous comparisons, baseline and change from
+                    baseline, mixed models of every outcome, Kaplan-Meier and log-rank
+``_nonparametric``  Mann-Whitney U and the Hodges-Lehmann shift with its Moses interval, as R's ``wilcox.test``
+``_fisher``         conditional maximum-likelihood odds ratio with its exact interval, as R's ``fisher.test``
+``_survival``       Kaplan-Meier median, Cox hazard ratio, Aalen-Johansen cumulative incidence, as R's survival
+``_mixed``          linear mixed models with Satterthwaite or between-within df, as lmerTest and nlme
+``_censoring``      censored lab values (``<L``, ``>L``): one substitution rule and its sensitivity analysis
+==================  ==========================================================================================
+
+The names are loaded on first use (PEP 562), so that reading the analysis plan when the workflow starts costs
+no scipy, statsmodels or lifelines import.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "_plan": (
+        "ANALYSES",
+        "DERIVED_SUBJECT_COLUMNS",
+        "MULTIPLICITY",
+        "OUTCOME_TYPES",
+        "ROLES",
+        "Outcome",
+        "Plan",
+        "adjust",
+        "adjust_families",
+        "adjustment_text",
+        "ancova",
+        "check_columns",
+        "competing_risk_outcomes",
+        "imaging_outcomes",
+        "load_plan",
+        "run_plan",
+        "survival_outcomes",
+    ),
+    "_tables": (
+        "BASELINE_IMAGING",
+        "IMAGING_ENDPOINTS",
+        "MIXED_COLUMNS",
+        "SURVIVAL_ENDPOINTS",
+        "TABLE1_QUARTILES",
+        "TABLE1_ROUNDING",
+        "as_bool",
+        "baseline_labs",
+        "baseline_values",
+        "before_first_dose",
+        "binary_outcomes",
+        "change_from_baseline",
+        "check_arms",
+        "compare_binary",
+        "compare_continuous",
+        "censored_for_model",
+        "continuous_outcomes",
+        "event_indicator",
+        "fmt_num",
+        "imaging_change",
+        "is_skewed",
+        "kaplan_meier",
+        "last_lab_value",
+        "logrank",
+        "median_iqr",
+        "metric_label",
+        "metric_unit",
+        "mixed_models",
+        "mixed_models_censoring_sensitivity",
+        "risk_difference",
+        "survival",
+        "survival_data",
+        "table1",
+        "table1_decimals",
+        "write_csv",
+    ),
+    "_nonparametric": ("hodges_lehmann", "mann_whitney", "mwu_null_counts"),
+    "_fisher": ("fisher_odds_ratio",),
+    "_survival": ("cox_hazard_ratio", "cox_separation", "cumulative_incidence", "km_median", "survival_quantile"),
+    "_mixed": ("DF_METHODS", "TIMES", "mixed_model", "visit_order"),
+    "_censoring": (
+        "CENSOR_RULES",
+        "DEFAULT_CENSOR_RULE",
+        "censor_values",
+        "censoring_changes_ranks",
+        "censoring_sensitivity",
+        "limits_as_text",
+    ),
+}
+_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_SOURCE)
+
+
+def __getattr__(name: str) -> object:
+    module = _SOURCE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups are plain attribute access
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,249 @@
+"""Reruns and resume: a run killed with SIGKILL resumes with the plain command; a scan is re-measured when its DICOM
+folder's content changes; a folder that is missing fails that scan alone, with one clear line.
+
+The workflow cases run snakemake on a tiny trial given by sheets (three scans of the tiny demo size, imaging
+targets only), at most two runs each; the rest are unit tests of the pieces (folder fingerprint, a scan job's
+workspace and lock, stale Snakemake locks). tests/kill_and_resume.py kills the reduced demo at several moments and
+compares every output with an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from lungtrial.dicomio import folder_fingerprint
+from lungtrial.quantify import scan_workspace
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+TARGET = "results/imaging/qc.csv"
+REFUSALS = re.compile(r"LockException|cannot be locked|IncompleteFilesException|--rerun-incomplete|--unlock")
+
+
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    """The README's command in ``workdir`` (its config.yaml), with nothing added: the default profile applies."""
+    return [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args]
+
+
+def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, check=False)
+
+
+def measured_scans(output: str) -> set[str]:
+    """Scans whose quantify_scan job a snakemake run started."""
+    jobs = re.findall(r"rule quantify_scan:\n(?:    .*\n)*?    wildcards: scan=(\S+)", output)
+    return set(jobs)
+
+
+def leftovers(workdir: Path) -> list[str]:
+    pattern = re.compile(r"^\.quantify\.|^\..+\.tmp(\.|$)")
+    found = [p.name for p in (workdir / "results").rglob("*") if pattern.match(p.name)]
+    for state in ("locks", "incomplete"):
+        if (workdir / ".snakemake" / state).is_dir():
+            found += [p.name for p in (workdir / ".snakemake" / state).rglob("*") if p.is_file()]
+    return found
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory) -> Path:
+    """A tiny trial given by sheets: three scans of two subjects, and a config for it."""
+    from lungtrial.demo import generate_trial
+
+    workdir = tmp_path_factory.mktemp("reruns")
+    generate_trial(workdir / "trial", size="tiny", n_per_arm=1, timepoints=(0, 7))
+    scans = pd.read_csv(workdir / "trial/scans.csv", dtype=str)
+    scans.iloc[:3].to_csv(workdir / "trial/scans.csv", index=False)
+    config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+    config["demo"] = False
+    config["sheets"] = {
+        "subjects": "trial/subjects.csv",
+        "scans": "trial/scans.csv",
+        "labs": ["trial/labs.csv"],
+        "adverse_events": "trial/adverse_events.csv",
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def resumed(trial) -> tuple[Path, str]:
+    """The trial's run killed (SIGKILL, main process only: its jobs run on, orphaned) while a scan's job is in its
+    temporary folder, then resumed with the plain command at once; returns the folder and the resumed run's output."""
+    log = trial / "killed_run.txt"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            snakemake_cmd(trial, "--cores", "2", TARGET), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any((trial / "results/scans").glob("*/.quantify.*/*")):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before a scan's job was caught at work:\n{log.read_text()[-3000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any((trial / ".snakemake/locks").iterdir())  # what made the next run refuse to start
+    done = run(trial, "--cores", "2", TARGET)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return trial, done.stdout + done.stderr
+
+
+@pytest.mark.workflow
+def test_a_killed_run_resumes_with_the_plain_command(resumed):
+    workdir, output = resumed
+    assert not REFUSALS.search(output), output[-3000:]
+    assert "removed the locks left by an interrupted run" in output
+    scans = pd.read_csv(workdir / "trial/scans.csv")["scan_id"]
+    qc = pd.read_csv(workdir / TARGET)
+    assert sorted(qc["scan_id"]) == sorted(scans) and (qc["status"] == "ok").all()
+    for scan in scans:
+        folder = workdir / "results/scans" / scan
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "masks",
+            "metrics.csv",
+            "qc.png",
+            "regions.csv",
+            "series.json",
+        ]
+        assert sorted(p.name for p in (folder / "masks").iterdir() if not p.name.startswith(".snakemake")) == [
+            "lungs.nii.gz",
+            "opacity.nii.gz",
+        ]
+    assert leftovers(workdir) == []
+
+
+@pytest.mark.workflow
+def test_folder_changes_rerun_their_scans_and_a_missing_folder_fails_alone(resumed):
+    """One run after three changes: a file rewritten in place (same name and size), a measured scan's folder gone,
+    a new row whose folder is not there yet. The first is re-measured, the other two fail with one line each, the
+    untouched scan is kept, and the all-scans table waits. (Files added or removed: the fingerprint test.)"""
+    workdir, _ = resumed
+    trial = workdir / "trial"
+    scans = pd.read_csv(trial / "scans.csv", dtype=str)
+    rewritten, kept, gone = scans["scan_id"]
+    folder = dict(zip(scans["scan_id"], scans["dicom_dir"], strict=True))
+    victim = sorted((trial / folder[rewritten]).iterdir())[5]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 1  # same name, same size, another voxel value
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
+    shutil.rmtree(trial / folder[gone])
+    new = scans.iloc[[0]].assign(scan_id="P01-D28", scan_date="2020-03-05", dicom_dir="dicom/P01/P01-D28")
+    pd.concat([scans, new]).to_csv(trial / "scans.csv", index=False)
+    table = (workdir / TARGET).read_bytes()
+
+    proc = run(workdir, "--cores", "2", TARGET)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert measured_scans(output) == {rewritten, gone, "P01-D28"}
+    for scan, row in ((gone, 4), ("P01-D28", 5)):
+        (line,) = [x for x in (workdir / "logs/quantify_scan" / f"{scan}.log").read_text().splitlines() if "ERROR" in x]
+        assert f"scan {scan}: trial/scans.csv, row {row}: dicom_dir of scan {scan} (subject" in line
+        assert "is not an existing folder (expected the scan's DICOM folder" in line
+        assert folder.get(scan, "dicom/P01") not in line and "Traceback" not in output
+    for scan in (rewritten, kept):
+        assert (workdir / "results/scans" / scan / "metrics.csv").exists()
+    assert not (workdir / "results/scans" / gone / "metrics.csv").exists()  # no stale result of a vanished folder
+    assert (workdir / TARGET).read_bytes() == table  # not made from an incomplete set of scans
+    assert leftovers(workdir) == []
+
+
+def test_fingerprint_follows_content_not_place(tmp_path):
+    folder = tmp_path / "scan"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.dcm", "b.dcm", "sub/c.dcm"):
+        (folder / name).write_bytes(b"x" * 100)
+    first = folder_fingerprint(folder)
+    assert re.fullmatch(r"[0-9a-f]{32}", first) and folder_fingerprint(tmp_path / "nowhere") is None
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)  # times kept: the same content
+    assert folder_fingerprint(copy) == first
+    seen = {first}
+    st = (folder / "a.dcm").stat()
+    os.utime(folder / "a.dcm", ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # rewritten in place, same size
+    seen.add(folder_fingerprint(folder))
+    (folder / "d.dcm").write_bytes(b"")  # added
+    seen.add(folder_fingerprint(folder))
+    (folder / "b.dcm").unlink()  # removed
+    seen.add(folder_fingerprint(folder))
+    (folder / "sub/c.dcm").rename(folder / "sub/e.dcm")  # renamed
+    seen.add(folder_fingerprint(folder))
+    assert len(seen) == 5
+    for name in ("DOE_JOHN_19500101.dcm", "1.2.840.113619.2.55.3.604688119"):
+        assert name not in folder_fingerprint(folder)
+
+
+def test_workspace_clears_what_an_interrupted_job_left(tmp_path):
+    out = tmp_path / "results/scans/S1"
+    (out / ".quantify.abcd1234").mkdir(parents=True)
+    (out / ".quantify.abcd1234/metrics.csv").write_text("half")
+    (out / ".metrics.csv.x1y2.tmp.csv").write_text("half")
+    (out / "metrics.csv").write_text("kept until replaced")
+    with scan_workspace(out) as tmp:
+        assert tmp.parent == out and tmp.name.startswith(".quantify.")
+        assert sorted(p.name for p in out.iterdir()) == sorted([".quantify.lock", tmp.name, "metrics.csv"])
+        (tmp / "series.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv"]
+
+
+def test_a_second_job_of_a_scan_waits_for_the_first(tmp_path):
+    out = tmp_path / "S1"
+    order = []
+    entered = threading.Event()
+
+    def first():
+        with scan_workspace(out):
+            entered.set()
+            time.sleep(0.5)
+            order.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    entered.wait(10)
+    with scan_workspace(out):
+        order.append("second in")
+    thread.join()
+    assert order == ["first done", "second in"]
+    assert list(out.iterdir()) == []
+
+
+HOLD = """
+import sys, time
+from lungtrial.runlock import release_stale_locks
+print(release_stale_locks(sys.argv[1]), flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def stale_locks(state: Path) -> None:
+    (state / "locks").mkdir(parents=True, exist_ok=True)
+    (state / "locks/0.input.lock").write_text("results/imaging/qc.csv\n")
+
+
+def test_stale_snakemake_locks_are_removed_only_when_no_run_is_alive(tmp_path):
+    state = tmp_path / ".snakemake"
+    stale_locks(state)
+    hold = [sys.executable, "-c", HOLD, str(state)]
+    alive = subprocess.Popen([*hold, "30"], stdout=subprocess.PIPE, text=True)  # a run still going
+    try:
+        assert alive.stdout.readline().strip() == "True"  # nobody else was alive: the locks were stale
+        stale_locks(state)  # the live run's own locks
+        beside = subprocess.run([*hold, "0"], capture_output=True, text=True, check=True)
+        assert beside.stdout.strip() == "False" and (state / "locks/0.input.lock").exists()
+    finally:
+        alive.kill()  # SIGKILL: the kernel drops its lock
+        alive.wait()
+    after = subprocess.run([*hold, "0"], capture_output=True, text=True, check=True)
+    assert after.stdout.strip() == "True" and not (state / "locks").exists()

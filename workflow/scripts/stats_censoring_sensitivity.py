@@ -1,0 +1,33 @@
+"""The lab mixed models of every analyte with censored values rerun under each censoring rule (a sensitivity analysis
+of the plan's rule): the models of stats_mixed_models, each analyte on one scale for all rules."""
+
+import pandas as pd
+
+from lungtrial import stats
+from lungtrial.wfutil import setup_logging
+
+log = setup_logging(snakemake.log[0])
+p, plan = snakemake.params.stats, snakemake.params.plan
+
+labs = pd.read_parquet(snakemake.input.labs)
+args = (labs, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"])
+common = {
+    "df_method": "satterthwaite",
+    "visits": plan["visits"],
+    "scales": plan["scales"],
+    "configured_rule": plan["censoring"],
+}
+table = pd.concat(
+    [
+        stats.mixed_models_censoring_sensitivity(*args, time="visit", random_slope=False, **common),
+        stats.mixed_models_censoring_sensitivity(*args, time="continuous", random_slope=True, **common),
+    ],
+    ignore_index=True,
+)
+stats.write_csv(table, snakemake.output[0])
+log.info(
+    "%d analytes with censored values, rules %s (configured: %s)",
+    table["outcome"].nunique() if len(table) else 0,
+    ", ".join(stats.CENSOR_RULES),
+    plan["censoring"],
+)
