@@ -1,0 +1,128 @@
+"""The serial prior of a scan: the same patient's least-affected scan, registered onto it.
+
+In a serial trial every patient is imaged several times. Consolidation as dense as the chest wall, filling the
+posterior recess or lining the wall, cannot be told from the wall on one scan (:mod:`.segmentation.prior`); at the
+patient's least-affected timepoint the lungs are aerated out to the pleura. :func:`serial_prior` registers that
+scan onto the scan being measured (:func:`lungtrial.imaging.registration.register`: lung-masked affine, then
+demons) and brings its lung labels onto the scan's grid, where :func:`lungtrial.imaging.segmentation.segment`
+takes them as ``prior``.
+
+A prior is used only when the registration holds: no folding, and the registered prior covers the scan's own
+(aerated) lungs -- lungs do not grow by consolidating, so aerated lung outside the prior means the two are not
+aligned. Otherwise the scan is measured on its own and the reason is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .registration import Grid, register
+
+#: Share of the scan's own lung voxels that the registered prior must cover for it to be used: the scan's aerated
+#: lung lies inside the least-affected scan's lungs wherever the two are aligned; registration errors of 1-3 mm
+#: at the pleura leave a few % outside.
+PRIOR_COVERS_MIN = 0.93
+
+
+@dataclass
+class SerialPrior:
+    """What :func:`serial_prior` found.
+
+    Attributes
+    ----------
+    labels : (z, y, x) uint8 or None
+        The reference scan's lung labels (1 right, 2 left) on the scan's grid; None when the prior is not used.
+    qc : dict
+        The registration's QC (:class:`lungtrial.imaging.registration.Registration`), ``covers`` (share of the
+        scan's own lungs inside the prior), ``used`` (bool) and ``reason`` (why not; "" when used).
+    """
+
+    labels: np.ndarray | None
+    qc: dict = field(default_factory=dict)
+
+
+def serial_prior(
+    hu: np.ndarray,
+    labels: np.ndarray,
+    grid: Grid,
+    ref_hu: np.ndarray,
+    ref_labels: np.ndarray,
+    ref_grid: Grid,
+    **register_kwargs,
+) -> SerialPrior:
+    """The reference scan's lungs registered onto a scan of the same patient, to be used as its segmentation prior.
+
+    Parameters
+    ----------
+    hu, labels, grid : the scan being measured: HU (z, y, x), its own lung labels
+        (:func:`lungtrial.imaging.segmentation.segment` without a prior) and its :class:`Grid`.
+    ref_hu, ref_labels, ref_grid : the same for the reference scan (the patient's least affected,
+        :func:`least_affected`).
+    **register_kwargs : passed to :func:`lungtrial.imaging.registration.register` (its own Dice limit does not
+        apply: the scan's lungs lack the consolidation the prior is for, so the coverage rule is used instead).
+
+    Returns
+    -------
+    SerialPrior
+    """
+    from .segmentation.prior import prior_additions
+
+    kwargs = {"min_dice": 0.0, **register_kwargs}
+    common = dict(
+        fixed_origin=grid.origin,
+        fixed_direction=grid.direction,
+        moving_origin=ref_grid.origin,
+        moving_direction=ref_grid.direction,
+    )
+    ref = np.asarray(ref_labels, dtype=np.uint8)
+    # 1. affine: where the reference's lungs lie on this scan, give or take the breathing
+    rough = register(
+        hu, labels, grid.spacing, ref_hu, ref, ref_grid.spacing, **common, **{**kwargs, "demons_iterations": (0, 0)}
+    )
+    if rough.qc.get("failed"):
+        return SerialPrior(None, {**rough.qc, "covers": float("nan"), "used": False})
+    suspect = prior_additions(hu, labels, rough.warp(ref, ref_grid, kind="nearest", default=0), grid.spacing) > 0
+    # 2. deformable, with the dense tissue the affine prior suggests is lung read as lung on this scan (else the
+    # demons would pull the reference's lungs off the consolidation, towards this scan's aerated lung alone)
+    lungs = np.where(suspect & (labels == 0), 1, labels).astype(np.uint8)
+    reg = register(hu, lungs, grid.spacing, ref_hu, ref, ref_grid.spacing, fixed_opacity=suspect.astype(np.uint8), **common, **kwargs)
+    qc = dict(reg.qc)
+    if qc.get("failed"):
+        return SerialPrior(None, {**qc, "covers": float("nan"), "used": False})
+    prior = reg.warp(ref, ref_grid, kind="nearest", default=0).astype(np.uint8)
+    own = labels > 0
+    covers = float(np.count_nonzero(own & (prior > 0)) / max(1, np.count_nonzero(own)))
+    qc.update(covers=covers, used=covers >= PRIOR_COVERS_MIN, reason="")
+    if not qc["used"]:
+        qc["reason"] = (
+            f"the registered reference lungs cover {100 * covers:.1f} % of the scan's own lungs "
+            f"(at least {100 * PRIOR_COVERS_MIN:.0f} % expected when aligned)"
+        )
+        return SerialPrior(None, qc)
+    return SerialPrior(prior, qc)
+
+
+def least_affected(
+    scans: pd.DataFrame,
+    *,
+    subject: str = "subject_id",
+    scan: str = "scan_id",
+    opacity: str = "pct_opacity",
+    status: str = "status",
+    order: str | None = "study_day",
+) -> pd.Series:
+    """Per subject, the scan with the least opacity among those measured (``status`` "ok"): the reference whose
+    lungs are aerated furthest out to the pleura.
+
+    Ties go to the later scan (``order``, when given: later scans have had longer to heal). Subjects with one
+    measured scan get it; subjects with none are left out. Returns a Series scan id by subject id.
+    """
+    ok = scans[scans[status] == "ok"] if status in scans.columns else scans
+    ok = ok[np.isfinite(pd.to_numeric(ok[opacity], errors="coerce"))]
+    keys = [opacity] + ([order] if order and order in ok.columns else [])
+    ascending = [True] + [False] * (len(keys) - 1)
+    ranked = ok.sort_values([subject, *keys], ascending=[True, *ascending], kind="mergesort")
+    return ranked.groupby(subject, sort=True)[scan].first()
