@@ -15,6 +15,7 @@ What the prior adds to the scan's own lungs is:
 - thick: the part that holds a ball of :data:`PRIOR_THICK_MM` radius. A registration error of a few mm turns the
   prior's edge into a shell over the wall, the diaphragm and the mediastinum; a shell thinner than the ball's
   diameter is an error, not a lesion;
+- not within :data:`GAS_MARGIN_MM` of gas that lies mostly outside the prior (stomach, colon);
 - not mostly fat (mean HU above :data:`~._grid.FAT_FLOOR_HU`): the fat of the mediastinum and of the pericardium
   that a misregistered prior covers;
 - touching the scan's own lungs (consolidation is lung that lost its air; it lies against the lung it belongs to);
@@ -37,6 +38,9 @@ PRIOR_THICK_MM = 3.0
 #: mm. How far the thick part continues along thinner candidate tissue: the edges of a band of consolidation that
 #: tapers along the wall or into the recess's tip.
 PRIOR_EDGE_MM = 10.0
+#: mm. Tissue this close to gas that is not lung (the stomach's or the colon's wall and fluid, partial volume
+#: included) is never added.
+GAS_MARGIN_MM = 5.0
 
 
 def prior_additions(hu: np.ndarray, labels: np.ndarray, prior: np.ndarray, spacing) -> np.ndarray:
@@ -73,6 +77,17 @@ def prior_additions(hu: np.ndarray, labels: np.ndarray, prior: np.ndarray, spaci
     box = _bbox(candidate, reach)
     h = hu[box]
     cand = candidate[box] & (h >= AIR_HU) & (h < BONE_HU)
+    # never next to gas that is not lung (stomach, colon): gas regions mostly outside the prior, and the tissue
+    # within GAS_MARGIN_MM of them (their wall and fluid). Air bronchograms lie inside the prior and are kept.
+    lab0 = labels[box]
+    air = (h < AIR_HU) & (lab0 == 0)
+    if air.any():
+        pieces, k = ndimage.label(air)
+        inside = ndimage.mean(candidate[box] | (prior[box] > 0), pieces, index=np.arange(1, k + 1))
+        foreign = np.concatenate([[False], np.asarray(inside) < 0.5])[pieces]
+        if foreign.any():
+            near = _dilate(foreign, _ball(GAS_MARGIN_MM, sp))
+            cand &= ~near
     thick = _open(cand, ball)
     if not thick.any():
         return out
