@@ -12,16 +12,6 @@ from lungtrial.imaging.segmentation import opacity_exclusion, segment_lungs
 from simple_chest import Chest, dice, make_simple_chest, opacity_pct
 
 
-@pytest.fixture(scope="module")
-def chest() -> Chest:
-    return make_simple_chest()
-
-
-@pytest.fixture(scope="module")
-def seg(chest) -> np.ndarray:
-    return segment_lungs(chest.hu, chest.spacing)
-
-
 def test_labels_dtype_and_sides(chest, seg):
     assert seg.dtype == np.uint8 and seg.shape == chest.hu.shape
     assert set(np.unique(seg)) == {0, 1, 2}

@@ -10,17 +10,7 @@ import pytest
 from scipy import ndimage
 
 from lungtrial.imaging.segmentation import opacity_exclusion, segment_lungs, segment_vessels
-from simple_chest import Chest, dice, make_simple_chest
-
-
-@pytest.fixture(scope="module")
-def chest() -> Chest:
-    return make_simple_chest()
-
-
-@pytest.fixture(scope="module")
-def seg(chest) -> np.ndarray:
-    return segment_lungs(chest.hu, chest.spacing)
+from simple_chest import dice, make_simple_chest
 
 
 def test_vessels_vs_planted(chest, seg):

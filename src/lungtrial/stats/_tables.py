@@ -32,6 +32,7 @@ from scipy import stats as sps
 from lungtrial.errors import InputError
 from lungtrial.stats._censoring import CENSOR_RULES, DEFAULT_CENSOR_RULE, censor_values, censoring_changes_ranks
 from lungtrial.stats._fisher import fisher_odds_ratio
+from lungtrial.stats._mixed import COLUMNS as _MIXED_MODEL_COLUMNS
 from lungtrial.stats._mixed import mixed_model
 from lungtrial.stats._nonparametric import hodges_lehmann, mann_whitney
 from lungtrial.stats._survival import cox_hazard_ratio, km_median
@@ -770,28 +771,7 @@ def metric_label(metric: str) -> str:
     return IMAGING_ENDPOINTS.get(metric) or BASELINE_IMAGING.get(metric) or metric
 
 
-MIXED_COLUMNS = [
-    "outcome",
-    "label",
-    "unit",
-    "transform",
-    "time",
-    "random_effects",
-    "kind",
-    "term",
-    "meaning",
-    "estimate",
-    "se",
-    "df",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "df_method",
-    "n_obs",
-    "n_subjects",
-    "converged",
-    "note",
-]
+MIXED_COLUMNS = [_MIXED_MODEL_COLUMNS[0], "label", "unit", *_MIXED_MODEL_COLUMNS[1:]]
 """Leading columns of :func:`mixed_models`' table."""
 
 
