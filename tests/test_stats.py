@@ -543,3 +543,16 @@ def test_package_exports_resolve_and_the_plan_loads_without_scipy():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_censoring_at_the_limit_changes_ranks():
+    """A measured value equal to a "<" limit ties with it under the rule "limit" and not under "half_limit"."""
+    from lungtrial.stats._censoring import censoring_changes_ranks
+
+    assert censoring_changes_ranks([0.5, 0.5, 2.0], ["", "<", ""])
+    assert not censoring_changes_ranks([1.0, 0.5, 2.0], ["", "<", ""])
+
+
+def test_logrank_without_events_is_no_test():
+    chi2, p = stats.logrank([3, 5, 7], [False, False, False], [4, 6], [False, False])
+    assert np.isnan(chi2) and np.isnan(p)

@@ -81,6 +81,7 @@ rule plot_change:
         plots=PLOT_PARAMS,
         imaging=PLAN_LONGITUDINAL["imaging"],
         visits=PLAN_LONGITUDINAL["visits"],
+        lookback_days=PLAN.baseline_lookback_days,
     script:
         "../scripts/plot_change.py"
 

@@ -11,7 +11,7 @@ scans = pd.read_parquet(snakemake.input.scans)
 arms, colors = plots.arms_and_colors(scans, p["reference_arm"], p["treatment_arm"])
 visits = snakemake.params.visits
 metrics = [m for m in snakemake.params.imaging or stats.IMAGING_ENDPOINTS if m in scans.columns]
-change = stats.change_from_baseline(scans, metrics, visits)
+change = stats.change_from_baseline(scans, metrics, visits, lookback_days=snakemake.params.lookback_days)
 fig = plots.plot_change_by_visit(change, visits[1:], arms, colors, {m: stats.metric_label(m) for m in metrics})
 plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)
 log.info("%d changes from baseline plotted", len(change))

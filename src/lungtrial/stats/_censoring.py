@@ -78,7 +78,8 @@ def censor_values(
 def censoring_changes_ranks(values: Sequence[float] | pd.Series, flags: Sequence[str] | pd.Series) -> bool:
     """True when the order of the values could depend on how censored values are filled in.
 
-    That is the case when a measured value lies below a ``"<"`` limit (or above a ``">"`` limit), when
+    That is the case when a measured value lies at or below a ``"<"`` limit (at or above a ``">"`` limit: the rule
+    decides whether they tie), when
     censored values of the same direction have different limits, or when a ``"<"`` limit lies above a
     ``">"`` limit; then rank tests and medians too depend on the censoring rule. A single limit below
     (above) every measured value leaves all ranks unchanged whatever the rule.
@@ -92,9 +93,9 @@ def censoring_changes_ranks(values: Sequence[float] | pd.Series, flags: Sequence
     below, above = v[f == "<"], v[f == ">"]
     if below.nunique() > 1 or above.nunique() > 1:
         return True
-    if len(below) and len(measured) and (measured < below.max()).any():
+    if len(below) and len(measured) and (measured <= below.max()).any():
         return True
-    if len(above) and len(measured) and (measured > above.min()).any():
+    if len(above) and len(measured) and (measured >= above.min()).any():
         return True
     return bool(len(below) and len(above) and below.max() > above.min())
 

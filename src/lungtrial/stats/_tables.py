@@ -669,17 +669,20 @@ def table1(
     return pd.DataFrame(rows)
 
 
-def change_from_baseline(scans: pd.DataFrame, metrics: Sequence[str], visits: Sequence[str]) -> pd.DataFrame:
+def change_from_baseline(
+    scans: pd.DataFrame, metrics: Sequence[str], visits: Sequence[str], lookback_days: float = 0.0
+) -> pd.DataFrame:
     """Change of imaging metrics from baseline to each later nominal visit, per subject.
 
     ``visits`` lists the nominal visits in order, the first being baseline. Only measured scans (status
     ``"ok"``) labelled with a visit count; the clinical stage labels at most one scan per subject and visit
     (should there be several, the one closest to day 0 is baseline and the latest one counts for a later
     visit). Returns long form: subject_id, arm, visit, metric, baseline, value, change (``value - baseline``,
-    in the metric's unit, e.g. percentage points).
+    in the metric's unit, e.g. percentage points). ``lookback_days``: the analysis plan's baseline look-back
+    (:func:`baseline_values`), so that the figure shows the subjects the statistics compare.
     """
     visits = list(visits)
-    base = baseline_values(scans, metrics, visits[0]).set_index("subject_id")
+    base = baseline_values(scans, metrics, visits[0], lookback_days=lookback_days).set_index("subject_id")
     ok = scans.loc[scans["status"] == "ok"] if "status" in scans.columns else scans
     rows = []
     for visit in visits[1:]:
@@ -956,9 +959,12 @@ def kaplan_meier(durations: Sequence[float], events: Sequence[bool], confidence:
 def logrank(
     durations_a: Sequence[float], events_a: Sequence[bool], durations_b: Sequence[float], events_b: Sequence[bool]
 ) -> tuple[float, float]:
-    """Two-sample log-rank test (lifelines): chi-square statistic (1 df) and p value."""
+    """Two-sample log-rank test (lifelines): chi-square statistic (1 df) and p value; both NaN without any event
+    (there is nothing to test, and a p of 1 would count in a multiplicity family)."""
     from lifelines.statistics import logrank_test
 
+    if not (np.asarray(events_a, bool).any() or np.asarray(events_b, bool).any()):
+        return math.nan, math.nan
     res = logrank_test(
         np.asarray(durations_a, float),
         np.asarray(durations_b, float),
