@@ -247,3 +247,18 @@ def test_stale_snakemake_locks_are_removed_only_when_no_run_is_alive(tmp_path):
         alive.wait()
     after = subprocess.run([*hold, "0"], capture_output=True, text=True, check=True)
     assert after.stdout.strip() == "True" and not (state / "locks").exists()
+
+
+def test_locks_are_kept_while_a_run_on_another_machine_may_be_alive(tmp_path):
+    """Where flock is local to each machine, a note left by a run on another host keeps the locks."""
+    state = tmp_path / ".snakemake"
+    stale_locks(state)
+    (state / "lungtrial.holders").mkdir(parents=True)
+    (state / "lungtrial.holders/login-node-2.4242").touch()
+    hold = [sys.executable, "-c", HOLD, str(state), "0"]
+    assert subprocess.run(hold, capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (state / "locks/0.input.lock").exists()
+    (state / "lungtrial.holders/login-node-2.4242").unlink()  # that run ended
+    assert subprocess.run(hold, capture_output=True, text=True, check=True).stdout.strip() == "True"
+    assert not (state / "locks").exists()
+    assert not any((state / "lungtrial.holders").iterdir())  # each process removed its own note

@@ -9,12 +9,20 @@ unlock) holds a shared ``flock`` on ``.snakemake/lungtrial.lock`` for as long as
 is read, before Snakemake writes its own locks. A process that can take the lock exclusively is the only one alive
 in the folder, so Snakemake lock files present then belong to no live process and are removed; otherwise they are
 left alone and Snakemake decides as usual (a run still going keeps its outputs to itself).
+
+On cluster file systems ``flock`` may be local to each machine (Lustre's ``localflock``, some GPFS and BeeGFS
+set-ups): a run on another login node would then look dead. So every holder also leaves a note,
+``.snakemake/lungtrial.holders/<host>.<pid>``, removed when it ends; locks are removed only when every note left
+behind is from this machine and names a process that no longer exists. A note from another machine keeps the
+locks (``snakemake --unlock`` then, as Snakemake itself says).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import socket
 from pathlib import Path
 
 _held: int | None = None
@@ -56,14 +64,46 @@ def release_stale_locks(snakemake_dir: str | os.PathLike = ".snakemake") -> bool
             os.close(fd)
             return False
         _held = fd
+        _note(state / "lungtrial.holders")
         return False
     except OSError:  # no flock on this file system
         os.close(fd)
         return False
     locks = state / "locks"
-    stale = locks.is_dir() and any(locks.iterdir())
+    stale = locks.is_dir() and any(locks.iterdir()) and not _others_alive(state / "lungtrial.holders")
     if stale:
         shutil.rmtree(locks, ignore_errors=True)
     fcntl.flock(fd, fcntl.LOCK_SH)  # from now on other processes may start beside this one
     _held = fd
     return stale
+
+
+def _note(holders: Path) -> None:
+    """Leave this process's note in ``holders`` (removed when the process ends normally)."""
+    holders.mkdir(parents=True, exist_ok=True)
+    me = holders / f"{socket.gethostname()}.{os.getpid()}"
+    me.touch()
+    atexit.register(lambda: me.unlink(missing_ok=True))
+
+
+def _others_alive(holders: Path) -> bool:
+    """Whether a note in ``holders`` may belong to a live process (another machine's, or a live pid here); notes
+    of dead processes of this machine are removed. Leaves this process's own note."""
+    host = socket.gethostname()
+    alive = False
+    if holders.is_dir():
+        for note in holders.iterdir():
+            name, _, pid = note.name.rpartition(".")
+            if name != host or not pid.isdigit():
+                alive = True
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                note.unlink(missing_ok=True)
+            except PermissionError:  # another user's live process
+                alive = True
+            else:
+                alive = alive or int(pid) != os.getpid()
+    _note(holders)
+    return alive
