@@ -234,6 +234,38 @@ S3,,2020-02-01,2020-13-03,,50,false
     assert "fever" not in str(err.value)
 
 
+@pytest.mark.parametrize("sheet", ["subjects", "scans"])
+def test_sheet_schemas_describe_the_columns_read(sheet):
+    from jsonschema import Draft202012Validator
+
+    schema = clinical.sheet_schema(sheet)
+    Draft202012Validator.check_schema(schema)
+    columns = clinical.SHEET_SUBJECT_COLUMNS if sheet == "subjects" else clinical.SCAN_SHEET_COLUMNS
+    assert tuple(schema["properties"]) == columns
+    for name, prop in schema["properties"].items():  # every constrained column says what it expects
+        constrained = set(prop) & {"pattern", "format", "minimum"} or prop["type"] != "string"
+        assert not constrained or prop.get("expected"), name
+
+
+def test_rows_are_checked_against_the_sheet_schema(tmp_path, monkeypatch):
+    from lungtrial.clinical import _sheets
+
+    path = write(
+        tmp_path / "subjects.csv",
+        """
+subject_id,arm,admission_date,day0_date,sex
+S1,armA,2020-02-01,2020-02-03,F
+S2,armB,2020-02-01,2020-02-03,unknown
+""",
+    )
+    assert list(clinical.read_subjects(path)["sex"]) == ["F", "unknown"]
+    schema = _sheets.sheet_schema("subjects")
+    schema["properties"]["sex"] |= {"enum": ["F", "M"], "expected": "F or M"}
+    monkeypatch.setattr(_sheets, "_schema", lambda sheet: schema)
+    with pytest.raises(InputError, match=r"^\S*subjects.csv, row 3: sex 'unknown' \(expected F or M\)$"):
+        clinical.read_subjects(path)
+
+
 def test_subject_table_outcomes_and_censoring(tmp_path, subjects, catalog):
     labs, _ = read(tmp_path, subjects, catalog, "S2,2020-02-12 10:00,CRP,5,mg/L")
     table = clinical.subject_table(subjects, labs).set_index("subject_id")

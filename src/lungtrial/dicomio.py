@@ -329,6 +329,9 @@ def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
         warnings.simplefilter("ignore")
         try:
             sop = str(_get(ds, "SOPClassUID") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+            if not sop:  # every DICOM object names its class: the file was cut inside its file meta
+                row["error"] = f"truncated or damaged: no SOPClassUID ({size} bytes)"
+                return row, None
             row["sop_class"] = UID(sop).name if sop else None
             ts = str(meta.get("TransferSyntaxUID", "")) if meta else ""
             row["transfer_syntax"] = UID(ts).name if ts else None
@@ -374,7 +377,7 @@ def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
     pixel = ds.get_item("PixelData", keep_deferred=True)
     is_image_class = sop.startswith("1.2.840.10008.5.1.4.1.1.") and not sop.startswith("1.2.840.10008.5.1.4.1.1.88")
     if pixel is None:
-        if is_image_class and row["rows"]:
+        if is_image_class and (row["rows"] or "Image Storage" in str(row["sop_class"])):
             row["error"] = f"truncated: no pixel data (file ends at {size} bytes)"
             return row, None
         row["readable"] = True
@@ -549,7 +552,10 @@ class SeriesChoice:
 
 @dataclass
 class QCIssue:
-    """A quality-control finding: ``severity`` "error" excludes the scan, "warning" is reported only."""
+    """A quality-control finding: ``severity`` "error" excludes the scan, "warning" is reported only.
+
+    ``message`` does not name the scan: whoever reports it does (``scan S1-D7 excluded: <message>``).
+    """
 
     code: str
     severity: str
@@ -838,7 +844,8 @@ def check_series(
     files : sequence of str
         Relative paths of the series (e.g. ``SeriesChoice.files``).
     scan_id : str
-        Scan name used in the messages.
+        Scan name used in the message of an :class:`~lungtrial.errors.InputError` (the issues' messages do not
+        name the scan).
     min_slices, max_slice_thickness_mm : int, float
         Fewer slices, or thicker slices (mm), is an error.
     spacing_tolerance : float
@@ -860,7 +867,7 @@ def check_series(
     issues: list[QCIssue] = []
 
     def add(code: str, severity: str, message: str) -> None:
-        issues.append(QCIssue(code, severity, f"{scan_id}: {message}"))
+        issues.append(QCIssue(code, severity, message))
 
     def name(path: str) -> str:
         return names.get(path, path) if names else path
@@ -875,17 +882,31 @@ def check_series(
         )
     rows = index.set_index("path").loc[list(files)].reset_index()
     series_keys = set(rows["series"].dropna())
-    bad = rows[~rows["readable"]]
-    for err, grp in bad.groupby("error"):
-        add("unreadable", "error", f"{err}: {_format_files(grp['path'], names=names)}; expected complete DICOM images")
+
+    def unreadable(bad: pd.DataFrame) -> None:
+        for err, grp in bad.groupby("error"):
+            named = _format_files(grp["path"], names=names)
+            add("unreadable", "error", f"{err}: {named}; expected complete DICOM images")
+
+    unreadable(rows[~rows["readable"]])
     copies = index[index["instance"].isin(rows["instance"].dropna()) & ~index["path"].isin(rows["path"])]
     if not copies.empty:
         copied = _format_files(copies["path"], names=names)
         add("duplicate_file", "warning", f"{copied}: copies of images in the series, used once")
+    # Unreadable DICOM files outside the chosen files: an image whose header names this series (and that is not a
+    # copy of a chosen image) leaves the series incomplete; one cut before its header names a series is taken for
+    # the missing slices when the series has a gap (below); the others are ignored.
     others = index[index["is_dicom"] & ~index["readable"] & ~index["path"].isin(rows["path"])]
-    for err, grp in others.groupby("error"):
-        others_named = _format_files(grp["path"], names=names)
-        add("unreadable_other", "warning", f"{err}: {others_named}; file(s) outside the series ignored")
+    lost = others["series"].isin(series_keys) & ~others["instance"].isin(rows["instance"].dropna())
+    unreadable(others[lost])
+    others, lost = others[~lost], bool(lost.any())
+
+    def ignored(bad: pd.DataFrame) -> None:
+        for err, grp in bad.groupby("error"):
+            others_named = _format_files(grp["path"], names=names)
+            add("unreadable_other", "warning", f"{err}: {others_named}; file(s) outside the series ignored")
+
+    ignored(others)
     non_ct = rows[rows["modality"] != "CT"]
     if not non_ct.empty:
         mods = ", ".join(sorted({str(m) for m in non_ct["modality"]}))
@@ -944,6 +965,7 @@ def check_series(
         else:
             add("duplicate_position", "error", f"{a} and {b} have the same position; expected one slice per position")
     steps = np.delete(geo.steps, dup)
+    gap = False
     if steps.size:
         median = float(np.median(steps))
         tol = spacing_tolerance * median + 0.01
@@ -953,6 +975,9 @@ def check_series(
             a, b = name(geo.files[i]), name(geo.files[i + 1])
             ratio = step / median
             if ratio > 1.5 and abs(ratio - round(ratio)) * median <= tol:
+                if lost or others["series"].isna().any():
+                    gap = True  # an unreadable file of this or of no known series: reported as such instead
+                    continue
                 add(
                     "missing_slices",
                     "error",
@@ -961,6 +986,10 @@ def check_series(
                 )
             else:
                 add("uneven_spacing", "error", f"{a} and {b} are {step:.2f} mm apart; expected {median:.2f} mm")
+    if gap:
+        issues[:] = [i for i in issues if i.code != "unreadable_other"]
+        unreadable(others[others["series"].isna()])
+        ignored(others[others["series"].notna()])
     tag = rows["gantry_tilt"].dropna()
     tag_tilt = float(tag.abs().max()) if not tag.empty else 0.0
     if geo.tilt_deg > tilt_tolerance_deg:
@@ -1045,7 +1074,8 @@ def ingest(
     Returns
     -------
     dict
-        JSON-serialisable: ``scan_id``, ``status`` ("ok" | "excluded"), ``reasons`` (why excluded),
+        JSON-serialisable: ``scan_id``, ``status`` ("ok" | "excluded"), ``reasons`` (why excluded; like the
+        ``warnings`` they do not repeat the scan's name),
         ``warnings``, ``series`` (sub-series key), ``reason`` (one sentence: why this series, or why none),
         ``files`` (the series' files ordered along the slice normal, by number: ``file N``, ``file N frame K``
         for the frames of an enhanced multi-frame object; see :func:`index_folder`), ``geometry`` (empty when
@@ -1077,7 +1107,7 @@ def ingest(
     }
     if choice.series is None:
         out["status"] = "excluded"
-        out["reasons"] = [f"{scan_id}: {choice.reason}"]
+        out["reasons"] = [choice.reason]
     else:
         check_options = {k: v for k, v in series_options.items() if k in ("min_slices", "max_slice_thickness_mm")}
         issues = check_series(index, choice.files, scan_id=scan_id, names=names, **check_options)

@@ -1,0 +1,86 @@
+"""Clinical data of a trial: subjects and outcomes, labs (units, censoring, validation), study days, visits, joins.
+
+Everything public is imported from here (``from lungtrial import clinical``; ``clinical.read_labs(...)``); the
+modules behind it are private, one per topic:
+
+===================  =========================================================================================
+``_sheets``          reading a sheet (CSV, TSV, .xlsx) as text with its spreadsheet row numbers, its rows checked
+                     against the sheet's JSON schema, the columns of the tidy tables, problem lines
+``_dates``           ISO dates and date-times as the sheets write them
+``_catalog``         the lab catalogue: analytes, synonyms, unit spellings and factors (:func:`load_catalog`)
+``_labs``            lab files, long and wide form, values and censored values (:func:`read_labs`,
+                     :func:`parse_value`, :func:`wide_to_long`)
+``_subjects``        the subjects sheet, the outcomes derived from it, the compared arms (:func:`read_subjects`,
+                     :func:`subject_table`, :func:`check_arms`)
+``_scans``           the scans sheet (:func:`read_scans`)
+``_adverse_events``  the adverse-events sheet (:func:`read_adverse_events`)
+``_visits``          visit windows and the baseline before the first dose (:func:`visit_windows`,
+                     :func:`assign_visits`)
+``_joins``           the nearest lab per scan, the ``scans`` table, scan counts, lab coverage
+``_dictionary``      the data dictionary of the clinical tables
+``_output``          CSV and Parquet tables written atomically (:func:`write_table`)
+===================  =========================================================================================
+
+The names are loaded on first use (PEP 562), each with only the modules it needs: checking the visit windows when
+the workflow starts imports no pandera or jsonschema.
+
+Conventions
+-----------
+- Rows of an input sheet are numbered as a spreadsheet shows them: the header is row 1, the first data row is
+  row 2. Every error names the file and that row; all problems of all files are collected first and raised as
+  one :class:`~lungtrial.errors.InputError`.
+- Day 0 of a subject is ``day0_date`` (first infusion / enrolment). ``study_day`` of a lab is the float number
+  of days from day 0 at midnight (a sample taken at 06:00 on day 2 has study day 2.25); the study day of a scan
+  is a whole number of days.
+- Lab files come in long form (``subject_id``, ``datetime`` | ``date`` | ``study_day``, ``analyte``, ``value``,
+  ``unit``) or in wide form (the same time column, then one column per analyte with its unit in square brackets
+  in the header, e.g. ``CRP [mg/L]``), as CSV, TSV or Excel (.xlsx, first sheet).
+- Values are text: numbers (``12.5``, ``1e3``), censored values (``<0.5``, ``>1000``, ``<=`` / ``>=`` are read
+  as ``<`` / ``>``) or empty (not measured; the row is dropped and listed). A censored value keeps its limit in
+  ``value`` and its direction in ``censored``; it is never turned into a plain number.
+- Analytes and units are harmonised through two tables (``resources/analytes.csv``: canonical slug, display
+  label, synonyms; ``resources/units.csv``: accepted unit spellings per analyte with the factor to the
+  canonical unit). Names and units are matched case-insensitively, ignoring spaces; ``µ``/``μ`` count as ``u``
+  and ``10*9`` or ``x10^9`` as ``10^9``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "_sheets": (
+        "AE_COLUMNS",
+        "DROPPED_COLUMNS",
+        "LAB_COLUMNS",
+        "SCAN_ID_COLUMNS",
+        "SHEET_SUBJECT_COLUMNS",
+        "SUBJECT_COLUMNS",
+        "sheet_schema",
+    ),
+    "_catalog": ("LabCatalog", "load_catalog"),
+    "_labs": ("parse_value", "read_labs", "wide_to_long"),
+    "_subjects": ("check_arms", "read_subjects", "subject_table"),
+    "_scans": ("SCAN_SHEET_COLUMNS", "read_scans"),
+    "_adverse_events": ("read_adverse_events",),
+    "_visits": ("assign_visits", "visit_windows"),
+    "_joins": ("count_scans", "lab_coverage", "nearest_labs", "scan_table"),
+    "_dictionary": ("data_dictionary",),
+    "_output": ("write_table",),
+}
+_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_SOURCE)
+
+
+def __getattr__(name: str) -> object:
+    module = _SOURCE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups are plain attribute access
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
