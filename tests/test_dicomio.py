@@ -754,3 +754,29 @@ def test_odd_pixel_modules_are_not_read_directly(tmp_path, truth):
     index = dicomio.index_folder(tmp_path / "scan")
     direct = index.set_index("path")["pixel_offset"].notna()
     assert not direct.iloc[1:5].any() and direct.iloc[[0, *range(5, len(direct))]].all()
+
+
+def test_broken_link_is_an_unreadable_file_not_a_crash(tmp_path, truth):
+    """A dangling link (or a file removed while the folder is read) is one unreadable file; the series is read from
+    the rest, and no path reaches the outputs."""
+    folder = tmp_path / "DOE^JOHN"
+    write_stack(folder, truth)
+    (folder / "zz-dangling.dcm").symlink_to(tmp_path / "gone.dcm")
+    index = dicomio.index_folder(folder)
+    row = index[index["file"] == "zz-dangling.dcm"].iloc[0]
+    assert row["error"].startswith("unreadable")
+    series = dicomio.ingest(folder, "S1", index=index)
+    assert series["status"] == "ok", series["reasons"]
+    no_identifiers(series)
+
+
+def test_file_numbers_resolve_through_the_index_when_a_file_gave_no_row(tmp_path, truth):
+    """Labels number the folder's listing; a file without an index row must not shift the files after it."""
+    folder = tmp_path / "scan"
+    write_stack(folder, truth)
+    index = dicomio.index_folder(folder)
+    labels = sorted(index["label"], key=lambda s: int(s.split()[1]))
+    dropped = index[index["label"] != labels[0]]  # as if the first file had given no row
+    full, partial = dicomio._resolver(folder, index), dicomio._resolver(folder, dropped)
+    for label in labels[1:]:
+        assert partial(label) == full(label)

@@ -312,7 +312,11 @@ def _frame_rows(ds: pydicom.Dataset, row: dict) -> list[dict]:
 
 def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
     row = _empty_row(rel)
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError:  # a broken link, or a file removed since the folder was listed
+        row["error"] = "unreadable (a broken link or a file removed while reading)"
+        return row, None
     row["file_size"] = size
     try:
         with open(path, "rb") as fp:
@@ -1374,10 +1378,18 @@ def _resolve(root: Path, ref: str) -> tuple[str, int | None]:
 def _resolver(root: Path, index: pd.DataFrame | None):
     """A function from a ``files`` entry to (relative path, frame number or None, name of the file in messages).
 
-    Entries ``file N`` / ``file N frame K`` are looked up among the folder's files sorted by relative path (from
-    ``index`` when given, else listed again); anything else is a relative path (``<file>#<frame>``).
+    Entries ``file N`` / ``file N frame K`` are looked up by the ``label`` of ``index`` when given (the number of
+    the file in the folder's sorted listing when it was indexed), else among the folder's files listed again;
+    anything else is a relative path (``<file>#<frame>``).
     """
-    listing = sorted(set(index["file"])) if index is not None else None  # every file of the folder
+    # the index's own numbering (a file that gave no row keeps its number: labels follow the folder's listing)
+    numbered = {}
+    if index is not None and "label" in index.columns:
+        for label, rel in zip(index["label"], index["file"]):
+            match = _LABEL.match(str(label))
+            if match is not None:
+                numbered[int(match.group(1))] = rel
+    listing = None
 
     def resolve(ref: str) -> tuple[str, int | None, str]:
         nonlocal listing
@@ -1385,15 +1397,17 @@ def _resolver(root: Path, index: pd.DataFrame | None):
         if match is None:
             rel, frame = _resolve(root, ref)
             return rel, frame, rel
+        number = int(match.group(1))
+        frame = match.group(2)
+        if number in numbered:
+            return numbered[number], None if frame is None else int(frame), f"file {number}"
         if listing is None:
             listing = _listing(root)
-        number = int(match.group(1))
         if not 1 <= number <= len(listing):
             raise InputError(
                 f"{ref}: the folder holds {len(listing)} files; expected the folder as it was when the series "
                 "was chosen"
             )
-        frame = match.group(2)
         return listing[number - 1], None if frame is None else int(frame), f"file {number}"
 
     return resolve

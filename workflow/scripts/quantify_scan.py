@@ -86,5 +86,8 @@ except InputError as exc:  # a bad or missing folder, or a strict-mode exclusion
     message = " ".join(str(exc).split())
     log.error("%s", message if message.startswith(f"scan {scan} ") else f"scan {scan}: {message}")
     sys.exit(1)
+except OSError as exc:  # the folder changed while it was read: the reason, never the path (it may identify)
+    log.error("scan %s: the DICOM folder could not be read (%s); run again", scan, exc.strerror or type(exc).__name__)
+    sys.exit(1)
 
 log.info("scan %s: %s; timings %s", scan, result.get("status"), result.get("timings"))
