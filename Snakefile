@@ -39,6 +39,7 @@ include: "workflow/rules/imaging.smk"
 include: "workflow/rules/clinical.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/change.smk"
 
 
 rule all:

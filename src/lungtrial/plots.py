@@ -476,3 +476,32 @@ def plot_kaplan_meier(
         ax.legend(fontsize=8, frameon=False)
     fig.suptitle(f"Kaplan-Meier by arm ({confidence:.0%} CI bands). {EXPLORATORY}.", fontsize=11)
     return fig
+
+
+def plot_change_endpoints(
+    change: pd.DataFrame,
+    visits: Sequence[str],
+    arms: Sequence[str],
+    colors: Mapping[str, str],
+    seed: int = 0,
+) -> Figure:
+    """The change-map endpoints by visit and arm (box + jittered points): resolved fraction (% of the baseline
+    opacity) and new-lesion volume (mL), from the change table (:func:`lungtrial.imaging.change.change_table`;
+    pairs whose status is not ok are left out). ``visits`` are the visits after baseline, in order."""
+    ok = change.loc[change["status"] == "ok"]
+    labels = {
+        "resolved_fraction": "Resolved fraction of the baseline opacity (%)",
+        "new_lesion_ml": "New-lesion volume (mL)",
+    }
+    long = ok.melt(
+        id_vars=["subject_id", "arm", "visit"], value_vars=list(labels), var_name="metric", value_name="change"
+    ).dropna(subset=["change"])
+    shown = [v for v in visits if v in set(long["visit"])] or list(visits)
+    fig = plot_change_by_visit(long, shown, arms, colors, labels, ylabel="", seed=seed)
+    for ax, unit in zip(fig.axes, ("% of baseline opacity", "mL")):
+        ax.set_ylabel(unit)
+    n_out = int((change["status"] != "ok").sum())
+    left_out = f"; {n_out} pair(s) not compared left out" if n_out else ""
+    fig.suptitle(f"Change maps against each subject's baseline CT, by visit and arm{left_out}. {EXPLORATORY}.",
+                 fontsize=11)
+    return fig

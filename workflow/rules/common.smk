@@ -255,12 +255,76 @@ def qc_labels(wildcards):
     }
 
 
-def imaging_targets():
+# Change maps: each subject's scans in time order; one pair job per scan after the subject's first.
+_ordered = SCANS.reset_index(drop=True).sort_values(
+    ["subject_id", "study_day", "scan_date", "scan_id"]
+)
+SUBJECT_SCANS = {
+    subject: list(group["scan_id"])
+    for subject, group in _ordered.groupby("subject_id", sort=False)
+}
+CHANGE_ENABLED = bool(config.get("registration", {}).get("enabled", True))
+FOLLOW_UPS = [scan for scans in SUBJECT_SCANS.values() for scan in scans[1:]]
+CHANGE_SUBJECTS = [
+    subject for subject, scans in SUBJECT_SCANS.items() if len(scans) > 1
+]
+
+
+def change_candidates(wildcards):
+    """The scans of a follow-up's subject up to and including it, in time order: its baseline is the earliest of
+    them that was measured (status ok), which only their per-scan jobs tell, so the pair job takes them all and
+    chooses (lungtrial.imaging.change.choose_baseline). Every earlier scan being an input, a re-measured or added
+    earlier scan (a changed baseline) reruns the subject's later pairs; a scan added after them adds one pair. A
+    rewritten DICOM folder reruns its scan's job (dicom_content), whose new outputs rerun the pairs.
+    """
+    scans = SUBJECT_SCANS[SCAN_INFO[wildcards.followup]["subject_id"]]
+    return scans[: scans.index(wildcards.followup) + 1]
+
+
+def change_inputs(wildcards):
+    """Inputs of a pair job: series.json and masks of every candidate scan (change_candidates) and, for the demo
+    trial only, their DICOM folders (see dicom_dir: a sheet's folders are handed over outside Snakemake).
+    """
+    scans = change_candidates(wildcards)
+    return {
+        "series": expand("results/scans/{scan}/series.json", scan=scans),
+        "masks": expand("results/scans/{scan}/masks", scan=scans),
+        "dicom": [DICOM_DIRS[scan] for scan in scans] if config["demo"] else [],
+    }
+
+
+def change_scans(wildcards):
+    """Per-scan facts (scan, subject, date, study day) of a pair job's candidate scans, in time order."""
+    return [SCAN_INFO[scan] for scan in change_candidates(wildcards)]
+
+
+def change_mem_mb(wildcards, attempt):
+    """Memory of one pair job: both scans' HU and labels, the warped follow-up and the change labels (peak 1.4 GB
+    for a 261-slice 512 x 512 pair, docs/registration.md); doubled on each retry."""
+    return 2500 * attempt
+
+
+def change_targets():
+    """Final outputs of the change maps (none when registration.enabled is false)."""
+    if not CHANGE_ENABLED:
+        return []
     return [
-        "results/imaging/metrics.csv",
-        "results/imaging/regions.csv",
-        "results/imaging/qc.csv",
-    ] + per_scan("results/scans/{scan}/qc.png")
+        "results/imaging/change.csv",
+        "results/plots/change_endpoints.png",
+        *expand("results/change/{subject}.png", subject=CHANGE_SUBJECTS),
+    ]
+
+
+def imaging_targets():
+    return (
+        [
+            "results/imaging/metrics.csv",
+            "results/imaging/regions.csv",
+            "results/imaging/qc.csv",
+        ]
+        + per_scan("results/scans/{scan}/qc.png")
+        + change_targets()
+    )
 
 
 def clinical_targets():

@@ -1,0 +1,84 @@
+"""The change-map rules in the workflow's DAG (dry runs of the reduced demo, no job run): one pair job per
+follow-up scan with every earlier scan of its subject as input, one more pair per subject for a new timepoint, a
+picture per patient, and none of it when registration is disabled. The rules themselves run in the reduced demo
+of tests/test_workflow.py."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def dry_run(workdir: Path, config: dict) -> str:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "-n"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+def jobs(output: str) -> dict[str, list[str]]:
+    """Per rule, the 'input:' line of each of its jobs in a dry run's output."""
+    found: dict[str, list[str]] = {}
+    rule = None
+    for line in output.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1)
+            found.setdefault(rule, [])
+        elif rule and line.strip().startswith("input:"):
+            found[rule].append(line.strip())
+    return found
+
+
+@pytest.fixture(scope="module")
+def reduced() -> dict:
+    return yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+
+
+def test_one_pair_per_follow_up_with_earlier_scans_as_inputs(tmp_path, reduced):
+    out = jobs(dry_run(tmp_path, reduced))
+    n_subjects = 2 * reduced["demo_options"]["n_per_arm"]
+    n_follow = len(reduced["demo_options"]["timepoints"]) - 1
+    assert len(out["change_pair"]) == n_subjects * n_follow
+    assert len(out["change_picture"]) == n_subjects and len(out["change_tables"]) == 1
+    assert len(out["plot_change_endpoints"]) == 1
+    last = next(line for line in out["change_pair"] if "P01-D28/series.json" in line)
+    # the baseline is chosen among the earlier scans; their per-scan outputs and (demo) DICOM are the inputs
+    for scan in ("P01-D00", "P01-D07"):
+        assert f"results/scans/{scan}/series.json" in last and f"results/scans/{scan}/masks" in last
+    assert "P02-" not in last
+
+
+def test_new_timepoint_adds_one_pair_per_subject(tmp_path, reduced):
+    before = len(jobs(dry_run(tmp_path / "a", reduced))["change_pair"])
+    more = yaml.safe_load(yaml.safe_dump(reduced))
+    more["demo_options"]["timepoints"] = [*reduced["demo_options"]["timepoints"], 35]
+    after = len(jobs(dry_run(tmp_path / "b", more))["change_pair"])
+    assert after - before == 2 * reduced["demo_options"]["n_per_arm"]
+
+
+def test_disabled_registration_has_no_change_jobs(tmp_path, reduced):
+    off = yaml.safe_load(yaml.safe_dump(reduced))
+    off["registration"]["enabled"] = False
+    out = jobs(dry_run(tmp_path, off))
+    assert not {"change_pair", "change_tables", "change_picture", "plot_change_endpoints"} & set(out)
+
+
+def test_bad_registration_option_is_a_clear_error(tmp_path, reduced):
+    bad = yaml.safe_load(yaml.safe_dump(reduced))
+    bad["registration"]["min_dice"] = 2
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(tmp_path / "config.yaml"), "-n"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "registration.min_dice" in proc.stderr

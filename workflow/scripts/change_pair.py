@@ -1,0 +1,68 @@
+"""One follow-up CT against its subject's baseline CT (the earliest measured of the candidate scans): transforms,
+change map, volumes, QC and the picture's slices (lungtrial.imaging.change.compare_scans).
+
+The DICOM folders are the rule's inputs for the demo trial; for a trial given by sheets the workflow hands them
+over outside Snakemake (lungtrial.quantify.scan_folder), as for quantify_scan.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from lungtrial.errors import InputError
+from lungtrial.imaging.change import choose_baseline, compare_scans
+from lungtrial.quantify import scan_folder
+from lungtrial.wfutil import setup_logging
+
+log = setup_logging(snakemake.log[0])
+infos = snakemake.params.scans
+follow_up = infos[-1]["scan_id"]
+
+
+def folder_of(k: int):
+    def folder() -> Path:
+        if snakemake.input.get("dicom"):
+            return Path(snakemake.input.dicom[k])
+        scan = infos[k]["scan_id"]
+        path, sheet, row = scan_folder(scan)
+        if not path.is_dir():
+            raise InputError(
+                f"{sheet}, row {row}: dicom_dir of scan {scan} (subject {infos[k]['subject_id']}) is not an existing "
+                "folder (expected the scan's DICOM folder; its path is not shown: folder names may identify the "
+                "patient)"
+            )
+        return path
+
+    return folder
+
+
+series = [json.loads(Path(p).read_text()) for p in snakemake.input.series]
+scans = [
+    {"scan_id": info["scan_id"], "series": s, "folder": folder_of(k), "masks": snakemake.input.masks[k]}
+    for k, (info, s) in enumerate(zip(infos, series, strict=True))
+]
+chosen = choose_baseline(series)
+baseline = None if chosen is None else scans[chosen]
+try:
+    result = compare_scans(
+        baseline,
+        scans[-1],
+        Path(snakemake.output.qc).parent,
+        registration=snakemake.params.registration,
+        threads=snakemake.threads,
+    )
+except InputError as exc:  # a missing folder or an unreadable mask: one line, no traceback
+    log.error("pair %s: %s", follow_up, " ".join(str(exc).split()))
+    sys.exit(1)
+qc = result["qc"]
+log.info(
+    "pair %s -> %s: %s%s; Dice %s, Jacobian %s..%s; seconds %s",
+    follow_up,
+    result["baseline"],
+    result["status"],
+    f" ({result['reason']})" if result["reason"] else "",
+    qc.get("dice"),
+    qc.get("jacobian_min"),
+    qc.get("jacobian_max"),
+    result["seconds"],
+)
