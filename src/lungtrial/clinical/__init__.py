@@ -46,7 +46,7 @@ Conventions
 
 from __future__ import annotations
 
-import importlib
+import lazy_loader
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "_sheets": (
@@ -68,19 +68,4 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_dictionary": ("data_dictionary",),
     "_output": ("write_table",),
 }
-_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_SOURCE)
-
-
-def __getattr__(name: str) -> object:
-    module = _SOURCE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later look-ups are plain attribute access
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs=_EXPORTS)
