@@ -2,7 +2,7 @@
 
 Scans are rendered by the demo phantom (slice profile, blur, noise) at several slice thicknesses, lesion-free and
 with peripheral lesions that touch the pleura, then segmented and measured by the library exactly as in the
-workflow (:func:`lungtrial.quantify.analyse_volume`: segment_lungs, segment_vessels, opacity_exclusion, measure).
+workflow (:func:`lungtrial.imaging.quantify.analyse_volume`: segment_lungs, segment_vessels, opacity_exclusion, measure).
 Reported per case:
 
 - lung volume error, % of the true lung volume (target: within 2 %),
@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from lungtrial.demo.phantom import Lesions, PhantomParams, grid_shape, make_chest
-from lungtrial.quantify import analyse_volume
+from lungtrial.imaging.quantify import analyse_volume
 
 THICKNESSES = (0.6, 1.25, 2.5, 5.0)
 SCENARIOS = {

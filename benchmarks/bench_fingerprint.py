@@ -3,7 +3,7 @@
     python benchmarks/bench_fingerprint.py                      # 1,000 scans x 500 files
     python benchmarks/bench_fingerprint.py --scans 200 --files 300
 
-The workflow passes ``lungtrial.dicomio.folder_fingerprint`` of each scan's folder (a hash of the files' relative
+The workflow passes ``lungtrial.imaging.dicom.folder_fingerprint`` of each scan's folder (a hash of the files' relative
 paths, sizes and modification times) as a parameter of the scan's job, so Snakemake computes it for every scan
 each time it plans (run or dry run) and reruns a scan whose value changed. Prints, with the file system's metadata
 in memory (a second pass; a first pass over a cold network file system costs more, once):
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lungtrial.dicomio import folder_fingerprint
+from lungtrial.imaging.dicom import folder_fingerprint
 
 
 def make_folders(root: Path, scans: int, files: int, size: int = 0) -> list[Path]:

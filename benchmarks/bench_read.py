@@ -8,9 +8,9 @@ Writes (once) an uncompressed axial CT series of ``slices`` files of ``size`` x 
 (default: a temporary folder), then times, each in its own process so that peak RSS is per stage:
 
 - ``sitk``: ``SimpleITK.ImageSeriesReader`` on the files in slice order (the reference),
-- ``ingest``: ``lungtrial.dicomio.ingest`` (header index, series choice, QC),
-- ``read``: ``lungtrial.dicomio.read_volume`` from ``series.json`` alone (every header parsed again by pydicom),
-- ``pipeline``: what :func:`lungtrial.quantify.quantify_scan` does: ``index_folder`` once, ``ingest`` on that
+- ``ingest``: ``lungtrial.imaging.dicom.ingest`` (header index, series choice, QC),
+- ``read``: ``lungtrial.imaging.dicom.read_volume`` from ``series.json`` alone (every header parsed again by pydicom),
+- ``pipeline``: what :func:`lungtrial.imaging.quantify.quantify_scan` does: ``index_folder`` once, ``ingest`` on that
   index, ``read_volume`` with it (plain files read at the recorded pixel data offsets, no second header parse);
   the DICOM part of the per-scan budget (3 x the SimpleITK read).
 
@@ -76,7 +76,7 @@ def write_series(folder: Path, slices: int, size: int) -> None:
 
 def run_stage(stage: str, folder: Path) -> dict:
     """Run one stage in this process; return seconds and peak RSS (MiB)."""
-    from lungtrial import dicomio
+    from lungtrial.imaging import dicom
 
     series = json.loads((folder.parent / "series.json").read_text()) if stage in ("sitk", "read") else None
     start = time.perf_counter()
@@ -88,12 +88,12 @@ def run_stage(stage: str, folder: Path) -> dict:
         image = reader.Execute()
         shape = image.GetSize()[::-1]
     elif stage == "ingest":
-        shape = dicomio.ingest(folder, "BENCH")["geometry"]["shape"]
+        shape = dicom.ingest(folder, "BENCH")["geometry"]["shape"]
     elif stage == "read":
-        shape = dicomio.read_volume(folder, series).hu.shape
+        shape = dicom.read_volume(folder, series).hu.shape
     else:
-        index = dicomio.index_folder(folder)
-        shape = dicomio.read_volume(folder, dicomio.ingest(folder, "BENCH", index=index), index=index).hu.shape
+        index = dicom.index_folder(folder)
+        shape = dicom.read_volume(folder, dicom.ingest(folder, "BENCH", index=index), index=index).hu.shape
     seconds = time.perf_counter() - start
     return {
         "stage": stage,
@@ -121,9 +121,9 @@ def main() -> None:
             start = time.perf_counter()
             write_series(folder, args.slices, args.size)
             print(f"wrote {args.slices} x {args.size} x {args.size} series in {time.perf_counter() - start:.1f} s")
-        from lungtrial import dicomio
+        from lungtrial.imaging import dicom
 
-        (work / "series.json").write_text(json.dumps(dicomio.ingest(folder, "BENCH")))
+        (work / "series.json").write_text(json.dumps(dicom.ingest(folder, "BENCH")))
         results = {}
         for stage in ("sitk", "ingest", "read", "pipeline"):
             runs = []

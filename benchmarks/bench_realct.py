@@ -11,9 +11,9 @@ Cases are printed as ``case1``, ``case2``, ... in the order of the folders (no f
 identifier is printed).
 
 Each FOLDER holds the DICOM files of one axial chest CT series (any study folder that
-:func:`lungtrial.dicomio.ingest` accepts). The volume is read with the library (``index_folder`` -> ``ingest`` ->
+:func:`lungtrial.imaging.dicom.ingest` accepts). The volume is read with the library (``index_folder`` -> ``ingest`` ->
 ``read_volume``: int16 HU, x to the patient's left, y posterior, z superior). The code under test is
-:func:`lungtrial.quantify.analyse_volume` alone (segmentation, vessels, opacity); nothing else of the library's
+:func:`lungtrial.imaging.quantify.analyse_volume` alone (segmentation, vessels, opacity); nothing else of the library's
 segmentation is called. A :class:`~lungtrial.errors.ScanExcluded` it raises is an outcome and is printed.
 Nothing of the scans is written except PNG pictures into ``--workdir`` (default: a temporary folder).
 
@@ -87,10 +87,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from lungtrial.dicomio import index_folder, ingest, read_volume
+from lungtrial.imaging.dicom import index_folder, ingest, read_volume
 from lungtrial.errors import ScanExcluded
 from lungtrial.imaging.segmentation import segment
-from lungtrial.quantify import analyse_volume
+from lungtrial.imaging.quantify import analyse_volume
 
 TARGETS = {
     "dice": 0.97,
@@ -282,7 +282,7 @@ def run_library(hu: np.ndarray, spacing, **kwargs) -> tuple[dict | None, str, fl
 def warm_up() -> None:
     """Import what analyse_volume needs before any clock starts: ``quantify.preload`` where it exists, and one call
     on a tiny lung-free volume (its outcome is ignored)."""
-    from lungtrial import quantify
+    from lungtrial.imaging import quantify
 
     if callable(getattr(quantify, "preload", None)):
         quantify.preload()

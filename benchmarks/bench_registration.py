@@ -6,11 +6,11 @@ Usage::
                                             [--seed 7] [--threads 2]
 
 e.g. ``.venv/bin/python benchmarks/bench_registration.py /data/ct/A/ /data/ct/B/ --workdir /tmp/reg``. Each FOLDER
-holds one axial chest CT series (any folder :func:`lungtrial.dicomio.ingest` accepts); cases are printed as
+holds one axial chest CT series (any folder :func:`lungtrial.imaging.dicom.ingest` accepts); cases are printed as
 ``case1``, ``case2``, ... in the order given (no folder name, UID or patient identifier is printed). Nothing of
 the scans is written except PNG pictures into ``--workdir`` (default: a temporary folder).
 
-Every scan is read with the library and segmented and classified by :func:`lungtrial.quantify.analyse_volume`
+Every scan is read with the library and segmented and classified by :func:`lungtrial.imaging.quantify.analyse_volume`
 (lung labels, opacity labels), as the per-scan jobs do; a *pair* is then what the per-pair job will do:
 :func:`lungtrial.imaging.registration.register`, :func:`~lungtrial.imaging.registration.warp_follow_up` (HU, lung
 and opacity labels onto the baseline grid), :func:`lungtrial.imaging.change.change_labels` and
@@ -38,7 +38,7 @@ Sections (``--sections``) and targets (from the team's issue):
     benchmark inserts it; consolidation as dense as the chest wall): in the baseline, ground glass to resolve
     (right lower zone), to persist (left upper) and to progress (left lower); in the follow-up the persisting
     ground glass, the progressed lesion as consolidation over the same voxels, and new ground glass (right upper
-    and middle zones); zones of :mod:`lungtrial.metrics` on the reference lungs of
+    and middle zones); zones of :mod:`lungtrial.imaging.metrics` on the reference lungs of
     :func:`bench_realct.reference_lungs`. The follow-up is then moved by another breath-hold field. Truth is the
     inserted masks on the baseline grid. Printed: resolved, persistent, new and progressed volumes (mL) measured
     vs truth (target within 10 % or 5 mL), with the lungs segmented by the library and, to separate registration
@@ -63,12 +63,12 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_realct import LesionMaker, Table, mark, reference_lungs
 
-from lungtrial.dicomio import index_folder, ingest, read_volume
+from lungtrial.imaging.dicom import index_folder, ingest, read_volume
 from lungtrial.errors import ScanExcluded
 from lungtrial.imaging import change
 from lungtrial.imaging.registration import Grid, register, warp, warp_follow_up
-from lungtrial.metrics import REGIONS, _lung_labels, _zone_lut
-from lungtrial.quantify import analyse_volume
+from lungtrial.imaging.metrics import REGIONS, _lung_labels, _zone_lut
+from lungtrial.imaging.quantify import analyse_volume
 
 TARGETS = {"median_mm": 2.0, "p95_mm": 5.0, "volume_pct": 10.0, "volume_ml": 5.0, "seconds": 60.0, "gb": 2.0}
 SECTIONS = ("warp", "lesions")
@@ -115,7 +115,7 @@ def analyse(hu: np.ndarray, grid: Grid, lungs: np.ndarray | None = None) -> dict
 
 
 def zones(lungs: np.ndarray) -> np.ndarray:
-    """Region index (0-5, :data:`lungtrial.metrics.REGIONS`) of every lung voxel, -1 elsewhere (int8)."""
+    """Region index (0-5, :data:`lungtrial.imaging.metrics.REGIONS`) of every lung voxel, -1 elsewhere (int8)."""
     labels, top = _lung_labels(lungs)
     zs = np.flatnonzero(top)
     box = (slice(0, lungs.shape[1]), slice(0, lungs.shape[2]))
@@ -484,7 +484,7 @@ def main() -> None:
         "labelling alone);\n  err_lung, err_les: median registration error (mm) in the lungs and in the lesions that "
         "changed (resolved, new, progressed)",
     )
-    from lungtrial import quantify
+    from lungtrial.imaging import quantify
 
     quantify.preload()
     notes: list[str] = []

@@ -36,7 +36,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # per-scan rule -> (its script, what the script imports later, when it runs: the modules of the measurement)
-PER_SCAN_RULES = {"quantify_scan": ("quantify_scan.py", "from lungtrial.quantify import preload\npreload()\n")}
+PER_SCAN_RULES = {"quantify_scan": ("quantify_scan.py", "from lungtrial.imaging.quantify import preload\npreload()\n")}
 # What Snakemake's script preamble runs before a script's own code.
 PREAMBLE = "import pickle\nfrom snakemake.logging import logger\nfrom snakemake.iocontainers import Snakemake\n"
 
@@ -152,8 +152,8 @@ def job_work(size: str, workdir: Path) -> tuple[float, float]:
     """Seconds of (series choice, measurement) of one demo scan of ``size``, in this process."""
     from lungtrial.demo.design import design
     from lungtrial.demo.dicomwrite import write_scan
-    from lungtrial.dicomio import ingest
-    from lungtrial.quantify import quantify_scan
+    from lungtrial.imaging.dicom import ingest
+    from lungtrial.imaging.quantify import quantify_scan
 
     trial = design(n_per_arm=1, timepoints=(0,))
     scan_id = trial.scans["scan_id"].iloc[0]

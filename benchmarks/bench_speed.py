@@ -4,7 +4,7 @@ A 512 x 512 x 300 chest CT (1 mm slices, uncompressed Explicit VR Little Endian,
 the demo phantom and written once. Then, in the same run and with the files in the page cache:
 
 - SimpleITK alone reads the series (``sitk.ImageSeriesReader``; best of two reads) as the reference,
-- :func:`lungtrial.quantify.quantify_scan` runs in a child process (ingest + read, segment, measure, write), and
+- :func:`lungtrial.imaging.quantify.quantify_scan` runs in a child process (ingest + read, segment, measure, write), and
   its peak memory is the child's own max RSS (``resource.getrusage(RUSAGE_SELF)`` in the child, so that helper
   processes of the scan generator do not count).
 
@@ -79,7 +79,7 @@ def _thp() -> str:
 
 def child(folder: str, outdir: str) -> None:
     """Run the pipeline on the scan and print its result (timings) as JSON."""
-    from lungtrial.quantify import quantify_scan
+    from lungtrial.imaging.quantify import quantify_scan
 
     t0 = time.perf_counter()
     result = quantify_scan(folder, "BENCH", outdir, title="speed benchmark")

@@ -20,7 +20,7 @@ def _same_bytes(a, b) -> None:
 def test_nifti_mask_has_no_time_or_file_name_in_its_gzip_header(tmp_path, monkeypatch):
     import time
 
-    from lungtrial.quantify import write_nifti
+    from lungtrial.imaging.quantify import write_nifti
 
     labels = (np.arange(6 * 7 * 8).reshape(6, 7, 8) % 3).astype(np.uint8)
     place = ((2.0, 0.7, 0.7), (-100.0, -120.0, 50.0), np.eye(3))
@@ -69,7 +69,7 @@ def test_plots_leave_the_global_svg_salt_alone(tmp_path):
 
 
 def test_qc_pictures_are_byte_identical(tmp_path):
-    from lungtrial.qcfig import message_figure, qc_figure
+    from lungtrial.imaging.qc import message_figure, qc_figure
 
     hu = np.full((12, 30, 40), 40, dtype=np.int16)
     lungs = np.zeros(hu.shape, dtype=np.uint8)

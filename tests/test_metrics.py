@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from lungtrial.errors import InputError
-from lungtrial.metrics import (
+from lungtrial.imaging.metrics import (
     REGIONS,
     HUClass,
     hu_classes,

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from lungtrial.errors import InputError, ScanExcluded
-from lungtrial.quantify import load_lesion_mask, quantify_scan, write_nifti
+from lungtrial.imaging.quantify import load_lesion_mask, quantify_scan, write_nifti
 
 SHAPE = (6, 8, 10)
 SPACING = (2.5, 0.7, 0.6)
@@ -179,7 +179,7 @@ def test_given_series_reads_the_same_as_ingest_here(demo_scan, tmp_path):
 def test_qc_figure_png(tmp_path):
     from matplotlib.image import imread
 
-    from lungtrial.qcfig import qc_figure
+    from lungtrial.imaging.qc import qc_figure
 
     hu = np.full((20, 40, 60), 40, dtype=np.int16)
     lungs = np.zeros(hu.shape, dtype=np.uint8)
@@ -214,7 +214,7 @@ def _rgb_of(colour: str) -> list[int]:
 def test_qc_figure_draws_classes_outline_and_levels(tmp_path):
     from PIL import Image
 
-    from lungtrial.qcfig import COLOURS, OVERLAY_ALPHA, SOFT_TISSUE_WINDOW, qc_figure
+    from lungtrial.imaging.qc import COLOURS, OVERLAY_ALPHA, SOFT_TISSUE_WINDOW, qc_figure
 
     hu, lungs, opacity = _qc_phantom()
     qc_figure(hu, lungs, opacity, (2.0, 0.7, 0.7), "P01  day 7", tmp_path / "qc.png", dpi=100)
@@ -248,7 +248,7 @@ def test_qc_figure_draws_classes_outline_and_levels(tmp_path):
 
 
 def test_qc_slices_show_the_bases_and_each_lung_sagittally():
-    from lungtrial.qcfig import AXIAL_LEVELS, _levels, _sagittal
+    from lungtrial.imaging.qc import AXIAL_LEVELS, _levels, _sagittal
 
     present = np.zeros(100, bool)
     present[10:91] = True  # lungs in slices 10-90
@@ -266,7 +266,7 @@ def test_qc_slices_show_the_bases_and_each_lung_sagittally():
 def test_qc_figure_is_deterministic_and_shows_warnings(tmp_path):
     from PIL import Image
 
-    from lungtrial.qcfig import COLOURS, qc_figure
+    from lungtrial.imaging.qc import COLOURS, qc_figure
 
     hu, lungs, opacity = _qc_phantom()
     args = (hu, lungs, opacity, (2.0, 0.7, 0.7), "P01  day 7")
@@ -283,7 +283,7 @@ def test_qc_figure_is_deterministic_and_shows_warnings(tmp_path):
 
 
 def test_qc_colours_from_the_lookup_table_equal_per_pixel_arithmetic():
-    from lungtrial.qcfig import _rgb
+    from lungtrial.imaging.qc import _rgb
 
     rng = np.random.default_rng(5)
     hu = rng.integers(-1400, 600, (30, 40)).astype(np.int16)
@@ -316,7 +316,7 @@ def test_one_thread_gives_the_same_outputs(demo_scan, tmp_path):
 def test_lungs_cut_by_the_field_of_view_are_flagged():
     from simple_chest import make_simple_chest
 
-    from lungtrial.quantify import analyse_volume, field_of_view_warnings
+    from lungtrial.imaging.quantify import analyse_volume, field_of_view_warnings
 
     c = make_simple_chest(spacing=(3.0, 2.0, 2.0), lesions=False, seed=3)
     assert field_of_view_warnings(c.lungs) == []
@@ -372,12 +372,12 @@ def test_implausible_lungs_measured_with_a_warning_when_asked(demo_scan, tmp_pat
 
 def test_plausibility_of_given_lungs_in_analyse_volume(demo_scan):
     """analyse_volume judges given lungs too: the same image with its lungs' labels swapped is excluded."""
-    from lungtrial import dicomio
-    from lungtrial.quantify import analyse_volume
+    from lungtrial.imaging import dicom
+    from lungtrial.imaging.quantify import analyse_volume
 
     root, scan_id, _ = demo_scan
-    series = dicomio.ingest(root / "dicom", scan_id)
-    vol = dicomio.read_volume(root / "dicom", series)
+    series = dicom.ingest(root / "dicom", scan_id)
+    vol = dicom.read_volume(root / "dicom", series)
     lungs = analyse_volume(vol.hu, vol.spacing)["lungs"]
     swapped = np.where(lungs > 0, 3 - lungs, 0).astype(np.uint8)
     with pytest.raises(ScanExcluded, match="implausible lungs: right lung's centre"):

@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lungtrial.dicomio import folder_fingerprint
-from lungtrial.quantify import scan_workspace
+from lungtrial.imaging.dicom import folder_fingerprint
+from lungtrial.imaging.quantify import scan_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]

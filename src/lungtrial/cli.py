@@ -124,7 +124,7 @@ DEFAULT_SCAN_ID = "scan"
 
 
 def _quantify(args: argparse.Namespace) -> int:
-    from lungtrial.quantify import quantify_scan
+    from lungtrial.imaging.quantify import quantify_scan
 
     scan_id = args.scan_id or DEFAULT_SCAN_ID
     if not args.dicom_folder.is_dir():

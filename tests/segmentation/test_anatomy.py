@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from lungtrial.errors import ScanExcluded
-from lungtrial.quantify import analyse_volume
+from lungtrial.imaging.quantify import analyse_volume
 from phantoms import (
     dice,
     fraction_inside,

@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from lungtrial.errors import InputError
-from lungtrial.metrics import PRESETS
+from lungtrial.imaging.metrics import PRESETS
 
 
 def stop(message):
@@ -183,7 +183,7 @@ def dicom_dir(wildcards):
     """The DICOM folder of one scan as an input of its job: only the demo trial's (made by demo_scan, named by the
     scan ID). A folder named in the scans sheet is not an input: its path (folder names are often patient IDs or
     UIDs) stays out of Snakemake's records, locks, logs and report: it reaches the job through
-    lungtrial.quantify.hand_over_folders. A folder not there yet fails that scan's job only; its content is followed
+    lungtrial.imaging.quantify.hand_over_folders. A folder not there yet fails that scan's job only; its content is followed
     by dicom_content.
     """
     return DICOM_DIRS[wildcards.scan] if config["demo"] else []
@@ -192,20 +192,20 @@ def dicom_dir(wildcards):
 def dicom_content(wildcards):
     """A parameter of the scan's job that changes with the content of its DICOM folder (named in the scans sheet),
     so that Snakemake's params trigger re-measures the scan when files are added, removed or rewritten: a hash of
-    the files' names, sizes and modification times (lungtrial.dicomio.folder_fingerprint; no file is read), or
+    the files' names, sizes and modification times (lungtrial.imaging.dicom.folder_fingerprint; no file is read), or
     "missing", which reruns a measured scan whose folder went away into a clear error. Empty for the demo trial,
     whose folders are outputs of demo_scan and followed by Snakemake itself.
     """
     if config["demo"]:
         return ""
-    from lungtrial.dicomio import folder_fingerprint
+    from lungtrial.imaging.dicom import folder_fingerprint
 
     return folder_fingerprint(DICOM_DIRS[wildcards.scan]) or "missing"
 
 
 if not config["demo"]:
     # the jobs' DICOM folders, handed over outside Snakemake's records (see dicom_dir)
-    from lungtrial.quantify import hand_over_folders
+    from lungtrial.imaging.quantify import hand_over_folders
 
     _where = SCANS.reindex(columns=["dicom_dir", "source_file", "source_row"])
     hand_over_folders(

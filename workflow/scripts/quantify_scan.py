@@ -2,7 +2,7 @@
 regions, masks and the QC picture.
 
 The DICOM folder is the rule's input for the demo trial; for a trial given by sheets the workflow hands it over
-outside Snakemake (lungtrial.quantify.scan_folder), so that its path (often named by patient IDs or UIDs) never
+outside Snakemake (lungtrial.imaging.quantify.scan_folder), so that its path (often named by patient IDs or UIDs) never
 enters Snakemake's records, logs or report. A scan that cannot be measured in strict mode, or whose folder is
 missing, ends the job with one line in its log.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from lungtrial.errors import InputError
-from lungtrial.quantify import quantify_scan, scan_folder, scan_workspace
+from lungtrial.imaging.quantify import quantify_scan, scan_folder, scan_workspace
 from lungtrial.wfutil import atomic_path, setup_logging
 
 log = setup_logging(snakemake.log[0])

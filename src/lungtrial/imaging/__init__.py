@@ -1,2 +1,12 @@
-"""Imaging: lung segmentation on chest CT, plausibility of the lungs found, (more to move here: dicom reading,
-metrics, QC picture, per-scan orchestration)."""
+"""Imaging: one chest CT series from its DICOM folder to lung and opacity measurements.
+
+- :mod:`~lungtrial.imaging.dicom`: header index, series choice and validation, the volume in HU.
+- :mod:`~lungtrial.imaging.segmentation`: body, airway, lungs (with an optional serial prior).
+- :mod:`~lungtrial.imaging.plausibility`: whether what was found is a pair of lungs.
+- :mod:`~lungtrial.imaging.metrics`: HU classes, per-scan and per-region metrics.
+- :mod:`~lungtrial.imaging.qc`: the per-scan QC picture.
+- :mod:`~lungtrial.imaging.quantify`: one scan from folder to metrics, masks and picture (what the rule and the CLI
+  call).
+- :mod:`~lungtrial.imaging.registration`, :mod:`~lungtrial.imaging.change`, :mod:`~lungtrial.imaging.serial`:
+  a patient's scans registered onto each other, change maps, the serial prior.
+"""

@@ -1,6 +1,6 @@
 """Change labels per voxel between a baseline CT and a follow-up registered onto it, and their volumes.
 
-Both scans are classified by :func:`lungtrial.metrics.opacity_labels` on their own grid (0 none, 1 and 2 the
+Both scans are classified by :func:`lungtrial.imaging.metrics.opacity_labels` on their own grid (0 none, 1 and 2 the
 preset's two opacity classes, 3 vessel: for the ``radiology`` preset 1 is ground glass and 2 consolidation); the
 follow-up's lung and opacity labels are brought onto the baseline grid by nearest neighbour
 (:func:`lungtrial.imaging.registration.warp_follow_up`). Every baseline lung voxel then gets one change label:
@@ -21,7 +21,7 @@ label  name              baseline -> follow-up
 =====  ================  ==============================================================================
 
 Volumes are in mL; percentages are of the baseline lung volume (every baseline lung voxel, vessels included: the
-denominator of the per-scan ``pct_`` metrics). Regions are those of :mod:`lungtrial.metrics` (upper, middle and
+denominator of the per-scan ``pct_`` metrics). Regions are those of :mod:`lungtrial.imaging.metrics` (upper, middle and
 lower thirds of each baseline lung's craniocaudal extent). ``resolved_fraction`` is the share of the baseline
 opacity that was compared (resolved + persistent + progressed + regressed) and resolved, in %.
 """
@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lungtrial.metrics import REGIONS, _lung_labels, _zone_lut
+from lungtrial.imaging.metrics import REGIONS, _lung_labels, _zone_lut
 
 #: Change label values (index = label), as written into the NIfTI label map.
 CHANGE_NAMES = ("background", "normal", "resolved", "persistent", "new", "progressed", "regressed", "not_compared")
@@ -112,7 +112,7 @@ def change_volumes(labels: np.ndarray, base_lungs: np.ndarray, spacing) -> tuple
     -------
     row : dict, ``lung_volume_ml`` (baseline), ``<name>_ml`` and ``pct_<name>`` (% of the baseline lung) for
         each change label but the background, ``baseline_opacity_compared_ml`` and ``resolved_fraction`` (%).
-    regions : DataFrame, one row per region of :data:`lungtrial.metrics.REGIONS` (``region``, ``side``, ``zone``)
+    regions : DataFrame, one row per region of :data:`lungtrial.imaging.metrics.REGIONS` (``region``, ``side``, ``zone``)
         with the same columns.
     """
     labels = np.asarray(labels)
@@ -161,8 +161,8 @@ def _row(count: np.ndarray, voxel_ml: float) -> dict:
 
 def write_change_map(labels: np.ndarray, path: str | os.PathLike, spacing, origin, direction) -> None:
     """Write the change labels as a gzip-compressed NIfTI-1 label map over the baseline CT
-    (:func:`lungtrial.quantify.write_nifti`: same placement as the per-scan masks), atomically."""
-    from lungtrial.quantify import write_nifti
+    (:func:`lungtrial.imaging.quantify.write_nifti`: same placement as the per-scan masks), atomically."""
+    from lungtrial.imaging.quantify import write_nifti
 
     write_nifti(np.asarray(labels, dtype=np.uint8), path, spacing, origin, direction)
 
@@ -291,7 +291,7 @@ def compare_scans(
     """
     import time
 
-    from lungtrial.dicomio import read_volume
+    from lungtrial.imaging.dicom import read_volume
 
     def not_measured(scan, role):
         reasons = "; ".join(scan["series"].get("reasons") or []) or "not measured"
@@ -354,7 +354,7 @@ def compare_volumes(
     Parameters
     ----------
     base, follow : CT volumes with ``hu`` (int16 (z, y, x) HU), ``spacing`` ((dz, dy, dx) mm), ``origin`` (LPS mm)
-        and ``direction`` (3 x 3), as :class:`lungtrial.dicomio.CTVolume`.
+        and ``direction`` (3 x 3), as :class:`lungtrial.imaging.dicom.CTVolume`.
     base_lungs, follow_lungs : uint8 (z, y, x) lung labels of each on its own grid (0, 1 right, 2 left).
     base_opacity, follow_opacity : uint8 (z, y, x) opacity labels of each (0 none, 1, 2, 3 vessel).
     outdir : path

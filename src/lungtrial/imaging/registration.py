@@ -38,7 +38,7 @@ left out of change statistics with its reason.
 
 Conventions: volumes are ``(z, y, x)`` numpy arrays; ``spacing`` is ``(dz, dy, dx)`` in mm; ``origin`` is the
 LPS ``(x, y, z)`` position of voxel ``[0, 0, 0]`` in mm; ``direction`` is 3 x 3 with column j the LPS direction
-of index axis x, y, z (as :class:`lungtrial.dicomio.CTVolume` gives them). Lung labels: 0 background, 1 right,
+of index axis x, y, z (as :class:`lungtrial.imaging.dicom.CTVolume` gives them). Lung labels: 0 background, 1 right,
 2 left (:func:`lungtrial.imaging.segmentation.segment`).
 """
 
@@ -321,7 +321,7 @@ def register(
     fixed_spacing, moving_spacing : (dz, dy, dx) voxel sizes in mm.
     fixed_origin, moving_origin : LPS (x, y, z) mm of voxel [0, 0, 0] (default 0, 0, 0).
     fixed_direction, moving_direction : 3 x 3 index-to-LPS directions (default identity).
-    fixed_opacity, moving_opacity : optional (z, y, x) opacity labels of each (:func:`lungtrial.metrics.opacity_labels`:
+    fixed_opacity, moving_opacity : optional (z, y, x) opacity labels of each (:func:`lungtrial.imaging.metrics.opacity_labels`:
         1 and 2 opacity, 3 vessel). Opacity voxels then read as the median HU of the rest of that scan's lung, so
         that a lesion that appears, resolves or changes does not pull the registration (the lung's outline and
         vessels align it); recommended for change maps.
@@ -655,7 +655,7 @@ def warp_follow_up(
     moving : the follow-up's :class:`Grid`.
     hu : (z, y, x) int16 HU of the follow-up; resampled trilinearly (values truncated to int16).
     lungs : (z, y, x) uint8 lung labels (0-3) of the follow-up; resampled by nearest neighbour.
-    opacity : (z, y, x) uint8 opacity labels (0-3, :func:`lungtrial.metrics.opacity_labels`); nearest neighbour.
+    opacity : (z, y, x) uint8 opacity labels (0-3, :func:`lungtrial.imaging.metrics.opacity_labels`); nearest neighbour.
     outside_hu : HU of baseline voxels outside the follow-up's volume (their labels are 0).
 
     Returns

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lungtrial.errors import InputError, ScanExcluded
-from lungtrial.metrics import OPACITY_CLASSES, HUClass, hu_classes, measure_and_label, metric_columns
+from lungtrial.imaging.metrics import OPACITY_CLASSES, HUClass, hu_classes, measure_and_label, metric_columns
 from lungtrial.wfutil import atomic_path
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ def analyse_volume(
 
     Parameters
     ----------
-    hu : (z, y, x) int16 HU, reoriented as by :func:`lungtrial.dicomio.read_volume`.
+    hu : (z, y, x) int16 HU, reoriented as by :func:`lungtrial.imaging.dicom.read_volume`.
     spacing : (dz, dy, dx) voxel size in mm.
     lesion_mask : optional (z, y, x) bool lesion mask on the same grid (replaces HU thresholds).
     preset : classes drawn as opacity labels 1 and 2 ("radiology" or "ards").
@@ -376,7 +376,7 @@ def _exclude(scan_id, reasons, outdir: Path, title, classes, timings, start: flo
     prefix = f"{scan_id}: "
     reason = "; ".join(r.removeprefix(prefix) for r in reasons) if reasons else "not measurable"
     log.warning("scan %s excluded: %s", scan_id, reason)
-    from lungtrial.qcfig import message_figure
+    from lungtrial.imaging.qc import message_figure
 
     for name in _MASKS:  # never leave masks of an earlier run beside an "excluded" row
         (outdir / name).unlink(missing_ok=True)
@@ -397,7 +397,8 @@ def preload() -> None:
     import nibabel  # noqa: F401
     import SimpleITK  # noqa: F401 - segmentation's distance maps
 
-    from lungtrial import dicomio, metrics, parallel, qcfig  # noqa: F401
+    from lungtrial import parallel  # noqa: F401
+    from lungtrial.imaging import dicom, metrics, qc  # noqa: F401
     from lungtrial.imaging import plausibility  # noqa: F401
     from lungtrial.imaging import segmentation  # noqa: F401
 
@@ -427,18 +428,18 @@ def quantify_scan(
     dicom_dir : scan folder of DICOM files.
     scan_id : trial scan ID (the only name of the scan in outputs).
     outdir : folder for ``metrics.csv`` (one row: ``scan_id, status, exclusion_reason``, acquisition geometry and
-        the metrics of :func:`lungtrial.metrics.measure`), ``regions.csv`` (``scan_id`` + one row per region),
+        the metrics of :func:`lungtrial.imaging.metrics.measure`), ``regions.csv`` (``scan_id`` + one row per region),
         ``lungs.nii.gz`` (0/1 right/2 left), ``opacity.nii.gz`` (0 none, 1/2 the preset's opacity classes,
         3 vessel) and ``qc.png``; when ``series`` is None also ``series.json``. Every file is written atomically.
-    series : content of ``series.json`` (:func:`lungtrial.dicomio.ingest`); None runs ingest here.
+    series : content of ``series.json`` (:func:`lungtrial.imaging.dicom.ingest`); None runs ingest here.
     preset : "radiology" or "ards": the classes drawn in ``opacity.nii.gz`` and ``qc.png`` (both presets are always
         measured).
     strict : raise :class:`~lungtrial.errors.ScanExcluded` instead of writing an "excluded" row.
     lesion_mask : optional lesion mask image used instead of HU thresholds (see :func:`load_lesion_mask`).
     title : first line of the QC picture title (default: ``scan_id``).
-    series_options : options of :func:`lungtrial.dicomio.ingest` (``min_slices``, ``max_slice_thickness_mm``,
+    series_options : options of :func:`lungtrial.imaging.dicom.ingest` (``min_slices``, ``max_slice_thickness_mm``,
         ``prefer``, ``prefer_kernels``), used when ``series`` is None.
-    classes : extra HU classes (:class:`~lungtrial.metrics.HUClass` or ``{name, lower, upper}`` dicts).
+    classes : extra HU classes (:class:`~lungtrial.imaging.metrics.HUClass` or ``{name, lower, upper}`` dicts).
     threads : threads the scan may use at once (default :func:`lungtrial.parallel.threads`, 2): array work is
         split over them and the lung labels are written while vessels are segmented and the scan measured, the
         opacity labels while the QC picture is drawn; with 1 everything runs in turn. A run that fails leaves no
@@ -453,7 +454,7 @@ def quantify_scan(
     ``warnings`` (of a measured scan: the lungs' implausibility when measured anyway and
     :func:`field_of_view_warnings`; also added to those of ``series.json`` and logged),
     ``outputs`` (file names written) and ``timings`` (seconds: ``read`` (ingest, when run here, and
-    :func:`~lungtrial.dicomio.read_volume`), ``segment``, ``measure``, ``write`` (from the end of measurement; the
+    :func:`~lungtrial.imaging.dicom.read_volume`), ``segment``, ``measure``, ``write`` (from the end of measurement; the
     lung mask written earlier, during segmentation, counts only where it is still being written), ``total``;
     module imports come before the clock starts). An excluded scan gets ``metrics.csv``, a header-only
     ``regions.csv`` and a ``qc.png`` card stating the reason, and no masks.
@@ -480,7 +481,8 @@ def _quantify_scan(
     dicom_dir, scan_id, outdir, *, series, preset, strict, lesion_mask, title, series_options, classes,
     measure_implausible,
 ):
-    from lungtrial import dicomio, parallel
+    from lungtrial import parallel
+    from lungtrial.imaging import dicom
 
     preload()
 
@@ -502,12 +504,12 @@ def _quantify_scan(
     try:
         if series is None:
             # the header index is kept for read_volume: files it found plain are read without a second parse
-            index = dicomio.index_folder(dicom_dir)
-            series = dicomio.ingest(dicom_dir, scan_id, strict=strict, index=index, **dict(series_options or {}))
+            index = dicom.index_folder(dicom_dir)
+            series = dicom.ingest(dicom_dir, scan_id, strict=strict, index=index, **dict(series_options or {}))
             _write_json(series, outdir / "series.json")
         if series.get("status") != "ok":
             return excluded(series.get("reasons") or ["series.json: status is not 'ok'"])
-        vol = dicomio.read_volume(dicom_dir, series, index=index, padding_mask=False)  # padding: -1024 HU
+        vol = dicom.read_volume(dicom_dir, series, index=index, padding_mask=False)  # padding: -1024 HU
     except ScanExcluded:
         raise
     except InputError as exc:
@@ -548,7 +550,7 @@ def _quantify_scan(
         lungs, labels, regions = result["lungs"], result["labels"], result["regions"]
         clock = time.perf_counter()
 
-        from lungtrial.qcfig import qc_figure
+        from lungtrial.imaging.qc import qc_figure
 
         geometry = series.get("geometry", {})
         row = {

@@ -3,7 +3,7 @@
 Conventions
 -----------
 - Volumes are ``(z, y, x)`` arrays; ``spacing`` is ``(dz, dy, dx)`` in mm. Axis 0 must increase towards the head
-  (superior), as :func:`lungtrial.dicomio.read_volume` guarantees; the upper/middle/lower zones depend on it.
+  (superior), as :func:`lungtrial.imaging.dicom.read_volume` guarantees; the upper/middle/lower zones depend on it.
 - HU are integers (int16). Float input is rounded to the nearest integer HU.
 - ``lungs`` is a label volume: 0 background, 1 right lung, 2 left lung.
 

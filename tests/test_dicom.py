@@ -1,4 +1,4 @@
-"""Tests for lungtrial.dicomio: every odd series is built here with pydicom (small matrices, tmp_path)."""
+"""Tests for lungtrial.imaging.dicom: every odd series is built here with pydicom (small matrices, tmp_path)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from lungtrial import dicomio
+from lungtrial.imaging import dicom
 from lungtrial.errors import InputError, ScanExcluded
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -146,7 +146,7 @@ def truth():
 def read_both_ways(monkeypatch):
     """Every ``read_volume`` call in these tests also runs with the folder index (direct reads at the recorded
     pixel offsets) and must give the same volume, padding and geometry, or the same error."""
-    original = dicomio.read_volume
+    original = dicom.read_volume
 
     def both(folder, series, **options):
         def run(**extra):
@@ -156,7 +156,7 @@ def read_both_ways(monkeypatch):
                 return None, exc
 
         plain, error = run()
-        indexed, indexed_error = run(index=dicomio.index_folder(folder))
+        indexed, indexed_error = run(index=dicom.index_folder(folder))
         assert type(indexed_error) is type(error) and str(indexed_error) == str(error)
         if error is not None:
             raise error
@@ -168,18 +168,18 @@ def read_both_ways(monkeypatch):
         np.testing.assert_array_equal(indexed.direction, plain.direction)
         return plain
 
-    monkeypatch.setattr(dicomio, "read_volume", both)
+    monkeypatch.setattr(dicom, "read_volume", both)
     return original
 
 
 def test_shuffled_names_and_lying_instance_numbers_are_ordered_by_position(tmp_path, truth):
     names = [f"{n:03d}" for n in random.Random(3).sample(range(100, 999), truth.shape[0])]
     write_stack(tmp_path / "scan", truth, names=names)
-    series = dicomio.ingest(tmp_path / "scan", "S01-D00")
+    series = dicom.ingest(tmp_path / "scan", "S01-D00")
     assert series["status"] == "ok", series["reasons"]
     json.dumps(series)
     no_identifiers(series)
-    vol = dicomio.read_volume(tmp_path / "scan", series)
+    vol = dicom.read_volume(tmp_path / "scan", series)
     assert vol.hu.dtype == np.int16
     np.testing.assert_array_equal(vol.hu, truth)
     assert vol.spacing == pytest.approx((2.5, 0.7, 0.7))
@@ -196,9 +196,9 @@ def test_shuffled_names_and_lying_instance_numbers_are_ordered_by_position(tmp_p
 )
 def test_any_orientation_gives_the_same_reoriented_volume(tmp_path, truth, row, col):
     write_stack(tmp_path / "scan", truth, row=row, col=col)
-    series = dicomio.ingest(tmp_path / "scan", "S01-D00")
+    series = dicom.ingest(tmp_path / "scan", "S01-D00")
     assert series["status"] == "ok", series["reasons"]
-    vol = dicomio.read_volume(tmp_path / "scan", series)
+    vol = dicom.read_volume(tmp_path / "scan", series)
     np.testing.assert_array_equal(vol.hu, truth)
     assert vol.origin == pytest.approx((-10.0, -20.0, -100.0))
     np.testing.assert_allclose(vol.direction, np.eye(3), atol=1e-9)
@@ -213,17 +213,17 @@ def named(folder, name: str) -> str:
 
 def test_missing_slice_excludes_scan_naming_files(tmp_path, truth):
     write_stack(tmp_path / "scan", truth, skip=(12,))
-    series = dicomio.ingest(tmp_path / "scan", "S01-D00")
+    series = dicom.ingest(tmp_path / "scan", "S01-D00")
     assert series["status"] == "excluded"
     (reason,) = series["reasons"]
     gap = f"between {named(tmp_path / 'scan', 'IM0011.dcm')} and"
     assert "1 slice(s) missing" in reason and gap in reason and "5.00 mm" in reason
     assert ".dcm" not in reason
     with pytest.raises(ScanExcluded, match="missing") as raised:
-        dicomio.ingest(tmp_path / "scan", "S01-D00", strict=True)
+        dicom.ingest(tmp_path / "scan", "S01-D00", strict=True)
     assert str(raised.value).count("S01-D00") == 1
     with pytest.raises(ScanExcluded):
-        dicomio.read_volume(tmp_path / "scan", series)
+        dicom.read_volume(tmp_path / "scan", series)
 
 
 def test_uneven_spacing_is_an_error(tmp_path, truth):
@@ -232,9 +232,9 @@ def test_uneven_spacing_is_an_error(tmp_path, truth):
             ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], ds.ImagePositionPatient[2] + 1.0]
 
     write_stack(tmp_path / "scan", truth, edit=shift)
-    issues = dicomio.check_series(
-        dicomio.index_folder(tmp_path / "scan"),
-        dicomio.choose_series(dicomio.index_folder(tmp_path / "scan")).files,
+    issues = dicom.check_series(
+        dicom.index_folder(tmp_path / "scan"),
+        dicom.choose_series(dicom.index_folder(tmp_path / "scan")).files,
         scan_id="S1",
     )
     assert [i.code for i in issues] == ["uneven_spacing"]
@@ -248,20 +248,20 @@ def test_duplicate_position_and_duplicate_copy(tmp_path, truth):
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.save_as(folder / "extra.dcm")
-    index = dicomio.index_folder(folder)
-    choice = dicomio.choose_series(index)
-    issues = dicomio.check_series(index, choice.files, scan_id="S1")
+    index = dicom.index_folder(folder)
+    choice = dicom.choose_series(index)
+    issues = dicom.check_series(index, choice.files, scan_id="S1")
     assert any(
         i.code == "duplicate_position" and "IM0005.dcm" in i.message and "extra.dcm" in i.message for i in issues
     )
     (folder / "extra.dcm").unlink()
     (folder / "copy.dcm").write_bytes((folder / "IM0005.dcm").read_bytes())
-    index = dicomio.index_folder(folder)
-    choice = dicomio.choose_series(index)
+    index = dicom.index_folder(folder)
+    choice = dicom.choose_series(index)
     assert len(choice.files) == 25 and "copy.dcm" not in choice.files
-    issues = dicomio.check_series(index, choice.files, scan_id="S1")
+    issues = dicom.check_series(index, choice.files, scan_id="S1")
     assert [(i.code, i.severity) for i in issues] == [("duplicate_file", "warning")]
-    issues = dicomio.check_series(index, [*choice.files, "copy.dcm"], scan_id="S1")
+    issues = dicom.check_series(index, [*choice.files, "copy.dcm"], scan_id="S1")
     assert [(i.code, i.severity) for i in issues] == [("duplicate_file", "error")]
 
 
@@ -271,7 +271,7 @@ def test_mixed_matrix_is_reported(tmp_path, truth):
     ds = pydicom.dcmread(folder / "IM0007.dcm")
     set_pixels(ds, np.zeros((16, 16)))
     ds.save_as(folder / "IM0007.dcm")
-    series = dicomio.ingest(folder, "S1")
+    series = dicom.ingest(folder, "S1")
     assert series["status"] == "excluded"
     text = " ".join(series["reasons"] + series["warnings"])
     odd = f"{named(folder, 'IM0007.dcm')} (16x16)"
@@ -286,13 +286,13 @@ def test_mixed_orientation_in_one_series(tmp_path, truth):
     ds.SOPInstanceUID = generate_uid()
     ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
     ds.save_as(folder / "coronal.dcm")
-    index = dicomio.index_folder(folder)
-    choice = dicomio.choose_series(index)
+    index = dicom.index_folder(folder)
+    choice = dicom.choose_series(index)
     assert len(choice.files) == 25 and len(choice.candidates) == 2
-    issues = dicomio.check_series(index, choice.files, scan_id="S1")
+    issues = dicom.check_series(index, choice.files, scan_id="S1")
     assert [(i.code, i.severity) for i in issues] == [("mixed_orientation", "warning")]
     assert "coronal.dcm (1\\0\\0\\0\\0\\-1); expected 1\\0\\0\\0\\1\\0" in issues[0].message
-    issues = dicomio.check_series(index, [*choice.files, "coronal.dcm"], scan_id="S1")
+    issues = dicom.check_series(index, [*choice.files, "coronal.dcm"], scan_id="S1")
     assert ("mixed_orientation", "error") in [(i.code, i.severity) for i in issues]
 
 
@@ -307,13 +307,13 @@ def test_gantry_tilt_spacing_is_projected_step(tmp_path, truth, tag):
 
     folder = tmp_path / "scan"
     write_stack(folder, truth, col=col, step=(0, 0, 2.5), edit=add_tag)
-    series = dicomio.ingest(folder, "S1")
+    series = dicom.ingest(folder, "S1")
     assert series["status"] == "ok", series["reasons"]
     assert series["geometry"]["spacing"][0] == pytest.approx(2.5 * np.cos(tilt), rel=1e-4)
     assert series["geometry"]["tilt_deg"] == pytest.approx(18.5, abs=0.01)
     (warning,) = series["warnings"]
     assert "gantry tilt 18.5 degrees" in warning
-    vol = dicomio.read_volume(folder, series)
+    vol = dicom.read_volume(folder, series)
     assert vol.hu.shape == truth.shape
     assert vol.spacing[0] == pytest.approx(2.5 * np.cos(tilt), rel=1e-4)
 
@@ -323,7 +323,7 @@ def test_gantry_tilt_tag_on_orthogonal_stack_warns(tmp_path, truth):
         ds["GantryDetectorTilt"] = pydicom.DataElement(0x00181120, "DS", "-7.0")
 
     write_stack(tmp_path / "scan", truth, edit=add_tag)
-    series = dicomio.ingest(tmp_path / "scan", "S1")
+    series = dicom.ingest(tmp_path / "scan", "S1")
     assert series["status"] == "ok"
     assert series["geometry"]["spacing"][0] == pytest.approx(2.5)
     assert "GantryDetectorTilt is 7 degrees" in series["warnings"][0]
@@ -336,11 +336,11 @@ def test_non_ct_modality_is_excluded(tmp_path, truth):
         ds.file_meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
 
     write_stack(tmp_path / "scan", truth, edit=mr)
-    series = dicomio.ingest(tmp_path / "scan", "S1")
+    series = dicom.ingest(tmp_path / "scan", "S1")
     assert series["status"] == "excluded"
     assert "modality MR, not CT" in series["reasons"][0]
-    index = dicomio.index_folder(tmp_path / "scan")
-    issues = dicomio.check_series(index, list(index["path"]), scan_id="S1")
+    index = dicom.index_folder(tmp_path / "scan")
+    issues = dicom.check_series(index, list(index["path"]), scan_id="S1")
     assert any(i.code == "non_ct" and "expected CT" in i.message for i in issues)
 
 
@@ -355,20 +355,20 @@ def test_truncated_file_is_flagged_and_excludes(tmp_path, truth, cut, compressed
     write_stack(folder, truth, edit=rle)
     data = (folder / "IM0010.dcm").read_bytes()
     (folder / "IM0010.dcm").write_bytes(data[:-cut])
-    index = dicomio.index_folder(folder)
+    index = dicom.index_folder(folder)
     row = index.set_index("path").loc["IM0010.dcm"]
     assert not row["readable"] and row["error"].startswith("truncated")
-    series = dicomio.ingest(folder, "S1")
+    series = dicom.ingest(folder, "S1")
     assert series["status"] == "excluded"
     assert any("truncated" in r and named(folder, "IM0010.dcm") in r for r in series["reasons"] + series["warnings"])
 
 
 def test_exclusion_names_the_scan_once(tmp_path):
     (tmp_path / "scan").mkdir()
-    series = dicomio.ingest(tmp_path / "scan", "S1-D7")
+    series = dicom.ingest(tmp_path / "scan", "S1-D7")
     assert series["reasons"] == ["No DICOM image was found in the folder."]
     with pytest.raises(ScanExcluded) as raised:
-        dicomio.ingest(tmp_path / "scan", "S1-D7", strict=True)
+        dicom.ingest(tmp_path / "scan", "S1-D7", strict=True)
     assert str(raised.value) == "scan S1-D7 excluded: No DICOM image was found in the folder."
 
 
@@ -378,7 +378,7 @@ def test_file_cut_in_its_header_is_unreadable_not_a_missing_slice(tmp_path, trut
     write_stack(folder, truth, names=[f"1.2.826.0.1.3680043.9.{k}.dcm" for k in range(truth.shape[0])])
     cut = "1.2.826.0.1.3680043.9.10.dcm"
     (folder / cut).write_bytes((folder / cut).read_bytes()[:keep])
-    series = dicomio.ingest(folder, "S1-D7")
+    series = dicom.ingest(folder, "S1-D7")
     assert series["status"] == "excluded"
     (reason,) = series["reasons"]
     assert reason.startswith("truncated") and f"{named(folder, cut)};" in reason
@@ -390,7 +390,7 @@ def test_truncated_copy_of_an_image_is_ignored(tmp_path, truth):
     folder = tmp_path / "scan"
     write_stack(folder, truth)
     (folder / "copy.dcm").write_bytes((folder / "IM0010.dcm").read_bytes()[:-100])
-    series = dicomio.ingest(folder, "S1-D7")
+    series = dicom.ingest(folder, "S1-D7")
     assert series["status"] == "ok", series["reasons"]
     assert any(w.startswith("truncated") and "outside the series ignored" in w for w in series["warnings"])
 
@@ -398,16 +398,16 @@ def test_truncated_copy_of_an_image_is_ignored(tmp_path, truth):
 def test_random_bytes_are_not_dicom(tmp_path):
     (tmp_path / "blob").write_bytes(b"\x08\x00\x16\x00" + bytes(range(256)) * 8)
     (tmp_path / "empty").write_bytes(b"")
-    index = dicomio.index_folder(tmp_path)
+    index = dicom.index_folder(tmp_path)
     assert not index["is_dicom"].any() and (index["error"] == "not a DICOM file").all()
 
 
 def test_too_few_slices(tmp_path, truth):
     write_stack(tmp_path / "scan", truth[:8])
-    series = dicomio.ingest(tmp_path / "scan", "S1")
+    series = dicom.ingest(tmp_path / "scan", "S1")
     assert series["status"] == "excluded"
     assert "8 slices, fewer than 20" in series["reasons"][0]
-    assert dicomio.ingest(tmp_path / "scan", "S1", min_slices=5)["status"] == "ok"
+    assert dicom.ingest(tmp_path / "scan", "S1", min_slices=5)["status"] == "ok"
 
 
 def _localizer(folder) -> None:
@@ -455,7 +455,7 @@ def test_localizer_thick_series_and_other_files(tmp_path, truth):
     _dose_screen(folder)
     _dicomdir(folder)
     (folder / "notes.txt").write_text("not dicom\n")
-    index = dicomio.index_folder(folder)
+    index = dicom.index_folder(folder)
     assert len(index) == 54
     by_path = index.set_index("path")
     assert not by_path.at["notes.txt", "is_dicom"] and not by_path.at["notes.txt", "is_image"]
@@ -465,19 +465,19 @@ def test_localizer_thick_series_and_other_files(tmp_path, truth):
     assert len(by_path.at["thin/a0", "series"]) == 12
     no_identifiers(index.astype(str).to_dict("records"))
 
-    choice = dicomio.choose_series(index)
+    choice = dicom.choose_series(index)
     assert choice.files[0].startswith("thin/") and len(choice.files) == 25
     assert "2.5 mm" in choice.reason and "thinnest" in choice.reason
     cands = choice.candidates.set_index("series_number")
     assert "localizer" in cands.at[1, "why_not"]
     assert "not grey-scale" in cands.loc[cands["n_files"] == 1].query("modality == 'OT'")["why_not"].iloc[0]
     assert bool(cands.at[3, "eligible"])
-    most = dicomio.choose_series(index, prefer="most_slices", max_slice_thickness_mm=5.0)
+    most = dicom.choose_series(index, prefer="most_slices", max_slice_thickness_mm=5.0)
     assert most.series == choice.series  # 25 slices each: thinnest breaks the tie
-    none_thin = dicomio.choose_series(index, prefer_kernels=["B70f"], max_slice_thickness_mm=2.0)
+    none_thin = dicom.choose_series(index, prefer_kernels=["B70f"], max_slice_thickness_mm=2.0)
     assert none_thin.series is None and "more than 2 mm" in none_thin.reason
 
-    series = dicomio.ingest(folder, "S1")
+    series = dicom.ingest(folder, "S1")
     assert series["status"] == "ok" and series["warnings"] == []
     assert series["reason"] == choice.reason and series["series"] == choice.series
     assert "set aside: series 1 (localizer" in series["reason"]
@@ -490,23 +490,23 @@ def test_one_uid_two_overlapping_acquisitions_split_into_subseries(tmp_path, tru
     write_stack(
         folder, truth, names=[f"b{k}.dcm" for k in range(25)], edit=lambda ds, k: setattr(ds, "AcquisitionNumber", 2)
     )
-    choice = dicomio.choose_series(dicomio.index_folder(folder))
+    choice = dicom.choose_series(dicom.index_folder(folder))
     assert len(choice.candidates) == 2 and choice.candidates["eligible"].all()
     assert choice.series.endswith(".1") and all(f.startswith("a") for f in choice.files)
-    assert dicomio.ingest(folder, "S1")["status"] == "ok"
+    assert dicom.ingest(folder, "S1")["status"] == "ok"
 
 
 def test_sequential_acquisitions_stay_one_series(tmp_path, truth):
     write_stack(tmp_path / "scan", truth, edit=lambda ds, k: setattr(ds, "AcquisitionNumber", k // 4 + 1))
-    choice = dicomio.choose_series(dicomio.index_folder(tmp_path / "scan"))
+    choice = dicom.choose_series(dicom.index_folder(tmp_path / "scan"))
     assert len(choice.candidates) == 1 and len(choice.files) == 25
 
 
 @pytest.mark.parametrize(("signed", "intercept"), [(True, -1024.0), (False, -1024.0), (False, -2048.0), (True, 0.0)])
 def test_signed_unsigned_and_intercepts_give_identical_hu(tmp_path, truth, signed, intercept):
     write_stack(tmp_path / "scan", truth, signed=signed, intercept=intercept)
-    series = dicomio.ingest(tmp_path / "scan", "S1")
-    np.testing.assert_array_equal(dicomio.read_volume(tmp_path / "scan", series).hu, truth)
+    series = dicom.ingest(tmp_path / "scan", "S1")
+    np.testing.assert_array_equal(dicom.read_volume(tmp_path / "scan", series).hu, truth)
 
 
 def test_padding_value_and_out_of_field_values(tmp_path, truth):
@@ -518,13 +518,13 @@ def test_padding_value_and_out_of_field_values(tmp_path, truth):
         ds["PixelPaddingValue"] = pydicom.DataElement(0x00280120, "SS", -2000)
 
     write_stack(tmp_path / "scan", truth, edit=pad)
-    series = dicomio.ingest(tmp_path / "scan", "S1")
-    vol = dicomio.read_volume(tmp_path / "scan", series)
+    series = dicom.ingest(tmp_path / "scan", "S1")
+    vol = dicom.read_volume(tmp_path / "scan", series)
     assert vol.padding is not None and vol.padding.sum() == 25 * 7
     assert (vol.hu[vol.padding] == -1024).all()
     np.testing.assert_array_equal(vol.hu[~vol.padding], truth[~vol.padding])
     assert vol.padding[:, 0, :4].all()  # row 0 is anterior: y index 0 after reorientation
-    lean = dicomio.read_volume(tmp_path / "scan", series, padding_mask=False)
+    lean = dicom.read_volume(tmp_path / "scan", series, padding_mask=False)
     assert lean.padding is None
     np.testing.assert_array_equal(lean.hu, vol.hu)
 
@@ -542,9 +542,9 @@ def test_modality_lut_sequence_without_intercept(tmp_path, truth):
         ds.ModalityLUTSequence = Sequence([item])
 
     write_stack(tmp_path / "scan", truth, intercept=-1024.0, edit=lut)
-    series = dicomio.ingest(tmp_path / "scan", "S1")
+    series = dicom.ingest(tmp_path / "scan", "S1")
     assert series["geometry"]["rescale"]["modality_lut_sequence"]
-    np.testing.assert_array_equal(dicomio.read_volume(tmp_path / "scan", series).hu, 2 * (truth + 1024))
+    np.testing.assert_array_equal(dicom.read_volume(tmp_path / "scan", series).hu, 2 * (truth + 1024))
 
 
 def test_rle_and_jpeg2000_compressed(tmp_path):
@@ -559,10 +559,10 @@ def test_rle_and_jpeg2000_compressed(tmp_path):
     write_stack(tmp_path / "rle", truth, edit=rle)
     write_stack(tmp_path / "j2k", truth, edit=j2k)
     for name in ("rle", "j2k"):
-        series = dicomio.ingest(tmp_path / name, "S1")
+        series = dicom.ingest(tmp_path / name, "S1")
         assert series["status"] == "ok", series["reasons"]
-        np.testing.assert_array_equal(dicomio.read_volume(tmp_path / name, series).hu, truth)
-    assert "JPEG 2000" in dicomio.ingest(tmp_path / "j2k", "S1")["geometry"]["transfer_syntax"][0]
+        np.testing.assert_array_equal(dicom.read_volume(tmp_path / name, series).hu, truth)
+    assert "JPEG 2000" in dicom.ingest(tmp_path / "j2k", "S1")["geometry"]["transfer_syntax"][0]
 
 
 def test_jpeg2000_codestream_unsigned_while_pixel_representation_signed(tmp_path):
@@ -575,8 +575,8 @@ def test_jpeg2000_codestream_unsigned_while_pixel_representation_signed(tmp_path
         ds.PixelRepresentation = 1  # the dataset says signed, the codestream unsigned
 
     write_stack(tmp_path / "scan", truth, intercept=0.0, edit=j2k_unsigned)
-    series = dicomio.ingest(tmp_path / "scan", "S1")
-    np.testing.assert_array_equal(dicomio.read_volume(tmp_path / "scan", series).hu, truth)
+    series = dicom.ingest(tmp_path / "scan", "S1")
+    np.testing.assert_array_equal(dicom.read_volume(tmp_path / "scan", series).hu, truth)
 
 
 def test_undecodable_pixels_raise_input_error_naming_file(tmp_path, truth):
@@ -586,17 +586,17 @@ def test_undecodable_pixels_raise_input_error_naming_file(tmp_path, truth):
             ds.PixelData = ds.PixelData[:40] + bytes(len(ds.PixelData) - 40)
 
     write_stack(tmp_path / "scan", truth, edit=broken)
-    series = dicomio.ingest(tmp_path / "scan", "S1")
+    series = dicom.ingest(tmp_path / "scan", "S1")
     assert series["status"] == "ok"
     with pytest.raises(InputError, match=rf"^{named(tmp_path / 'scan', 'IM0003.dcm')}: "):
-        dicomio.read_volume(tmp_path / "scan", series)
+        dicom.read_volume(tmp_path / "scan", series)
 
 
 def test_empty_folder_and_missing_folder(tmp_path):
-    series = dicomio.ingest(tmp_path, "S1")
+    series = dicom.ingest(tmp_path, "S1")
     assert series["status"] == "excluded" and "No DICOM image" in series["reasons"][0]
     with pytest.raises(InputError, match="does not exist"):
-        dicomio.index_folder(tmp_path / "nope")
+        dicom.index_folder(tmp_path / "nope")
 
 
 def test_bits_stored_12_signed_and_unsigned_with_overlay_bits(tmp_path, truth):
@@ -612,8 +612,8 @@ def test_bits_stored_12_signed_and_unsigned_with_overlay_bits(tmp_path, truth):
     write_stack(tmp_path / "s", truth, intercept=0.0, edit=signed12)
     write_stack(tmp_path / "u", truth, signed=False, intercept=-1024.0, edit=unsigned12)
     for name in ("s", "u"):
-        series = dicomio.ingest(tmp_path / name, "S1")
-        np.testing.assert_array_equal(dicomio.read_volume(tmp_path / name, series).hu, truth)
+        series = dicom.ingest(tmp_path / name, "S1")
+        np.testing.assert_array_equal(dicom.read_volume(tmp_path / name, series).hu, truth)
 
 
 def test_file_without_preamble_is_indexed(tmp_path, truth):
@@ -625,10 +625,10 @@ def test_file_without_preamble_is_indexed(tmp_path, truth):
         ds.preamble = None
         ds.save_as(path, enforce_file_format=False, implicit_vr=True, little_endian=True)
         assert path.read_bytes()[128:132] != b"DICM"
-    index = dicomio.index_folder(folder)
+    index = dicom.index_folder(folder)
     assert index["is_image"].all() and index["readable"].all()
-    series = dicomio.ingest(folder, "S1")
-    np.testing.assert_array_equal(dicomio.read_volume(folder, series).hu, truth)
+    series = dicom.ingest(folder, "S1")
+    np.testing.assert_array_equal(dicom.read_volume(folder, series).hu, truth)
 
 
 def test_demo_writer_series_round_trip(tmp_path):
@@ -649,10 +649,10 @@ def test_demo_writer_series_round_trip(tmp_path):
         file_names="hex",
         suffix="",
     )
-    series = dicomio.ingest(tmp_path, "S1")
+    series = dicom.ingest(tmp_path, "S1")
     assert series["status"] == "ok", series["reasons"]
     no_identifiers(series)
-    vol = dicomio.read_volume(tmp_path, series)
+    vol = dicom.read_volume(tmp_path, series)
     assert vol.spacing == pytest.approx((1.25, 0.8, 0.75))
     assert vol.origin == pytest.approx((5.0, -7.0, 30.0))
     assert vol.padding is not None and vol.padding[:, 0, 0].all() and not vol.padding[:, 20, 18].any()
@@ -666,9 +666,9 @@ def test_rescale_slope_other_than_one(tmp_path, truth):
         ds.RescaleSlope = 0.5
 
     write_stack(tmp_path / "scan", truth, edit=half)
-    series = dicomio.ingest(tmp_path / "scan", "S1")
+    series = dicom.ingest(tmp_path / "scan", "S1")
     assert series["geometry"]["rescale"]["pairs"] == [[0.5, -1024.0]]
-    np.testing.assert_array_equal(dicomio.read_volume(tmp_path / "scan", series).hu, truth)
+    np.testing.assert_array_equal(dicom.read_volume(tmp_path / "scan", series).hu, truth)
 
 
 def _enhanced_ct(path, hu: np.ndarray, order: list[int], *, spacing=(2.5, 0.7, 0.7), origin=(-10.0, -20.0, -100.0)):
@@ -706,12 +706,12 @@ def test_enhanced_ct_frames_are_ordered_by_position(tmp_path, truth, compressed)
     if compressed:
         ds.compress(RLELossless, encoding_plugin="pydicom")
         ds.save_as(tmp_path / "enhanced.dcm")
-    index = dicomio.index_folder(tmp_path)
+    index = dicom.index_folder(tmp_path)
     assert len(index) == 25 and (index["file"] == "enhanced.dcm").all()
-    series = dicomio.ingest(tmp_path, "S1")
+    series = dicom.ingest(tmp_path, "S1")
     assert series["status"] == "ok", series["reasons"]
     assert series["files"][0] == f"file 1 frame {order.index(0) + 1}"
-    vol = dicomio.read_volume(tmp_path, series)
+    vol = dicom.read_volume(tmp_path, series)
     np.testing.assert_array_equal(vol.hu, truth)
     assert vol.spacing == pytest.approx((2.5, 0.7, 0.7))
 
@@ -720,13 +720,13 @@ def test_indexed_read_skips_the_second_header_parse_and_rechecks_files(tmp_path,
     read_volume = read_both_ways  # the plain function
     folder = tmp_path / "scan"
     write_stack(folder, truth, row=(-1, 0, 0), signed=False, edit=lambda ds, k: setattr(ds, "PixelPaddingValue", 0))
-    index = dicomio.index_folder(folder)
+    index = dicom.index_folder(folder)
     assert index["pixel_offset"].notna().all() and (index["file_size"] > index["pixel_offset"]).all()
-    series = dicomio.ingest(folder, "S01-D00", index=index)
-    assert series == dicomio.ingest(folder, "S01-D00")
+    series = dicom.ingest(folder, "S01-D00", index=index)
+    assert series == dicom.ingest(folder, "S01-D00")
     parsed = []
-    original = dicomio._read_frames
-    monkeypatch.setattr(dicomio, "_read_frames", lambda *a: parsed.append(a[1]) or original(*a))
+    original = dicom._read_frames
+    monkeypatch.setattr(dicom, "_read_frames", lambda *a: parsed.append(a[1]) or original(*a))
     np.testing.assert_array_equal(read_volume(folder, series, index=index).hu, truth)
     assert parsed == []
     # a file rewritten after indexing (other size) is read through pydicom again, with its own checks
@@ -751,7 +751,7 @@ def test_odd_pixel_modules_are_not_read_directly(tmp_path, truth):
             ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
 
     write_stack(tmp_path / "scan", truth, edit=edit)
-    index = dicomio.index_folder(tmp_path / "scan")
+    index = dicom.index_folder(tmp_path / "scan")
     direct = index.set_index("path")["pixel_offset"].notna()
     assert not direct.iloc[1:5].any() and direct.iloc[[0, *range(5, len(direct))]].all()
 
@@ -762,10 +762,10 @@ def test_broken_link_is_an_unreadable_file_not_a_crash(tmp_path, truth):
     folder = tmp_path / "DOE^JOHN"
     write_stack(folder, truth)
     (folder / "zz-dangling.dcm").symlink_to(tmp_path / "gone.dcm")
-    index = dicomio.index_folder(folder)
+    index = dicom.index_folder(folder)
     row = index[index["file"] == "zz-dangling.dcm"].iloc[0]
     assert row["error"].startswith("unreadable")
-    series = dicomio.ingest(folder, "S1", index=index)
+    series = dicom.ingest(folder, "S1", index=index)
     assert series["status"] == "ok", series["reasons"]
     no_identifiers(series)
 
@@ -774,9 +774,9 @@ def test_file_numbers_resolve_through_the_index_when_a_file_gave_no_row(tmp_path
     """Labels number the folder's listing; a file without an index row must not shift the files after it."""
     folder = tmp_path / "scan"
     write_stack(folder, truth)
-    index = dicomio.index_folder(folder)
+    index = dicom.index_folder(folder)
     labels = sorted(index["label"], key=lambda s: int(s.split()[1]))
     dropped = index[index["label"] != labels[0]]  # as if the first file had given no row
-    full, partial = dicomio._resolver(folder, index), dicomio._resolver(folder, dropped)
+    full, partial = dicom._resolver(folder, index), dicom._resolver(folder, dropped)
     for label in labels[1:]:
         assert partial(label) == full(label)
