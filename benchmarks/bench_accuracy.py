@@ -21,9 +21,9 @@ Run: ``python benchmarks/bench_accuracy.py`` (all thicknesses; ``--thickness 2.5
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from _harness import dice, mark, timed
 from scipy import ndimage
 
 from lungtrial.demo.phantom import Lesions, PhantomParams, grid_shape, make_chest
@@ -36,12 +36,6 @@ SCENARIOS = {
     "pleural 35 %": Lesions(ground_glass_pct=25.0, consolidation_pct=10.0, seed=5),
 }
 TARGETS = {"volume_pct": 2.0, "dice": 0.97, "opacity_pp": 1.0}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient of two boolean masks."""
-    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-    return 2.0 * int(np.count_nonzero(a & b)) / total if total else 1.0
 
 
 def pleural_share(lungs: np.ndarray, lesions: np.ndarray, spacing, within_mm: float = 5.0) -> float:
@@ -85,12 +79,9 @@ def missed_lesions(lungs: np.ndarray, truth, spacing) -> dict[str, float]:
 def run_case(thickness: float, lesions: Lesions | None, pixel_mm: float, seed: int) -> dict:
     spacing = (thickness, pixel_mm, pixel_mm)
     shape = grid_shape((300.0, 400.0, 400.0), spacing)
-    t0 = time.perf_counter()
-    hu, truth = make_chest(PhantomParams(anatomy_seed=seed), spacing, shape, lesions, seed=seed)
+    render_s, (hu, truth) = timed(make_chest, PhantomParams(anatomy_seed=seed), spacing, shape, lesions, seed=seed)
     hu = np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
-    t1 = time.perf_counter()
-    result = analyse_volume(hu, spacing)
-    t2 = time.perf_counter()
+    measure_s, result = timed(analyse_volume, hu, spacing)
     row, lungs = result["scan"], result["lungs"]
     on_truth = analyse_volume(hu, spacing, lungs=truth.lungs)["scan"]
     true = truth.summary()
@@ -104,8 +95,8 @@ def run_case(thickness: float, lesions: Lesions | None, pixel_mm: float, seed: i
         "truth_lungs_pp": on_truth["pct_opacity"] - true["pct_opacity"],
         "pleural": f"{pleural_share(truth.lungs, truth.lesions, spacing):.0%}" if lesions is not None else "-",
         "missed": missed_lesions(lungs, truth, spacing) if lesions is not None else None,
-        "render_s": t1 - t0,
-        "measure_s": t2 - t1,
+        "render_s": render_s,
+        "measure_s": measure_s,
     }
     return out
 
@@ -136,7 +127,7 @@ def main() -> None:
             print(
                 f"{name:<14} {thickness:>5.2f} {str(r['shape']):>16} {r['volume_pct']:>+9.2f} {r['dice']:>6.3f} "
                 f"{r['true_opacity']:>7.2f} {r['opacity']:>7.2f} {r['opacity_pp']:>+7.2f} "
-                f"{r['truth_lungs_pp']:>+13.2f} {r['pleural']:>7} {'yes' if ok else 'NO':>5} {r['measure_s']:>10.1f}",
+                f"{r['truth_lungs_pp']:>+13.2f} {r['pleural']:>7} {mark(ok):>5} {r['measure_s']:>10.1f}",
                 flush=True,
             )
             if r["missed"] is not None:

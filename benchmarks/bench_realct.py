@@ -77,20 +77,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
+import _harness as h
 import numpy as np
 import SimpleITK as sitk
+from _harness import Table, dice, mark
 from scipy import ndimage
 
-from lungtrial.imaging.dicom import index_folder, ingest, read_volume
 from lungtrial.errors import ScanExcluded
-from lungtrial.imaging.segmentation import segment
+from lungtrial.imaging.dicom import index_folder, ingest, read_volume
 from lungtrial.imaging.quantify import analyse_volume
+from lungtrial.imaging.segmentation import segment
 
 TARGETS = {
     "dice": 0.97,
@@ -117,18 +117,8 @@ def ml(mask: np.ndarray, spacing) -> float:
     return float(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient of two boolean masks."""
-    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-    return 2.0 * int(np.count_nonzero(a & b)) / total if total else 1.0
-
-
 def pct_diff(new: float, ref: float) -> float:
     return 100.0 * (new - ref) / ref if ref else math.nan
-
-
-def mark(ok: bool) -> str:
-    return "pass" if ok else "FAIL"
 
 
 def bbox(mask: np.ndarray, margin=(0, 0, 0)) -> tuple[slice, ...]:
@@ -241,25 +231,16 @@ def smooth_field(shape, spacing, sigma_mm: float, rng: np.random.Generator, cell
 
 def read_case(folder: str) -> dict:
     """Read a folder with the library and with SimpleITK (timed, page cache warmed first)."""
-    for dirpath, _, files in os.walk(folder):  # warm the page cache so both readers see the same disk state
-        for name in files:
-            with open(os.path.join(dirpath, name), "rb") as fp:
-                while fp.read(1 << 22):
-                    pass
-    t0 = time.perf_counter()
-    index = index_folder(folder)
-    series = ingest(folder, "bench", index=index)
-    vol = read_volume(folder, series, index=index, padding_mask=True)
-    t_lib = time.perf_counter() - t0
+    h.warm_page_cache(folder)  # so that both readers see the same disk state
+    with h.clock() as c:
+        index = index_folder(folder)
+        series = ingest(folder, "bench", index=index)
+        vol = read_volume(folder, series, index=index, padding_mask=True)
+    t_lib = c.wall
     del index
-    t0 = time.perf_counter()
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), recursive=True))
-    img = reader.Execute()
-    t_sitk = time.perf_counter() - t0
-    if tuple(img.GetSize()[::-1]) != vol.hu.shape:
-        print(f"  note: SimpleITK read {img.GetSize()[::-1]} voxels, the library {vol.hu.shape}")
-    del img
+    t_sitk, shape = h.sitk_read(folder, recursive=True)
+    if shape != vol.hu.shape:
+        print(f"  note: SimpleITK read {shape} voxels, the library {vol.hu.shape}")
     return {
         "hu": vol.hu,
         "spacing": tuple(float(s) for s in vol.spacing),
@@ -271,12 +252,12 @@ def read_case(folder: str) -> dict:
 
 def run_library(hu: np.ndarray, spacing, **kwargs) -> tuple[dict | None, str, float]:
     """analyse_volume, timed: (result or None, exclusion reason or "", seconds)."""
-    t0 = time.perf_counter()
-    try:
-        res = analyse_volume(hu, spacing, **kwargs)
-    except ScanExcluded as exc:
-        return None, "; ".join(exc.reasons) or str(exc), time.perf_counter() - t0
-    return res, "", time.perf_counter() - t0
+    with h.clock() as c:
+        try:
+            res, reason = analyse_volume(hu, spacing, **kwargs), ""
+        except ScanExcluded as exc:
+            res, reason = None, "; ".join(exc.reasons) or str(exc)
+    return res, reason, c.wall
 
 
 def warm_up() -> None:
@@ -767,31 +748,6 @@ class LesionMaker:
 # tables
 
 
-class Table:
-    """A printed table: columns are (name, width, format spec for numbers)."""
-
-    def __init__(self, title: str, columns: list[tuple[str, int, str]], notes: str = ""):
-        self.title, self.columns, self.notes, self.rows = title, columns, notes, []
-
-    def add(self, *cells) -> None:
-        self.rows.append(cells)
-
-    def render(self) -> str:
-        def fmt(c, spec):
-            if isinstance(c, (float, np.floating)):
-                return "nan" if math.isnan(c) else format(float(c), spec or ".2f")
-            return str(c)
-
-        head = "  ".join(f"{name:>{w}}" for name, w, _ in self.columns)
-        lines = [f"\n== {self.title}", head, "-" * len(head)]
-        for row in self.rows:
-            cells = [f"{fmt(c, spec):>{w}}" for c, (_, w, spec) in zip(row, self.columns)]
-            lines.append("  ".join(cells))
-        if self.notes:
-            lines.append(self.notes)
-        return "\n".join(lines)
-
-
 def below_medial_other(extra: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Masks of ``extra`` voxels below the reference's lowest voxel of their (y, x) column, and medial (between the
     right lung's most medial x and the left lung's most medial x of their (z, y) row, else of their slice)."""
@@ -1258,9 +1214,7 @@ def main() -> None:
             flush=True,
         )
 
-        t0 = time.perf_counter()
-        ref, info = reference_lungs(hu, spacing)
-        t_ref = time.perf_counter() - t0
+        t_ref, (ref, info) = h.timed(reference_lungs, hu, spacing)
         airway = f"{info['airway_hu']} HU {info['airway_ml']:.0f} ml" if info.get("airway_ml") else "not found"
         ref_t.add(
             name,
@@ -1358,8 +1312,7 @@ def main() -> None:
     print("\npictures:")
     for p in pngs:
         print(f"  {p}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"total {time.perf_counter() - t_start:.0f} s, peak RSS {peak:.0f} MiB")
+    print(f"total {time.perf_counter() - t_start:.0f} s, peak RSS {h.peak_rss_mb():.0f} MiB")
 
 
 if __name__ == "__main__":

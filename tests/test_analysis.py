@@ -64,12 +64,22 @@ def test_demo_config_plan_loads_with_one_primary_endpoint():
         ([PRIMARY], {"first_dose_time": "9am"}, r"analysis\.first_dose_time", "HH:MM"),
         ([PRIMARY], {"death_column": "discharged"}, r"analysis\.death_column", "derived by the clinical stage"),
         ([PRIMARY], {"scales": {"crp": "log10"}}, r"analysis\.scales\.crp", "'log10' is not one of linear, log"),
+        ([PRIMARY], {"covariance": "toeplitz"}, r"analysis\.covariance", "'toeplitz' is not one of unstructured"),
+        ([PRIMARY], {"covariance": {"il6": "ar2"}}, r"analysis\.covariance\.il6", "'ar2' is not one of"),
     ],
 )
 def test_plan_errors_name_the_config_key(outcomes, options, key, text):
     with pytest.raises(InputError, match=rf"^config {key}.*{text}") as err:
         plan_of(*outcomes, **options)
     assert "\n" not in str(err.value)
+
+
+def test_covariance_of_the_visit_models_globally_or_per_outcome():
+    assert plan_of(PRIMARY).model_covariance() == {"default": "unstructured"}
+    assert plan_of(PRIMARY, covariance="ar1").model_covariance() == {"default": "ar1"}
+    per = plan_of(PRIMARY, covariance={"il6": "random-slope", "pct_opacity": "compound-symmetry"})
+    assert per.model_covariance() == {"default": "unstructured", "il6": "random-slope",
+                                      "pct_opacity": "compound-symmetry"}
 
 
 def test_levels_expand_and_first_dose_time():

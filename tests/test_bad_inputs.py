@@ -269,8 +269,12 @@ def test_a_job_ends_an_input_error_in_its_message_alone(tmp_path):
 
 
 def test_imaging_tables_with_an_excluded_scan_warns_nothing(tmp_path):
-    metrics = ["scan_id,subject_id,study_day,status,exclusion_reason,lung_volume_ml\nA,S1,0,ok,,4000.5\n",
-               "scan_id,subject_id,study_day,status,exclusion_reason\nB,S1,7,excluded,no CT series\n"]
+    metrics = ["scan_id,status,exclusion_reason,lung_volume_ml\nA,ok,,4000.5\n",
+               "scan_id,status,exclusion_reason\nB,excluded,no CT series\n"]
+    scans = {  # the scans sheet's facts, joined by the job (params)
+        "A": {"subject_id": "S1", "study_day": 0, "scan_date": "2020-02-01"},
+        "B": {"subject_id": "S1", "study_day": 7, "scan_date": "2020-02-08"},
+    }
     regions = ["scan_id,region,lung_volume_ml\nA,right_upper,700.0\n", "scan_id,region,lung_volume_ml\n"]
     series = ['{"reason": "thinnest", "geometry": {"shape": [80, 64, 64], "spacing": [2, 1, 1]}}', '{"geometry": {}}']
     files = {}
@@ -278,7 +282,8 @@ def test_imaging_tables_with_an_excluded_scan_warns_nothing(tmp_path):
         files[kind] = [str(write(tmp_path / f"{kind}{i}.{ext}", t)) for i, t in enumerate(texts)]
     out = {k: str(tmp_path / "out" / f"{k}.csv") for k in ("metrics", "regions", "qc")}
     fake = SimpleNamespace(
-        input=SimpleNamespace(**files), output=SimpleNamespace(**out), log=[str(tmp_path / "it.log")]
+        input=SimpleNamespace(**files), output=SimpleNamespace(**out), log=[str(tmp_path / "it.log")],
+        params=SimpleNamespace(scans=scans),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")

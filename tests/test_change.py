@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
+from lungtrial.errors import InputError
 from lungtrial.imaging import change
 
 SPACING = (3.0, 3.0, 3.0)
@@ -84,6 +85,18 @@ def test_pair_files_and_volumes(pair_dir):
     assert qc["follow_up"] == "S1-D07" and qc["qc"]["dice"] > 0.9 and not qc["qc"]["failed"]
     preview = np.load(out / "preview.npz")
     assert preview["base_axial"].shape == SHAPE[1:] and preview["change_coronal"].shape == (SHAPE[0], SHAPE[2])
+    # the picture's follow-up is the follow-up registered onto the baseline grid, the change colours' plane: the
+    # saved transform applied to it, not its own slice
+    from lungtrial.imaging.registration import Grid, load_transform, warp
+
+    z, y = preview["planes"]
+    follow = _scan(FOLLOW_LESIONS, shift_mm=6.0, seed=2)[0]
+    moving = Grid.of(follow.hu, follow.spacing, follow.origin, follow.direction)
+    fixed = Grid.of(follow.hu, SPACING)
+    registered = warp(follow.hu, moving, fixed, load_transform(out / "transform"), default=-1024)
+    np.testing.assert_array_equal(preview["follow_axial"], registered[z])
+    np.testing.assert_array_equal(preview["follow_coronal"], registered[:, y])
+    assert not np.array_equal(preview["follow_axial"], follow.hu[z])
 
 
 def test_failed_registration_keeps_no_number(tmp_path):
@@ -126,3 +139,67 @@ def test_baseline_is_earliest_measured_and_options():
         "demons_iterations": (5, 3),
         "seed": 1,
     }
+
+
+def test_patient_picture_has_no_white_space_between_rows(pair_dir):
+    """Rows as tall as their images: between the first and the last row of pictures no band of white."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    out, result = pair_dir
+    with np.load(out / "preview.npz") as npz:
+        preview = {k: npz[k] for k in npz.files}
+    rows = [{"label": f"day {d}", "status": "ok", "reason": "", "preview": preview} for d in (7, 14, 28)]
+    fig = change.plot_patient_changes(rows, "S1")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    drawn = np.flatnonzero((rgb < 250).any(axis=2)[:, rgb.shape[1] // 3])  # a column through the axial pictures
+    top, bottom = drawn[0], drawn[-1]
+    white = ~(rgb[top:bottom] < 250).any(axis=(1, 2))
+    longest = max((len(run) for run in "".join("w" if w else "." for w in white).split(".")), default=0)
+    assert longest <= 0.02 * rgb.shape[0], longest
+
+
+def test_change_endpoints_in_the_analysis_plan():
+    """A change-map endpoint of the plan (source: change): the pairs of each visit compared by arm, pairs not
+    compared or against a CT other than the baseline scan left out and named in the note."""
+    from lungtrial import stats
+
+    visits = {"baseline": [-3, 1], "day7": [5, 10], "day28": [24, 35]}
+    plan = stats.load_plan(
+        {"outcomes": [
+            {"name": "opacity", "type": "imaging", "column": "pct_opacity", "label": "Opacity", "role": "primary",
+             "visits": ["day28"]},
+            {"name": "resolved", "type": "imaging", "source": "change", "column": "resolved_fraction",
+             "label": "Resolved", "unit": "%", "family": "change_maps"},
+        ]},
+        visits,
+    )
+    assert plan.imaging_metrics() == ["pct_opacity"] and [o.name for o in plan.change_endpoints()] == ["resolved"]
+    rng = np.random.default_rng(3)
+    scans, pairs = [], []
+    for i in range(1, 9):
+        subject, arm = f"S{i}", ("drug" if i % 2 else "placebo")
+        for day, visit in ((0, "baseline"), (7, "day7"), (28, "day28")):
+            scans.append({"scan_id": f"{subject}-D{day}", "subject_id": subject, "arm": arm, "study_day": day,
+                          "visit": visit, "status": "ok", "pct_opacity": rng.uniform(5, 20)})
+            if day:
+                pairs.append({"subject_id": subject, "arm": arm, "baseline_scan": f"{subject}-D0",
+                              "followup_scan": f"{subject}-D{day}", "study_day": day, "visit": visit,
+                              "resolved_fraction": (80.0 if arm == "drug" else 20.0) + i, "status": "ok"})
+    scans, pairs = pd.DataFrame(scans), pd.DataFrame(pairs)
+    pairs.loc[pairs["followup_scan"] == "S2-D7", ["status", "resolved_fraction"]] = ["failed", np.nan]
+    scans.loc[scans["scan_id"] == "S3-D0", "status"] = "excluded"  # S3's change maps are against its day 7 CT
+    pairs.loc[pairs["subject_id"] == "S3", "baseline_scan"] = "S3-D7"
+    table = stats.imaging_outcomes(plan, scans, "placebo", "drug", 3, change=pairs).set_index(["outcome", "visit"])
+    day7 = table.loc[("resolved", "day7")]
+    assert (day7["source"], day7["analysis"], day7["n_reference"], day7["n_treatment"]) == (
+        "change", "mann-whitney", 3, 3)
+    assert "1 pair(s) not compared left out (S2: failed)" in day7["note"]
+    assert "1 pair(s) against a CT other than the subject's baseline scan left out (S3: S3-D7)" in day7["note"]
+    # drug S1, S5, S7: 81, 85, 87 against placebo S4, S6, S8: 24, 26, 28 (exact test, smallest p for 3 and 3)
+    assert day7["hl_difference"] == pytest.approx(59.0) and day7["p_value"] == pytest.approx(0.1)
+    assert table.loc[("resolved", "day28"), "n_reference"] == 4 and table.loc[("opacity", "day28"), "source"] == "scans"
+    with pytest.raises(InputError, match="change table"):
+        stats.imaging_outcomes(plan, scans, "placebo", "drug", 3)
+

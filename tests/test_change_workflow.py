@@ -1,6 +1,7 @@
 """The change-map rules in the workflow's DAG (dry runs of the reduced demo, no job run): one pair job per
 follow-up scan with every earlier scan of its subject as input, one more pair per subject for a new timepoint, a
-picture per patient, and none of it when registration is disabled. The rules themselves run in the reduced demo
+picture per patient, none of it when registration is disabled, and the change table as an input of the statistics
+when the analysis plan has change-map endpoints. The rules themselves run in the reduced demo
 of tests/test_workflow.py."""
 
 from __future__ import annotations
@@ -67,11 +68,36 @@ def test_new_timepoint_adds_one_pair_per_subject(tmp_path, reduced):
     assert after - before == 2 * reduced["demo_options"]["n_per_arm"]
 
 
+def without_change_endpoints(config: dict) -> dict:
+    """A copy of ``config`` whose analysis plan has no change-map endpoint."""
+    out = yaml.safe_load(yaml.safe_dump(config))
+    out["analysis"]["outcomes"] = [o for o in out["analysis"]["outcomes"] if o.get("source") != "change"]
+    return out
+
+
+def test_change_table_is_a_statistics_input_only_for_change_endpoints(tmp_path, reduced):
+    assert "results/imaging/change.csv" in jobs(dry_run(tmp_path / "a", reduced))["stats_tables"][0]
+    out = jobs(dry_run(tmp_path / "b", without_change_endpoints(reduced)))
+    assert "results/imaging/change.csv" not in out["stats_tables"][0]
+
+
 def test_disabled_registration_has_no_change_jobs(tmp_path, reduced):
-    off = yaml.safe_load(yaml.safe_dump(reduced))
+    off = without_change_endpoints(reduced)
     off["registration"]["enabled"] = False
     out = jobs(dry_run(tmp_path, off))
     assert not {"change_pair", "change_tables", "change_picture", "plot_change_endpoints"} & set(out)
+
+
+def test_change_endpoints_without_change_maps_are_a_clear_error(tmp_path, reduced):
+    off = yaml.safe_load(yaml.safe_dump(reduced))
+    off["registration"]["enabled"] = False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(off))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(tmp_path / "config.yaml"), "-n"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "(resolved_fraction): a change-map endpoint (source: change) needs the change maps" in proc.stderr
+    assert "registration.enabled: true" in proc.stderr
 
 
 def test_bad_registration_option_is_a_clear_error(tmp_path, reduced):

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from lungtrial.cli import main
+from lungtrial.imaging.quantify import OUTPUTS
 
 QUANTIFY_OPTIONS = [
     "--out",
@@ -89,7 +90,9 @@ def test_demo_then_quantify(tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     assert out.out.startswith("scan: lung ")  # the folder's name (here the scan ID) is never used
-    assert (tmp_path / "out" / "opacity.nii.gz").exists()
+    # the workflow's layout of results/scans/<scan_id>/, and nothing else (no workspace, lock or temporary file)
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert written == sorted(OUTPUTS)
 
 
 def test_implausible_lungs_excluded_or_measured_with_the_switch(tmp_path, capsys, monkeypatch):

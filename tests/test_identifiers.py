@@ -1,6 +1,6 @@
 """No patient identifier leaves the input through a path: DICOM files named by the patient's name, birth date and
-accession number, folders named by the PatientID, the study's and each image's UID, and an exclusion and a warning
-that have to name files. After the workflow (imaging targets and the report) and ``lungtrial quantify`` on such
+accession number, folders named by the PatientID, the study's and each image's UID, an exclusion and a warning
+that have to name files, and a lesion mask (config imaging.lesion_masks) named like them. After the workflow (imaging targets and the report) and ``lungtrial quantify`` on such
 folders, no identifier appears in any file or file name under results/, logs/ or .snakemake/, nor in what the
 report embeds (base64).
 """
@@ -10,19 +10,17 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pydicom
 import pytest
 import yaml
+from workflow_setup import run_snakemake, sheets_trial
 
 from lungtrial.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 NAMED = "DOE_JOHN_19500101_ACC123456"  # a file name made of a name, a birth date and an accession number
 
 
@@ -76,28 +74,25 @@ def relayout(trial: Path, scans: pd.DataFrame) -> set[str]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, set[str]]:
-    from lungtrial.demo import generate_trial
+    def edit(config: dict) -> None:
+        config["imaging"]["series"]["min_slices"] = 10
 
-    workdir = tmp_path_factory.mktemp("identifiers")
+    workdir = sheets_trial(tmp_path_factory.mktemp("identifiers"), n_per_arm=1, timepoints=(0,), edit=edit)
     trial = workdir / "trial"
-    generate_trial(trial, size="tiny", n_per_arm=1, timepoints=(0,))
     planted = set()
     for truth in (trial / "truth").glob("*.json"):
         planted |= set(json.loads(truth.read_text())["planted_identifiers"])
     names = relayout(trial, pd.read_csv(trial / "scans.csv", dtype=str))
-    config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
-    config["demo"] = False
-    config["sheets"] = {
-        "subjects": "trial/subjects.csv",
-        "scans": "trial/scans.csv",
-        "labs": ["trial/labs.csv"],
-        "adverse_events": "trial/adverse_events.csv",
-    }
-    config["imaging"]["series"]["min_slices"] = 10
+    # the measured scan's lesion mask, in a folder and under a name made of identifiers
+    measured = pd.read_csv(trial / "scans.csv", dtype=str)["scan_id"].iloc[1]
+    mask = trial / "masks" / min(names) / f"{NAMED}_lesions.nii.gz"
+    mask.parent.mkdir(parents=True)
+    shutil.copy(trial / "truth" / f"{measured}_lesions.nii.gz", mask)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["imaging"]["lesion_masks"] = {measured: mask.relative_to(workdir).as_posix()}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    base = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
     for extra in (["--cores", "2"], ["--report", "results/report.html"]):
-        proc = subprocess.run([*base, *extra, "results/imaging/qc.csv"], capture_output=True, text=True, check=False)
+        proc = run_snakemake(workdir, *extra, "results/imaging/qc.csv")
         assert proc.returncode == 0, proc.stderr[-3000:]
         (workdir / "logs" / f"snakemake{len(extra[0])}.txt").write_text(proc.stdout + proc.stderr)  # console too
     identifiers = {s for s in planted | names if len(s) >= 6} | {"DOE_JOHN", "19500101", "ACC123456"}
@@ -130,9 +125,30 @@ def test_no_identifier_in_results_logs_snakemake_state_or_report(run, capsys):
     assert qc.loc[excluded, "status"] == "excluded"
     assert re.search(r"missing between file \d+ and file \d+", qc.loc[excluded, "exclusion_reason"])
     assert re.search(r"truncated.*: file \d+; file\(s\) outside the series ignored", qc.loc[measured, "warnings"])
+    metrics = pd.read_csv(workdir / "results/imaging/metrics.csv").set_index("scan_id")
+    assert metrics.loc[measured, "opacity_source"] == "lesion_mask"  # the handed-over lesion mask was used
     series = json.loads((workdir / "results/scans" / measured / "series.json").read_text())
     assert all(re.fullmatch(r"file \d+", f) for f in series["files"])
     assert (workdir / "results/report.html").stat().st_size > 10_000
 
     leaks = [(where, s) for where, data in texts(workdir) for s in identifiers if s.encode() in data]
     assert leaks == []
+
+
+@pytest.mark.workflow
+def test_report_of_another_run_differs_only_in_job_times(run):
+    """Snakemake's HTML report embeds each job's start and end time from its records in .snakemake/metadata (the
+    runtimes and timeline charts, docs/reruns.md); with other times on record, nothing else in it changes."""
+    workdir, _ = run
+    for record in (workdir / ".snakemake/metadata").iterdir():  # the same jobs, run later and slower
+        meta = json.loads(record.read_text())
+        meta["starttime"] += 86400.5
+        meta["endtime"] += 86402.25
+        record.write_text(json.dumps(meta))
+    proc = run_snakemake(workdir, "--report", "results/report_later.html", "results/imaging/qc.csv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = (workdir / "results/report.html").read_bytes().splitlines()
+    later = (workdir / "results/report_later.html").read_bytes().splitlines()
+    assert len(first) == len(later)
+    differ = [a.split(b"=", 1)[0].strip() for a, b in zip(first, later, strict=True) if a != b]
+    assert differ == [b"var runtimes_spec", b"var timeline_spec"]

@@ -1,6 +1,10 @@
 """quantify: NIfTI geometry, lesion masks on and off the CT grid, excluded scans, one generated scan end to end."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from lungtrial.errors import InputError, ScanExcluded
-from lungtrial.imaging.quantify import load_lesion_mask, quantify_scan, write_nifti
+from lungtrial.imaging.quantify import OUTPUTS, ScanResult, load_lesion_mask, quantify_scan, write_nifti
 
 SHAPE = (6, 8, 10)
 SPACING = (2.5, 0.7, 0.6)
@@ -56,7 +60,7 @@ def test_lesion_mask_mismatch_is_a_clear_error(tmp_path):
 def test_excluded_series_writes_status_row(tmp_path):
     series = {"scan_id": "S1", "status": "excluded", "reasons": ["S1: series has 12 slices; expected at least 20"]}
     result = quantify_scan(tmp_path, "S1", tmp_path / "out", series=series, title="P01 day 0")
-    assert result["status"] == "excluded"
+    assert result.status == "excluded" and result.regions.empty
     row = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert row.loc[0, "scan_id"] == "S1" and row.loc[0, "status"] == "excluded"
     assert "12 slices" in row.loc[0, "exclusion_reason"]
@@ -64,16 +68,17 @@ def test_excluded_series_writes_status_row(tmp_path):
     regions = pd.read_csv(tmp_path / "out" / "regions.csv")
     assert len(regions) == 0 and "involvement_score" in regions.columns
     assert (tmp_path / "out" / "qc.png").stat().st_size > 0
-    assert not (tmp_path / "out" / "lungs.nii.gz").exists()
+    assert list((tmp_path / "out" / "masks").iterdir()) == []
+    assert json.loads((tmp_path / "out" / "series.json").read_text()) == series
     with pytest.raises(ScanExcluded, match="12 slices"):
         quantify_scan(tmp_path, "S1", tmp_path / "strict", series=series, strict=True)
-    assert not (tmp_path / "strict" / "metrics.csv").exists()
+    assert list((tmp_path / "strict").iterdir()) == []  # strict: nothing written
 
 
 def test_empty_folder_is_excluded(tmp_path):
     (tmp_path / "dicom").mkdir()
     result = quantify_scan(tmp_path / "dicom", "S2", tmp_path / "out")
-    assert result["status"] == "excluded" and result["exclusion_reason"]
+    assert result.status == "excluded" and result.exclusion_reason
     assert json.loads((tmp_path / "out" / "series.json").read_text())["status"] == "excluded"
 
 
@@ -96,11 +101,16 @@ def demo_scan(tmp_path_factory):
 def test_generated_scan_end_to_end(demo_scan, tmp_path):
     root, scan_id, truth = demo_scan
     result = quantify_scan(root / "dicom", scan_id, tmp_path, title="P01 day 7")
-    assert result["status"] == "ok", result["exclusion_reason"]
-    assert set(result["timings"]) == {"read", "segment", "measure", "write", "total"}
-    for name in ("metrics.csv", "regions.csv", "lungs.nii.gz", "opacity.nii.gz", "qc.png", "series.json"):
+    assert isinstance(result, ScanResult)
+    assert result.status == "ok", result.exclusion_reason
+    assert set(result.timings) == {"read", "segment", "measure", "write", "total"}
+    # the final layout, each file written once, nothing else left (no workspace, lock or temporary file)
+    assert result.outputs == OUTPUTS
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == sorted(OUTPUTS)
+    for name in OUTPUTS:
         assert (tmp_path / name).stat().st_size > 0, name
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert json.loads((tmp_path / "series.json").read_text()) == result.series
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "regions.csv"), result.regions, check_dtype=False)
 
     row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
     assert row["scan_id"] == scan_id and row["status"] == "ok"
@@ -111,7 +121,7 @@ def test_generated_scan_end_to_end(demo_scan, tmp_path):
     assert row["severity_score"] == regions["involvement_score"].sum()
 
     # masks lie on the CT grid in physical space: same geometry as the generator's truth masks
-    lungs = sitk.ReadImage(str(tmp_path / "lungs.nii.gz"))
+    lungs = sitk.ReadImage(str(tmp_path / "masks/lungs.nii.gz"))
     ref = sitk.ReadImage(str(root / "truth" / f"{scan_id}_lungs.nii.gz"))
     assert lungs.GetSize() == ref.GetSize()
     assert np.allclose(lungs.GetSpacing(), ref.GetSpacing(), rtol=1e-4)
@@ -120,13 +130,13 @@ def test_generated_scan_end_to_end(demo_scan, tmp_path):
     assert set(np.unique(seg)) == {0, 1, 2}
     assert 2 * ((seg == 1) & (true == 1)).sum() / ((seg == 1).sum() + (true == 1).sum()) > 0.85  # right is right
     # the metrics agree with the opacity mask written
-    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "opacity.nii.gz")))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "masks/opacity.nii.gz")))
     n_lung = (seg > 0).sum()
     assert row["pct_opacity"] == pytest.approx(100 * np.isin(labels, (1, 2)).sum() / n_lung)
     assert row["vessel_ml"] == pytest.approx((labels == 3).sum() * row["lung_volume_ml"] / n_lung)
 
     # no patient identifier anywhere in the outputs
-    for path in tmp_path.iterdir():
+    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
         data = path.read_bytes()
         for ident in truth["planted_identifiers"]:
             assert ident.encode() not in data, (path.name, "planted identifier")
@@ -136,11 +146,11 @@ def test_lesion_mask_from_file(demo_scan, tmp_path):
     root, scan_id, truth = demo_scan
     mask = root / "truth" / f"{scan_id}_lesions.nii.gz"
     result = quantify_scan(root / "dicom", scan_id, tmp_path, lesion_mask=mask, preset="radiology")
-    row = result["metrics"]
+    row = result.metrics
     assert row["opacity_source"] == "lesion_mask"
     lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(mask))) > 0
-    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "lungs.nii.gz"))) > 0
-    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "opacity.nii.gz")))
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "masks/lungs.nii.gz"))) > 0
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "masks/opacity.nii.gz")))
     expected = (lesion & seg & (labels != 3)).sum()
     assert row["opacity_ml"] == pytest.approx(expected * row["lung_volume_ml"] / seg.sum())
     short = tmp_path / "short.nii.gz"
@@ -150,11 +160,12 @@ def test_lesion_mask_from_file(demo_scan, tmp_path):
         quantify_scan(root / "dicom", scan_id, tmp_path / "bad", lesion_mask=short)
 
 
-def test_failure_after_the_lung_mask_was_started_leaves_no_mask(demo_scan, tmp_path, monkeypatch):
+def test_failure_after_the_lung_mask_was_started_leaves_the_folder_as_it_was(demo_scan, tmp_path, monkeypatch):
     from lungtrial.imaging import segmentation as segment
 
     root, scan_id, _ = demo_scan
-    (tmp_path / "opacity.nii.gz").write_bytes(b"from an earlier run")
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks/opacity.nii.gz").write_bytes(b"from an earlier run")
 
     def broken(*args, **kwargs):
         raise RuntimeError("vessel segmentation broke")
@@ -162,7 +173,9 @@ def test_failure_after_the_lung_mask_was_started_leaves_no_mask(demo_scan, tmp_p
     monkeypatch.setattr(segment, "segment_vessels", broken)
     with pytest.raises(RuntimeError, match="broke"):
         quantify_scan(root / "dicom", scan_id, tmp_path)
-    assert not list(tmp_path.glob("*.nii.gz")) and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # no lung mask of the failed run, no workspace, lock or temporary file; the earlier run's files are kept
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["masks", "masks/opacity.nii.gz"]
+    assert (tmp_path / "masks/opacity.nii.gz").read_bytes() == b"from an earlier run"
 
 
 def test_given_series_reads_the_same_as_ingest_here(demo_scan, tmp_path):
@@ -170,8 +183,9 @@ def test_given_series_reads_the_same_as_ingest_here(demo_scan, tmp_path):
     here = quantify_scan(root / "dicom", scan_id, tmp_path / "a")
     series = json.loads((tmp_path / "a" / "series.json").read_text())
     given = quantify_scan(root / "dicom", scan_id, tmp_path / "b", series=series)
-    assert given["metrics"] == pytest.approx(here["metrics"], nan_ok=True)
-    for name in ("lungs.nii.gz", "opacity.nii.gz"):
+    assert given.metrics == pytest.approx(here.metrics, nan_ok=True)
+    assert (tmp_path / "b" / "series.json").read_bytes() == (tmp_path / "a" / "series.json").read_bytes()
+    for name in ("masks/lungs.nii.gz", "masks/opacity.nii.gz"):
         a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / d / name))) for d in "ab")
         assert (a == b).all(), name
 
@@ -296,7 +310,7 @@ def test_qc_colours_from_the_lookup_table_equal_per_pixel_arithmetic():
 
 def test_missing_folder_still_writes_series_json(tmp_path):
     result = quantify_scan(tmp_path / "nowhere", "S3", tmp_path / "out")
-    assert result["status"] == "excluded" and "does not exist" in result["exclusion_reason"]
+    assert result.status == "excluded" and "does not exist" in result.exclusion_reason
     series = json.loads((tmp_path / "out" / "series.json").read_text())
     assert series["status"] == "excluded" and "does not exist" in series["reasons"][0]
 
@@ -305,10 +319,10 @@ def test_one_thread_gives_the_same_outputs(demo_scan, tmp_path):
     root, scan_id, _ = demo_scan
     for threads in (1, 2):
         result = quantify_scan(root / "dicom", scan_id, tmp_path / str(threads), threads=threads)
-        assert result["status"] == "ok"
+        assert result.status == "ok"
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "1/metrics.csv"), pd.read_csv(tmp_path / "2/metrics.csv"))
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "1/regions.csv"), pd.read_csv(tmp_path / "2/regions.csv"))
-    for name in ("lungs.nii.gz", "opacity.nii.gz"):
+    for name in ("masks/lungs.nii.gz", "masks/opacity.nii.gz"):
         one, two = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / t / name))) for t in ("1", "2"))
         assert np.array_equal(one, two), name
 
@@ -345,13 +359,14 @@ def lose_the_left_lung(monkeypatch):
 def test_implausible_lungs_exclude_the_scan_with_the_reason(demo_scan, tmp_path, monkeypatch):
     root, scan_id, _ = demo_scan
     lose_the_left_lung(monkeypatch)
-    (tmp_path / "lungs.nii.gz").write_bytes(b"from an earlier run")
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks/lungs.nii.gz").write_bytes(b"from an earlier run")
     result = quantify_scan(root / "dicom", scan_id, tmp_path)
-    assert result["status"] == "excluded"
+    assert result.status == "excluded"
     row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
     assert row["status"] == "excluded"
     assert row["exclusion_reason"].startswith("implausible lungs: left lung missing: nothing labelled 2")
-    assert not list(tmp_path.glob("*.nii.gz")) and (tmp_path / "qc.png").stat().st_size > 0
+    assert list((tmp_path / "masks").iterdir()) == [] and (tmp_path / "qc.png").stat().st_size > 0
     with pytest.raises(ScanExcluded, match="implausible lungs: left lung missing"):
         quantify_scan(root / "dicom", scan_id, tmp_path / "strict", strict=True)
 
@@ -360,13 +375,13 @@ def test_implausible_lungs_measured_with_a_warning_when_asked(demo_scan, tmp_pat
     root, scan_id, _ = demo_scan
     lose_the_left_lung(monkeypatch)
     result = quantify_scan(root / "dicom", scan_id, tmp_path, measure_implausible=True)
-    assert result["status"] == "ok"
-    assert result["warnings"][0].startswith("implausible lungs: left lung missing")
+    assert result.status == "ok"
+    assert result.warnings[0].startswith("implausible lungs: left lung missing")
     row = pd.read_csv(tmp_path / "metrics.csv").iloc[0]
     assert row["status"] == "ok" and row["left_lung_ml"] == 0 and row["right_lung_ml"] > 0
     series = json.loads((tmp_path / "series.json").read_text())
-    assert result["warnings"][0] in series["warnings"]  # and so in the QC table and the report
-    for name in ("lungs.nii.gz", "opacity.nii.gz", "qc.png"):
+    assert result.warnings[0] in series["warnings"]  # and so in the QC table and the report
+    for name in ("masks/lungs.nii.gz", "masks/opacity.nii.gz", "qc.png"):
         assert (tmp_path / name).stat().st_size > 0
 
 
@@ -384,3 +399,54 @@ def test_plausibility_of_given_lungs_in_analyse_volume(demo_scan):
         analyse_volume(vol.hu, vol.spacing, lungs=swapped)
     result = analyse_volume(vol.hu, vol.spacing, lungs=swapped, measure_implausible=True)
     assert any(w.startswith("implausible lungs: left lung's centre") for w in result["warnings"])
+
+
+HAND_OVER = """
+import json, subprocess, sys
+from lungtrial.imaging.quantify import hand_over_folders
+path = hand_over_folders({"S1": {"folder": sys.argv[1], "sheet": "scans.csv", "row": 2, "subject": "P01"}}, sys.argv[2])
+job = "from lungtrial.imaging.quantify import scan_folder; print(json.dumps([str(x) for x in scan_folder('S1')]))"
+print(path)
+print(subprocess.run([sys.executable, "-c", "import json; " + job], capture_output=True, text=True, check=True).stdout)
+"""
+
+
+def test_the_folder_hand_over_does_not_outlive_the_run(tmp_path):
+    """The jobs a workflow process starts read each scan's folder from it; when that process ends (however: here
+    it just exits, a kill is the same for an in-memory file) nothing of it is left, in its temporary folder or
+    anywhere else."""
+    tmpdir = tmp_path / "snakemake-tmp"
+    tmpdir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", HAND_OVER, str(tmp_path / "DOE_JOHN"), str(tmpdir)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    path, job = proc.stdout.splitlines()[:2]
+    assert json.loads(job) == [str(tmp_path / "DOE_JOHN"), "scans.csv", "2"]
+    assert not Path(path).exists() and list(tmpdir.iterdir()) == []
+
+
+def test_a_missing_folder_is_named_by_its_sheet_row_never_by_its_path(tmp_path, monkeypatch):
+    from lungtrial.imaging import quantify
+
+    monkeypatch.setenv(quantify.FOLDERS_ENV, "")  # restored after the test, whatever hand_over_folders sets
+    with pytest.raises(InputError, match="not handed over by the workflow"):
+        quantify.existing_scan_folder("S1")
+    (tmp_path / "1.2.840.99").mkdir()
+    folders = {
+        "S1": {"folder": str(tmp_path / "1.2.840.99"), "sheet": "scans.csv", "row": 2, "subject": "P01"},
+        "S2": {"folder": str(tmp_path / "DOE_JOHN"), "sheet": "scans.csv", "row": 3, "subject": "P01"},
+    }
+    monkeypatch.setattr(quantify, "_HANDED_OVER", [])
+    try:
+        path = quantify.hand_over_folders(folders, tmp_path)
+        assert quantify.existing_scan_folder("S1") == tmp_path / "1.2.840.99"
+        with pytest.raises(InputError) as exc:
+            quantify.existing_scan_folder("S2")
+        message = str(exc.value)
+        assert message.startswith("scans.csv, row 3: dicom_dir of scan S2 (subject P01) is not an existing folder")
+        assert "DOE_JOHN" not in message
+    finally:
+        for fd in quantify._HANDED_OVER:
+            os.close(fd)
+    assert not Path(path).exists()

@@ -110,6 +110,7 @@ def pair():
         "lesion": lesion,
         "follow_hu": follow_hu,
         "follow_lungs": follow_lungs,
+        "opacity": opacity,
         "reg": reg,
     }
 
@@ -183,6 +184,28 @@ def test_warp_follow_up_brings_labels_back_onto_the_baseline(pair):
     assert dice > 0.95
     assert np.count_nonzero(lungs[base == 1] == 2) < 0.01 * np.count_nonzero(base == 1)  # right stays right
     assert np.median(np.abs(hu[base > 0].astype(float) - pair["hu"][base > 0])) < 60
+
+
+def test_same_transform_and_labels_on_one_and_two_threads(pair):
+    """A SLURM job may get another number of threads than a local run: the transform, the warped labels and the
+    change labels are the same, byte for byte, on one thread and on two."""
+    grid, base_lungs = pair["grid"], pair["lungs"]
+    runs = []
+    for threads in (1, 2):
+        reg = register(
+            pair["hu"], base_lungs, SPACING, pair["follow_hu"], pair["follow_lungs"], SPACING, fixed_origin=ORIGIN,
+            moving_origin=ORIGIN, moving_opacity=pair["opacity"], demons_iterations=(10, 5), threads=threads,
+        )
+        _, lungs, opacity = warp_follow_up(reg, grid, pair["follow_hu"], pair["follow_lungs"], pair["opacity"])
+        runs.append(
+            {
+                "affine": np.asarray(reg.affine.GetParameters()).tobytes(),
+                "field": sitk.GetArrayFromImage(reg.deformable.GetDisplacementField()).tobytes(),
+                "labels": change.change_labels(base_lungs, np.zeros_like(base_lungs), lungs, opacity).tobytes(),
+            }
+        )
+    for key in runs[0]:
+        assert runs[0][key] == runs[1][key], f"{key} differs between 1 and 2 threads"
 
 
 def test_folding_and_poor_overlap_are_flagged(pair):

@@ -21,24 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from workflow_setup import run_snakemake as run
+from workflow_setup import sheets_trial, snakemake_cmd
 
 from lungtrial.imaging.dicom import folder_fingerprint
 from lungtrial.imaging.quantify import scan_workspace
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 TARGET = "results/imaging/qc.csv"
 REFUSALS = re.compile(r"LockException|cannot be locked|IncompleteFilesException|--rerun-incomplete|--unlock")
-
-
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    """The README's command in ``workdir`` (its config.yaml), with nothing added: the default profile applies."""
-    return [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args]
-
-
-def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, check=False)
 
 
 def measured_scans(output: str) -> set[str]:
@@ -59,22 +49,7 @@ def leftovers(workdir: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def trial(tmp_path_factory) -> Path:
     """A tiny trial given by sheets: three scans of two subjects, and a config for it."""
-    from lungtrial.demo import generate_trial
-
-    workdir = tmp_path_factory.mktemp("reruns")
-    generate_trial(workdir / "trial", size="tiny", n_per_arm=1, timepoints=(0, 7))
-    scans = pd.read_csv(workdir / "trial/scans.csv", dtype=str)
-    scans.iloc[:3].to_csv(workdir / "trial/scans.csv", index=False)
-    config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
-    config["demo"] = False
-    config["sheets"] = {
-        "subjects": "trial/subjects.csv",
-        "scans": "trial/scans.csv",
-        "labs": ["trial/labs.csv"],
-        "adverse_events": "trial/adverse_events.csv",
-    }
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return workdir
+    return sheets_trial(tmp_path_factory.mktemp("reruns"), n_per_arm=1, timepoints=(0, 7), scans=3)
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +133,33 @@ def test_folder_changes_rerun_their_scans_and_a_missing_folder_fails_alone(resum
     assert not (workdir / "results/scans" / gone / "metrics.csv").exists()  # no stale result of a vanished folder
     assert (workdir / TARGET).read_bytes() == table  # not made from an incomplete set of scans
     assert leftovers(workdir) == []
+
+
+@pytest.mark.workflow
+def test_a_changed_day0_reruns_the_tables_not_the_scans(tmp_path):
+    """The study day is joined where the per-scan rows are gathered (the imaging tables): a subject's day 0 moved
+    by a day reruns no scan's measurement and no registration, and the tables show the new study days."""
+    workdir = sheets_trial(tmp_path, n_per_arm=1, timepoints=(0, 7), scans=2)  # one subject's two scans: one pair
+    targets = (TARGET, "results/imaging/change.csv")
+    first = run(workdir, "--cores", "2", *targets)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = pd.read_csv(workdir / TARGET)
+    subjects = pd.read_csv(workdir / "trial/subjects.csv", dtype=str, keep_default_na=False)
+    moved = before["subject_id"].iloc[0]
+    day0 = pd.to_datetime(subjects["day0_date"])
+    subjects["day0_date"] = day0.where(subjects["subject_id"] != moved, day0 + pd.Timedelta(days=1)).dt.strftime(
+        "%Y-%m-%d"
+    )
+    subjects.to_csv(workdir / "trial/subjects.csv", index=False)
+
+    again = run(workdir, "--cores", "2", *targets)
+    assert again.returncode == 0, again.stderr[-3000:]
+    jobs = set(re.findall(r"^(?:local)?rule (\w+):", again.stdout + again.stderr, flags=re.MULTILINE))
+    assert jobs == {"imaging_tables", "change_tables"}, jobs  # no quantify_scan, no change_pair
+    after = pd.read_csv(workdir / TARGET)
+    assert set(before["subject_id"]) == {moved} and list(before["study_day"] - after["study_day"]) == [1, 1]
+    metrics = pd.read_csv(workdir / "results/imaging/metrics.csv")
+    assert list(metrics["study_day"]) == list(after["study_day"])
 
 
 def test_fingerprint_follows_content_not_place(tmp_path):

@@ -23,7 +23,9 @@ def test_fisher_tea_tasting():
     assert res["odds_ratio"] == pytest.approx(6.408309, rel=1e-6)
     assert res["or_ci_low"] == pytest.approx(0.2117329, rel=1e-6)
     assert res["or_ci_high"] == pytest.approx(621.9338, rel=1e-6)
-    assert res["risk_difference"] == 0.5 and res["rd_ci_high"] == 1.0 and res["note"] == ""
+    # Newcombe's hybrid score interval (tests/fixtures/r/make_golden.R): -0.1354884 to 0.7890833
+    assert res["risk_difference"] == 0.5 and res["rd_ci_high"] == pytest.approx(0.7890833, rel=1e-6)
+    assert res["note"] == ""
 
 
 def test_mann_whitney_textbook():
@@ -511,6 +513,15 @@ def test_competing_risk_of_death_by_hand():
     with pytest.raises(InputError, match=r"subject\(s\) C: discharged is true .* after the day of death"):
         stats.competing_risk_outcomes(plan, subjects.assign(discharged=True), REF, TRT)
     assert stats.competing_risk_outcomes(_plan(), subjects, REF, TRT).empty  # no death column: no table
+    # Gray's test of the arms' incidence of discharge, death competing: one value per outcome, on every row
+    times = [5, 8, 7, 12, 4, 6, 6, 10]
+    codes = [1, 1, 2, 1, 1, 0, 1, 0]
+    gray = stats.gray_test(times, codes, [REF] * 4 + [TRT] * 4)
+    assert out["gray_p_value"].nunique() == 1 and out["gray_p_value"].iloc[0] == pytest.approx(gray["p_value"])
+    assert 0 < gray["p_value"] < 1 and gray["df"] == 1
+    few = stats.competing_risk_outcomes(plan, subjects, REF, TRT, min_per_arm=5)
+    assert few["gray_p_value"].isna().all() and few["note"].str.contains("Gray's test not done").all()
+    assert math.isnan(stats.gray_test([1, 2], [0, 2], ["a", "b"])["statistic"])  # no event of interest
 
 
 def test_mixed_models_of_the_plans_imaging_metrics_and_fixed_scales_in_the_sensitivity():
@@ -556,3 +567,58 @@ def test_censoring_at_the_limit_changes_ranks():
 def test_logrank_without_events_is_no_test():
     chi2, p = stats.logrank([3, 5, 7], [False, False, False], [4, 6], [False, False])
     assert np.isnan(chi2) and np.isnan(p)
+
+
+def _visit_data(seed: int = 5) -> pd.DataFrame:
+    """20 subjects x 4 visits with a variance that grows over the visits (an unstructured covariance)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(20):
+        b = rng.normal(0, 2)
+        for k, (visit, day) in enumerate((("baseline", 0), ("day7", 7), ("day14", 14), ("day28", 28))):
+            rows.append({"subject_id": f"S{i:02d}", "arm": TRT if i % 2 else REF, "visit": visit, "study_day": day,
+                         "y": 10 + b * (1 + k) + rng.normal(0, 1 + k)})
+    return pd.DataFrame(rows)
+
+
+def test_mmrm_unstructured_complete_data_has_n_minus_2_df_and_compound_symmetry_is_the_random_intercept():
+    d = _visit_data()
+    us = stats.mixed_model(d, "y", REF, TRT, 3, time="visit", covariance="unstructured").set_index("term")
+    # complete data, saturated means per arm and visit: each contrast's variance estimate is a scaled chi-square
+    # with n - 2 df, and Satterthwaite's df recovers it exactly
+    assert us["df"].to_numpy() == pytest.approx(18.0, abs=1e-6)
+    assert us["random_effects"].eq("none").all() and us["covariance_estimates"].iloc[0].startswith("variances ")
+    # with a positive correlation, compound symmetry is the random-intercept model: the same fit and the same df
+    cs = stats.mixed_model(d, "y", REF, TRT, 3, time="visit", covariance="compound-symmetry").set_index("term")
+    ri = stats.mixed_model(d, "y", REF, TRT, 3, time="visit", covariance="random-intercept").set_index("term")
+    for col in ("estimate", "se", "df", "reml_loglik"):
+        np.testing.assert_allclose(cs[col], ri[col], rtol=1e-6)
+    assert us["reml_loglik"].iloc[0] > cs["reml_loglik"].iloc[0] + 10  # the variances differ by visit
+    res = stats.mixed_model(d, "y", REF, TRT, 3, time="visit", covariance="ar1", df_method="residual")
+    assert (res["df"] == len(d) - 8).all() and res["df_method"].str.contains("N - p").all()
+
+
+def test_mmrm_errors_and_failures():
+    d = _visit_data()
+    with pytest.raises(ValueError, match="needs time='visit'"):
+        stats.mixed_model(d, "y", REF, TRT, 3, time="continuous", covariance="ar1")
+    with pytest.raises(ValueError, match="does not apply"):
+        stats.mixed_model(d, "y", REF, TRT, 3, time="visit", covariance="ar1", df_method="between-within")
+    with pytest.raises(ValueError, match="toeplitz"):
+        stats.mixed_model(d, "y", REF, TRT, 3, time="visit", covariance="toeplitz")
+    twice = pd.concat([d, d.iloc[[0]]], ignore_index=True)
+    out = stats.mixed_model(twice, "y", REF, TRT, 3, time="visit", covariance="unstructured")
+    assert not out["converged"].iloc[0] and "two values at one visit" in out["note"].iloc[0]
+    assert set(stats.COVARIANCES) == set(stats.COVARIANCE_CHOICES)
+
+
+def test_mixed_models_take_a_covariance_per_outcome():
+    d = _visit_data()
+    scans = d.assign(status="ok", pct_opacity=d["y"], pct_consolidation=d["y"] / 4)
+    labs = pd.DataFrame(columns=["subject_id", "arm", "study_day", "visit", "analyte", "analyte_label", "unit",
+                                 "value", "censored"])
+    out = stats.mixed_models(scans, labs, REF, TRT, 3, time="visit",
+                             covariance={"default": "unstructured", "pct_consolidation": "ar1"})
+    assert out.groupby("outcome")["covariance"].first().to_dict() == {"pct_opacity": "unstructured",
+                                                                      "pct_consolidation": "ar1"}
+    assert out["converged"].all()

@@ -62,7 +62,7 @@ def test_compare_continuous_names_the_method():
 
 
 @pytest.mark.parametrize("row", _read("golden_binary.csv").to_dict("records"), ids=lambda r: r["set"])
-def test_binary_as_fisher_test_and_prop_test(row):
+def test_binary_as_fisher_test_and_newcombe(row):
     b = _read("binary.csv").set_index("set").loc[row["set"]]
     trt = [True] * b["events_treatment"] + [False] * (b["n_treatment"] - b["events_treatment"])
     ref = [True] * b["events_reference"] + [False] * (b["n_reference"] - b["events_reference"])
@@ -131,6 +131,14 @@ def test_aalen_johansen_as_survfit_multistate():
         np.testing.assert_allclose(ours, golden[f"incidence_{event}"], rtol=REL, atol=1e-12)
 
 
+@pytest.mark.parametrize("row", _read("golden_gray.csv").to_dict("records"), ids=lambda r: f"{r['set']}-{r['cause']}")
+def test_gray_test_as_cmprsk_cuminc(row):
+    d = _read("competing_groups.csv").query("set == @row['set']")
+    out = stats.gray_test(d["time"], d["status"], d["group"], event_of_interest=row["cause"])
+    assert out["statistic"] == pytest.approx(row["statistic"], rel=REL)
+    assert out["p_value"] == pytest.approx(row["p_value"], abs=P_ABS) and out["df"] == row["df"]
+
+
 MODELS = {
     "y:continuous:intercept": ("y", "continuous", False),
     "y:visit:intercept": ("y", "visit", False),
@@ -194,3 +202,49 @@ def test_mixed_models_as_lmertest_and_nlme(mixed_fits, model, software):
         else:
             assert r["p_value"] == pytest.approx(g["p_value"], abs=P_ABS), g["term"]
     assert set(golden.loc[golden["kind"] != "variance", "term"]) <= set(out.index)
+
+
+MMRM_SETS = {"complete": "longitudinal.csv", "missing": "longitudinal_missing.csv"}
+MMRM_DF = {"satterthwaite": ("df_satterthwaite", "p_satterthwaite"), "residual": ("df_residual", "p_residual")}
+
+
+@pytest.fixture(scope="module")
+def mmrm_fits():
+    fits = {}
+    for data_set, name in MMRM_SETS.items():
+        d = _read(name)
+        for covariance in stats.RESIDUAL_COVARIANCES:
+            for df_method in MMRM_DF:
+                fits[data_set, covariance, df_method] = stats.mixed_model(
+                    d, "y", "reference", "treatment", 3, time="visit", covariance=covariance, df_method=df_method,
+                    visits=VISITS,
+                ).set_index("term")
+    return fits
+
+
+@pytest.mark.parametrize("df_method", list(MMRM_DF))
+@pytest.mark.parametrize("covariance", ["unstructured", "compound-symmetry", "ar1"])
+@pytest.mark.parametrize("data_set", list(MMRM_SETS))
+def test_mmrm_as_nlme_gls_with_satterthwaite_df(mmrm_fits, data_set, covariance, df_method):
+    """nlme::gls with corSymm + varIdent, corCompSymm, corAR1 (tests/fixtures/r/mmrm.R); Satterthwaite's df by
+    its formula in R (numDeriv), N - p as nlme's summary."""
+    out = mmrm_fits[data_set, covariance, df_method]
+    assert out["converged"].all() and (out["covariance"] == covariance).all()
+    golden = _read("golden_mmrm.csv").query("set == @data_set and covariance == @covariance")
+    df_col, p_col = MMRM_DF[df_method]
+    for g in golden.to_dict("records"):
+        if g["kind"] == "fit":
+            assert out["reml_loglik"].iloc[0] == pytest.approx(g["estimate"], rel=1e-6)
+            continue
+        r = out.loc[g["term"]]
+        assert r["kind"] == g["kind"]
+        assert r["estimate"] == pytest.approx(g["estimate"], rel=MIXED_REL, abs=1e-9), g["term"]
+        assert r["se"] == pytest.approx(g["se"], rel=MIXED_REL), g["term"]
+        assert r["df"] == pytest.approx(g[df_col], rel=MIXED_REL), g["term"]
+        if df_method == "satterthwaite":
+            assert r["ci_low"] == pytest.approx(g["ci_low"], rel=MIXED_REL)
+            assert r["ci_high"] == pytest.approx(g["ci_high"], rel=MIXED_REL)
+        if g["term"] in ("Intercept", "treated", "difference at baseline"):
+            assert math.isnan(r["p_value"])
+        else:
+            assert r["p_value"] == pytest.approx(g[p_col], abs=P_ABS), g["term"]

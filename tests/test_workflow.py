@@ -6,7 +6,6 @@ These run the real workflow (a few minutes on 2 cores); they share one run per m
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,17 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from workflow_setup import REPO, run_snakemake, sheets_trial
 
 pytestmark = pytest.mark.workflow
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run snakemake in ``workdir`` with that folder's config.yaml; return the finished process."""
-    cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = run_snakemake(workdir, *args)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
@@ -129,22 +125,12 @@ def _remove_middle_slice(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def sheet_trial(tmp_path_factory) -> Path:
     """A trial given by sheets (demo: false) whose last scan is held back, run to completion."""
-    from lungtrial.demo import generate_trial
-
-    workdir = tmp_path_factory.mktemp("sheets")
-    generate_trial(workdir / "trial", size="tiny", n_per_arm=2, timepoints=(0, 7, 28))
+    workdir = sheets_trial(
+        tmp_path_factory.mktemp("sheets"), n_per_arm=2, timepoints=(0, 7, 28), scans_sheet="trial/scans_first.csv"
+    )
     scans = pd.read_csv(workdir / "trial/scans.csv", dtype=str)
     scans.iloc[:-1].to_csv(workdir / "trial/scans_first.csv", index=False)
     _remove_middle_slice(workdir / "trial" / scans["dicom_dir"].iloc[0])
-    config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
-    config["demo"] = False
-    config["sheets"] = {
-        "subjects": "trial/subjects.csv",
-        "scans": "trial/scans_first.csv",
-        "labs": ["trial/labs.csv"],
-        "adverse_events": "trial/adverse_events.csv",
-    }
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, "--cores", "2")
     return workdir
 
@@ -205,7 +191,7 @@ def test_bad_sheet_is_a_clear_error(tmp_path, subjects, scans, expected):
     _sheet_config(tmp_path, subjects, scans)
     proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
-    assert re.search(expected, proc.stdout + proc.stderr, re.S), proc.stderr[-3000:]
+    assert re.search(expected, proc.stdout + proc.stderr, re.DOTALL), proc.stderr[-3000:]
 
 
 def test_no_demo_without_sheets_is_a_clear_error(tmp_path):
@@ -218,3 +204,24 @@ def test_no_demo_without_sheets_is_a_clear_error(tmp_path):
     assert proc.returncode != 0
     assert "Error validating config file" in out and "'subjects' is a required property" in out, out[-3000:]
     assert "KeyError" not in out
+
+
+def test_rule_files_need_no_include_order(tmp_path):
+    """Every parameter the rules share is defined in common.smk: the stage files included in the reverse order
+    still give a workflow that plans the reduced demo."""
+    text = (REPO / "Snakefile").read_text()
+    includes = re.findall(r'^include: "(workflow/rules/\w+\.smk)"\n', text, re.MULTILINE)
+    assert includes[0] == "workflow/rules/common.smk" and len(includes) > 3
+    stages = [includes[0], *reversed(includes[1:])]
+    text = re.sub(r'^include: ".*"\n', "", text, flags=re.MULTILINE)
+    text = text.replace("rule all:", "".join(f'include: "{REPO / f}"\n' for f in stages) + "\n\nrule all:", 1)
+    # the config file, the report's front page and the library: paths beside the repository's Snakefile
+    text = re.sub(r'^(configfile|report): "(.*)"', rf'\1: "{REPO}/\2"', text, flags=re.MULTILINE)
+    text = text.replace('os.path.join(workflow.basedir, "src")', repr(str(REPO / "src")))
+    (tmp_path / "Snakefile").write_text(text)
+    (tmp_path / "resources").symlink_to(REPO / "resources")
+    shutil.copy(REPO / ".test" / "config" / "config.yaml", tmp_path / "config.yaml")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "-n", "--quiet"]
+    cmd += ["--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -4,7 +4,8 @@
    the workflow, with odds ratios as R's fisher.test (tests/fixtures/r/fisher_table3.R).
 2. A second trial with other arms, outcomes, visits and primary endpoint (a lab's change from baseline by ANCOVA on
    the log scale), where a lab value taken after the first dose on day 0 must not become baseline, and a death
-   competes with the time to recovery.
+   competes with the time to recovery; each subject with a CT has it again at week 2 (a copy), registered onto
+   the baseline CT, and the change maps' new-lesion volume is an exploratory endpoint of the plan.
 
 Both share two tiny CT studies (one per arm) and run only the statistics tables' targets.
 """
@@ -60,8 +61,10 @@ def trial_config(workdir: Path, analysis: dict, visits: dict, arms: tuple[str, s
 def scans_sheet(workdir: Path, dicom: list[Path], subjects: list[str], dates: list[str]) -> None:
     for i, folder in enumerate(dicom):
         shutil.copytree(folder, workdir / "ct" / f"s{i}")
+    earlier = [subjects[:k].count(s) for k, s in enumerate(subjects)]  # a subject's later scans: -CT2, -CT3, ...
     pd.DataFrame(
-        {"scan_id": [f"{s}-CT" for s in subjects], "subject_id": subjects, "scan_date": dates,
+        {"scan_id": [f"{s}-CT{n + 1 if n else ''}" for s, n in zip(subjects, earlier)], "subject_id": subjects,
+         "scan_date": dates,
          "dicom_dir": [f"ct/s{i}" for i in range(len(dicom))]}
     ).to_csv(workdir / "scans.csv", index=False)
 
@@ -153,7 +156,8 @@ def second_trial(tmp_path_factory, dicom) -> Path:
     subjects["death_day"] = ""
     subjects.loc[int(np.flatnonzero(~recovered)[0]), "death_day"] = "10"
     subjects.to_csv(workdir / "subjects.csv", index=False)
-    scans_sheet(workdir, dicom, [ids[0], ids[1]], ["2021-03-02", "2021-03-02"])
+    # the same two studies again at week 2 (day 14): one change-map pair per subject, registered onto day 0
+    scans_sheet(workdir, dicom * 2, [ids[0], ids[1]] * 2, ["2021-03-02"] * 2 + ["2021-03-16"] * 2)
     rows = []
     for i, s in enumerate(ids):
         base = float(np.exp(rng.normal(3.5, 0.4)))
@@ -178,6 +182,8 @@ def second_trial(tmp_path_factory, dicom) -> Path:
              "role": "secondary"},
             {"name": "recovery", "type": "time-to-event", "column": "days_to_recovery", "event": "recovered",
              "label": "Time to recovery", "unit": "days", "role": "exploratory"},
+            {"name": "new_lesions", "type": "imaging", "source": "change", "column": "new_lesion_ml",
+             "label": "New-lesion volume (change map)", "unit": "mL", "family": "change_maps"},
         ],
     }
     visits = {"screening": [-2, 0], "week1": [5, 9], "week2": [12, 16]}
@@ -188,9 +194,10 @@ def second_trial(tmp_path_factory, dicom) -> Path:
 
 def test_second_trial_runs_from_config_and_sheets_only(second_trial):
     outcomes = pd.read_csv(second_trial / "results/stats/outcomes.csv")
-    assert outcomes["outcome"].tolist() == ["crp_change", "readmission", "exacerbations", "recovery"]
-    assert outcomes["role"].tolist() == ["primary", "secondary", "secondary", "exploratory"]
-    assert outcomes["p_value"].notna().all(), outcomes[["outcome", "note"]]
+    assert outcomes["outcome"].tolist() == ["crp_change", "readmission", "exacerbations", "recovery", "new_lesions"]
+    assert outcomes["role"].tolist() == ["primary", "secondary", "secondary", "exploratory", "exploratory"]
+    tested = outcomes.loc[outcomes["outcome"] != "new_lesions"]
+    assert tested["p_value"].notna().all(), tested[["outcome", "note"]]
     primary = pd.read_csv(second_trial / "results/stats/primary_endpoint.csv").iloc[0]
     assert primary["test"].startswith("ANCOVA") and primary["visit"] == "week2"
     assert primary["n_reference"] == 5 and primary["n_treatment"] == 5
@@ -207,3 +214,18 @@ def test_second_trial_runs_from_config_and_sheets_only(second_trial):
     assert competing["n_death"].sum() == 1 and competing.loc[competing["n_death"] == 1, "time"].tolist() == [10.0]
     last = competing.groupby("arm").tail(1)
     assert last["death_incidence"].max() > 0 and (last["incidence"] + last["death_incidence"] <= 1 + 1e-12).all()
+
+
+def test_change_map_endpoint_in_the_statistics(second_trial):
+    """The change table is an input of the statistics when the plan has a change-map endpoint: its pairs (one per
+    arm here, too few for a test) give the endpoint's row at week 2, in its own family."""
+    change = pd.read_csv(second_trial / "results/imaging/change.csv")
+    assert change["followup_scan"].tolist() == ["S01-CT2", "S02-CT2"] and (change["status"] == "ok").all()
+    assert set(change["visit"]) == {"week2"} and "registration_s" not in change.columns
+    rows = pd.read_csv(second_trial / "results/stats/imaging_change.csv", keep_default_na=False, na_values=[""])
+    row = rows.loc[rows["outcome"] == "new_lesions"].iloc[0]
+    assert (row["source"], row["visit"], row["analysis"], row["family"]) == ("change", "week2", "mann-whitney",
+                                                                             "change_maps")
+    assert (row["n_reference"], row["n_treatment"]) == (1, 1) and "not tested" in row["note"]
+    outcomes = pd.read_csv(second_trial / "results/stats/outcomes.csv").set_index("outcome")
+    assert outcomes.loc["new_lesions", "unit"] == "mL" and outcomes.loc["new_lesions", "type"] == "imaging"

@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         "quantify",
         help="measure one scan folder: metrics, regions, masks and QC picture",
         description="Choose and check the CT series in a DICOM folder, segment the lungs and measure opacity. "
-        "Writes metrics.csv, regions.csv, series.json, lungs.nii.gz, opacity.nii.gz and qc.png into --out. "
+        "Writes series.json, metrics.csv, regions.csv, masks/lungs.nii.gz, masks/opacity.nii.gz and qc.png into "
+        "--out, the files and layout of the workflow's results/scans/<scan_id>/ (all at once at the end: an "
+        "interrupted run leaves --out as it was). "
         "Exit status 0 when measured (each QC warning, e.g. a lung cut by the field of view, on a line of stderr), 1 "
         "when the scan cannot be measured (one line on stderr), 2 for bad usage.",
     )
@@ -75,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--strict",
         action="store_true",
-        help="do not write the 'excluded' metrics row and QC card of a scan that cannot be measured (written by "
-        "default); the exit status is 1 either way",
+        help="write nothing for a scan that cannot be measured (by default its series.json, 'excluded' metrics row "
+        "and QC card are written); the exit status is 1 either way",
     )
     q.add_argument(
         "--measure-implausible",
@@ -146,13 +148,13 @@ def _quantify(args: argparse.Namespace) -> int:
             "prefer_kernels": args.prefer_kernel,
         },
     )
-    if result["status"] != "ok":
-        print(f"lungtrial: scan {scan_id} excluded: {result['exclusion_reason']}", file=sys.stderr)
+    if result.status != "ok":
+        print(f"lungtrial: scan {scan_id} excluded: {result.exclusion_reason}", file=sys.stderr)
         return 1
-    for warning in result["warnings"]:
+    for warning in result.warnings:
         print(f"lungtrial: scan {scan_id}: {warning}", file=sys.stderr)
-    m = result["metrics"]
-    t = result["timings"]
+    m = result.metrics
+    t = result.timings
     print(
         f"{scan_id}: lung {m['lung_volume_ml']:.0f} mL, opacity {m['pct_opacity']:.1f} %, consolidation "
         f"{m['pct_consolidation']:.1f} %, severity {m['severity_score']}/24; {t['total']:.1f} s -> {args.out}"

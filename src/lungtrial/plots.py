@@ -3,7 +3,7 @@
 Every function takes the tidy tables of the clinical stage (pandas DataFrames), the arms in display order and
 their colours (:func:`arm_colors`, Okabe-Ito, colour-blind safe; one fixed colour per arm in every figure) and
 returns a :class:`matplotlib.figure.Figure` built without pyplot (no global state, no display needed). Legends
-give the number of subjects per arm. Write figures with :func:`save_figure`.
+give the number of subjects per arm. Write figures with :func:`save_figure` (:func:`lungtrial.io.write_figure`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from matplotlib.lines import Line2D
 from scipy import stats as sps
 
 from lungtrial import stats
+from lungtrial.io import SVG_HASH_SALT  # noqa: F401 - the salt of every SVG, re-exported
+from lungtrial.io import write_figure as save_figure  # noqa: F401 - the plots' writer
 from lungtrial.stats import DEFAULT_CENSOR_RULE, censor_values
-from lungtrial.wfutil import atomic_path
 
 OKABE_ITO: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 """Okabe & Ito (2008) colour-blind-safe palette, ordered for contrast between the first two (two-arm trials)."""
@@ -48,25 +49,6 @@ def arms_and_colors(frame: pd.DataFrame, reference: str, treatment: str) -> tupl
     """Display order (:func:`arm_order`) of the arms in ``frame["arm"]`` and their fixed colours."""
     arms = arm_order(reference, treatment, frame["arm"].dropna().astype(str).unique())
     return arms, arm_colors(arms)
-
-
-SVG_HASH_SALT = "lungtrial"
-"""Salt of the SVG element ids (matplotlib ``svg.hashsalt``): fixed, so that the ids do not change between runs."""
-
-
-def save_figure(fig: Figure, png_path: str, svg_path: str | None = None, dpi: int = 150) -> None:
-    """Write ``fig`` as PNG (``dpi`` dots per inch) and optionally SVG, each atomically.
-
-    The same figure gives the same bytes in every run: the SVG carries no date and its element ids come from a
-    fixed salt (:data:`SVG_HASH_SALT`) instead of a random one; the PNG's only metadata is the matplotlib version.
-    """
-    from matplotlib import rc_context
-
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    if svg_path is not None:
-        with atomic_path(svg_path) as tmp, rc_context({"svg.hashsalt": SVG_HASH_SALT}):
-            fig.savefig(tmp, format="svg", bbox_inches="tight", metadata={"Date": None})
 
 
 def _n_label(arm: str, frame: pd.DataFrame) -> str:

@@ -1,11 +1,11 @@
-"""Small helpers for the workflow scripts (light imports only: every per-job process loads this)."""
+"""Logging helpers for the workflow scripts and the Snakefile (light imports only: every per-job process loads
+this). Library code does not import this module; outputs are written with :mod:`lungtrial.io`."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,25 +57,3 @@ def quiet_logs(name: str = "lungtrial", level: int = logging.ERROR):
         yield
     finally:
         logger.setLevel(before)
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
-
-    Keeps half-written outputs from ever standing under their final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o666 & ~umask)  # mkstemp makes owner-only files; outputs get the usual permissions
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

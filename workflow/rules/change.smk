@@ -34,7 +34,10 @@ rule change_pair:
         "logs/change_pair/{followup}.log",
     conda:
         "../../envs/imaging.yaml"
-    threads: 2
+    # one thread: only the demons stage runs in parallel, so a 2-thread pair keeps its second core busy a small
+    # part of the time (docs/registration.md); pairs side by side use the cores (the result is the same on any
+    # number of threads). --set-threads change_pair=2 for a lone large pair.
+    threads: 1
     resources:
         mem_mb=change_mem_mb,
         runtime=10,

@@ -1,5 +1,6 @@
 """Sheet loading, validation, the rules' shared parameters and input functions used by every stage."""
 
+import hashlib
 import os
 import sys
 
@@ -168,11 +169,48 @@ HU_CLASSES = f"{config['imaging']['preset']} preset: " + "; ".join(
     )
     for c in PRESETS[config["imaging"]["preset"]]
 )
-# Arms, visits and infusion days of the plots (arm colours follow the arm order: reference, treatment, others).
+# Arms, visits and infusion days of the plots (arm colours follow the arm order: reference, treatment, others);
+# the infusion days are config stats.infusion_days (its default is in the config schema).
 PLOT_PARAMS = {
     **STATS_PARAMS,
-    "infusion_days": list(config["stats"].get("infusion_days", [0, 3, 6])),
+    "infusion_days": list(config["stats"]["infusion_days"]),
 }
+# The plan as the statistics jobs and the report captions read it (a change of the plan reruns them).
+PLAN_PARAMS = {
+    "config": config["analysis"],
+    "visit_windows": VISIT_WINDOWS,
+    "primary": (
+        {
+            "label": PLAN.primary.label,
+            "unit": PLAN.primary.unit,
+            "analysis": PLAN.primary.analysis,
+            "visit": (PLAN.primary.visits or (PLAN.primary.at,))[0],
+            "scale": PLAN.primary.scale,
+        }
+        if PLAN.primary
+        else None
+    ),
+    "roles": {
+        role: [o.label for o in PLAN.outcomes if o.role == role]
+        for role in ("primary", "secondary", "exploratory")
+    },
+    "families": {
+        family: PLAN.method(family)
+        for family in dict.fromkeys(o.family for o in PLAN.outcomes)
+    },
+    "baseline_visit": PLAN.visits[0] if PLAN.visits else "",
+    "death_column": PLAN.death_column or "",
+}
+# What the longitudinal models and the plots take from the plan: censoring rule, analysed visits (baseline first),
+# prespecified scales and the imaging metrics of its outcomes.
+PLAN_LONGITUDINAL = {
+    "censoring": PLAN.censoring,
+    "visits": list(PLAN.visits),
+    "scales": PLAN.model_scales(),
+    "imaging": PLAN.imaging_metrics(),
+}
+# Time-to-event outcomes: name -> [label, duration column, event column].
+PLAN_TIME_TO_EVENT = {name: list(spec) for name, spec in PLAN.time_to_event().items()}
 
 
 wildcard_constraints:
@@ -203,26 +241,37 @@ def dicom_content(wildcards):
     return folder_fingerprint(DICOM_DIRS[wildcards.scan]) or "missing"
 
 
-if not config["demo"]:
-    # the jobs' DICOM folders, handed over outside Snakemake's records (see dicom_dir)
-    from lungtrial.imaging.quantify import hand_over_folders
+# Lesion masks of config imaging.lesion_masks ({scan_id: path}), absolute. Like the DICOM folders of a sheet they
+# are not inputs of the jobs (file names may identify the patient): they are handed over below and followed by
+# lesion_mask_content.
+LESION_MASKS = {
+    scan: os.path.abspath(path)
+    for scan, path in config["imaging"]["lesion_masks"].items()
+    if path
+}
+# The jobs' DICOM folders and lesion masks, handed over outside Snakemake's records (see dicom_dir).
+from lungtrial.imaging.quantify import hand_over_folders
 
-    _where = SCANS.reindex(columns=["dicom_dir", "source_file", "source_row"])
-    hand_over_folders(
-        {
-            scan: {
-                "folder": folder,
-                "sheet": sheet,
-                "row": None if pd.isna(row) else int(row),
-            }
-            for scan, folder, sheet, row in _where.itertuples()
-        },
-        workflow.snakemake_tmp_dir,
-    )
+_where = SCANS.reindex(columns=["dicom_dir", "source_file", "source_row", "subject_id"])
+hand_over_folders(
+    {
+        scan: {
+            "folder": folder,
+            "sheet": sheet,
+            "row": None if pd.isna(row) else int(row),
+            "subject": subject,
+            **({"lesion_mask": LESION_MASKS[scan]} if scan in LESION_MASKS else {}),
+        }
+        for scan, folder, sheet, row, subject in _where.itertuples()
+    },
+    workflow.snakemake_tmp_dir,
+)
 
 
 def scan_info(wildcards):
-    """Per-scan facts that go into its outputs (never anything from the DICOM headers)."""
+    """Per-scan facts from the scans sheet (never anything from the DICOM headers): report labels and the change
+    maps. Not a parameter of the scan's own job: the imaging tables join them (a changed day0_date reruns no scan).
+    """
     return SCAN_INFO[wildcards.scan]
 
 
@@ -234,10 +283,19 @@ def quantify_mem_mb(wildcards, attempt):
     return 2100 * attempt
 
 
-def lesion_mask(wildcards):
-    """Optional user-supplied lesion mask (NIfTI) of one scan, [] when thresholds are used."""
-    path = config["imaging"]["lesion_masks"].get(wildcards.scan)
-    return [path] if path else []
+def lesion_mask_content(wildcards):
+    """A parameter of the scan's job that changes with its lesion mask (config imaging.lesion_masks): a hash of the
+    file's size and modification time, "missing" when the file is not there (the job then fails with one line),
+    "" when the scan has none (HU thresholds). The path itself is handed over (hand_over_folders), never recorded.
+    """
+    path = LESION_MASKS.get(wildcards.scan)
+    if not path:
+        return ""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return hashlib.sha256(f"{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:32]
 
 
 def per_scan(pattern):
@@ -294,8 +352,13 @@ def change_inputs(wildcards):
 
 
 def change_scans(wildcards):
-    """Per-scan facts (scan, subject, date, study day) of a pair job's candidate scans, in time order."""
-    return [SCAN_INFO[scan] for scan in change_candidates(wildcards)]
+    """Scan and subject of a pair job's candidate scans, in time order. Not their dates or study days: the pair
+    does not use them (the change tables and pictures do), so a changed day0_date reruns no registration.
+    """
+    return [
+        {key: SCAN_INFO[scan][key] for key in ("scan_id", "subject_id")}
+        for scan in change_candidates(wildcards)
+    ]
 
 
 def change_mem_mb(wildcards, attempt):

@@ -1,5 +1,8 @@
 """Per scan, in one job: choose and validate the CT series, segment the lungs, measure opacity; then one table of
-all scans."""
+all scans, joined with the scans sheet (subject, study day, date).
+
+The per-scan job takes nothing from the sheets but its DICOM folder: a changed day0_date or scan_date reruns the
+tables, never the measurement."""
 
 
 localrules:
@@ -9,7 +12,6 @@ localrules:
 rule quantify_scan:
     input:
         dicom=dicom_dir,
-        lesion_mask=lesion_mask if config["imaging"]["lesion_masks"] else [],
     output:
         series="results/scans/{scan}/series.json",
         metrics="results/scans/{scan}/metrics.csv",
@@ -31,8 +33,8 @@ rule quantify_scan:
         mem_mb=quantify_mem_mb,
         runtime=15,
     params:
-        info=scan_info,
         content=dicom_content,
+        lesion_mask=lesion_mask_content,
         series=config["imaging"]["series"],
         preset=config["imaging"]["preset"],
         classes=config["imaging"]["classes"],
@@ -72,5 +74,7 @@ rule imaging_tables:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        scans=SCAN_INFO,
     script:
         "../scripts/imaging_tables.py"

@@ -1,6 +1,6 @@
 """Per-arm plots (PNG + SVG): trajectories, change from baseline, opacity vs PaO2/FiO2, swimmer, Kaplan-Meier.
 
-Uses TABLES, PLOT_PARAMS and HU_CLASSES of common.smk, and what stats.smk takes from the analysis plan
+Parameters come from common.smk: TABLES, PLOT_PARAMS, HU_CLASSES and what is taken from the analysis plan
 (PLAN_LONGITUDINAL: censoring rule, visits, imaging metrics; PLAN_TIME_TO_EVENT).
 """
 

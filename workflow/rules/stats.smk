@@ -1,43 +1,8 @@
 """Statistics by the trial's analysis plan (config analysis, PLAN of common.smk): the primary endpoint, then
 secondary and exploratory comparisons with multiplicity adjusted within families; Table 1; mixed models and their
-sensitivity to the censoring rule."""
+sensitivity to the censoring rule. Parameters (STATS_PARAMS, PLAN_PARAMS, PLAN_LONGITUDINAL, HU_CLASSES) are
+defined in common.smk."""
 
-# The plan as the statistics jobs and the report captions read it (a change of the plan reruns them).
-PLAN_PARAMS = {
-    "config": config["analysis"],
-    "visit_windows": VISIT_WINDOWS,
-    "primary": (
-        {
-            "label": PLAN.primary.label,
-            "unit": PLAN.primary.unit,
-            "analysis": PLAN.primary.analysis,
-            "visit": (PLAN.primary.visits or (PLAN.primary.at,))[0],
-            "scale": PLAN.primary.scale,
-        }
-        if PLAN.primary
-        else None
-    ),
-    "roles": {
-        role: [o.label for o in PLAN.outcomes if o.role == role]
-        for role in ("primary", "secondary", "exploratory")
-    },
-    "families": {
-        family: PLAN.method(family)
-        for family in dict.fromkeys(o.family for o in PLAN.outcomes)
-    },
-    "baseline_visit": PLAN.visits[0] if PLAN.visits else "",
-    "death_column": PLAN.death_column or "",
-}
-# What the longitudinal models and the plots take from the plan: censoring rule, analysed visits (baseline first),
-# prespecified scales and the imaging metrics of its outcomes.
-PLAN_LONGITUDINAL = {
-    "censoring": PLAN.censoring,
-    "visits": list(PLAN.visits),
-    "scales": PLAN.model_scales(),
-    "imaging": PLAN.imaging_metrics(),
-}
-# Time-to-event outcomes: name -> [label, duration column, event column].
-PLAN_TIME_TO_EVENT = {name: list(spec) for name, spec in PLAN.time_to_event().items()}
 # With a death column in the plan: the cumulative incidence with death as a competing event.
 COMPETING_RISK = (
     {
@@ -52,10 +17,20 @@ COMPETING_RISK = (
     else {}
 )
 
+# With change-map endpoints in the plan (source: change), the change maps' table is an input of the statistics.
+CHANGE_ENDPOINTS = PLAN.change_endpoints()
+if CHANGE_ENDPOINTS and not CHANGE_ENABLED:
+    stop(
+        f"config {CHANGE_ENDPOINTS[0].key} ({CHANGE_ENDPOINTS[0].name}): a change-map endpoint (source: change) "
+        "needs the change maps; expected registration.enabled: true"
+    )
+CHANGE_TABLE = {"change": "results/imaging/change.csv"} if CHANGE_ENDPOINTS else {}
+
 
 rule stats_tables:
     input:
         **TABLES,
+        **CHANGE_TABLE,
     output:
         **COMPETING_RISK,
         primary=report(
@@ -138,6 +113,7 @@ rule stats_mixed_models:
     params:
         stats=STATS_PARAMS,
         plan=PLAN_LONGITUDINAL,
+        covariance=PLAN.model_covariance(),
     script:
         "../scripts/stats_mixed_models.py"
 
@@ -163,5 +139,6 @@ rule stats_censoring_sensitivity:
     params:
         stats=STATS_PARAMS,
         plan=PLAN_LONGITUDINAL,
+        covariance=PLAN.model_covariance(),
     script:
         "../scripts/stats_censoring_sensitivity.py"

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from lungtrial.imaging.change import plot_patient_changes
-from lungtrial.wfutil import atomic_path, setup_logging
+from lungtrial.io import atomic_path
+from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
 rows = []
@@ -25,5 +26,5 @@ for info, preview, qc in zip(snakemake.params.follow_ups, snakemake.input.previe
 subject = snakemake.wildcards.subject
 fig = plot_patient_changes(rows, f"{subject}: change against the baseline CT, one row per follow-up")
 with atomic_path(snakemake.output[0]) as tmp:
-    fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+    fig.savefig(tmp, format="png", dpi=150)  # the figure is laid out to its size: no second, "tight" drawing
 log.info("%s: %d follow-ups drawn", subject, len(rows))

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from lungtrial.imaging.change import change_table
-from lungtrial.wfutil import atomic_path, setup_logging
+from lungtrial.io import atomic_path
+from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
 info = snakemake.params.follow_ups

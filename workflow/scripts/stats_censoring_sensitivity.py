@@ -19,7 +19,7 @@ common = {
 }
 table = pd.concat(
     [
-        stats.mixed_models_censoring_sensitivity(*args, time="visit", random_slope=False, **common),
+        stats.mixed_models_censoring_sensitivity(*args, time="visit", covariance=snakemake.params.covariance, **common),
         stats.mixed_models_censoring_sensitivity(*args, time="continuous", random_slope=True, **common),
     ],
     ignore_index=True,

@@ -1,6 +1,6 @@
-"""Linear mixed models of the plan's imaging metrics and of every lab by arm: visit as a factor (arm by visit, random
-intercept) and study day as a line (random intercept and slope), Satterthwaite df; censored labs by the plan's rule,
-scales as the plan fixes them."""
+"""Linear mixed models of the plan's imaging metrics and of every lab by arm: visit as a factor (arm by visit, with the
+plan's covariance, analysis.covariance) and study day as a line (random intercept and slope), Satterthwaite df;
+censored labs by the plan's rule, scales as the plan fixes them."""
 
 import pandas as pd
 
@@ -22,7 +22,7 @@ common = {
 args = (scans, labs, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"])
 table = pd.concat(
     [
-        stats.mixed_models(*args, time="visit", random_slope=False, **common),
+        stats.mixed_models(*args, time="visit", covariance=snakemake.params.covariance, **common),
         stats.mixed_models(*args, time="continuous", random_slope=True, **common),
     ],
     ignore_index=True,

@@ -23,7 +23,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
-from ..wfutil import atomic_path
+from ..io import atomic_path
 from .clinical import write_clinical
 from .design import Design, opacity_course
 from .design import design as make_design

@@ -170,7 +170,7 @@ def write_change_map(labels: np.ndarray, path: str | os.PathLike, spacing, origi
 def write_colour_table(path: str | os.PathLike) -> None:
     """Write the change labels' names and colours as a 3D Slicer colour table (``.txt``/``.ctbl``: one line
     ``value name R G B A`` per label), so that the label map opens with its names in Slicer."""
-    from lungtrial.wfutil import atomic_path
+    from lungtrial.io import atomic_path
 
     lines = ["# lungtrial change labels: value name R G B A"]
     for label, name in enumerate(CHANGE_NAMES):
@@ -387,26 +387,17 @@ def compare_volumes(
     os.makedirs(os.path.join(outdir, PAIR_FILES["transform"]), exist_ok=True)
     os.makedirs(os.path.join(outdir, PAIR_FILES["map"]), exist_ok=True)
     moving = Grid.of(follow.hu, follow.spacing, follow.origin, follow.direction)
+    # where each scan lies in patient space: fixed_origin, fixed_direction, moving_origin, moving_direction
+    placement = {f"{role}_{key}": getattr(ct, key) for role, ct in (("fixed", base), ("moving", follow))
+                 for key in ("origin", "direction")}
     reg = register(
-        base.hu,
-        base_lungs,
-        base.spacing,
-        follow.hu,
-        follow_lungs,
-        follow.spacing,
-        fixed_origin=base.origin,
-        fixed_direction=base.direction,
-        moving_origin=follow.origin,
-        moving_direction=follow.direction,
-        fixed_opacity=base_opacity,
-        moving_opacity=follow_opacity,
-        threads=threads,
-        **(registration or {}),
+        base.hu, base_lungs, base.spacing, follow.hu, follow_lungs, follow.spacing, fixed_opacity=base_opacity,
+        moving_opacity=follow_opacity, threads=threads, **placement, **(registration or {}),
     )
     seconds["register"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     reg.save(os.path.join(outdir, PAIR_FILES["transform"]))
-    w_hu, w_lungs, w_opacity = warp_follow_up(reg, moving, follow.hu, follow_lungs, follow_opacity)
+    _, w_lungs, w_opacity = warp_follow_up(reg, moving, None, follow_lungs, follow_opacity)
     labels = change_labels(base_lungs, base_opacity, w_lungs, w_opacity)
     del w_lungs, w_opacity
     write_change_map(
@@ -415,12 +406,15 @@ def compare_volumes(
     write_colour_table(os.path.join(outdir, PAIR_FILES["map"], "change_colours.txt"))
     row, regions = change_volumes(labels, base_lungs, base.spacing)
     z, y = preview_planes(base_lungs, base_opacity)
+    # the follow-up's HU on the baseline grid in the picture's two planes only (the labels above are whole)
+    axial, coronal = ((slice(z, z + 1), slice(None), slice(None)), (slice(None), slice(y, y + 1), slice(None)))
+    w_axial, w_coronal = (reg.warp(follow.hu, moving, default=-1024, region=r) for r in (axial, coronal))
     preview = {
         "base_axial": base.hu[z],
-        "follow_axial": w_hu[z],
+        "follow_axial": w_axial[0],
         "change_axial": labels[z],
         "base_coronal": base.hu[:, y],
-        "follow_coronal": w_hu[:, y],
+        "follow_coronal": w_coronal[:, 0],
         "change_coronal": labels[:, y],
         "spacing": np.asarray(base.spacing, float),
         "planes": np.asarray([z, y]),
@@ -438,7 +432,7 @@ def _write_pair(outdir, baseline, follow_up, status, reason, row=None, regions=N
     when it was not registered); the QC dict."""
     import json
 
-    from lungtrial.wfutil import atomic_path
+    from lungtrial.io import atomic_path
 
     outdir = os.fspath(outdir)
     for sub in ("transform", "map"):
@@ -497,8 +491,9 @@ def change_table(
         ``subject_id``, ``arm``, ``baseline_scan``, ``followup_scan``, ``study_day`` (of the follow-up),
         ``visit``, ``baseline_lung_ml``, ``<class>_ml`` and ``pct_<class>`` (% of the baseline lung) for each of
         :data:`TABLE_CLASSES`, ``not_compared_ml``, ``resolved_fraction`` (% of the compared baseline opacity),
-        ``new_lesion_ml`` (= ``new_ml``), ``dice``, ``jacobian_min``, ``jacobian_max``, ``registration_s``,
-        ``status`` and ``reason``. Volumes are empty for a pair whose status is not ok.
+        ``new_lesion_ml`` (= ``new_ml``), ``dice``, ``jacobian_min``, ``jacobian_max``, ``status`` and ``reason``
+        (no timing: the same pairs give the same table on any machine; the seconds are in each ``qc.json``).
+        Volumes are empty for a pair whose status is not ok.
     regions : DataFrame
         The same keys with ``region`` and the region's volumes (``volumes.csv``) for every pair.
     """
@@ -531,7 +526,6 @@ def change_table(
         row["new_lesion_ml"] = whole.get("new_ml")
         for name in ("dice", "jacobian_min", "jacobian_max"):
             row[name] = reg.get(name, np.nan)
-        row["registration_s"] = (qc.get("seconds") or {}).get("register", np.nan)
         row["status"] = qc.get("status", whole.get("status"))
         row["reason"] = qc.get("reason", "") or ""
         rows.append(row)
@@ -578,8 +572,19 @@ def plot_patient_changes(rows: Sequence[Mapping], title: str = ""):
     heads = ("baseline, axial", "follow-up, axial", "change, axial", "baseline, coronal", "follow-up, coronal",
              "change, coronal")
     n = max(len(rows), 1)
-    fig = Figure(figsize=(15, 2.7 * n + 0.9), layout="constrained")
-    axes = fig.subplots(n, 6, squeeze=False)
+    # every row as tall as its images: the axial and coronal columns get widths in proportion to their images'
+    # width / height (mm), and the figure the height those widths leave, so that no white space parts the rows
+    first = next((row["preview"] for row in rows if "base_axial" in (row.get("preview") or {})), None)
+    if first is None:
+        ratios = [1.0] * 6
+    else:
+        dz, dy, dx = (float(s) for s in first["spacing"])
+        (ny, nx), nz = first["base_axial"].shape, first["base_coronal"].shape[0]
+        ratios = [nx * dx / (ny * dy)] * 3 + [nx * dx / (nz * dz)] * 3
+    width, label_in, title_in = 15.0, 0.4, 0.9  # inches: figure, row labels, title and legend
+    fig = Figure(figsize=(width, n * (width - label_in) / sum(ratios) + title_in), layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.0, hspace=0.0)
+    axes = fig.subplots(n, 6, squeeze=False, width_ratios=ratios)
     window = {"cmap": "gray", "vmin": -1350, "vmax": 150, "interpolation": "nearest"}
     for r, (row, axs) in enumerate(zip(rows, axes)):
         preview = row.get("preview") or {}

@@ -1,30 +1,48 @@
-"""One scan from its DICOM folder to metrics, regions, NIfTI masks and the QC picture (the rule and the CLI)."""
+"""One scan from its DICOM folder to its outputs: series choice, metrics, regions, NIfTI masks and the QC picture.
+
+:func:`quantify_scan` is what the workflow's ``quantify_scan`` rule and ``lungtrial quantify`` call; both get the
+same files in the scan's folder (:data:`LAYOUT`). The outputs are written in a private workspace inside that folder
+and moved into place together at the end (:func:`scan_workspace`), so a folder holds either the previous complete
+set or the new one, never a half-written file. :func:`analyse_volume` is the array part (segment and measure one
+volume), for callers that read the volume themselves.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lungtrial import io
 from lungtrial.errors import InputError, ScanExcluded
 from lungtrial.imaging.metrics import OPACITY_CLASSES, HUClass, hu_classes, measure_and_label, metric_columns
-from lungtrial.wfutil import atomic_path
 
 log = logging.getLogger(__name__)
 
-#: Files written by :func:`quantify_scan` for a measured scan (an excluded scan gets the CSVs and qc.png).
-OUTPUTS = ("metrics.csv", "regions.csv", "lungs.nii.gz", "opacity.nii.gz", "qc.png")
-_MASKS = ("lungs.nii.gz", "opacity.nii.gz")
+#: The files :func:`quantify_scan` writes into a scan's folder, by role (paths relative to the folder). The
+#: workflow's ``quantify_scan`` rule declares the same paths.
+LAYOUT = {
+    "series": "series.json",
+    "metrics": "metrics.csv",
+    "regions": "regions.csv",
+    "masks": "masks",
+    "lungs": "masks/lungs.nii.gz",
+    "opacity": "masks/opacity.nii.gz",
+    "qc": "qc.png",
+}
+#: Files written for a measured scan; an excluded scan gets the same but an empty ``masks/`` folder.
+OUTPUTS = tuple(LAYOUT[k] for k in ("series", "metrics", "regions", "lungs", "opacity", "qc"))
+_EXCLUDED_OUTPUTS = tuple(LAYOUT[k] for k in ("series", "metrics", "regions", "qc"))
 _GEOMETRY_COLUMNS = ("n_slices", "spacing_z_mm", "spacing_y_mm", "spacing_x_mm", "slice_thickness_mm")
 _CLASS_TITLES = {
     "radiology": ("ground glass", "consolidation"),
@@ -32,35 +50,103 @@ _CLASS_TITLES = {
 }
 
 
-#: Names of the hidden files and folders a scan's job works in (its temporary folders, its lock) and of the
-#: temporary files :func:`lungtrial.wfutil.atomic_path` writes beside an output.
+@dataclass(frozen=True)
+class ScanResult:
+    """What :func:`quantify_scan` measured and wrote for one scan.
+
+    Attributes
+    ----------
+    scan_id : the trial's scan ID.
+    status : ``"ok"`` (measured) or ``"excluded"``.
+    exclusion_reason : why the scan was not measured (``""`` when measured).
+    metrics : the ``metrics.csv`` row (``scan_id, status, exclusion_reason``, the acquisition geometry and the
+        metrics of :func:`lungtrial.imaging.metrics.measure`; volumes in mL, densities in HU, shares in %).
+    regions : the ``regions.csv`` table (``scan_id`` and one row per lung region; no rows when excluded).
+    series : the ``series.json`` content (:func:`lungtrial.imaging.dicom.ingest`, with the measurement's warnings).
+    warnings : the measurement's QC warnings (implausible lungs measured anyway, a lung cut by the field of view).
+    outputs : the files written, relative to the scan's folder (:data:`OUTPUTS`).
+    timings : seconds: ``read`` (series choice when run here, and reading the volume), ``segment``, ``measure``,
+        ``write`` (from the end of measurement to the outputs in place), ``total``. Module imports come before the
+        clock starts.
+    """
+
+    scan_id: str
+    status: str
+    exclusion_reason: str
+    metrics: dict
+    regions: pd.DataFrame
+    series: dict
+    warnings: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    timings: dict = field(default_factory=dict)
+
+
+#: Prefix of the hidden folder a scan's job works in, and its lock (:func:`scan_workspace`).
 _WORKSPACE = ".quantify."
 _LOCK = ".quantify.lock"
-_ATOMIC_TEMPORARY = re.compile(r"^\..+\.tmp(\.[^/]*)?$")
 
 
 #: Environment variable naming the file through which the workflow hands its jobs the DICOM folder of each scan.
 FOLDERS_ENV = "LUNGTRIAL_DICOM_FOLDERS"
+_HANDED_OVER: list[int] = []  # the open in-memory hand-over file of this process (its descriptor), if any
 
 
-def hand_over_folders(folders: Mapping[str, Mapping], tmpdir: str | os.PathLike) -> Path:
-    """Write ``{scan_id: {"folder", "sheet", "row"}}`` (the scan's DICOM folder and where the scans sheet names it)
-    to a new private file (mode 0600) in ``tmpdir`` and name that file in the environment variable
-    :data:`FOLDERS_ENV`, which the jobs this process starts inherit; returns the file.
+def hand_over_folders(folders: Mapping[str, Mapping], tmpdir: str | os.PathLike) -> str:
+    """Hand the jobs this process starts ``{scan_id: {"folder", "sheet", "row", "subject"}}``: each scan's DICOM
+    folder, where the scans sheet names it (row: header = row 1) and its subject; returns the path the jobs read.
 
     This is how the workflow's per-scan jobs learn their folder without Snakemake handing them its path (an
     input or a parameter), which Snakemake would record in ``.snakemake/``, print in its log and embed in the
-    report: folder names are often patient IDs or UIDs. ``tmpdir`` is Snakemake's own temporary folder (outside
-    the project, removed when Snakemake exits); every Snakemake process that runs jobs (also on a cluster node)
-    reads the sheets and writes its own.
+    report: folder names are often patient IDs or UIDs. Every Snakemake process that runs jobs (also on a cluster
+    node) reads the sheets and hands over its own.
+
+    The content lives in an in-memory file of this process (Linux ``memfd``, mode 0600), named to the jobs in the
+    environment variable :data:`FOLDERS_ENV` as ``/proc/<pid>/fd/<n>``: it exists exactly as long as this
+    process, whatever ends it (``kill -9`` included), and is never on disk. Where there are no in-memory files
+    (not Linux), a private file in ``tmpdir`` (Snakemake's temporary folder) is used instead and removed when this
+    process exits normally. A second call replaces the first hand-over.
     """
-    path = Path(tmpdir) / "lungtrial-dicom-folders.json"
+    payload = json.dumps({str(k): dict(v) for k, v in folders.items()}).encode()
+    while _HANDED_OVER:
+        os.close(_HANDED_OVER.pop())
+    if hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd"):
+        fd = os.memfd_create("lungtrial-dicom-folders")  # close-on-exec: jobs open it by its /proc path
+        os.fchmod(fd, 0o600)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+        _HANDED_OVER.append(fd)
+        path = f"/proc/{os.getpid()}/fd/{fd}"
+    else:
+        path = _hand_over_file(payload, Path(tmpdir))
+    os.environ[FOLDERS_ENV] = path
+    return path
+
+
+def _hand_over_file(payload: bytes, tmpdir: Path) -> str:
+    import atexit
+
+    path = tmpdir / f"lungtrial-dicom-folders.{os.getpid()}.json"
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({str(k): dict(v) for k, v in folders.items()}, out)
-    os.environ[FOLDERS_ENV] = os.fspath(path)
-    return path
+    with os.fdopen(fd, "wb") as out:
+        out.write(payload)
+    atexit.register(path.unlink, missing_ok=True)
+    return os.fspath(path)
+
+
+def _handed_over(scan_id: str) -> dict:
+    source = os.environ.get(FOLDERS_ENV)
+    try:
+        entry = json.loads(Path(source).read_text())[scan_id] if source else None
+    except (OSError, ValueError, KeyError):
+        entry = None
+    if entry is None:
+        raise InputError(
+            f"scan {scan_id}: its DICOM folder was not handed over by the workflow ({FOLDERS_ENV}); expected the job "
+            "to be started by snakemake"
+        )
+    return entry
 
 
 def scan_folder(scan_id: str) -> tuple[Path, str, int | None]:
@@ -72,17 +158,58 @@ def scan_folder(scan_id: str) -> tuple[Path, str, int | None]:
     lungtrial.errors.InputError
         If this process was not started by the workflow or the scan is not in the hand-over.
     """
-    source = os.environ.get(FOLDERS_ENV)
-    try:
-        entry = json.loads(Path(source).read_text())[scan_id] if source else None
-    except (OSError, ValueError, KeyError):
-        entry = None
-    if entry is None:
-        raise InputError(
-            f"scan {scan_id}: its DICOM folder was not handed over by the workflow ({FOLDERS_ENV}); expected the job "
-            "to be started by snakemake"
-        )
+    entry = _handed_over(scan_id)
     return Path(entry["folder"]), str(entry.get("sheet", "the scans sheet")), entry.get("row")
+
+
+def existing_scan_folder(scan_id: str) -> Path:
+    """:func:`scan_folder`, checked to be an existing folder.
+
+    Raises
+    ------
+    lungtrial.errors.InputError
+        Naming the scans sheet, its row, the scan and its subject (never the path: folder names may identify the
+        patient) when the folder does not exist, or as :func:`scan_folder`.
+    """
+    entry = _handed_over(scan_id)
+    folder = Path(entry["folder"])
+    if not folder.is_dir():
+        sheet, row, subject = entry.get("sheet", "the scans sheet"), entry.get("row"), entry.get("subject")
+        raise InputError(
+            f"{sheet}, row {row}: dicom_dir of scan {scan_id}{f' (subject {subject})' if subject else ''} is not an "
+            "existing folder (expected the scan's DICOM folder; its path is not shown: folder names may identify the "
+            "patient)"
+        )
+    return folder
+
+
+@contextmanager
+def handed_over_lesion_mask(scan_id: str) -> Iterator[Path | None]:
+    """The lesion mask (config ``imaging.lesion_masks``) of one scan as the workflow handed it over
+    (:func:`hand_over_folders`, key ``lesion_mask``), as a link named by the scan ID (``<scan_id>.nii.gz``, the
+    file's own suffix) in a private temporary folder, for as long as the ``with`` block lasts: messages about the
+    mask then name the scan, never the file (file names may identify the patient). None when the scan has none.
+
+    Raises
+    ------
+    lungtrial.errors.InputError
+        Naming the config key and the scan (never the path) when the file does not exist, or as :func:`scan_folder`.
+    """
+    path = _handed_over(scan_id).get("lesion_mask")
+    if not path:
+        yield None
+        return
+    source = Path(path)
+    if not source.is_file():
+        raise InputError(
+            f"scan {scan_id}: its lesion mask (config imaging.lesion_masks) is not an existing file (expected a mask "
+            "drawn on the scan, e.g. NIfTI; its path is not shown: file names may identify the patient)"
+        )
+    suffix = "".join(source.suffixes[-2:]) if source.suffix == ".gz" else source.suffix
+    with tempfile.TemporaryDirectory(prefix="lungtrial-lesion-mask.") as tmp:
+        link = Path(tmp) / f"{scan_id}{suffix}"
+        link.symlink_to(source.resolve())
+        yield link
 
 
 def _hold(path: Path) -> int | None:
@@ -120,8 +247,8 @@ def scan_workspace(outdir: str | os.PathLike) -> Iterator[Path]:
     While open, the job holds an exclusive lock on ``outdir/.quantify.lock`` (released by the kernel if the
     process dies; the file is removed on leaving): a second job of the same scan, e.g. of a rerun while a job of an
     interrupted run is still running, waits for the first to end. Once the lock is held, whatever an interrupted
-    job left in ``outdir`` (``.quantify.*`` folders, hidden ``.*.tmp*`` files of atomic writes) is removed: no
-    live job can own it.
+    job left in ``outdir`` (``.quantify.*`` folders, hidden temporary files of :func:`lungtrial.io.atomic_path`)
+    is removed: no live job can own it.
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +257,7 @@ def scan_workspace(outdir: str | os.PathLike) -> Iterator[Path]:
     try:
         for leftover in sorted(outdir.iterdir()):
             name = leftover.name
-            if name != _LOCK and (name.startswith(_WORKSPACE) or _ATOMIC_TEMPORARY.match(name)):
+            if name != _LOCK and (name.startswith(_WORKSPACE) or io.TEMPORARY.match(name)):
                 if leftover.is_dir() and not leftover.is_symlink():
                     shutil.rmtree(leftover, ignore_errors=True)
                 else:
@@ -145,6 +272,20 @@ def scan_workspace(outdir: str | os.PathLike) -> Iterator[Path]:
         lock.unlink(missing_ok=True)
         if fd is not None:
             os.close(fd)
+
+
+def _publish(work: Path, outdir: Path, names: Iterable[str]) -> None:
+    """Move the outputs ``names`` written in the workspace ``work`` into ``outdir``, and its ``masks/`` folder in
+    place of the one there (whose files may be of an earlier run); ``series.json`` goes last."""
+    masks = outdir / LAYOUT["masks"]
+    if masks.is_dir() and not masks.is_symlink():
+        masks.rename(work / ".masks.replaced")  # removed with the workspace
+    elif masks.exists() or masks.is_symlink():
+        masks.unlink()
+    (work / LAYOUT["masks"]).rename(masks)
+    for name in sorted(n for n in names if "/" not in n and n != LAYOUT["series"]):
+        os.replace(work / name, outdir / name)
+    os.replace(work / LAYOUT["series"], outdir / LAYOUT["series"])
 
 
 def _image(array: np.ndarray, spacing, origin, direction):
@@ -192,7 +333,7 @@ def write_nifti(array: np.ndarray, path: str | os.PathLike, spacing, origin, dir
     image.set_qform(image.affine, code="scanner")
     image.set_sform(image.affine, code="scanner")
     with (
-        atomic_path(path) as tmp,
+        io.atomic_path(path) as tmp,
         open(tmp, "wb") as raw,
         igzip.IGzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0) as fp,
     ):
@@ -354,40 +495,28 @@ def _classes(classes: Iterable[HUClass | Mapping]) -> tuple[HUClass, ...]:
     return tuple(c if isinstance(c, HUClass) else hu_classes([c])[0] for c in items) if items else ()
 
 
-def _settle(jobs: list, outdir: Path) -> None:
-    """Wait for the write ``jobs`` already started, then remove the masks they may have written."""
-    for job in jobs:
-        job.exception()  # waits; the error, if any, is not the one to report
-    for name in _MASKS:
-        (outdir / name).unlink(missing_ok=True)
+def _excluded(scan_id, reasons, series: dict, work: Path, title, classes, timings, start: float) -> ScanResult:
+    """Write the outputs of a scan that is not measured into ``work``: its series.json, a metrics row stating the
+    reason, a header-only regions table, an empty masks folder and a QC card."""
+    from lungtrial.imaging.qc import message_figure
 
-
-def _write_json(content: dict, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(content, indent=1))
-
-
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-
-
-def _exclude(scan_id, reasons, outdir: Path, title, classes, timings, start: float) -> dict:
     prefix = f"{scan_id}: "
     reason = "; ".join(r.removeprefix(prefix) for r in reasons) if reasons else "not measurable"
     log.warning("scan %s excluded: %s", scan_id, reason)
-    from lungtrial.imaging.qc import message_figure
-
-    for name in _MASKS:  # never leave masks of an earlier run beside an "excluded" row
-        (outdir / name).unlink(missing_ok=True)
+    masks = work / LAYOUT["masks"]
+    shutil.rmtree(masks, ignore_errors=True)  # lung labels written before the scan was excluded
+    masks.mkdir()
     scan_cols, region_cols = metric_columns(classes)
     row = {"scan_id": scan_id, "status": "excluded", "exclusion_reason": reason}
-    with atomic_path(outdir / "qc.png") as tmp:
-        message_figure(title or scan_id, f"not measured: {reason}", tmp)
-    _write_csv(pd.DataFrame(columns=["scan_id", *region_cols]), outdir / "regions.csv")
-    _write_csv(pd.DataFrame([row], columns=[*row, *_GEOMETRY_COLUMNS, *scan_cols]), outdir / "metrics.csv")
+    regions = pd.DataFrame(columns=["scan_id", *region_cols])
+    io.write_with(lambda tmp: message_figure(title or scan_id, f"not measured: {reason}", tmp), work / LAYOUT["qc"])
+    io.write_csv(regions, work / LAYOUT["regions"])
+    io.write_csv(pd.DataFrame([row], columns=[*row, *_GEOMETRY_COLUMNS, *scan_cols]), work / LAYOUT["metrics"])
+    io.write_json(series, work / LAYOUT["series"])
     timings["total"] = round(time.perf_counter() - start, 3)
-    return {**row, "metrics": row, "timings": timings, "outputs": ["metrics.csv", "regions.csv", "qc.png"]}
+    return ScanResult(
+        scan_id, "excluded", reason, row, regions, series, outputs=_EXCLUDED_OUTPUTS, timings=timings
+    )
 
 
 def preload() -> None:
@@ -417,24 +546,31 @@ def quantify_scan(
     classes: Iterable[HUClass | Mapping] = (),
     threads: int | None = None,
     measure_implausible: bool = False,
-) -> dict:
-    """Measure one scan: read the series, segment lungs and vessels, measure, write all outputs into ``outdir``.
+) -> ScanResult:
+    """Measure one scan: choose and read the series, segment lungs and vessels, measure, write every output.
 
     Vessels are excluded from opacity, and so are the pleural rim and the vessel halo
     (:func:`lungtrial.imaging.segmentation.opacity_exclusion`) unless a lesion mask is given.
 
     Parameters
     ----------
-    dicom_dir : scan folder of DICOM files.
+    dicom_dir : scan folder of DICOM files (searched recursively).
     scan_id : trial scan ID (the only name of the scan in outputs).
-    outdir : folder for ``metrics.csv`` (one row: ``scan_id, status, exclusion_reason``, acquisition geometry and
-        the metrics of :func:`lungtrial.imaging.metrics.measure`), ``regions.csv`` (``scan_id`` + one row per region),
-        ``lungs.nii.gz`` (0/1 right/2 left), ``opacity.nii.gz`` (0 none, 1/2 the preset's opacity classes,
-        3 vessel) and ``qc.png``; when ``series`` is None also ``series.json``. Every file is written atomically.
-    series : content of ``series.json`` (:func:`lungtrial.imaging.dicom.ingest`); None runs ingest here.
+    outdir : the scan's folder, created if missing. Gets (:data:`LAYOUT`) ``series.json``
+        (:func:`lungtrial.imaging.dicom.ingest`, with the measurement's warnings), ``metrics.csv`` (one row:
+        ``scan_id, status, exclusion_reason``, acquisition geometry and the metrics of
+        :func:`lungtrial.imaging.metrics.measure`), ``regions.csv`` (``scan_id`` + one row per region),
+        ``masks/lungs.nii.gz`` (0/1 right/2 left), ``masks/opacity.nii.gz`` (0 none, 1/2 the preset's opacity
+        classes, 3 vessel) and ``qc.png``. They are written in a workspace inside ``outdir`` and moved into place
+        together at the end (:func:`scan_workspace`: a second call on the same folder waits); a call that fails
+        leaves ``outdir`` as it was. An excluded scan gets ``series.json``, ``metrics.csv`` stating the reason, a
+        header-only ``regions.csv``, an empty ``masks/`` and a ``qc.png`` card stating the reason.
+    series : content of ``series.json`` when the series was chosen beforehand; None runs
+        :func:`~lungtrial.imaging.dicom.ingest` here.
     preset : "radiology" or "ards": the classes drawn in ``opacity.nii.gz`` and ``qc.png`` (both presets are always
         measured).
-    strict : raise :class:`~lungtrial.errors.ScanExcluded` instead of writing an "excluded" row.
+    strict : raise :class:`~lungtrial.errors.ScanExcluded` instead of writing an "excluded" scan (nothing is
+        written then).
     lesion_mask : optional lesion mask image used instead of HU thresholds (see :func:`load_lesion_mask`).
     title : first line of the QC picture title (default: ``scan_id``).
     series_options : options of :func:`lungtrial.imaging.dicom.ingest` (``min_slices``, ``max_slice_thickness_mm``,
@@ -442,79 +578,81 @@ def quantify_scan(
     classes : extra HU classes (:class:`~lungtrial.imaging.metrics.HUClass` or ``{name, lower, upper}`` dicts).
     threads : threads the scan may use at once (default :func:`lungtrial.parallel.threads`, 2): array work is
         split over them and the lung labels are written while vessels are segmented and the scan measured, the
-        opacity labels while the QC picture is drawn; with 1 everything runs in turn. A run that fails leaves no
-        mask behind.
+        opacity labels while the QC picture is drawn; with 1 everything runs in turn.
     measure_implausible : measure a scan whose lungs are implausible as a chest CT's lungs
         (:func:`lungtrial.imaging.plausibility.check_lungs`), with the reasons as warnings; by default it is
         excluded with them.
 
     Returns
     -------
-    dict with ``scan_id``, ``status`` ("ok" | "excluded"), ``exclusion_reason``, ``metrics`` (the metrics.csv row),
-    ``warnings`` (of a measured scan: the lungs' implausibility when measured anyway and
-    :func:`field_of_view_warnings`; also added to those of ``series.json`` and logged),
-    ``outputs`` (file names written) and ``timings`` (seconds: ``read`` (ingest, when run here, and
-    :func:`~lungtrial.imaging.dicom.read_volume`), ``segment``, ``measure``, ``write`` (from the end of measurement; the
-    lung mask written earlier, during segmentation, counts only where it is still being written), ``total``;
-    module imports come before the clock starts). An excluded scan gets ``metrics.csv``, a header-only
-    ``regions.csv`` and a ``qc.png`` card stating the reason, and no masks.
+    ScanResult
+        The metrics row, regions, series.json content, warnings (also logged), files written and timings.
+
+    Raises
+    ------
+    lungtrial.errors.ScanExcluded
+        In strict mode, when the scan cannot be measured.
+    lungtrial.errors.InputError
+        For an unknown preset or a lesion mask that cannot be used.
     """
     from lungtrial import parallel
 
-    with parallel.limit(threads):
-        return _quantify_scan(
+    preload()
+    if preset not in OPACITY_CLASSES:
+        raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
+    outdir = Path(outdir)
+    with parallel.limit(threads), scan_workspace(outdir) as work:
+        result = _quantify_scan(
             dicom_dir,
             scan_id,
-            outdir,
+            work,
             series=series,
             preset=preset,
             strict=strict,
             lesion_mask=lesion_mask,
             title=title,
             series_options=series_options,
-            classes=classes,
+            classes=_classes(classes),
             measure_implausible=measure_implausible,
         )
+        _publish(work, outdir, result.outputs)
+    return result
 
 
 def _quantify_scan(
-    dicom_dir, scan_id, outdir, *, series, preset, strict, lesion_mask, title, series_options, classes,
+    dicom_dir, scan_id, work: Path, *, series, preset, strict, lesion_mask, title, series_options, classes,
     measure_implausible,
-):
+) -> ScanResult:
+    """:func:`quantify_scan` within its workspace ``work``: every output is written there."""
     from lungtrial import parallel
     from lungtrial.imaging import dicom
 
-    preload()
-
-    if preset not in OPACITY_CLASSES:
-        raise InputError(f"preset {preset!r}: expected one of {', '.join(OPACITY_CLASSES)}")
-    classes = _classes(classes)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     timings: dict[str, float] = {}
+    (work / LAYOUT["masks"]).mkdir()
 
-    def excluded(reasons: list[str]) -> dict:
+    def excluded(reasons: list[str]) -> ScanResult:
         if strict:
             raise ScanExcluded(scan_id, reasons)
-        return _exclude(scan_id, reasons, outdir, title, classes, timings, start)
+        return _excluded(scan_id, reasons, series, work, title, classes, timings, start)
 
     index = None
-    wrote_series = series is None
     try:
         if series is None:
             # the header index is kept for read_volume: files it found plain are read without a second parse
             index = dicom.index_folder(dicom_dir)
             series = dicom.ingest(dicom_dir, scan_id, strict=strict, index=index, **dict(series_options or {}))
-            _write_json(series, outdir / "series.json")
         if series.get("status") != "ok":
             return excluded(series.get("reasons") or ["series.json: status is not 'ok'"])
+        log.info("scan %s: %s", scan_id, series.get("reason", "series chosen"))
+        for warning in series.get("warnings", []):
+            log.warning("scan %s: %s", scan_id, warning)
         vol = dicom.read_volume(dicom_dir, series, index=index, padding_mask=False)  # padding: -1024 HU
     except ScanExcluded:
         raise
     except InputError as exc:
         if series is None:  # the folder could not be indexed: series.json still says why
-            _write_json({"scan_id": scan_id, "status": "excluded", "reasons": [str(exc)]}, outdir / "series.json")
+            series = {"scan_id": scan_id, "status": "excluded", "reasons": [str(exc)]}
         return excluded([str(exc)])
     timings["read"] = round(time.perf_counter() - start, 3)
     del index
@@ -529,7 +667,7 @@ def _quantify_scan(
     jobs = []
 
     def write_lungs(lungs: np.ndarray) -> None:
-        jobs.append(pool.submit(write_nifti, lungs.astype(np.uint8, copy=False), outdir / "lungs.nii.gz", *place))
+        jobs.append(pool.submit(write_nifti, lungs.astype(np.uint8, copy=False), work / LAYOUT["lungs"], *place))
 
     try:
         try:
@@ -543,7 +681,8 @@ def _quantify_scan(
                 measure_implausible=measure_implausible,
             )
         except ScanExcluded as exc:
-            _settle(jobs, outdir)
+            for job in jobs:
+                job.exception()  # waits: the mask it wrote is removed with the exclusion
             return excluded(exc.reasons)
         del lesion
         timings |= result["timings"]
@@ -563,45 +702,34 @@ def _quantify_scan(
             "spacing_x_mm": vol.spacing[2],
             "slice_thickness_mm": geometry.get("slice_thickness_mm"),
         } | result["scan"]
+        warnings = result["warnings"]
 
-        def qc_picture() -> None:
-            with atomic_path(outdir / "qc.png") as tmp:
-                qc_figure(
-                    vol.hu,
-                    lungs,
-                    labels,
-                    vol.spacing,
-                    title or scan_id,
-                    tmp,
-                    class_names=_CLASS_TITLES[preset],
-                    warnings=result["warnings"],
-                )
+        def qc_picture(tmp: Path) -> None:
+            qc_figure(
+                vol.hu,
+                lungs,
+                labels,
+                vol.spacing,
+                title or scan_id,
+                tmp,
+                class_names=_CLASS_TITLES[preset],
+                warnings=warnings,
+            )
 
-        jobs.append(pool.submit(write_nifti, labels, outdir / "opacity.nii.gz", *place))
-        qc_picture()
+        jobs.append(pool.submit(write_nifti, labels, work / LAYOUT["opacity"], *place))
+        io.write_with(qc_picture, work / LAYOUT["qc"])
         for job in jobs:
             job.result()
-    except BaseException:
-        _settle(jobs, outdir)  # no mask of a failed run is left behind
-        raise
     finally:
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True)  # no writer thread outlives the call (the workspace goes with a failure)
     regions.insert(0, "scan_id", scan_id)
-    _write_csv(regions, outdir / "regions.csv")
-    _write_csv(pd.DataFrame([row]), outdir / "metrics.csv")
-    warnings = result["warnings"]
+    io.write_csv(regions, work / LAYOUT["regions"])
+    io.write_csv(pd.DataFrame([row]), work / LAYOUT["metrics"])
     for warning in warnings:
         log.warning("scan %s: %s", scan_id, warning)
-    if warnings and wrote_series:  # the scan's QC warnings, with those of the series choice
-        _write_json(series | {"warnings": [*series.get("warnings", []), *warnings]}, outdir / "series.json")
+    if warnings:  # the scan's QC warnings, with those of the series choice
+        series = series | {"warnings": [*series.get("warnings", []), *warnings]}
+    io.write_json(series, work / LAYOUT["series"])
     timings["write"] = round(time.perf_counter() - clock, 3)
     timings["total"] = round(time.perf_counter() - start, 3)
-    return {
-        "scan_id": scan_id,
-        "status": "ok",
-        "exclusion_reason": "",
-        "metrics": row,
-        "warnings": warnings,
-        "outputs": list(OUTPUTS),
-        "timings": timings,
-    }
+    return ScanResult(scan_id, "ok", "", row, regions, series, tuple(warnings), OUTPUTS, timings)

@@ -95,6 +95,11 @@ class Grid:
         self.place(img)
         return img
 
+    def position(self, index) -> tuple[float, float, float]:
+        """LPS (x, y, z) mm of the voxel at ``index`` (z, y, x)."""
+        ijk = np.asarray(index, float)[::-1] * np.asarray(self.spacing, float)[::-1]
+        return tuple(float(v) for v in np.asarray(self.origin) + np.asarray(self.direction).reshape(3, 3) @ ijk)
+
     def place(self, img) -> None:
         """Give the SimpleITK image ``img`` this grid's spacing, origin and direction."""
         img.SetSpacing(tuple(reversed(self.spacing)))
@@ -143,9 +148,11 @@ class Registration:
         """
         return save_transform(self.affine, self.deformable, folder)
 
-    def warp(self, volume: np.ndarray, moving: Grid, *, kind: str = "linear", default: float = 0) -> np.ndarray:
+    def warp(
+        self, volume: np.ndarray, moving: Grid, *, kind: str = "linear", default: float = 0, region=None
+    ) -> np.ndarray:
         """``volume`` (on the follow-up grid ``moving``) resampled onto the baseline grid; see :func:`warp`."""
-        return warp(volume, moving, self.fixed, self.transform, kind=kind, default=default)
+        return warp(volume, moving, self.fixed, self.transform, kind=kind, default=default, region=region)
 
 
 def _compose(affine, deformable):
@@ -156,7 +163,7 @@ def _compose(affine, deformable):
 
 def save_transform(affine, deformable, folder: str | os.PathLike) -> list[Path]:
     """Write ``affine`` and ``deformable`` as :data:`TRANSFORM_FILES` in ``folder``, atomically; their paths."""
-    from lungtrial.wfutil import atomic_path
+    from lungtrial.io import atomic_path
 
     sitk = parallel.simpleitk()
     folder = Path(folder)
@@ -209,6 +216,7 @@ def warp(
     *,
     kind: str = "linear",
     default: float = 0,
+    region: tuple[slice, slice, slice] | None = None,
 ) -> np.ndarray:
     """Resample a follow-up volume onto the baseline grid through ``transform`` (baseline point -> follow-up point).
 
@@ -219,10 +227,12 @@ def warp(
     transform : SimpleITK transform, e.g. :attr:`Registration.transform` or :func:`load_transform`.
     kind : ``"linear"`` (HU: trilinear) or ``"nearest"`` (labels: nearest neighbour, labels stay labels).
     default : value of baseline voxels that fall outside the follow-up's volume (e.g. -1024 HU; 0 for labels).
+    region : (z, y, x) slices of ``fixed`` (step 1) to fill, e.g. one plane for a picture; default: all of it.
 
     Returns
     -------
-    (z, y, x) array on ``fixed``, of ``volume``'s dtype (linear values rounded for integer types).
+    (z, y, x) array on ``fixed`` (or its ``region``), of ``volume``'s dtype (linear values rounded for integer
+    types).
     """
     sitk = parallel.simpleitk()
     if kind not in ("linear", "nearest"):
@@ -230,11 +240,17 @@ def warp(
     volume = np.asarray(volume)
     if volume.shape != moving.shape:
         raise ValueError(f"volume: expected shape {moving.shape} (the follow-up grid), got {volume.shape}")
+    start, size = [0, 0, 0], list(fixed.shape)
+    if region is not None:
+        bounds = [sl.indices(n) for sl, n in zip(region, fixed.shape)]
+        if any(step != 1 or stop <= first for first, stop, step in bounds):
+            raise ValueError(f"region: expected (z, y, x) slices with step 1 inside {fixed.shape}, got {region!r}")
+        start, size = [first for first, _, _ in bounds], [stop - first for first, stop, _ in bounds]
     img = moving.image(volume)
     f = sitk.ResampleImageFilter()
-    f.SetSize([int(n) for n in reversed(fixed.shape)])
+    f.SetSize([int(n) for n in reversed(size)])
     f.SetOutputSpacing(tuple(reversed(fixed.spacing)))
-    f.SetOutputOrigin(fixed.origin)
+    f.SetOutputOrigin(fixed.position(start))
     f.SetOutputDirection(fixed.direction)
     f.SetTransform(transform)
     f.SetInterpolator(sitk.sitkLinear if kind == "linear" else sitk.sitkNearestNeighbor)
@@ -250,9 +266,38 @@ def _shrink_factors(spacing, grid_mm: float) -> list[int]:
     return [max(1, round(grid_mm / s)) for s in reversed(spacing)]
 
 
-def _working(sitk, hu: np.ndarray, lungs: np.ndarray, grid: Grid, grid_mm: float, clip_hu: float, opacity=None):
-    """HU (float32, clipped to -1000..clip_hu) and lung fraction (float32, 0..1) block-averaged to the working grid;
-    opacity voxels (``opacity`` labels 1 and 2) read as the median HU of the rest of the lung."""
+@dataclass(frozen=True)
+class _Working:
+    """One scan on the working grid (SimpleITK images).
+
+    Attributes
+    ----------
+    hu : float32 HU clipped to -1000..``clip_hu``, opacity voxels read as the rest of the lung's median HU.
+    lung : float32 fraction of lung (0..1) in each working voxel.
+    mask : uint8, lung where the fraction is at least a half.
+    keep : uint8, ``mask`` widened by ``mask_margin_mm``: where the images are compared.
+    """
+
+    hu: object
+    lung: object
+    mask: object
+    keep: object
+
+
+def _working(sitk, hu, lungs, grid: Grid, opacity, *, grid_mm: float, clip_hu: float, margin_mm: float) -> _Working:
+    """One scan block-averaged to the working grid of about ``grid_mm`` (see :class:`_Working`)."""
+    lung = _lung_fraction(sitk, lungs, grid, grid_mm)
+    mask = sitk.Cast(lung >= 0.5, sitk.sitkUInt8)
+    keep = mask
+    if margin_mm > 0:
+        radius = [max(1, round(margin_mm / s)) for s in mask.GetSpacing()]
+        keep = sitk.BinaryDilate(mask, radius, sitk.sitkBall)
+    return _Working(_working_hu(sitk, hu, lungs, grid, grid_mm, clip_hu, opacity), lung, mask, keep)
+
+
+def _working_hu(sitk, hu: np.ndarray, lungs: np.ndarray, grid: Grid, grid_mm: float, clip_hu: float, opacity=None):
+    """HU (float32, clipped to -1000..clip_hu) block-averaged to the working grid; opacity voxels (``opacity``
+    labels 1 and 2) read as the median HU of the rest of the lung."""
     factors = _shrink_factors(grid.spacing, grid_mm)
     img = grid.image(np.ascontiguousarray(hu, dtype=np.int16))
     if opacity is not None:
@@ -266,8 +311,7 @@ def _working(sitk, hu: np.ndarray, lungs: np.ndarray, grid: Grid, grid_mm: float
         img = sitk.Mask(img, lesion, outsideValue=round(parenchyma), maskingValue=1)
         del lesion
     img = sitk.BinShrink(img, factors)
-    img = sitk.Clamp(sitk.Cast(img, sitk.sitkFloat32), sitk.sitkFloat32, -1000.0, float(clip_hu))
-    return img, _lung_fraction(sitk, lungs, grid, grid_mm)
+    return sitk.Clamp(sitk.Cast(img, sitk.sitkFloat32), sitk.sitkFloat32, -1000.0, float(clip_hu))
 
 
 def _lung_fraction(sitk, lungs: np.ndarray, grid: Grid, grid_mm: float):
@@ -344,8 +388,10 @@ def register(
     min_dice : the registration fails below this Dice of the lung masks (default 0.9).
     min_jacobian : the registration fails when the Jacobian determinant inside the lungs reaches this (default 0:
         folding).
-    seed : seed of the affine stage's random sampling (reproducible for a given number of threads).
-    threads : SimpleITK threads (default :func:`lungtrial.parallel.threads`).
+    seed : seed of the affine stage's random sampling. The result does not depend on ``threads``: the same
+        inputs give the same transform, byte for byte, on any number of threads.
+    threads : SimpleITK threads of the demons stage, the warps and the QC (default
+        :func:`lungtrial.parallel.threads`); the affine stage runs on one (see :func:`_affine`).
 
     Returns
     -------
@@ -380,14 +426,8 @@ def register(
         raise ValueError(f"demons_iterations: expected two iteration counts >= 0, got {demons_iterations!r}")
     with parallel.limit(threads):
         return _register(
-            fixed_hu,
-            fixed_lungs,
-            fixed,
-            moving_hu,
-            moving_lungs,
-            moving,
-            fixed_opacity=fixed_opacity,
-            moving_opacity=moving_opacity,
+            (fixed_hu, fixed_lungs, fixed, fixed_opacity),
+            (moving_hu, moving_lungs, moving, moving_opacity),
             grid_mm=float(grid_mm),
             clip_hu=float(clip_hu),
             mask_margin_mm=float(mask_margin_mm),
@@ -403,15 +443,24 @@ def register(
         )
 
 
-def _affine(sitk, f_img, m_img, f_mask, m_mask, metric_mask, *, bins, sampling, iterations, seed):
-    """Affine stage: lungs' centres of mass aligned, then Mattes mutual information inside ``metric_mask`` on two
-    levels (working grid halved, then as is); returns the transform and the final metric value."""
+def _affine(sitk, fixed: _Working, moving: _Working, *, bins, sampling, iterations, seed):
+    """Affine stage: lungs' centres of mass aligned, then Mattes mutual information inside the baseline's widened
+    lungs on two levels (working grid halved, then as is); returns the transform and the final metric value.
+
+    It runs on one thread whatever the thread limit: Mattes mutual information adds each thread's share of its
+    joint-histogram derivative into one sum under a lock, in the order the threads arrive, so with two or more
+    threads the sums differ in their last bits from run to run and with the number of threads, and the optimiser
+    then takes another path (a voxel or two of the change map apart). The random samples depend on ``seed``
+    alone. On one thread the affine stage gives the same transform on every run, machine and executor; it is a
+    small share of the registration's time (docs/registration.md)."""
     init = sitk.CenteredTransformInitializer(
-        f_mask, m_mask, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
+        fixed.mask, moving.mask, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
     )
     reg = sitk.ImageRegistrationMethod()
+    reg.SetNumberOfThreads(1)
+    reg.SetNumberOfWorkUnits(1)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
-    reg.SetMetricFixedMask(metric_mask)
+    reg.SetMetricFixedMask(fixed.keep)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(sampling, seed)
     reg.SetInterpolator(sitk.sitkLinear)
@@ -427,19 +476,23 @@ def _affine(sitk, f_img, m_img, f_mask, m_mask, metric_mask, *, bins, sampling, 
     )
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetInitialTransform(init, inPlace=True)
-    reg.Execute(f_img, m_img)
+    reg.Execute(fixed.hu, moving.hu)
     return sitk.AffineTransform(init), float(reg.GetMetricValue())
 
 
-def _demons(sitk, f_img, m_img, f_keep, m_keep, affine, *, clip_hu, iterations, smoothing_mm, field_mm):
+def _demons(sitk, fixed: _Working, moving: _Working, affine, *, clip_hu, iterations, smoothing_mm, field_mm):
     """Deformable stage: symmetric-forces demons on the follow-up already moved by ``affine``, both images set to
     ``clip_hu`` outside their (widened) lungs, on the working grid halved and then as is; the total field is
     smoothed by a Gaussian of ``smoothing_mm`` after every iteration. Returns the field (baseline point -> point
-    given to ``affine``) as a DisplacementFieldTransform on a grid of about ``field_mm`` and the mean squared
-    difference (HU^2) inside the widened lungs before and after."""
-    moved = sitk.Resample(m_img, f_img, affine, sitk.sitkLinear, float(clip_hu), sitk.sitkFloat32)
-    moved_keep = sitk.Resample(m_keep, f_img, affine, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    fixed_masked = sitk.Mask(f_img, f_keep, float(clip_hu))
+    given to ``affine``) as a DisplacementFieldTransform on a grid of about ``field_mm``.
+
+    Each level runs its full number of iterations (no stop on a small change of the field): the change is a sum
+    over threads whose last bits depend on their number, and a stop decided on it would make the result depend
+    on the machine. Every other step of the demons is computed voxel by voxel, the same on any number of threads."""
+    f_img = fixed.hu
+    moved = sitk.Resample(moving.hu, f_img, affine, sitk.sitkLinear, float(clip_hu), sitk.sitkFloat32)
+    moved_keep = sitk.Resample(moving.keep, f_img, affine, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    fixed_masked = sitk.Mask(f_img, fixed.keep, float(clip_hu))
     moved_masked = sitk.Mask(moved, moved_keep, float(clip_hu))
     field = None
     for shrink, n in zip((2, 1), iterations):
@@ -454,6 +507,7 @@ def _demons(sitk, f_img, m_img, f_keep, m_keep, affine, *, clip_hu, iterations, 
             continue
         demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
         demons.SetNumberOfIterations(n)
+        demons.SetMaximumRMSError(0.0)
         demons.SetSmoothDisplacementField(True)
         demons.SetStandardDeviations([smoothing_mm / s for s in fixed_l.GetSpacing()])  # voxels, per axis
         field = demons.Execute(fixed_l, moved_l, field)
@@ -473,15 +527,9 @@ def _demons(sitk, f_img, m_img, f_keep, m_keep, affine, *, clip_hu, iterations, 
 
 
 def _register(
-    fixed_hu,
-    fixed_lungs,
-    fixed,
-    moving_hu,
-    moving_lungs,
-    moving,
+    fixed_scan: tuple,
+    moving_scan: tuple,
     *,
-    fixed_opacity,
-    moving_opacity,
     grid_mm,
     clip_hu,
     mask_margin_mm,
@@ -498,46 +546,22 @@ def _register(
     sitk = parallel.simpleitk()
     seconds = {}
     t0 = time.perf_counter()
-    f_img, f_lung = _working(sitk, fixed_hu, fixed_lungs, fixed, grid_mm, clip_hu, fixed_opacity)
-    m_img, m_lung = _working(sitk, moving_hu, moving_lungs, moving, grid_mm, clip_hu, moving_opacity)
-    f_mask = sitk.Cast(f_lung >= 0.5, sitk.sitkUInt8)
-    m_mask = sitk.Cast(m_lung >= 0.5, sitk.sitkUInt8)
-
-    def widened(mask):
-        if mask_margin_mm <= 0:
-            return mask
-        radius = [max(1, round(mask_margin_mm / s)) for s in mask.GetSpacing()]
-        return sitk.BinaryDilate(mask, radius, sitk.sitkBall)
-
-    f_keep, m_keep = widened(f_mask), widened(m_mask)
+    # each scan as (HU, lung labels, its Grid, opacity labels or None)
+    grid = {"grid_mm": grid_mm, "clip_hu": clip_hu, "margin_mm": mask_margin_mm}
+    f = _working(sitk, *fixed_scan, **grid)
+    m = _working(sitk, *moving_scan, **grid)
+    fixed = fixed_scan[2]
     qc: dict = {"failed": False, "reason": ""}
     affine = sitk.AffineTransform(3)
     deformable = None
     try:
         affine, qc["metric_affine"] = _affine(
-            sitk,
-            f_img,
-            m_img,
-            f_mask,
-            m_mask,
-            f_keep,
-            bins=histogram_bins,
-            sampling=sampling,
-            iterations=affine_iterations,
-            seed=seed,
+            sitk, f, m, bins=histogram_bins, sampling=sampling, iterations=affine_iterations, seed=seed
         )
         seconds["affine"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         deformable = _demons(
-            sitk,
-            f_img,
-            m_img,
-            f_keep,
-            m_keep,
-            affine,
-            clip_hu=clip_hu,
-            iterations=demons_iterations,
-            smoothing_mm=smoothing_mm,
+            sitk, f, m, affine, clip_hu=clip_hu, iterations=demons_iterations, smoothing_mm=smoothing_mm,
             field_mm=field_mm,
         )
         seconds["deformable"] = time.perf_counter() - t1
@@ -545,16 +569,16 @@ def _register(
         qc.update(failed=True, reason=f"registration stopped: {_last_line(exc)}")
     if deformable is None:  # an identity field, so that the transform is complete and can be saved
         empty = sitk.Image([2, 2, 2], sitk.sitkVectorFloat64)
-        empty.SetOrigin(f_img.GetOrigin())
-        empty.SetSpacing([(n - 1) * s for n, s in zip(f_img.GetSize(), f_img.GetSpacing())])
-        empty.SetDirection(f_img.GetDirection())
+        empty.SetOrigin(f.hu.GetOrigin())
+        empty.SetSpacing([(n - 1) * s for n, s in zip(f.hu.GetSize(), f.hu.GetSpacing())])
+        empty.SetDirection(f.hu.GetDirection())
         deformable = sitk.DisplacementFieldTransform(empty)
 
     t2 = time.perf_counter()
-    assessed = _assess(sitk, _compose(affine, deformable), f_lung, m_lung, min_dice, min_jacobian)
-    affine_only = sitk.Resample(m_lung, f_lung, affine, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    assessed = _assess(sitk, _compose(affine, deformable), f.lung, m.lung, min_dice, min_jacobian)
+    affine_only = sitk.Resample(m.lung, f.lung, affine, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     assessed["dice_affine"] = _dice(
-        sitk.GetArrayViewFromImage(f_lung) >= 0.5, sitk.GetArrayViewFromImage(affine_only) >= 0.5
+        sitk.GetArrayViewFromImage(f.lung) >= 0.5, sitk.GetArrayViewFromImage(affine_only) >= 0.5
     )
     seconds["qc"] = time.perf_counter() - t2
     if qc["failed"]:
@@ -653,7 +677,9 @@ def warp_follow_up(
     ----------
     registration : what :func:`register` returned for this pair.
     moving : the follow-up's :class:`Grid`.
-    hu : (z, y, x) int16 HU of the follow-up; resampled trilinearly (values truncated to int16).
+    hu : (z, y, x) int16 HU of the follow-up; resampled trilinearly (values truncated to int16). None: not
+        resampled (None returned in its place), e.g. when only a few planes are wanted (:meth:`Registration.warp`
+        with ``region``).
     lungs : (z, y, x) uint8 lung labels (0-3) of the follow-up; resampled by nearest neighbour.
     opacity : (z, y, x) uint8 opacity labels (0-3, :func:`lungtrial.imaging.metrics.opacity_labels`); nearest neighbour.
     outside_hu : HU of baseline voxels outside the follow-up's volume (their labels are 0).
@@ -672,5 +698,7 @@ def warp_follow_up(
     packed = (lungs.astype(np.uint8) << 2) | opacity.astype(np.uint8)  # both labels in one nearest-neighbour pass
     warped_labels = registration.warp(packed, moving, kind="nearest", default=0)
     del packed
-    warped_hu = registration.warp(np.asarray(hu, dtype=np.int16), moving, kind="linear", default=outside_hu)
+    warped_hu = None
+    if hu is not None:
+        warped_hu = registration.warp(np.asarray(hu, dtype=np.int16), moving, kind="linear", default=outside_hu)
     return warped_hu, warped_labels >> 2, warped_labels & 3

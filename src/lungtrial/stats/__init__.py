@@ -11,8 +11,10 @@ behind it are private, one per topic:
                     baseline, mixed models of every outcome, Kaplan-Meier and log-rank
 ``_nonparametric``  Mann-Whitney U and the Hodges-Lehmann shift with its Moses interval, as R's ``wilcox.test``
 ``_fisher``         conditional maximum-likelihood odds ratio with its exact interval, as R's ``fisher.test``
-``_survival``       Kaplan-Meier median, Cox hazard ratio, Aalen-Johansen cumulative incidence, as R's survival
-``_mixed``          linear mixed models with Satterthwaite or between-within df, as lmerTest and nlme
+``_survival``       Kaplan-Meier median, Cox hazard ratio, Aalen-Johansen cumulative incidence, as R's survival;
+                    Gray's test of cumulative incidence, as cmprsk
+``_mixed``          linear mixed models (random effects, or a residual covariance across visits: MMRM) with
+                    Satterthwaite, between-within or N - p df, as lmerTest, mmrm and nlme
 ``_censoring``      censored lab values (``<L``, ``>L``): one substitution rule and its sensitivity analysis
 ==================  ==========================================================================================
 
@@ -27,6 +29,8 @@ import lazy_loader
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "_plan": (
         "ANALYSES",
+        "COVARIANCE_CHOICES",
+        "DEFAULT_COVARIANCE",
         "DERIVED_SUBJECT_COLUMNS",
         "MULTIPLICITY",
         "OUTCOME_TYPES",
@@ -60,6 +64,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "check_arms",
         "compare_binary",
         "compare_continuous",
+        "compare_survival",
         "censored_for_model",
         "continuous_outcomes",
         "event_indicator",
@@ -83,8 +88,16 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "_nonparametric": ("hodges_lehmann", "mann_whitney", "mwu_null_counts"),
     "_fisher": ("fisher_odds_ratio",),
-    "_survival": ("cox_hazard_ratio", "cox_separation", "cumulative_incidence", "km_median", "survival_quantile"),
-    "_mixed": ("DF_METHODS", "TIMES", "mixed_model", "visit_order"),
+    "_survival": (
+        "cox_hazard_ratio",
+        "cox_separation",
+        "cumulative_incidence",
+        "gray_test",
+        "km_median",
+        "survival_quantile",
+    ),
+    "_mixed": ("COVARIANCES", "DF_METHODS", "RANDOM_EFFECTS", "RESIDUAL_COVARIANCES", "TIMES", "mixed_model",
+               "visit_order"),
     "_censoring": (
         "CENSOR_RULES",
         "DEFAULT_CENSOR_RULE",

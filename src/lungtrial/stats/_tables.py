@@ -11,8 +11,9 @@ and reports the raw and the adjusted p value side by side; the mixed models are 
 
 The methods agree with R's defaults (golden values from R in ``tests/fixtures/r``): Mann-Whitney and
 Hodges-Lehmann as ``wilcox.test`` (:mod:`lungtrial.stats._nonparametric`), odds ratio as ``fisher.test``
-(:mod:`lungtrial.stats._fisher`), risk difference as ``prop.test``, Kaplan-Meier median and Cox model as survival
-(:mod:`lungtrial.stats._survival`), mixed models as lmerTest or nlme (:mod:`lungtrial.stats._mixed`).
+(:mod:`lungtrial.stats._fisher`), risk difference with Newcombe's interval (its formula in R), Kaplan-Meier
+median and Cox model as survival (:mod:`lungtrial.stats._survival`), mixed models as lmerTest, mmrm or nlme
+(:mod:`lungtrial.stats._mixed`).
 
 Censored lab values (``censored`` is ``"<"`` or ``">"``, ``value`` holds the limit) become numbers by one rule,
 the same for models, tests and plots (:mod:`lungtrial.stats._censoring`); the number censored is reported, and
@@ -30,13 +31,13 @@ import pandas as pd
 from scipy import stats as sps
 
 from lungtrial.errors import InputError
+from lungtrial.io import write_csv  # noqa: F401 - result tables are written by lungtrial.io
 from lungtrial.stats._censoring import CENSOR_RULES, DEFAULT_CENSOR_RULE, censor_values, censoring_changes_ranks
 from lungtrial.stats._fisher import fisher_odds_ratio
 from lungtrial.stats._mixed import COLUMNS as _MIXED_MODEL_COLUMNS
 from lungtrial.stats._mixed import mixed_model
 from lungtrial.stats._nonparametric import hodges_lehmann, mann_whitney
 from lungtrial.stats._survival import cox_hazard_ratio, km_median
-from lungtrial.wfutil import atomic_path
 
 if TYPE_CHECKING:
     from lungtrial.stats._plan import Outcome
@@ -71,12 +72,6 @@ def check_arms(subjects: pd.DataFrame, reference: str, treatment: str, source: s
             f"{source}: column arm: expected the configured arms stats.reference_arm={reference!r} and "
             f"stats.treatment_arm={treatment!r} (two different arms), found {found}"
         )
-
-
-def write_csv(frame: pd.DataFrame, path: str) -> None:
-    """Write a result table as CSV atomically (never half-written under its final name)."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
 
 
 def as_bool(values: pd.Series) -> pd.Series:
@@ -200,25 +195,26 @@ def compare_continuous(
 def risk_difference(
     events_treatment: int, n_treatment: int, events_reference: int, n_reference: int, confidence: float = 0.95
 ) -> tuple[float, float, float]:
-    """Risk difference treatment - reference with the interval of R's ``prop.test`` (two groups, default ``correct``).
+    """Risk difference treatment - reference with Newcombe's hybrid score interval.
 
-    The Wald interval ``d +/- (z * sqrt(sum p (1 - p) / n) + c * (1 / n_t + 1 / n_r))`` with the continuity
-    correction ``c = min(1/2, |d| / (1 / n_t + 1 / n_r))``, clipped to [-1, 1].
+    Newcombe (1998, Stat Med 17:873-890, method 10), built from the two arms' Wilson score intervals
+    (statsmodels ``confint_proportions_2indep(method="newcomb")``): it stays within [-1, 1], is not degenerate
+    with zero events, and keeps close to its nominal coverage in small arms, where the Wald interval does not.
 
     Returns
     -------
     difference, low, high : float
         Proportions (0-1; multiply by 100 for percentage points); NaN when an arm has no subjects.
     """
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
     if n_treatment == 0 or n_reference == 0:
         return (math.nan, math.nan, math.nan)
-    p = np.array([events_treatment / n_treatment, events_reference / n_reference])
-    n = np.array([n_treatment, n_reference], dtype=float)
-    delta = float(p[0] - p[1])
-    inv = float(np.sum(1.0 / n))
-    yates = min(0.5, abs(delta) / inv)
-    width = float(sps.norm.ppf((1.0 + confidence) / 2.0)) * math.sqrt(float(np.sum(p * (1.0 - p) / n))) + yates * inv
-    return (delta, max(delta - width, -1.0), min(delta + width, 1.0))
+    low, high = confint_proportions_2indep(
+        events_treatment, n_treatment, events_reference, n_reference, method="newcomb", compare="diff",
+        alpha=1.0 - confidence,
+    )
+    return (events_treatment / n_treatment - events_reference / n_reference, float(low), float(high))
 
 
 def compare_binary(
@@ -233,7 +229,7 @@ def compare_binary(
 
     As R reports them: the two-sided p value, conditional maximum-likelihood odds ratio and its exact
     interval of ``fisher.test`` (:func:`lungtrial.stats.fisher_odds_ratio`), and the risk
-    difference with the continuity-corrected Wald interval of ``prop.test`` (:func:`risk_difference`). With
+    difference with Newcombe's hybrid score interval (:func:`risk_difference`). With
     a zero cell the odds ratio is 0 or infinite (an interval bound 0 or infinite) and ``note`` says so; with
     no events (or only events) in both arms it is not defined (NaN).
 
@@ -259,7 +255,7 @@ def compare_binary(
         "ci_level": confidence,
         "test": (
             "Fisher's exact (two-sided); conditional ML odds ratio with exact CI (R fisher.test); "
-            "risk difference with continuity-corrected Wald CI (R prop.test)"
+            "risk difference with Newcombe's hybrid score CI"
         ),
         "note": _too_few(len(ref), len(trt), reference, treatment, min_per_arm),
     }
@@ -793,6 +789,7 @@ def mixed_models(
     scales: dict[str, str] | None = None,
     visits: Sequence[str] | None = None,
     imaging: Mapping[str, str] | None = None,
+    covariance: str | Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Mixed models (:func:`lungtrial.stats.mixed_model`) of each imaging metric in ``imaging`` and each lab.
 
@@ -817,6 +814,10 @@ def mixed_models(
         Scans-table metric -> label of the imaging outcomes modelled (default :data:`IMAGING_ENDPOINTS`; the
         workflow passes the analysis plan's imaging metrics). Percentages (``pct_*``) are in % of lung volume,
         ``*_ml`` volumes in mL.
+    covariance : str or mapping, optional
+        The model's covariance (:data:`lungtrial.stats.COVARIANCES`), for every outcome or per outcome (metric or
+        analyte name; the key ``default`` for the others, :meth:`lungtrial.stats.Plan.model_covariance`). None:
+        from ``random_slope``.
 
     Returns
     -------
@@ -826,6 +827,11 @@ def mixed_models(
     """
     scales = dict(scales or {})
     kw = {"time": time, "random_slope": random_slope, "df_method": df_method, "visits": visits}
+
+    def cov(name: str) -> str | None:
+        if covariance is None or isinstance(covariance, str):
+            return covariance
+        return covariance.get(name, covariance.get("default"))
     out = []
     ok = scans.loc[scans["status"] == "ok"] if "status" in scans.columns else scans
     for metric, label in (IMAGING_ENDPOINTS if imaging is None else imaging).items():
@@ -834,7 +840,7 @@ def mixed_models(
         cols = ["subject_id", "arm", "study_day"] + (["visit"] if "visit" in ok.columns else [])
         d = ok[cols].assign(y=pd.to_numeric(ok[metric], errors="coerce"))
         log = scales.get(metric, "linear") == "log"
-        res = mixed_model(d, metric, reference, treatment, min_per_arm, log, confidence, **kw)
+        res = mixed_model(d, metric, reference, treatment, min_per_arm, log, confidence, covariance=cov(metric), **kw)
         out.append(res.assign(label=label, unit=metric_unit(metric), censor_rule="", n_censored=0))
     for analyte, sel in labs.groupby("analyte", sort=True):
         y = censor_values(sel["value"], sel["censored"], censor_rule)
@@ -846,7 +852,9 @@ def mixed_models(
         else:
             log = is_skewed(d["y"])
             chosen = "log scale chosen from the data (skewness > 1)" if log else ""
-        res = mixed_model(d, str(analyte), reference, treatment, min_per_arm, log, confidence, **kw)
+        res = mixed_model(
+            d, str(analyte), reference, treatment, min_per_arm, log, confidence, covariance=cov(str(analyte)), **kw
+        )
         n_cens = int(sel["censored"].fillna("").astype(str).str.strip().isin(["<", ">"]).sum())
         extra = [chosen] if chosen else []
         if n_cens:
@@ -881,7 +889,7 @@ def mixed_models_censoring_sensitivity(
 ) -> pd.DataFrame:
     """Sensitivity of the lab mixed models to the censoring rule: :func:`mixed_models` of every analyte with
     censored values rerun under each rule in ``rules`` (``model`` passes ``time``, ``random_slope``,
-    ``df_method``, ``scales``, ``visits``).
+    ``df_method``, ``scales``, ``visits``, ``covariance``).
 
     An analyte without a scale in ``scales`` gets the one the data give under ``configured_rule`` (the analysis
     plan's; :func:`is_skewed`) for every rule, so that the rules are compared on one scale.
@@ -974,6 +982,75 @@ def logrank(
     return float(res.test_statistic), float(res.p_value)
 
 
+def compare_survival(
+    durations: Sequence[float],
+    events: Sequence[bool],
+    arms: Sequence[str],
+    reference: str,
+    treatment: str,
+    min_per_arm: int,
+    confidence: float = 0.95,
+) -> dict[str, object]:
+    """Kaplan-Meier median per arm, log-rank test and Cox hazard ratio, treatment vs reference (one table row).
+
+    Parameters
+    ----------
+    durations : sequence of float
+        Days to the event or to censoring; subjects without one are left out (counted in ``note``).
+    events : sequence of bool
+        True where the event was observed, false where censored at the duration.
+    arms : sequence of str
+        Each subject's arm; only ``reference`` and ``treatment`` are used.
+    reference, treatment : str
+        The arms compared.
+    min_per_arm : int
+        No test when an arm has fewer subjects.
+    confidence : float
+        Level of the median's limits and of the hazard ratio's interval.
+
+    Returns
+    -------
+    dict
+        ``n_*`` and ``events_*`` per arm; ``median_*`` with ``median_*_ci_low``, ``median_*_ci_high`` (days, as R's
+        ``survfit``: the midpoint where the curve lies flat at 0.5; NaN when the curve or the limit does not reach
+        0.5; :func:`lungtrial.stats.km_median`); ``chi2`` and ``p_value`` (log-rank, :func:`logrank`); ``test``;
+        ``hazard_ratio, hr_ci_low, hr_ci_high, hr_p_value`` (Cox model, Efron ties, Wald interval and p;
+        :func:`lungtrial.stats.cox_hazard_ratio`) and ``hr_note`` (why it is not estimable); ``note``.
+    """
+    d = pd.DataFrame(
+        {
+            "duration": pd.to_numeric(pd.Series(durations), errors="coerce").to_numpy(dtype=float),
+            "event": pd.Series(events).fillna(False).astype(bool).to_numpy(),
+            "arm": pd.Series(arms).astype(str).to_numpy(),
+        }
+    )
+    d = d.loc[d["arm"].isin([reference, treatment])]
+    missing = int(d["duration"].isna().sum())
+    d = d.dropna(subset=["duration"])
+    row: dict[str, object] = {}
+    parts = {}
+    for key, arm in (("reference", reference), ("treatment", treatment)):
+        a = d.loc[d["arm"] == arm]
+        parts[key] = a
+        med, lo, hi = km_median(a["duration"], a["event"], confidence)
+        row |= {f"n_{key}": len(a), f"events_{key}": int(a["event"].sum()), f"median_{key}": med,
+                f"median_{key}_ci_low": lo, f"median_{key}_ci_high": hi}
+    note = _too_few(row["n_reference"], row["n_treatment"], reference, treatment, min_per_arm)
+    row |= {"chi2": math.nan, "p_value": math.nan,
+            "test": "Kaplan-Meier; log-rank (1 df); Cox proportional hazards (Efron ties, Wald CI)"}
+    hr = {"hazard_ratio": math.nan, "hr_ci_low": math.nan, "hr_ci_high": math.nan, "hr_p_value": math.nan,
+          "hr_note": ""}
+    if not note:
+        row["chi2"], row["p_value"] = logrank(
+            parts["reference"]["duration"], parts["reference"]["event"],
+            parts["treatment"]["duration"], parts["treatment"]["event"],
+        )
+        cox = cox_hazard_ratio(d["duration"], d["event"], d["arm"] == treatment, confidence)
+        hr = {k: cox[k] for k in hr}
+    without = f"{missing} subject(s) without a duration left out" if missing else ""
+    return row | hr | {"note": "; ".join(n for n in (note, without) if n)}
+
+
 def survival(
     subjects: pd.DataFrame,
     reference: str,
@@ -984,47 +1061,18 @@ def survival(
 ) -> pd.DataFrame:
     """Kaplan-Meier median per arm, log-rank test and Cox hazard ratio, one row per time-to-event endpoint.
 
-    ``endpoints`` as for :func:`survival_data` (default :data:`SURVIVAL_ENDPOINTS`).
-
-    Medians as R's survival reports them (:func:`lungtrial.stats.km_median`: the midpoint of a stretch where
-    the curve lies flat at 0.5) with the limits where the ``confidence`` band (log-log) crosses 0.5; the hazard
-    ratio treatment vs reference from a Cox model with Efron ties (:func:`lungtrial.stats.cox_hazard_ratio`).
-
-    Columns: endpoint, label, reference_arm, treatment_arm, n_* and events_* per arm, median_*, median_*_low,
-    median_*_high (days; NaN when the curve or band does not fall to 0.5), chi2, p_value (log-rank), test, note,
-    hazard_ratio, hr_ci_low, hr_ci_high, hr_p_value (Wald), hr_note.
+    ``endpoints`` as for :func:`survival_data` (default :data:`SURVIVAL_ENDPOINTS`); endpoints whose columns are
+    not in ``subjects`` are left out. Columns: endpoint, label, reference_arm, treatment_arm and those of
+    :func:`compare_survival`.
     """
     endpoints = SURVIVAL_ENDPOINTS if endpoints is None else endpoints
     rows = []
     for endpoint, (label, dur_col, ev_col) in endpoints.items():
         if dur_col not in subjects.columns or ev_col not in subjects.columns:
             continue
-        d = survival_data(subjects, endpoint, endpoints)
-        row: dict[str, object] = {"endpoint": endpoint, "label": label, **_header(reference, treatment)}
-        parts = {}
-        for key, arm in (("reference", reference), ("treatment", treatment)):
-            a = d.loc[d["arm"] == arm]
-            parts[key] = a
-            row[f"n_{key}"] = len(a)
-            row[f"events_{key}"] = int(a["event"].sum())
-            med = km_median(a["duration"], a["event"], confidence)
-            row |= {f"median_{key}": med[0], f"median_{key}_low": med[1], f"median_{key}_high": med[2]}
-        row |= {
-            "chi2": math.nan,
-            "p_value": math.nan,
-            "test": "log-rank (1 df); Cox hazard ratio (Efron ties, Wald CI)",
-            "note": _too_few(row["n_reference"], row["n_treatment"], reference, treatment, min_per_arm),
-        }
-        hr = {k: math.nan for k in ("hazard_ratio", "hr_ci_low", "hr_ci_high", "hr_p_value")} | {"hr_note": ""}
-        if not row["note"]:
-            row["chi2"], row["p_value"] = logrank(
-                parts["reference"]["duration"],
-                parts["reference"]["event"],
-                parts["treatment"]["duration"],
-                parts["treatment"]["event"],
-            )
-            both = pd.concat([parts["reference"], parts["treatment"]])
-            cox = cox_hazard_ratio(both["duration"], both["event"], both["arm"] == treatment, confidence)
-            hr = {k: cox[k] for k in hr}
-        rows.append(row | hr)
+        row = compare_survival(
+            subjects[dur_col], as_bool(subjects[ev_col]).fillna(False), subjects["arm"], reference, treatment,
+            min_per_arm, confidence,
+        )
+        rows.append({"endpoint": endpoint, "label": label, **_header(reference, treatment), **row})
     return pd.DataFrame(rows)

@@ -1,27 +1,89 @@
-"""Speed of the statistics and plots on synthetic tidy tables of growing trial size (prints a table; not a test).
+"""The table stages on large synthetic trials: the clinical stage and the statistics and plots (prints figures).
 
-Builds tables with the clinical stage's columns (subjects, labs, scans; 4 visits, 10 analytes) for ``n`` subjects
-per arm, then times the :mod:`lungtrial.stats` comparisons (a binary and a continuous comparison, imaging change,
-survival with the Cox model, the mixed models of every outcome: visit factor with Satterthwaite df, study day
-with random slopes, visit factor with nlme's df) and each :mod:`lungtrial.plots` figure (PNG + SVG written to a
-temporary folder) as the workflow's scripts call them. Reports wall time in seconds per step and the peak RSS of
-the process in MiB.
+``clinical``
+    Reads and validates a long-form lab file of ``--subjects`` subjects x 12 analytes x ``--samples`` values
+    (:func:`lungtrial.clinical.read_labs`, 2 % of the values censored), then builds the scans table with the nearest
+    lab values (:func:`lungtrial.clinical.scan_table`, 4 scans per subject): rows, seconds, peak memory so far.
+``stats``
+    Builds tidy tables with the clinical stage's columns (subjects, labs, scans; 4 visits, 10 analytes) for each of
+    ``--sizes`` subjects per arm, then times the :mod:`lungtrial.stats` comparisons (binary, continuous, imaging
+    change, survival with the Cox model, the mixed models: visit factor with Satterthwaite df, study day with random
+    slopes, visit factor with nlme's df) and each :mod:`lungtrial.plots` figure (PNG + SVG written to a temporary
+    folder) as the workflow's scripts call them: seconds per step, then peak memory.
 
-Run: ``python benchmarks/bench_stats.py`` (default sizes 9, 100, 1000 per arm; ``--sizes 9 50`` for others).
+Run: ``python benchmarks/bench_tables.py clinical [--subjects 2000] [--samples 10]``,
+``python benchmarks/bench_tables.py stats [--sizes 9 100 1000]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
-import time
 from pathlib import Path
 
+import _harness as h
 import numpy as np
 import pandas as pd
 
-from lungtrial import plots, stats
+# ------------------------------------------------------------------------------------------------------ clinical
+
+LAB_ANALYTES = [
+    ("Lymphocyte count", "10^9/L"), ("CRP", "mg/L"), ("IL-6", "pg/mL"), ("TNF-alpha", "pg/mL"), ("IL-10", "pg/mL"),
+    ("D-dimer", "ug/mL FEU"), ("ALT", "U/L"), ("AST", "U/L"), ("Creatinine", "umol/L"), ("PaO2/FiO2", "mmHg"),
+    ("IgG", "AU/mL"), ("IgM", "AU/mL"),
+]  # fmt: skip
+LAB_VISITS = {"baseline": [-3, 1], "day7": [5, 10], "day14": [11, 18], "day28": [24, 35]}
+
+
+def clinical(args: argparse.Namespace) -> None:
+    from lungtrial import clinical
+
+    n, rng = args.subjects, np.random.default_rng(0)
+    ids = [f"S{i:05d}" for i in range(n)]
+    day0 = pd.Timestamp("2020-02-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")
+    subjects = pd.DataFrame(
+        {
+            "subject_id": ids,
+            "arm": rng.choice(["A", "B"], n),
+            "admission_date": (day0 - pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
+            "day0_date": day0.strftime("%Y-%m-%d"),
+            "discharge_date": (day0 + pd.Timedelta(days=20)).strftime("%Y-%m-%d"),
+        }
+    )
+    days = np.linspace(0, 28, args.samples).round().astype(int)
+    rows = [
+        (s, d0 + pd.Timedelta(days=int(d), hours=7), a, u)
+        for s, d0 in zip(ids, day0)
+        for d in days
+        for a, u in LAB_ANALYTES
+    ]
+    labs = pd.DataFrame(rows, columns=["subject_id", "datetime", "analyte", "unit"])
+    values = rng.lognormal(1, 1, len(labs)).round(2).astype(str)
+    values[rng.random(len(labs)) < 0.02] = "<0.5"
+    labs["value"] = values
+    scans = pd.DataFrame(
+        [
+            (f"{s}-{d}", s, (d0 + pd.Timedelta(days=d)).strftime("%Y-%m-%d"), "ok", 10.0)
+            for s, d0 in zip(ids, day0)
+            for d in (0, 7, 14, 28)
+        ],
+        columns=["scan_id", "subject_id", "scan_date", "status", "pct_opacity"],
+    )
+    resources = h.REPO / "resources"
+    with tempfile.TemporaryDirectory() as tmp:
+        subjects.to_csv(f"{tmp}/subjects.csv", index=False)
+        labs[["subject_id", "datetime", "analyte", "value", "unit"]].to_csv(f"{tmp}/labs.csv", index=False)
+        catalog = clinical.load_catalog(resources / "units.csv", resources / "analytes.csv")
+        with h.clock() as c:
+            subj = clinical.read_subjects(f"{tmp}/subjects.csv")
+            table, _ = clinical.read_labs([f"{tmp}/labs.csv"], subj, catalog, visits=LAB_VISITS)
+        print(f"read_labs: {len(table)} lab rows, {n} subjects: {c.wall:.1f} s, peak RSS {h.peak_rss_mb():.0f} MB")
+        seconds, joined = h.timed(clinical.scan_table, scans, subj, table, LAB_VISITS, window_days=2)
+        print(f"scan_table: {len(joined)} scans x {len(LAB_ANALYTES)} analytes: {seconds:.1f} s, "
+              f"peak RSS {h.peak_rss_mb():.0f} MB")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------------- stats
 
 REF, TRT = "control", "treatment"
 VISITS = {"baseline": 0, "day7": 7, "day14": 14, "day28": 28}
@@ -106,10 +168,9 @@ def tables(n_per_arm: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, p
     return subjects, labs, scans
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[9, 100, 1000], help="subjects per arm")
-    args = parser.parse_args()
+def stats(args: argparse.Namespace) -> None:
+    from lungtrial import plots, stats
+
     print(f"{'per arm':>8} {'step':<22} {'seconds':>8}")
     for n in args.sizes:
         subjects, labs, scans = tables(n)
@@ -142,13 +203,26 @@ def main() -> None:
         }
         with tempfile.TemporaryDirectory() as tmp:
             for name, step in steps.items():
-                start = time.perf_counter()
-                result = step()
-                if name.startswith("plot_"):
-                    plots.save_figure(result, str(Path(tmp) / f"{name}.png"), str(Path(tmp) / f"{name}.svg"))
-                print(f"{n:>8} {name:<22} {time.perf_counter() - start:>8.2f}", flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak:.0f} MiB")
+                with h.clock() as c:
+                    result = step()
+                    if name.startswith("plot_"):
+                        plots.save_figure(result, str(Path(tmp) / f"{name}.png"), str(Path(tmp) / f"{name}.svg"))
+                print(f"{n:>8} {name:<22} {c.wall:>8.2f}", flush=True)
+    print(f"peak RSS {h.peak_rss_mb():.0f} MiB")
+
+
+# ---------------------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser, add_tool = h.tool_parser(__doc__)
+    tool = add_tool("clinical", "read and validate the labs and build the scans table of a large trial")
+    tool.add_argument("--subjects", type=int, default=2000)
+    tool.add_argument("--samples", type=int, default=10, help="values per analyte and subject (default 10)")
+    tool = add_tool("stats", "statistics and plots on synthetic tidy tables of growing trial size")
+    tool.add_argument("--sizes", type=int, nargs="+", default=[9, 100, 1000], help="subjects per arm")
+    args = parser.parse_args(argv)
+    {"clinical": clinical, "stats": stats}[args.tool](args)
 
 
 if __name__ == "__main__":
