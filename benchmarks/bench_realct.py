@@ -58,6 +58,8 @@ Sections (``--cases``) and targets (from the team's issue):
     lesion scan is measured again with a serial prior (:mod:`lungtrial.imaging.segmentation.prior`): the
     library's lungs of the lesion-free scan, moved by a smooth random displacement of that rms length (a stand-in
     for the residual error of registering another timepoint), as another timepoint of the same patient would give.
+    With ``--serial MM``, rows ``serial``: the whole chain, :func:`lungtrial.imaging.serial.serial_prior` registering
+    the lesion-free scan moved by a breath-hold field of ``MM`` at the bases onto the lesion scan.
 ``nolungs``
     Scans without lungs, cropped from the real scan: the slices entirely below the reference lungs' lowest slice
     ("abdomen"), and those entirely above the apices ("neck"). Fewer than 20 slices are padded to 20 by mirroring
@@ -872,11 +874,33 @@ def warp_labels(labels: np.ndarray, spacing, rms_mm: float, rng: np.random.Gener
     return ndimage.map_coordinates(labels, coords, order=0)
 
 
+def serial_reference(hu: np.ndarray, spacing, base: dict, rng, amplitude_mm: float):
+    """Another timepoint of the same patient without lesions: the lesion-free scan moved by a smooth breath-hold
+    displacement of ``amplitude_mm`` at the bases (``bench_registration.breath_hold``), and its library lungs."""
+    from bench_registration import breath_hold, deform
+
+    from lungtrial.imaging.registration import Grid
+    from lungtrial.imaging.segmentation import segment
+
+    grid = Grid.of(hu, spacing)
+    field, _ = breath_hold(base["lungs"], grid, rng, amplitude_mm)
+    moved, _ = deform(hu, base["lungs"], grid, field)
+    moved = np.asarray(moved).astype(np.int16)
+    return grid, moved, segment(moved, spacing).labels
+
+
 def section_lesions(
-    name, hu, spacing, ref, body, base, rng, burdens, kinds, workdir, table, notes, pngs, prior_errors=()
+    name, hu, spacing, ref, body, base, rng, burdens, kinds, workdir, table, notes, pngs, prior_errors=(), serial=None, serial_raise=0.0
 ) -> None:
     maker = LesionMaker(hu, ref, body, spacing, rng)
     priors = {None: None}
+    reference = None
+    if serial:
+        reference = serial_reference(hu, spacing, base, rng, serial)
+        notes.append(
+            f"  {name}: serial = the library's serial prior (lungtrial.imaging.serial.serial_prior: registration, "
+            f"then segment(prior=)) from the lesion-free scan moved by a breath-hold field of {serial:g} mm"
+        )
     for err in prior_errors:
         priors[err] = warp_labels(base["lungs"], spacing, err, rng)
         notes.append(
@@ -895,7 +919,25 @@ def section_lesions(
         for burden in burdens:
             vol_les, ggo, cons = maker.insert(kind, burden)
             truth = ggo | cons
-            for err, prior in priors.items():
+            rows = list(priors.items())
+            if reference is not None:
+                from lungtrial.imaging.segmentation import segment
+                from lungtrial.imaging.serial import serial_prior
+
+                grid, ref_hu, ref_lab = reference
+                t0 = time.perf_counter()
+                found = serial_prior(
+                    vol_les, segment(vol_les, spacing).labels, grid, ref_hu, ref_lab, grid, floor_raise_mm=serial_raise
+                )
+                notes.append(
+                    f"  {name} {kind} {burden:g}: serial prior {'used' if found.qc.get('used') else 'not used'} "
+                    f"(covers {found.qc.get('covers', float('nan')):.3f}{', ' + found.qc['reason'] if found.qc.get('reason') else ''}), "
+                    f"{time.perf_counter() - t0:.0f} s"
+                )
+                rows.append(("serial", found.labels))
+            for err, prior in rows:
+                if err is not None and prior is None:
+                    continue
                 _lesion_row(
                     name,
                     kind,
@@ -924,7 +966,7 @@ def _lesion_row(
     """One row of the lesions table: the lesion scan measured without a prior (``err`` None) or with ``prior``."""
     ins_ml = ml(truth, spacing)
     ins_pct = 100.0 * ins_ml / ref_ml
-    tag = "-" if err is None else f"{err:g}mm"
+    tag = "-" if err is None else (err if isinstance(err, str) else f"{err:g}mm")
     if prior is None:
         res, reason, _ = run_library(vol_les, spacing)
     else:
@@ -962,9 +1004,9 @@ def _lesion_row(
         lz = np.flatnonzero(truth.any(axis=(1, 2)))
         zs = sorted({int(lz[int(f * (len(lz) - 1))]) for f in (0.9, 0.6, 0.35, 0.1)})
         y = round(ndimage.center_of_mass(truth)[1])
-        suffix = "" if err is None else f"_prior{err:g}mm"
+        suffix = "" if err is None else f"_{tag}" if isinstance(err, str) else f"_prior{err:g}mm"
         png = workdir / f"{name}_lesions_{kind}{burden:g}{suffix}.png"
-        with_prior = "" if err is None else f", with a {err:g} mm prior"
+        with_prior = "" if err is None else f", with the {tag} prior" if isinstance(err, str) else f", with a {err:g} mm prior"
         save_panels(
             png,
             vol_les,
@@ -1064,6 +1106,21 @@ def main() -> None:
         default=[2.0],
         help="lesions are also measured with a serial prior: the lesion-free scan's library lungs moved by a "
         "smooth random field of these rms lengths, mm (default 2; none: no prior rows)",
+    )
+    parser.add_argument(
+        "--serial",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="lesions are also measured with the library's serial prior registered from the lesion-free scan "
+        "moved by a breath-hold field of this amplitude at the bases, mm (e.g. 15; rows 'serial')",
+    )
+    parser.add_argument(
+        "--serial-raise",
+        type=float,
+        default=0.0,
+        metavar="MM",
+        help="serial_prior's floor_raise_mm for the 'serial' rows (default 0)",
     )
     args = parser.parse_args()
     sections = [s.strip() for s in args.cases.split(",") if s.strip()]
@@ -1292,6 +1349,8 @@ def main() -> None:
                 les_notes,
                 pngs,
                 args.prior_errors,
+                args.serial,
+                args.serial_raise,
             )
         if "nolungs" in sections:
             section_nolungs(name, hu, spacing, ref, workdir, nol_t, pngs)
