@@ -34,7 +34,13 @@ def test_demo_config_plan_loads_with_one_primary_endpoint():
     assert plan.primary.visits == ("day28",) and plan.baseline_visit == "baseline"
     assert {o.role for o in plan.outcomes} == {"primary", "secondary", "exploratory"}
     levels = [o.level for o in plan.outcomes if o.column == "oxygen_support"]
-    assert levels == ["none", "low-flow", "high-flow", "mechanical ventilation"]
+    assert levels == ["none"]
+    # no binary row repeats another (the family's adjustment counts each event once)
+    binary = [o.name for o in plan.of_type("binary")]
+    assert "mechanical_ventilation" in binary and not [n for n in binary if n.endswith("mechanical_ventilation")
+                                                       and n != "mechanical_ventilation"]
+    # nothing defined only for subjects with an event is compared as a continuous outcome
+    assert not [o for o in plan.of_type("continuous") if o.column == "length_of_stay_days"]
     # no time to an event is compared among subjects with the event only
     durations = ("days_to_discharge", "days_to_symptom_resolution")
     assert not [o for o in plan.of_type("continuous") if o.column in durations]
@@ -56,6 +62,8 @@ def test_demo_config_plan_loads_with_one_primary_endpoint():
         ([{**PRIMARY, "visits": ["day99"]}], {}, r"analysis\.outcomes\[0\]\.visits", "day99 not among"),
         ([PRIMARY, {"name": "d", "type": "continuous", "column": "days_to_discharge", "label": "x"}], {},
          r"analysis\.outcomes\[1\]\.column", "declare it as type time-to-event"),
+        ([PRIMARY, {"name": "los", "type": "continuous", "column": "length_of_stay_days", "label": "x"}], {},
+         r"analysis\.outcomes\[1\]\.column", "compare days_to_discharge as type time-to-event"),
         ([PRIMARY, {"name": "f", "type": "binary", "label": "Fever"}], {}, r"analysis\.outcomes\[1\]\.column",
          "missing"),
         ([PRIMARY], {"visits": ["day7", "day14"]}, r"analysis\.visits", "must contain day 0"),
@@ -199,6 +207,41 @@ def test_table1_one_rounding_rule_per_row():
     assert t1.loc["Age, years", REF] == "50 (45, 56)"
     assert t1.loc["Age, years", TRT] == "47 (46, 174)"
     assert t1.loc["Age, years", "statistic"] == "median (Q1, Q3)"
+
+
+def _censored_labs() -> pd.DataFrame:
+    """IL-6 of six subjects at baseline (day -1) and day 7: two baselines below the limit <2."""
+    ids = list("abcdef")
+    base = pd.DataFrame({"subject_id": ids, "arm": [REF] * 3 + [TRT] * 3, "visit": "baseline", "study_day": -1.0,
+                         "value": [2.0, 2.0, 8.0, 4.0, 6.0, 10.0], "censored": ["<", "<", "", "", "", ""]})
+    day7 = base.assign(visit="day7", study_day=7.0, value=[3.0, 5.0, 9.0, 6.0, 9.0, 12.0], censored="")
+    return pd.concat([base, day7], ignore_index=True).assign(analyte="il6", analyte_label="IL-6", unit="pg/mL")
+
+
+def test_table1_summarises_censored_labs_by_the_configured_rule():
+    subjects = pd.DataFrame({"subject_id": list("abcdef"), "arm": [REF] * 3 + [TRT] * 3})
+    scans = pd.DataFrame(columns=["subject_id", "arm", "visit", "study_day", "status"])
+    cell = {rule: stats.table1(subjects, _censored_labs(), scans, [REF, TRT], censoring=rule)
+            .set_index("variable").loc["IL-6, pg/mL", REF] for rule in ("half_limit", "limit", "exclude")}
+    assert cell["half_limit"] == "1.00 (1.00, 4.50) (2 censored)"  # <2 as 1
+    assert cell["limit"] == "2.00 (2.00, 5.00) (2 censored)"
+    assert cell["exclude"] == "8.00 (8.00, 8.00) [n=1] (2 censored)"
+
+
+def test_lab_ancova_notes_its_censored_values():
+    from lungtrial.stats._plan import continuous_outcomes
+
+    plan = plan_of(PRIMARY, {"name": "il6_change", "type": "continuous", "analyte": "il6", "at": "day7",
+                             "analysis": "ancova", "label": "IL-6 change"}, censoring="limit")
+    subjects = pd.DataFrame({"subject_id": list("abcdef"), "arm": [REF] * 3 + [TRT] * 3})
+    out = continuous_outcomes(plan, subjects, _censored_labs(), REF, TRT, min_per_arm=2)
+    row = out.set_index("outcome").loc["il6_change"]
+    assert row["analysis"] == "ancova" and np.isfinite(row["p_value"])
+    assert row["note"] == "2 censored value(s), rule limit"  # one limit below every measured value: ranks kept
+    labs = _censored_labs()
+    labs.loc[2, ["value", "censored"]] = [1.5, ""]  # a measured value under the limit: the rule can reorder them
+    row = continuous_outcomes(plan, subjects, labs, REF, TRT, min_per_arm=2).set_index("outcome").loc["il6_change"]
+    assert row["note"] == "2 censored value(s), rule limit (the rule can change the ranks)"
 
 
 # ------------------------------------------------------------------------------------------- the demo sheet

@@ -725,8 +725,8 @@ def test_indexed_read_skips_the_second_header_parse_and_rechecks_files(tmp_path,
     series = dicom.ingest(folder, "S01-D00", index=index)
     assert series == dicom.ingest(folder, "S01-D00")
     parsed = []
-    original = dicom._read_frames
-    monkeypatch.setattr(dicom, "_read_frames", lambda *a: parsed.append(a[1]) or original(*a))
+    original = dicom._volume._read_frames
+    monkeypatch.setattr(dicom._volume, "_read_frames", lambda *a: parsed.append(a[1]) or original(*a))
     np.testing.assert_array_equal(read_volume(folder, series, index=index).hu, truth)
     assert parsed == []
     # a file rewritten after indexing (other size) is read through pydicom again, with its own checks
@@ -777,6 +777,6 @@ def test_file_numbers_resolve_through_the_index_when_a_file_gave_no_row(tmp_path
     index = dicom.index_folder(folder)
     labels = sorted(index["label"], key=lambda s: int(s.split()[1]))
     dropped = index[index["label"] != labels[0]]  # as if the first file had given no row
-    full, partial = dicom._resolver(folder, index), dicom._resolver(folder, dropped)
+    full, partial = dicom._volume._resolver(folder, index), dicom._volume._resolver(folder, dropped)
     for label in labels[1:]:
         assert partial(label) == full(label)

@@ -10,6 +10,7 @@ from lungtrial.imaging.metrics import (
     HUClass,
     hu_classes,
     involvement_score,
+    lesion_metrics,
     measure,
     measure_and_label,
     measure_regions,
@@ -368,3 +369,33 @@ def test_large_volume_labels_match_brute_force():
     assert labels.dtype == np.uint8 and labels.flags.writeable and (labels == expected).all()
     assert scan["lung_volume_ml"] == pytest.approx(box.sum() * VOXEL_ML)
     assert regions["lung_volume_ml"].sum() == pytest.approx(scan["lung_volume_ml"])
+
+
+def test_lesions_are_26_connected_opacity_and_exclude_vessels():
+    labels = np.zeros((6, 8, 8), dtype=np.uint8)
+    labels[1, 1:3, 1:3] = 1  # ground glass, 4 voxels ...
+    labels[2, 3, 3] = 2  # ... and consolidation touching it by a corner only: one lesion of 5 voxels
+    labels[4, 6, 6] = 1  # a lesion of its own
+    labels[1:5, 5, 1] = 3  # vessel: not opacity, and joins nothing
+    labels[4, 5, 2] = 1  # touches only the vessel: a third lesion
+    assert lesion_metrics(labels, SPACING) == {"n_lesions": 3, "largest_lesion_ml": pytest.approx(5 * VOXEL_ML)}
+    assert lesion_metrics(np.where(labels == 3, 0, 3 * (labels > 0)).astype(np.uint8), SPACING)["n_lesions"] == 0
+    assert lesion_metrics(np.zeros((2, 2, 2), np.uint8), SPACING) == {"n_lesions": 0, "largest_lesion_ml": 0.0}
+
+
+def test_lesion_columns_of_the_scan_row():
+    hu, lungs = two_lungs()
+    hu[10:14, 2:6, 2:6] = -500  # right lung: one ground-glass lesion of 64 voxels
+    hu[20, 5, 15] = 0  # left lung: one consolidation voxel
+    vessels = np.zeros(hu.shape, dtype=bool)
+    vessels[20, 5, 16] = True
+    hu[20, 5, 16] = 0  # a vessel beside it: not part of the lesion
+    scan, regions, labels = measure_and_label(hu, lungs, SPACING, vessels=vessels)
+    assert scan["n_lesions"] == 2 and scan["largest_lesion_ml"] == pytest.approx(64 * VOXEL_ML)
+    assert lesion_metrics(labels, SPACING) == {k: scan[k] for k in ("n_lesions", "largest_lesion_ml")}
+    assert measure_scan(hu, lungs, SPACING, vessels=vessels)["n_lesions"] == 2
+    assert "n_lesions" not in regions.columns
+    ards = measure_and_label(hu, lungs, SPACING, vessels=vessels, preset="ards")[0]  # lesions are radiology opacity
+    assert ards["n_lesions"] == 2
+    scan_cols, _ = metric_columns()
+    assert scan_cols.index("largest_lesion_ml") == scan_cols.index("n_lesions") + 1

@@ -105,6 +105,28 @@ def test_trajectories(tables, tmp_path):
     assert f"{REF} (n=4)" in text and f"{TRT} (n=4)" in text
 
 
+def test_trajectory_axes_follow_the_models_scales(tables):
+    _, scans, labs = tables
+    data = plots.labs_long(labs)  # no scale given: log where the values are skewed, as the models
+    assert data.groupby("panel")["log"].first().to_dict() == {
+        "CRP, mg/L": stats.is_skewed(data.loc[data["panel"] == "CRP, mg/L", "value"]), "Lymphocytes, 10^9/L": False}
+    fixed = plots.labs_long(labs, scales={"crp": "linear", "lymphocytes": "log"})
+    assert fixed.groupby("panel")["log"].first().to_dict() == {"CRP, mg/L": False, "Lymphocytes, 10^9/L": True}
+    img = plots.imaging_long(scans, {"pct_opacity": "Opacity, %", "pct_consolidation": "Cons., %"},
+                             {"pct_consolidation": "log"})
+    assert img.groupby("panel")["log"].first().to_dict() == {"Opacity, %": False, "Cons., %": True}
+    fig = plots.plot_trajectories(pd.concat([fixed, img], ignore_index=True), ARMS, COLORS, "Scales")
+    scales = {ax.get_title(): ax.get_yscale() for ax in fig.axes if ax.get_title()}
+    assert scales == {"CRP, mg/L": "linear", "Lymphocytes, 10^9/L": "log", "Opacity, %": "linear", "Cons., %": "log"}
+    assert len(data) == len(labs)
+
+
+def test_empty_plan_gives_a_figure_saying_so(tmp_path):
+    long = plots.imaging_long(pd.DataFrame(columns=["subject_id", "arm", "study_day", "visit"]), {})
+    fig = plots.plot_trajectories(long, ARMS, COLORS, "CT opacity")
+    assert "nothing to plot" in _check_written(fig, tmp_path, "empty")
+
+
 def test_change_by_visit(tables, tmp_path):
     _, scans, _ = tables
     change = stats.change_from_baseline(scans, ["pct_opacity", "pct_consolidation"], list(VISITS))

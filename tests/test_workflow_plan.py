@@ -188,8 +188,16 @@ def second_trial(tmp_path_factory, dicom) -> Path:
     }
     visits = {"screening": [-2, 0], "week1": [5, 9], "week2": [12, 16]}
     trial_config(workdir, analysis, visits, ("placebo", "drug"), ["labs.csv"])
-    snakemake(workdir, "--cores", "2", *TARGETS, "results/stats/competing_risk.csv")
+    snakemake(workdir, "--cores", "2", *TARGETS, "results/stats/competing_risk.csv", *SECOND_TRIAL_MODELS_AND_PLOTS)
     return workdir
+
+
+SECOND_TRIAL_MODELS_AND_PLOTS = [
+    "results/stats/mixed_models.csv",
+    "results/plots/trajectories_imaging.png",
+    "results/plots/change_from_baseline.png",
+    "results/plots/trajectories_labs.png",
+]
 
 
 def test_second_trial_runs_from_config_and_sheets_only(second_trial):
@@ -214,6 +222,18 @@ def test_second_trial_runs_from_config_and_sheets_only(second_trial):
     assert competing["n_death"].sum() == 1 and competing.loc[competing["n_death"] == 1, "time"].tolist() == [10.0]
     last = competing.groupby("arm").tail(1)
     assert last["death_incidence"].max() > 0 and (last["incidence"] + last["death_incidence"] <= 1 + 1e-12).all()
+
+
+def test_second_trial_models_and_plots_take_the_plan_only(second_trial):
+    """The plan has no imaging outcome from the scans table: no imaging metric is modelled (the library's default
+    metrics are not put in its place), the lab is, and the imaging plots say there is nothing to plot."""
+    models = pd.read_csv(second_trial / "results/stats/mixed_models.csv")
+    assert set(models["outcome"]) == {"crp"}
+    assert set(models["time"]) == {"visit", "continuous"}
+    for target in SECOND_TRIAL_MODELS_AND_PLOTS[1:]:
+        png = second_trial / target
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", target
+        assert "nothing to plot" in png.with_suffix(".svg").read_text() or "labs" in target, target
 
 
 def test_change_map_endpoint_in_the_statistics(second_trial):

@@ -38,6 +38,11 @@ TEMPORARY = re.compile(r"^\..+\.tmp(\.[^/]*)?$")
 SVG_HASH_SALT = "lungtrial"
 """Salt of the SVG element ids (matplotlib ``svg.hashsalt``): fixed, so that the ids do not change between runs."""
 
+# The process's umask, read once at import: os.umask can only be read by setting it, which is not thread-safe
+# (writers run on several threads at once).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -62,9 +67,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o666 & ~umask)  # mkstemp makes owner-only files; outputs get the usual permissions
+    tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes owner-only files; outputs get the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)

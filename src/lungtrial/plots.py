@@ -100,15 +100,21 @@ def _plain_log_axis(ax) -> None:
         ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
-def imaging_long(scans: pd.DataFrame, metrics: Mapping[str, str]) -> pd.DataFrame:
-    """Measured scans in long form for :func:`plot_trajectories`: subject_id, arm, study_day, visit, panel, value.
+def imaging_long(
+    scans: pd.DataFrame, metrics: Mapping[str, str], scales: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """Measured scans in long form for :func:`plot_trajectories`: subject_id, arm, study_day, visit, panel, value,
+    censored, log.
 
-    ``metrics`` maps scan-table columns to panel titles (with unit).
+    ``metrics`` maps scan-table columns to panel titles (with unit). ``scales`` maps a metric to its prespecified
+    scale (``"log"`` or ``"linear"``; the analysis plan's, :meth:`lungtrial.stats.Plan.model_scales`); a metric not
+    in it is linear, as in the mixed models. ``log`` (bool) is true on the rows of a log-scale metric.
     """
+    scales = dict(scales or {})
     ok = scans.loc[scans["status"] == "ok"] if "status" in scans.columns else scans
     parts = [
         ok[["subject_id", "arm", "study_day", "visit"]].assign(
-            panel=title, value=pd.to_numeric(ok[col], "coerce"), censored=""
+            panel=title, value=pd.to_numeric(ok[col], "coerce"), censored="", log=scales.get(col) == "log"
         )
         for col, title in metrics.items()
         if col in ok.columns
@@ -116,23 +122,34 @@ def imaging_long(scans: pd.DataFrame, metrics: Mapping[str, str]) -> pd.DataFram
     return (
         pd.concat(parts, ignore_index=True)
         if parts
-        else pd.DataFrame(columns=["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"])
+        else pd.DataFrame(columns=["subject_id", "arm", "study_day", "visit", "panel", "value", "censored", "log"])
     )
 
 
-def labs_long(labs: pd.DataFrame, censor_rule: str = DEFAULT_CENSOR_RULE) -> pd.DataFrame:
+def labs_long(
+    labs: pd.DataFrame, censor_rule: str = DEFAULT_CENSOR_RULE, scales: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Lab values in long form for :func:`plot_trajectories`; one panel per analyte titled ``label, unit``.
 
     Censored values become numbers by ``censor_rule`` (:func:`lungtrial.stats.censor_values`), the rule the
-    models use; rows the rule leaves out (``"exclude"``) are dropped.
+    models use; rows the rule leaves out (``"exclude"``) are dropped. ``log`` (bool, per analyte) follows the
+    scale the mixed models use (:func:`lungtrial.stats.mixed_models`): the prespecified one in ``scales``
+    (analyte -> ``"log"`` or ``"linear"``; the analysis plan's, :meth:`lungtrial.stats.Plan.model_scales`), else
+    log when the analyte's values are skewed (:func:`lungtrial.stats.is_skewed`).
     """
+    scales = dict(scales or {})
     d = labs.loc[labs["value"].notna()]
     d = d.assign(
         panel=d["analyte_label"].astype(str) + ", " + d["unit"].astype(str),
         censored=d["censored"].fillna("").astype(str),
         value=censor_values(d["value"], d["censored"], censor_rule),
     )
-    return d.loc[d["value"].notna(), ["subject_id", "arm", "study_day", "visit", "panel", "value", "censored"]]
+    log = {
+        analyte: scales[str(analyte)] == "log" if str(analyte) in scales else stats.is_skewed(v)
+        for analyte, v in d.groupby("analyte", sort=False)["value"]
+    }
+    d = d.assign(log=d["analyte"].map(log).fillna(False).astype(bool))
+    return d.loc[d["value"].notna(), ["subject_id", "arm", "study_day", "visit", "panel", "value", "censored", "log"]]
 
 
 def plot_trajectories(
@@ -149,16 +166,19 @@ def plot_trajectories(
     censored (``""``, ``"<"``, ``">"``; censored values are drawn where the censoring rule puts them, see
     :func:`labs_long`, as open down/up triangles).
     The arm mean and its t-based ``confidence`` interval are computed per visit across subjects and drawn at
-    the arm's median study day of that visit. Panels whose positive values are strongly skewed
-    (:func:`lungtrial.stats.is_skewed`) use a log y axis and the geometric mean with its CI.
+    the arm's median study day of that visit. A panel whose rows have ``log`` true (the models' scale, see
+    :func:`labs_long`, :func:`imaging_long`) uses a log y axis and the geometric mean with its CI; without a
+    ``log`` column, a panel whose positive values are strongly skewed (:func:`lungtrial.stats.is_skewed`) does.
     """
     panels = list(dict.fromkeys(long["panel"]))
     fig, axes = _grid(max(len(panels), 1), ncols)
+    if not panels:
+        axes[0].text(0.5, 0.5, "nothing to plot", ha="center", transform=axes[0].transAxes)
     line_alpha = float(np.clip(10.0 / max(long["subject_id"].nunique(), 1), 0.05, 0.35))  # fainter when many
     any_log = False
     for ax, panel in zip(axes, panels):
         d = long.loc[long["panel"] == panel].sort_values("study_day")
-        log = stats.is_skewed(d["value"])
+        log = bool(d["log"].iloc[0]) if "log" in d.columns else stats.is_skewed(d["value"])
         any_log |= log
         for arm in arms:
             a = d.loc[d["arm"].astype(str) == arm]
@@ -216,6 +236,8 @@ def plot_change_by_visit(
     """
     metrics = [m for m in labels if m in set(change["metric"])]
     fig, axes = _grid(max(len(metrics), 1), 2, (5.5, 3.6))
+    if not metrics:
+        axes[0].text(0.5, 0.5, "nothing to plot", ha="center", transform=axes[0].transAxes)
     rng = np.random.default_rng(seed)
     width = 0.8 / max(len(arms), 1)
     for ax, metric in zip(axes, metrics):

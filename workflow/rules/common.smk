@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from lungtrial.errors import InputError
 from lungtrial.imaging.metrics import PRESETS
+from lungtrial.imaging.change import registration_kwargs
 
 
 def stop(message):
@@ -359,6 +360,45 @@ def change_scans(wildcards):
         {key: SCAN_INFO[scan][key] for key in ("scan_id", "subject_id")}
         for scan in change_candidates(wildcards)
     ]
+
+
+# The serial prior (config imaging.serial_prior): the imaging tables take each scan's measurement with its
+# subject's least-affected scan as prior (workflow/rules/serial.smk) instead of the scan's own.
+SERIAL = bool(config["imaging"].get("serial_prior", False))
+# the registration settings of config registration (as for the change maps), lists as lists (job parameters)
+SERIAL_REGISTRATION = {
+    key: list(value) if isinstance(value, tuple) else value
+    for key, value in registration_kwargs(config.get("registration", {})).items()
+}
+
+
+def measured(name):
+    """Every scan's file ``name``: of its own measurement, or with the serial prior of the one in ``serial/``."""
+    folder = "results/scans/{scan}/serial" if SERIAL else "results/scans/{scan}"
+    return per_scan(f"{folder}/{name}")
+
+
+def serial_scans(wildcards):
+    """The scans of a scan's subject, in time order (their per-scan results choose the reference)."""
+    return SUBJECT_SCANS[SCAN_INFO[wildcards.scan]["subject_id"]]
+
+
+def serial_inputs(wildcards):
+    """Inputs of a serial_scan job: series.json, metrics and masks of every scan of its subject and, for the demo
+    trial only, their DICOM folders. A re-measured or added scan of the subject reruns the subject's jobs (it may
+    be the new reference)."""
+    scans = serial_scans(wildcards)
+    return {
+        "series": expand("results/scans/{scan}/series.json", scan=scans),
+        "metrics": expand("results/scans/{scan}/metrics.csv", scan=scans),
+        "masks": expand("results/scans/{scan}/masks", scan=scans),
+        "dicom": [DICOM_DIRS[scan] for scan in scans] if config["demo"] else [],
+    }
+
+
+def serial_mem_mb(wildcards, attempt):
+    """Memory of a serial_scan job: two scans' volumes and the registration's working images, as a change pair."""
+    return change_mem_mb(wildcards, attempt)
 
 
 def change_mem_mb(wildcards, attempt):

@@ -46,9 +46,11 @@ rule quantify_scan:
 
 rule imaging_tables:
     input:
-        metrics=per_scan("results/scans/{scan}/metrics.csv"),
-        regions=per_scan("results/scans/{scan}/regions.csv"),
-        series=per_scan("results/scans/{scan}/series.json"),
+        # each scan's own measurement, or with config imaging.serial_prior the one with its serial prior
+        metrics=measured("metrics.csv"),
+        regions=measured("regions.csv"),
+        series=measured("series.json"),
+        priors=per_scan("results/scans/{scan}/serial/prior.json") if SERIAL else [],
     output:
         metrics=report(
             "results/imaging/metrics.csv",

@@ -28,6 +28,7 @@ rule plot_trajectories_imaging:
         plots=PLOT_PARAMS,
         hu_classes=HU_CLASSES,
         imaging=PLAN_LONGITUDINAL["imaging"],
+        scales=PLAN_LONGITUDINAL["scales"],
     script:
         "../scripts/plot_trajectories_imaging.py"
 
@@ -54,6 +55,7 @@ rule plot_trajectories_labs:
     params:
         plots=PLOT_PARAMS,
         censoring=PLAN.censoring,
+        scales=PLAN_LONGITUDINAL["scales"],
     script:
         "../scripts/plot_trajectories_labs.py"
 

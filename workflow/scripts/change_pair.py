@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lungtrial.errors import InputError
 from lungtrial.imaging.change import choose_baseline, compare_scans
-from lungtrial.imaging.quantify import scan_folder
+from lungtrial.imaging.quantify import existing_scan_folder
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -19,31 +19,23 @@ infos = snakemake.params.scans
 follow_up = infos[-1]["scan_id"]
 
 
-def folder_of(k: int):
-    def folder() -> Path:
-        if snakemake.input.get("dicom"):
-            return Path(snakemake.input.dicom[k])
-        scan = infos[k]["scan_id"]
-        path, sheet, row = scan_folder(scan)
-        if not path.is_dir():
-            raise InputError(
-                f"{sheet}, row {row}: dicom_dir of scan {scan} (subject {infos[k]['subject_id']}) is not an existing "
-                "folder (expected the scan's DICOM folder; its path is not shown: folder names may identify the "
-                "patient)"
-            )
-        return path
-
-    return folder
+def folder_of(k: int) -> Path:
+    """Scan ``k``'s DICOM folder: the rule's input (demo) or the one handed over (checked to exist)."""
+    if snakemake.input.get("dicom"):
+        return Path(snakemake.input.dicom[k])
+    return existing_scan_folder(infos[k]["scan_id"])
 
 
 series = [json.loads(Path(p).read_text()) for p in snakemake.input.series]
-scans = [
-    {"scan_id": info["scan_id"], "series": s, "folder": folder_of(k), "masks": snakemake.input.masks[k]}
-    for k, (info, s) in enumerate(zip(infos, series, strict=True))
-]
 chosen = choose_baseline(series)
-baseline = None if chosen is None else scans[chosen]
 try:
+    # the two folders compared are resolved now, while the workflow that handed them over is surely running
+    folders = {k: folder_of(k) for k in {len(infos) - 1, chosen} if k is not None}
+    scans = [
+        {"scan_id": info["scan_id"], "series": s, "folder": folders.get(k), "masks": snakemake.input.masks[k]}
+        for k, (info, s) in enumerate(zip(infos, series, strict=True))
+    ]
+    baseline = None if chosen is None else scans[chosen]
     result = compare_scans(
         baseline,
         scans[-1],

@@ -7,7 +7,8 @@ from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
 inp, out = snakemake.input, snakemake.output
-tables = imaging_tables(snakemake.params.scans, inp.metrics, inp.regions, inp.series)
+priors = getattr(inp, "priors", None) or None  # serial_prior.json of each scan, with config imaging.serial_prior
+tables = imaging_tables(snakemake.params.scans, inp.metrics, inp.regions, inp.series, priors)
 io.write_csv(tables.metrics, out.metrics)
 io.write_csv(tables.regions, out.regions)
 io.write_csv(tables.qc, out.qc)

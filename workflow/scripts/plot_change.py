@@ -10,7 +10,7 @@ p = snakemake.params.plots
 scans = pd.read_parquet(snakemake.input.scans)
 arms, colors = plots.arms_and_colors(scans, p["reference_arm"], p["treatment_arm"])
 visits = snakemake.params.visits
-metrics = [m for m in snakemake.params.imaging or stats.IMAGING_ENDPOINTS if m in scans.columns]
+metrics = [m for m in snakemake.params.imaging if m in scans.columns]  # the plan's only (none: an empty figure)
 change = stats.change_from_baseline(scans, metrics, visits, lookback_days=snakemake.params.lookback_days)
 fig = plots.plot_change_by_visit(change, visits[1:], arms, colors, {m: stats.metric_label(m) for m in metrics})
 plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)

@@ -17,7 +17,7 @@ common = {
     "censor_rule": plan["censoring"],
     "visits": plan["visits"],
     "scales": plan["scales"],
-    "imaging": {m: stats.metric_label(m) for m in plan["imaging"] or stats.IMAGING_ENDPOINTS},
+    "imaging": {m: stats.metric_label(m) for m in plan["imaging"]},  # the plan's metrics only (none: labs only)
 }
 args = (scans, labs, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"])
 table = pd.concat(

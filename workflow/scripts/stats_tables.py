@@ -23,7 +23,8 @@ arms = [ref, trt, *sorted(set(subjects["arm"].astype(str)) - {ref, trt})]
 
 tables = stats.run_plan(plan, subjects, labs, scans, adverse_events, ref, trt, min_n, conf, change=change)
 tables["table1"] = stats.table1(
-    subjects, labs, scans, arms, plan.baseline_visit, plan.baseline_lookback_days, plan.first_dose_day
+    subjects, labs, scans, arms, plan.baseline_visit, plan.baseline_lookback_days, plan.first_dose_day,
+    censoring=plan.censoring,
 )
 for name, table in tables.items():
     stats.write_csv(table, snakemake.output[name])

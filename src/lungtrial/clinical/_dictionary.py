@@ -89,6 +89,10 @@ _SCAN_BASE = [
 def _metric_entry(column: str) -> tuple[str, str]:
     """Meaning and unit of an imaging metric column, from its name."""
     name = column.replace("_", " ")
+    if column == "n_lesions":
+        return "lesions: connected regions of ground glass or consolidation (26-connectivity)", "count"
+    if column == "largest_lesion_ml":
+        return "volume of the largest lesion (connected ground glass or consolidation)", "mL"
     if column.startswith("pct_"):
         return f"{column[4:].replace('_', ' ')} as a percentage of the lung volume", "%"
     if column.endswith("_ml"):

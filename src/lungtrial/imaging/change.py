@@ -460,8 +460,11 @@ def _write_pair(outdir, baseline, follow_up, status, reason, row=None, regions=N
         "qc": qc or {},
         "seconds": {k: round(float(v), 2) for k, v in (seconds or {}).items()},
     }
+    # the file holds no timings (they differ on every run; the job's log has them): the same inputs, the same bytes
+    saved = {k: v for k, v in result.items() if k != "seconds"}
+    saved["qc"] = {k: v for k, v in saved["qc"].items() if k != "seconds"}
     with atomic_path(os.path.join(outdir, PAIR_FILES["qc"])) as tmp, open(tmp, "w") as fp:
-        json.dump(result, fp, indent=1, default=float)
+        json.dump(saved, fp, indent=1, default=float)
     return result
 
 

@@ -46,6 +46,12 @@ to the zone that holds its centre. Regions: ``right_upper, right_middle, right_l
 left_lower``. A region's involvement score from its percentage of opacity ``p``: 0 for ``p < none_below_pct``
 (default 1 %, the partial-volume background that HU thresholds always find in healthy lungs), 1 for ``p < 25``,
 2 for ``25 <= p < 50``, 3 for ``50 <= p < 75``, 4 for ``p >= 75``. ``severity_score`` (0-24) sums the six.
+
+Lesions
+-------
+A lesion is a connected component of opacity (ground glass or consolidation, the radiology preset's labels 1 and 2
+of :func:`opacity_labels`; vessels are not opacity), voxels joined by a face, an edge or a corner (26-connectivity).
+Per scan: ``n_lesions`` and ``largest_lesion_ml`` (:func:`lesion_metrics`).
 """
 
 from __future__ import annotations
@@ -433,18 +439,22 @@ def measure(
     -------
     scan : dict, the scan row: ``lung_volume_ml``, ``right_lung_ml``, ``left_lung_ml`` (mL), ``mean_hu``,
         ``median_hu``, ``p<q>_hu`` (HU), ``<class>_ml`` and ``pct_<class>`` (% of lung volume) for the radiology
-        and ARDS classes, ``opacity``, ``high_opacity``, ``vessel`` and custom classes, ``severity_score`` (0-24).
+        and ARDS classes, ``opacity``, ``high_opacity``, ``vessel`` and custom classes, ``severity_score`` (0-24),
+        ``n_lesions`` (count) and ``largest_lesion_ml`` (mL; see :func:`lesion_metrics`).
     regions : DataFrame, one row per region (``region``, ``side``, ``zone``) with the same metrics (without the
         per-lung volumes) and ``involvement_score`` (0-4).
     """
     hu, lungs, vessels, lesion, guard = _checked(hu, lungs, vessels, lesion_mask, not_opacity)
     _check_spacing(spacing)
-    h, _ = _lung_pass(hu, lungs, vessels, lesion, None if lesion is not None else guard, None)
-    return _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct)
+    h, labels = _lung_pass(hu, lungs, vessels, lesion, guard, "radiology")
+    return _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct, lesion_metrics(labels, spacing))
 
 
-def _measure(h: dict[str, np.ndarray], use_lesion: bool, spacing, classes: tuple[HUClass, ...], none_below_pct):
-    """Scan row and region table (see :func:`measure`) from the histograms of :func:`_lung_pass`."""
+def _measure(
+    h: dict[str, np.ndarray], use_lesion: bool, spacing, classes: tuple[HUClass, ...], none_below_pct, lesions: dict
+):
+    """Scan row and region table (see :func:`measure`) from the histograms of :func:`_lung_pass` and the scan's
+    :func:`lesion_metrics`."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
 
     rows = []
@@ -464,6 +474,7 @@ def _measure(h: dict[str, np.ndarray], use_lesion: bool, spacing, classes: tuple
         | scan
     )
     scan["severity_score"] = int(regions["involvement_score"].sum())
+    scan |= lesions
     scan["opacity_source"] = "lesion_mask" if use_lesion else "hu_thresholds"
     return scan, regions
 
@@ -523,8 +534,53 @@ def measure_and_label(
     hu, lungs, vessels, lesion, guard = _checked(hu, lungs, vessels, lesion_mask, not_opacity)
     _check_spacing(spacing)
     h, labels = _lung_pass(hu, lungs, vessels, lesion, guard, preset)
-    scan, regions = _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct)
+    opacity = labels if preset == "radiology" else _lung_pass(hu, lungs, vessels, lesion, guard, "radiology")[1]
+    lesions = lesion_metrics(opacity, spacing)
+    scan, regions = _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct, lesions)
     return scan, regions, labels
+
+
+def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict:
+    """Number of lesions and the largest lesion's volume in an opacity label volume.
+
+    A lesion is a connected component of the voxels labelled 1 or 2, voxels joined by a face, an edge or a corner
+    (26-connectivity), found by :func:`skimage.measure.label` and measured by :func:`skimage.measure.regionprops`.
+
+    Parameters
+    ----------
+    labels : (z, y, x) uint8 array
+        Opacity labels of the radiology preset (:func:`opacity_labels`): 0 none, 1 ground glass, 2 consolidation,
+        3 vessel (not opacity).
+    spacing : (dz, dy, dx)
+        Voxel size in mm.
+
+    Returns
+    -------
+    dict
+        ``n_lesions`` (count) and ``largest_lesion_ml`` (mL; 0 without lesions).
+
+    Examples
+    --------
+    >>> labels = np.zeros((3, 4, 4), np.uint8)
+    >>> labels[0, 0, 0] = labels[1, 1, 1] = 2  # corners touch: one lesion of two voxels
+    >>> labels[2, 3, 3] = 1
+    >>> lesion_metrics(labels, (2.0, 1.0, 1.0))
+    {'n_lesions': 2, 'largest_lesion_ml': 0.004}
+    """
+    from skimage.measure import label, regionprops
+
+    from lungtrial.imaging.segmentation._grid import _fast_bbox
+
+    labels = np.asarray(labels)
+    _check_spacing(spacing)
+    box = _fast_bbox(labels)  # the lungs' box first (a cheap pass), then the opacity's own box within it
+    opacity = None if box is None else (labels[box] == 1) | (labels[box] == 2)
+    inner = None if opacity is None else _fast_bbox(opacity.view(np.uint8))
+    if inner is None:
+        return {"n_lesions": 0, "largest_lesion_ml": 0.0}
+    lesions = label(opacity[inner], connectivity=opacity.ndim)
+    areas = [region.area for region in regionprops(lesions, spacing=tuple(float(s) for s in spacing))]  # mm3
+    return {"n_lesions": len(areas), "largest_lesion_ml": float(max(areas, default=0.0)) / 1000.0}
 
 
 def metric_columns(classes: Iterable[HUClass] = ()) -> tuple[list[str], list[str]]:

@@ -275,14 +275,21 @@ def scan_workspace(outdir: str | os.PathLike) -> Iterator[Path]:
 
 
 def _publish(work: Path, outdir: Path, names: Iterable[str]) -> None:
-    """Move the outputs ``names`` written in the workspace ``work`` into ``outdir``, and its ``masks/`` folder in
-    place of the one there (whose files may be of an earlier run); ``series.json`` goes last."""
+    """Move the outputs ``names`` written in the workspace ``work`` into ``outdir``; ``series.json`` goes last.
+
+    Of the ``masks/`` folder only the layout's masks are replaced (a mask this run did not write, e.g. of an
+    excluded scan, is removed): other files there (a user's own lesion mask given to ``lungtrial quantify``) stay.
+    """
     masks = outdir / LAYOUT["masks"]
-    if masks.is_dir() and not masks.is_symlink():
-        masks.rename(work / ".masks.replaced")  # removed with the workspace
-    elif masks.exists() or masks.is_symlink():
+    if masks.is_symlink() or (masks.exists() and not masks.is_dir()):
         masks.unlink()
-    (work / LAYOUT["masks"]).rename(masks)
+    masks.mkdir(exist_ok=True)
+    for key in ("lungs", "opacity"):
+        new, old = work / LAYOUT[key], outdir / LAYOUT[key]
+        if new.exists():
+            os.replace(new, old)
+        else:
+            old.unlink(missing_ok=True)
     for name in sorted(n for n in names if "/" not in n and n != LAYOUT["series"]):
         os.replace(work / name, outdir / name)
     os.replace(work / LAYOUT["series"], outdir / LAYOUT["series"])
@@ -512,6 +519,10 @@ def _excluded(scan_id, reasons, series: dict, work: Path, title, classes, timing
     io.write_with(lambda tmp: message_figure(title or scan_id, f"not measured: {reason}", tmp), work / LAYOUT["qc"])
     io.write_csv(regions, work / LAYOUT["regions"])
     io.write_csv(pd.DataFrame([row], columns=[*row, *_GEOMETRY_COLUMNS, *scan_cols]), work / LAYOUT["metrics"])
+    # the series itself may have passed its checks; the scan is excluded all the same (the change maps and
+    # every other reader of series.json take "ok" to mean measured, with masks)
+    if series.get("status") == "ok":
+        series = {**series, "status": "excluded", "reasons": [*series.get("reasons", []), reason]}
     io.write_json(series, work / LAYOUT["series"])
     timings["total"] = round(time.perf_counter() - start, 3)
     return ScanResult(
@@ -521,10 +532,11 @@ def _excluded(scan_id, reasons, series: dict, work: Path, title, classes, timing
 
 def preload() -> None:
     """Import every module that measuring a scan needs (:func:`quantify_scan` does so before its clock starts;
-    a job pays this once, and ``benchmarks/bench_scale.py`` counts it in a job's start-up)."""
+    a job pays this once, and ``benchmarks/bench_workflow.py scale`` counts it in a job's start-up)."""
     import isal.igzip  # noqa: F401
     import nibabel  # noqa: F401
     import SimpleITK  # noqa: F401 - segmentation's distance maps
+    from skimage.measure import label, regionprops  # noqa: F401 - the metrics' lesions (loaded lazily otherwise)
 
     from lungtrial import parallel  # noqa: F401
     from lungtrial.imaging import dicom, metrics, qc  # noqa: F401
@@ -546,6 +558,7 @@ def quantify_scan(
     classes: Iterable[HUClass | Mapping] = (),
     threads: int | None = None,
     measure_implausible: bool = False,
+    prior: Callable | None = None,
 ) -> ScanResult:
     """Measure one scan: choose and read the series, segment lungs and vessels, measure, write every output.
 
@@ -582,6 +595,11 @@ def quantify_scan(
     measure_implausible : measure a scan whose lungs are implausible as a chest CT's lungs
         (:func:`lungtrial.imaging.plausibility.check_lungs`), with the reasons as warnings; by default it is
         excluded with them.
+    prior : optional serial prior: called as ``prior(volume, labels)`` with the scan's
+        :class:`~lungtrial.imaging.dicom.CTVolume` and its own lung labels
+        (:func:`lungtrial.imaging.segmentation.segment`), it returns lung labels of the same patient registered onto
+        this scan, or None; the lungs are then segmented with them (``segment(..., prior=)``, see
+        :func:`lungtrial.imaging.serial.reference_prior`). Its time is ``timings["prior"]``.
 
     Returns
     -------
@@ -614,6 +632,7 @@ def quantify_scan(
             series_options=series_options,
             classes=_classes(classes),
             measure_implausible=measure_implausible,
+            prior=prior,
         )
         _publish(work, outdir, result.outputs)
     return result
@@ -621,7 +640,7 @@ def quantify_scan(
 
 def _quantify_scan(
     dicom_dir, scan_id, work: Path, *, series, preset, strict, lesion_mask, title, series_options, classes,
-    measure_implausible,
+    measure_implausible, prior=None,
 ) -> ScanResult:
     """:func:`quantify_scan` within its workspace ``work``: every output is written there."""
     from lungtrial import parallel
@@ -669,11 +688,27 @@ def _quantify_scan(
     def write_lungs(lungs: np.ndarray) -> None:
         jobs.append(pool.submit(write_nifti, lungs.astype(np.uint8, copy=False), work / LAYOUT["lungs"], *place))
 
+    lungs = None
+    if prior is not None:
+        from lungtrial.imaging.segmentation import segment
+
+        clock = time.perf_counter()
+        try:
+            own = segment(vol.hu, vol.spacing).labels
+        except ValueError:  # no lung: analyse_volume says so
+            own = None
+        if own is not None and own.any():
+            found = prior(vol, own)
+            lungs = own if found is None else segment(vol.hu, vol.spacing, prior=found).labels
+            del found
+        del own
+        timings["prior"] = round(time.perf_counter() - clock, 3)
     try:
         try:
             result = analyse_volume(
                 vol.hu,
                 vol.spacing,
+                lungs=lungs,
                 lesion_mask=lesion,
                 preset=preset,
                 classes=classes,

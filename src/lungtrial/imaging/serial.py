@@ -107,7 +107,13 @@ def serial_prior(
     quiet = np.where(suspect, moved, hu).astype(np.int16)
     del moved
     lungs = np.where(suspect & (labels == 0), 1, labels).astype(np.uint8)
-    reg = register(quiet, lungs, grid.spacing, ref_hu, ref, ref_grid.spacing, **common, **kwargs)
+    # the scan's own opacity (ground glass, consolidation within its lungs) reads as its aerated lung, as for the
+    # change maps: the reference has none there to match
+    opacity = _opacity(hu, labels, grid.spacing)
+    reg = register(
+        quiet, lungs, grid.spacing, ref_hu, ref, ref_grid.spacing, fixed_opacity=opacity, **common, **kwargs
+    )
+    del opacity
     del quiet
     qc = dict(reg.qc)
     if qc.get("failed"):
@@ -125,6 +131,16 @@ def serial_prior(
         )
         return SerialPrior(None, qc)
     return SerialPrior(prior, qc)
+
+
+def _opacity(hu: np.ndarray, labels: np.ndarray, spacing) -> np.ndarray:
+    """Opacity labels of a scan's own lungs (:func:`lungtrial.imaging.metrics.opacity_labels`: 1 and 2 opacity, 3
+    vessel), vessels and the pleural rim excluded as when it is measured."""
+    from .metrics import opacity_labels
+    from .segmentation import opacity_exclusion, segment_vessels
+
+    vessels = segment_vessels(hu, labels, spacing)
+    return opacity_labels(hu, labels, vessels=vessels, not_opacity=opacity_exclusion(hu, labels, spacing, vessels=vessels))
 
 
 def _interpolated_inside(transform, region: np.ndarray, grid: Grid):
@@ -164,6 +180,49 @@ def _raised_floor(prior: np.ndarray, spacing, raise_mm: float) -> np.ndarray:
         keep[k:] &= inside[:-k]
         keep[:k] = False
     return np.where(keep, prior, 0).astype(np.uint8)
+
+
+def reference_prior(folder, series: dict, masks, record: dict | None = None, **register_kwargs):
+    """A ``prior`` for :func:`lungtrial.imaging.quantify.quantify_scan`: the lungs of the reference scan (its DICOM
+    ``folder``, its ``series.json`` content and its ``masks/`` folder with ``lungs.nii.gz``) registered onto the
+    scan being measured by :func:`serial_prior`.
+
+    ``record`` (a dict, optional) receives what happened: ``used`` (bool), ``reason`` ("" when used), the
+    registration's QC (``dice``, ``jacobian_min`` ... ``covers``; no timings) and ``seconds``.
+    ``register_kwargs`` go to :func:`serial_prior` (e.g. ``grid_mm``, ``demons_iterations``).
+    """
+    import time
+
+    from lungtrial.errors import InputError
+
+    from .change import read_masks
+    from .dicom import read_volume
+
+    record = {} if record is None else record
+
+    def prior(volume, labels: np.ndarray) -> np.ndarray | None:
+        start = time.perf_counter()
+        try:
+            ref = read_volume(folder, series, padding_mask=False)
+            ref_lungs, _ = read_masks(masks, ref.hu.shape)
+        except InputError as exc:
+            record.update(used=False, reason=f"reference not readable: {' '.join(str(exc).split())}")
+            return None
+        found = serial_prior(
+            volume.hu,
+            labels,
+            Grid.of(volume.hu, volume.spacing, volume.origin, volume.direction),
+            ref.hu,
+            ref_lungs,
+            Grid.of(ref.hu, ref.spacing, ref.origin, ref.direction),
+            **register_kwargs,
+        )
+        qc = {k: v for k, v in found.qc.items() if k != "seconds"}
+        record.update(qc, used=found.labels is not None, reason=qc.get("reason", "") or "")
+        record["seconds"] = round(time.perf_counter() - start, 2)
+        return found.labels
+
+    return prior
 
 
 def least_affected(

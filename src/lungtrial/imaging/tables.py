@@ -75,6 +75,7 @@ def imaging_tables(
     metrics: Sequence[str | os.PathLike],
     regions: Sequence[str | os.PathLike],
     series: Sequence[str | os.PathLike],
+    priors: Sequence[str | os.PathLike] | None = None,
 ) -> ImagingTables:
     """Read every scan's ``metrics.csv``, ``regions.csv`` and ``series.json`` and make the all-scans tables.
 
@@ -83,6 +84,9 @@ def imaging_tables(
     scans : ``{scan_id: facts}`` in table order, the facts of each scan's scans-sheet row (``subject_id``,
         ``study_day`` in days from the subject's day 0, ``scan_date`` ``YYYY-MM-DD``).
     metrics, regions, series : the per-scan files, one per scan in the order of ``scans``.
+    priors : optional ``prior.json`` of each scan (the serial prior, ``workflow/scripts/serial_scan.py``): the QC
+        table then also says which scan was the prior (``prior_reference``), whether it was used (``prior_used``)
+        and why not (``prior_note``).
 
     Returns
     -------
@@ -117,4 +121,10 @@ def imaging_tables(
                 "warnings": "; ".join(content.get("warnings", [])),
             }
         )
-    return ImagingTables(metrics_table, regions_table, pd.DataFrame(rows, columns=list(QC_COLUMNS)))
+    qc = pd.DataFrame(rows, columns=list(QC_COLUMNS))
+    if priors is not None:
+        found = [json.loads(Path(p).read_text()) for p in priors]
+        qc["prior_reference"] = [f.get("reference") or "" for f in found]
+        qc["prior_used"] = [bool(f.get("used")) for f in found]
+        qc["prior_note"] = [f.get("reason", "") for f in found]
+    return ImagingTables(metrics_table, regions_table, qc)

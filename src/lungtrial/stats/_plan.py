@@ -100,6 +100,8 @@ variance for every visit misstates the per-visit standard errors (opacity: 1.96 
 0.68 at day 28)."""
 
 _TIME_TO_EVENT_DURATIONS = ("days_to_discharge", "days_to_symptom_resolution")
+_CONDITIONAL_ON_EVENT = {"length_of_stay_days": "days_to_discharge"}
+"""Derived subject columns defined only for subjects with an event -> the time-to-event duration to compare instead."""
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -353,6 +355,12 @@ def _outcomes(item: Mapping, key: str, visit_names: Sequence[str]) -> list[Outco
             f"{key}.column",
             f"{column} is censored for subjects without the event; declare it as type time-to-event "
             "(comparing only subjects with the event conditions on a post-randomisation outcome)",
+        )
+    if kind in ("continuous", "count") and source == "subjects" and column in _CONDITIONAL_ON_EVENT:
+        raise _fail(
+            f"{key}.column",
+            f"{column} is empty for subjects without the event (conditioned on a post-randomisation outcome); "
+            f"compare {_CONDITIONAL_ON_EVENT[column]} as type time-to-event instead",
         )
     if kind == "time-to-event":
         event = _text(item, key, "event", required=True)
@@ -702,24 +710,48 @@ def _changes(
     plan: Plan,
     by: str = "subject_id",
     timed: bool = False,
+    carry: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Per subject: baseline (flagged when from outside the window), the value at ``visit`` and the change."""
+    """Per subject: baseline (flagged when from outside the window), the value at ``visit`` and the change.
+
+    Columns named in ``carry`` come along: the baseline row's as ``baseline_<column>``, the visit's as ``<column>``.
+    """
     from lungtrial.stats import _tables
 
+    carry = list(carry)
     base = _tables.baseline_values(
         frame,
-        [value_col],
+        [value_col, *carry],
         plan.baseline_visit,
         lookback_days=plan.baseline_lookback_days,
         first_dose_day=plan.first_dose_day if timed else None,
-    ).rename(columns={value_col: "baseline"})
+    ).rename(columns={value_col: "baseline", **{c: f"baseline_{c}" for c in carry}})
     ok = frame.loc[frame["status"] == "ok"] if "status" in frame.columns else frame
-    at = ok.loc[ok["visit"].astype(str) == visit, [by, value_col]].drop_duplicates(by, keep="last")
+    at = ok.loc[ok["visit"].astype(str) == visit, [by, value_col, *carry]].drop_duplicates(by, keep="last")
     d = base.merge(at.rename(columns={value_col: "value"}), on=by, how="inner")
     d["baseline"] = pd.to_numeric(d["baseline"], errors="coerce")
     d["value"] = pd.to_numeric(d["value"], errors="coerce")
     d = d.dropna(subset=["baseline", "value"])
     return d.assign(change=d["value"] - d["baseline"])
+
+
+def _censoring_note(labs: pd.DataFrame, o: Outcome, plan: Plan) -> str:
+    """Censored values among the baseline and visit values a lab change compares (before the rule is applied,
+    so values the rule ``exclude`` leaves out are counted), and whether the rule can change their ranks."""
+    from lungtrial.stats._censoring import censoring_changes_ranks
+
+    sel = labs.loc[(labs["analyte"] == o.analyte) & labs["value"].notna()]
+    sel = sel.assign(status="ok", censored=sel["censored"].fillna("").astype(str).str.strip())
+    d = _changes(sel, "value", o.at, plan, timed=True, carry=("censored",))
+    values = pd.concat([d["baseline"], d["value"]], ignore_index=True)
+    flags = pd.concat([d["baseline_censored"], d["censored"]], ignore_index=True)
+    n_cens = int(flags.isin(["<", ">"]).sum())
+    if not n_cens:
+        return ""
+    note = f"{n_cens} censored value(s), rule {plan.censoring}"
+    if censoring_changes_ranks(values, flags):
+        note += " (the rule can change the ranks)"
+    return note
 
 
 def _flag_note(d: pd.DataFrame) -> str:
@@ -877,6 +909,7 @@ def continuous_outcomes(
             continue
         d = _changes(_lab_frame(labs, o.analyte, plan.censoring), "value", o.at, plan, timed=True)
         row = _change_rows(o, d, o.at, reference, treatment, min_per_arm, confidence)
+        row["note"] = _join(str(row.get("note", "") or ""), _censoring_note(labs, o, plan))
         rows.append({**_role_columns(o), "analysis": "ancova", **row})
     if rows:
         out = pd.concat([out, pd.DataFrame(rows)], ignore_index=True)

@@ -593,6 +593,7 @@ def table1(
     baseline_visit: str = "baseline",
     lookback_days: float = 0.0,
     first_dose_day: float = 0.0,
+    censoring: str = DEFAULT_CENSOR_RULE,
 ) -> pd.DataFrame:
     """Baseline characteristics by arm ("Table 1"), descriptive only (no tests).
 
@@ -600,6 +601,10 @@ def table1(
     baseline lab (the last value before the first dose, :func:`baseline_labs`), median (Q1, Q3) with the number
     censored; baseline imaging metrics of :data:`BASELINE_IMAGING` (the last measured scan on or before day 0),
     median (Q1, Q3). Quartiles: :data:`TABLE1_QUARTILES`; rounding: :data:`TABLE1_ROUNDING`.
+
+    Censored lab values (``"<"``, ``">"``) enter by ``censoring`` (:data:`lungtrial.stats.CENSOR_RULES`; config
+    ``analysis.censoring``), the rule of the models, tests and plots; under ``exclude`` they are left out of the
+    summary and still counted as censored in the cell.
 
     Returns
     -------
@@ -622,18 +627,19 @@ def table1(
         for key, ids in groups.items():
             d = data.loc[data["subject_id"].astype(str).isin(set(ids))]
             v = pd.to_numeric(d[col], errors="coerce").dropna()
-            cells[key] = (d.loc[v.index], median_iqr(v), len(v))
+            cells[key] = (d, median_iqr(v), len(v))
         decimals = table1_decimals([x for _, stats3, _ in cells.values() for x in stats3])
         for key, (d, (med, q1, q3), n) in cells.items():
             cell = "NA" if not np.isfinite(med) else f"{med:.{decimals}f} ({q1:.{decimals}f}, {q3:.{decimals}f})"
             if n < sizes[key]:
                 cell += f" [n={n}]"
-            if censored_col is not None:
-                k = int((d[censored_col].fillna("").astype(str) != "").sum())
+            if censored_col is not None:  # censored values, counted also where the rule leaves them out
+                k = int((d[censored_col].fillna("").astype(str).str.strip() != "").sum())
                 if k:
                     cell += f" ({k} censored)"
             if "baseline_flag" in d.columns:
-                k = int((d["baseline_flag"].fillna("").astype(str) != "").sum())
+                used = pd.to_numeric(d[col], errors="coerce").notna()
+                k = int((d.loc[used, "baseline_flag"].fillna("").astype(str) != "").sum())
                 if k:
                     cell += f" ({k} before the baseline window)"
             row[key] = cell
@@ -655,6 +661,7 @@ def table1(
         if col in subjects.columns:
             cat("Demographics", label, col)
     base = baseline_labs(labs, baseline_visit, lookback_days, first_dose_day)
+    base["value"] = censor_values(pd.to_numeric(base["value"], errors="coerce"), base["censored"], censoring)
     for _, d in base.groupby("analyte", sort=True):
         label = f"{d['analyte_label'].iloc[0]}, {d['unit'].iloc[0]}"
         cont("Baseline labs", label, d, "value", censored_col="censored")

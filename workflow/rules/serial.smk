@@ -1,0 +1,33 @@
+"""The serial prior (config imaging.serial_prior): every scan measured again with the lungs of its subject's least
+affected measured scan registered onto it (docs/segmentation.md, "Serial prior"). The imaging tables then take
+these measurements; the per-scan ones stay beside them."""
+
+
+rule serial_scan:
+    input:
+        unpack(serial_inputs),
+    output:
+        series="results/scans/{scan}/serial/series.json",
+        metrics="results/scans/{scan}/serial/metrics.csv",
+        regions="results/scans/{scan}/serial/regions.csv",
+        masks=directory("results/scans/{scan}/serial/masks"),
+        qc="results/scans/{scan}/serial/qc.png",
+        prior="results/scans/{scan}/serial/prior.json",
+    log:
+        "logs/serial_scan/{scan}.log",
+    conda:
+        "../../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=serial_mem_mb,
+        runtime=15,
+    params:
+        scans=serial_scans,
+        content=dicom_content,
+        registration=SERIAL_REGISTRATION,
+        series=config["imaging"]["series"],
+        preset=config["imaging"]["preset"],
+        classes=config["imaging"]["classes"],
+        measure_implausible=config["imaging"]["measure_implausible"],
+    script:
+        "../scripts/serial_scan.py"
