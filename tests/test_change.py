@@ -203,3 +203,35 @@ def test_change_endpoints_in_the_analysis_plan():
     with pytest.raises(InputError, match="change table"):
         stats.imaging_outcomes(plan, scans, "placebo", "drug", 3)
 
+
+
+def test_a_pair_whose_masks_cannot_be_read_is_a_failed_pair(tmp_path):
+    """An unreadable mask fails its pair with the reason (the change table and the statistics go on), not the run."""
+    import json
+
+    from lungtrial.imaging.change import compare_scans
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "lungs.nii.gz").write_bytes(b"not a NIfTI file")
+    series = {"status": "ok"}
+
+    class Volume:
+        hu = np.zeros((4, 4, 4), np.int16)
+
+    import lungtrial.imaging.dicom as dicom
+
+    original = dicom.read_volume
+    dicom.read_volume = lambda folder, series, padding_mask=False: Volume()
+    try:
+        result = compare_scans(
+            {"scan_id": "S-D00", "series": series, "folder": tmp_path, "masks": masks},
+            {"scan_id": "S-D07", "series": series, "folder": tmp_path, "masks": masks},
+            tmp_path / "pair",
+        )
+    finally:
+        dicom.read_volume = original
+    assert result["status"] == "failed" and "lungs.nii.gz" in result["reason"] and "S-D00" in result["reason"]
+    saved = json.loads((tmp_path / "pair" / "qc.json").read_text())
+    assert saved["status"] == "failed"
+    assert (tmp_path / "pair" / "volumes.csv").exists() and (tmp_path / "pair" / "map").is_dir()

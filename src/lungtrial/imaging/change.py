@@ -242,7 +242,7 @@ def read_masks(folder, shape) -> tuple[np.ndarray, np.ndarray]:
         path = os.path.join(folder, name)
         try:
             arr = np.ascontiguousarray(np.asarray(nib.load(path).dataobj, dtype=np.uint8).T)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
             raise InputError(f"{name}: cannot be read ({type(exc).__name__}); expected the scan's mask") from None
         if arr.shape != tuple(shape):
             raise InputError(f"{name}: shape {arr.shape}; expected {tuple(shape)}, the grid of its scan's CT")
@@ -287,10 +287,12 @@ def compare_scans(
     Returns
     -------
     dict, as :func:`compare_volumes`. A pair with a scan not measured (or no baseline) is written with status
-    ``excluded`` (or ``baseline``) and its reason, without reading any DICOM.
+    ``excluded`` (or ``baseline``) and its reason, without reading any DICOM; a pair whose scan or masks cannot be
+    read, with status ``failed`` and the reason (the other pairs and the statistics go on).
     """
     import time
 
+    from lungtrial.errors import InputError
     from lungtrial.imaging.dicom import read_volume
 
     def not_measured(scan, role):
@@ -311,11 +313,16 @@ def compare_scans(
         return _write_pair(outdir, baseline, follow_up, *skip)
     t0 = time.perf_counter()
     volumes = []
-    for scan in (baseline, follow_up):
-        folder = scan["folder"]() if callable(scan["folder"]) else scan["folder"]
-        ct = read_volume(folder, scan["series"], padding_mask=False)
-        lungs, opacity = read_masks(scan["masks"], ct.hu.shape)
-        volumes.append((ct, lungs, opacity))
+    try:
+        for scan in (baseline, follow_up):
+            folder = scan["folder"]() if callable(scan["folder"]) else scan["folder"]
+            ct = read_volume(folder, scan["series"], padding_mask=False)
+            lungs, opacity = read_masks(scan["masks"], ct.hu.shape)
+            volumes.append((ct, lungs, opacity))
+    except InputError as exc:  # a pair that cannot be read is a failed pair with its reason, not a failed run
+        return _write_pair(
+            outdir, baseline, follow_up, "failed", f"scan {scan['scan_id']}: {' '.join(str(exc).split())}"
+        )
     read_s = time.perf_counter() - t0
     (base, b_lungs, b_opacity), (follow, f_lungs, f_opacity) = volumes
     del volumes
