@@ -690,7 +690,7 @@ def _quantify_scan(
 
     lungs = None
     if prior is not None:
-        from lungtrial.imaging.segmentation import segment
+        from lungtrial.imaging.segmentation import add_prior, segment
 
         clock = time.perf_counter()
         try:
@@ -699,7 +699,11 @@ def _quantify_scan(
             own = None
         if own is not None and own.any():
             found = prior(vol, own)
-            lungs = own if found is None else segment(vol.hu, vol.spacing, prior=found).labels
+            lungs = own
+            if found is not None:
+                # a new array: work done on the scan's own labels (vessels, by the prior) is cached per array
+                lungs = own.copy()
+                add_prior(vol.hu, lungs, found, vol.spacing)
             del found
         del own
         timings["prior"] = round(time.perf_counter() - clock, 3)

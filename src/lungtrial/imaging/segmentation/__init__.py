@@ -41,6 +41,7 @@ from .repair import _continue_consolidation, _depths, _repair
 from .vessels import opacity_exclusion, segment_vessels
 
 __all__ = [
+    "add_prior",
     "COARSE_MM",
     "LEFT",
     "RIGHT",
@@ -127,12 +128,7 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
         threshold = _edge_threshold(coarse, lungs_c, aerated, body)
         out = prepared.result()
     labels = _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit, grown_noise)
-    prior_ml = 0.0
-    if prior is not None:
-        add = prior_additions(hu, labels, prior, sp)
-        mine = add > 0
-        labels[mine] = add[mine]
-        prior_ml = float(np.count_nonzero(mine)) * float(np.prod(sp)) / 1000.0
+    prior_ml = 0.0 if prior is None else add_prior(hu, labels, prior, sp)
     return Segmentation(
         labels=labels,
         airway_found=anchored,
@@ -140,6 +136,16 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
         limited_ml=float(np.count_nonzero(beyond)) * voxel_ml,
         prior_ml=prior_ml,
     )
+
+
+def add_prior(hu: np.ndarray, labels: np.ndarray, prior: np.ndarray, spacing) -> float:
+    """Add to ``labels`` (in place; 1 right, 2 left, the scan's grid) what the serial ``prior`` brings
+    (:func:`.prior.prior_additions`): the last step of :func:`segment` with a prior, for lungs segmented already.
+    Returns the volume added, ml."""
+    add = prior_additions(hu, labels, prior, spacing)
+    mine = add > 0
+    labels[mine] = add[mine]
+    return float(np.count_nonzero(mine)) * float(np.prod(spacing)) / 1000.0
 
 
 def segment_lungs(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM) -> np.ndarray:
