@@ -58,7 +58,7 @@ def test_shared_work_keeps_no_volume_alive():
 
 def _reference_thin(hu, lungs, spacing, threshold_hu, blob_radius_mm=4.0):
     """Dense lung voxels that are not blob-like, the straightforward way (scipy morphology over the lungs'
-    bounding box, where the blob grid starts)."""
+    bounding box, where the blob grid starts; a block is solid when at least half of its lung voxels are dense)."""
     from lungtrial.imaging.segmentation._grid import BLOB_GRID_MM, _ball, _block_factors
 
     sp = np.asarray(spacing, float)
@@ -75,8 +75,8 @@ def _thin_box(hu, lungs, sp, f, threshold_hu, blob_radius_mm, _ball):
     padded = np.pad(dense, pad)
     shape6 = sum(((n // int(k), int(k)) for n, k in zip(padded.shape, f)), ())
     blocks = padded.reshape(shape6)
-    counts = np.pad(np.ones(dense.shape, bool), pad).reshape(blocks.shape).sum(axis=(1, 3, 5))
-    solid = blocks.sum(axis=(1, 3, 5)) >= 0.5 * counts
+    counts = np.pad(lungs > 0, pad).reshape(blocks.shape).sum(axis=(1, 3, 5))  # lung voxels per block
+    solid = (blocks.sum(axis=(1, 3, 5)) >= 0.5 * counts) & (counts > 0)
     ball = _ball(blob_radius_mm, sp * f)
     blob = ndimage.binary_dilation(ndimage.binary_opening(solid, ball), ball)
     up = blob.repeat(f[0], 0).repeat(f[1], 1).repeat(f[2], 2)[: dense.shape[0], : dense.shape[1], : dense.shape[2]]

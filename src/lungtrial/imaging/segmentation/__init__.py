@@ -125,9 +125,9 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
             grown &= lungs_c > 0
         if np.all(factors == 1):
             grown = None  # the coarse grid is the scan's own: the coarse decision is the finest there is
-        threshold = _edge_threshold(coarse, lungs_c, aerated, body)
+        threshold, parenchyma = _edge_threshold(coarse, lungs_c, aerated, body)
         out = prepared.result()
-    labels = _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit, grown_noise)
+    labels = _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit, grown_noise, coarse, parenchyma)
     prior_ml = 0.0 if prior is None else add_prior(hu, labels, prior, sp)
     return Segmentation(
         labels=labels,

@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from ._grid import _CROSS, AIR_HU, BONE_HU, FAT_FLOOR_HU, HAZY_HU, _bbox, _dilate, _erode, _grey_grow, _in_halves, _up2
 
 
-def _edge_threshold(coarse: np.ndarray, lungs_c: np.ndarray, aerated_c: np.ndarray, body: np.ndarray) -> float:
+def _edge_threshold(
+    coarse: np.ndarray, lungs_c: np.ndarray, aerated_c: np.ndarray, body: np.ndarray
+) -> tuple[float, float | None]:
     """Half-maximum HU between the aerated parenchyma and the tissue around the lungs (coarse grid).
 
     The parenchyma is the median of the aerated lung away from its edge; the wall is the median of the non-bony
     body tissue two coarse voxels outside the lungs (beyond their partial-volume layer). The edge of a blurred step
     lies where its profile crosses half-way between the two. Falls back to -500 HU when either cannot be measured;
-    limited to -650 to -300 HU.
+    limited to -650 to -300 HU. Returns the threshold and the parenchyma's HU (None when not measured).
     """
     inside = lungs_c > 0
     core = _erode(aerated_c > 0, _CROSS)
     one = _dilate(inside, _CROSS)
     shell = _dilate(one, _CROSS) & ~one & body & (coarse > AIR_HU) & (coarse < BONE_HU)
     if core.sum() < 100 or shell.sum() < 100:
-        return AIR_HU
+        return AIR_HU, None
     lung, wall = float(np.median(coarse[core])), float(np.median(coarse[shell]))
-    return float(np.clip(0.5 * (lung + wall), -650.0, -300.0))
+    return float(np.clip(0.5 * (lung + wall), -650.0, -300.0)), lung
+
+
+def _local_edge(coarse: np.ndarray, interior: np.ndarray, threshold: float, parenchyma: float) -> np.ndarray:
+    """Edge threshold per coarse block (HU): half-way between the lung next to it and the wall.
+
+    ``threshold`` is half-way between the parenchyma (``parenchyma`` HU) and the wall; where the mean HU of the
+    interior lung blocks in a block's 3 x 3 x 3 neighbourhood is higher (ground glass against the pleura), the
+    threshold rises by half the difference, up to ``HAZY_HU``. Without this, the partial-volume layer of ground
+    glass against the wall (which a soft-tissue fraction of a quarter already lifts past the aerated lung's
+    threshold) would be cut from the lung and from the lesion. Never below ``threshold``.
+    """
+    lung = interior.astype(np.float32)
+    n = ndimage.uniform_filter(lung, 3, mode="constant")
+    total = ndimage.uniform_filter(np.where(interior, coarse, 0.0).astype(np.float32), 3, mode="constant")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local = np.where(n > 0.5 / 27, total / n, parenchyma)
+    return np.clip(threshold + 0.5 * (local - parenchyma), threshold, max(threshold, HAZY_HU))
 
 
 
@@ -37,6 +57,8 @@ def _refine(
     grown_c: np.ndarray | None = None,
     grown_limit: float = HAZY_HU,
     grown_noise: float = 0.0,
+    coarse: np.ndarray | None = None,
+    parenchyma: float | None = None,
 ) -> np.ndarray:
     """Full-resolution labels: ``hu < threshold`` decides within one coarse voxel of the coarse boundary
     (``hu < HAZY_HU`` next to ground glass and repaired lesions).
@@ -46,7 +68,10 @@ def _refine(
     consolidation grown beyond the lung's outline (:func:`_continue_consolidation`): its outer layer and the tissue
     next to it, away from aerated lung, are decided by :func:`_grown_edge` on locally averaged HU against
     ``grown_limit`` (HU), keeping the coarse decision where the evidence is within half of ``grown_noise`` (HU, the
-    noise of a coarse voxel's HU); only those blocks (and half a block around them) are read for it. Otherwise only
+    noise of a coarse voxel's HU); only those blocks (and half a block around them) are read for it. ``coarse``
+    (block-mean HU) and ``parenchyma`` (HU, see :func:`_edge_threshold`), both optional: where the lung next to
+    the edge is denser than the parenchyma (ground glass lying against the pleura), the edge moves up by half the
+    difference, so it stays half-way between that lung and the wall (:func:`_local_edge`). Otherwise only
     the rows and columns of the lungs' blocks are touched, slab by slab of the coarse grid: the slab's coarse labels
     and thresholds are upsampled to full resolution in the plane, so that every comparison runs along whole rows
     (numpy is slow on the short inner loops of a block view).
@@ -87,7 +112,11 @@ def _refine(
         never, ltype = -np.inf, np.float64
     fixed_b, band_b, grown_b = fixed[box], band[box], grown[box]
     limit_b = np.full(fixed_b.shape, never, dtype=ltype)
-    limit_b[band_b] = limits[0]
+    if coarse is not None and parenchyma is not None:
+        edge = _local_edge(coarse[box], interior[box], threshold, parenchyma)[band_b]
+        limit_b[band_b] = np.ceil(edge) if hu.dtype.kind == "i" else edge
+    else:
+        limit_b[band_b] = limits[0]
     limit_b[band_b & lesion_band[box]] = limits[1]
     limit_b[band_b & cons_band[box]] = never  # decided below, by _grown_edge
     fz, fy, fx = (int(f) for f in factors)

@@ -40,6 +40,7 @@ class _Shared:
         self.csp = sp * self.factors
         self.counts = _block_counts(tuple(b.stop - b.start for b in box), self.factors)
         self.sums: dict[float, np.ndarray] = {}  # HU threshold -> blob-grid counts of lung voxels denser than it
+        self.lung_counts: np.ndarray | None = None  # blob-grid counts of lung voxels (made by the first count)
         self.dense: dict[float, np.ndarray] = {}  # HU threshold -> a new volume holding those voxels (in the box)
         self.vessels: weakref.ref | None = None  # the mask segment_vessels returned (inside the lungs)
         self.vessel_index: np.ndarray | None = None  # its voxels (flat indices)
@@ -61,6 +62,9 @@ class _Shared:
         into = into or {}
         for t in thresholds:
             self.sums[t] = np.zeros((ncz, ncy, ncx), dtype=acc_type)
+        lung_counts = None
+        if self.lung_counts is None:
+            lung_counts = np.zeros((ncz, ncy, ncx), dtype=acc_type)
         found = [None] * ncz
 
         def work(czs: range) -> None:
@@ -71,6 +75,8 @@ class _Shared:
                 z = slice(cz * fz, min((cz + 1) * fz, nzb))
                 k = z.stop - z.start
                 np.not_equal(lungs[z], 0, out=lung[:k])
+                if lung_counts is not None:
+                    _slab_sum(lung[:k], fy, fx, rows, lung_counts[cz])
                 for t in thresholds:
                     d = into[t][z] if t in into else dense[:k]
                     np.greater(hu[z], t, out=d)
@@ -81,13 +87,15 @@ class _Shared:
                         found[cz] = (row + z.start * nyb, x)
 
         _in_halves(work, ncz)
+        if lung_counts is not None:
+            self.lung_counts = lung_counts
         if located is not None:
             return tuple(np.concatenate(c) for c in zip(*found))
         return None
 
     def blob(self, threshold_hu: float, blob_radius_mm: float) -> np.ndarray:
         """Blob-grid voxels of blobs of the lung voxels denser than ``threshold_hu`` (bool; see :func:`_blob`)."""
-        return _blob(self.sums[float(threshold_hu)], self.counts, self.csp, blob_radius_mm)
+        return _blob(self.sums[float(threshold_hu)], self.lung_counts, self.csp, blob_radius_mm)
 
 
 _SHARED: list[_Shared] = []
@@ -118,14 +126,17 @@ def _forget(ref: weakref.ref) -> None:
             pass
 
 
-def _blob(sums: np.ndarray, counts: np.ndarray, csp, blob_radius_mm: float) -> np.ndarray:
+def _blob(sums: np.ndarray, lung_counts: np.ndarray, csp, blob_radius_mm: float) -> np.ndarray:
     """Blobs on the blob grid (bool): a blob holds a ball of radius ``blob_radius_mm``.
 
-    Opening on a grid of about 2 mm (coarse spacing ``csp``, voxels per block ``counts``, dense voxels per block
-    ``sums``) where a voxel is dense when at least half of it is; blobs are grown by the same ball to take back
-    their edges, blurred by the scanner and by partial volume with the aerated lung.
+    Opening on a grid of about 2 mm (coarse spacing ``csp``, lung voxels per block ``lung_counts``, dense lung
+    voxels per block ``sums``) where a block is dense when at least half of its lung voxels are: a block cut by the
+    pleura is judged by its lung part, so an opacity lying against the chest wall or the diaphragm is as much a
+    blob as one inside the lung. Blobs are grown by the same ball to take back their edges, blurred by the scanner
+    and by partial volume with the aerated lung.
     """
-    solid = sums >= 0.5 * counts
+    lung = lung_counts.astype(np.int32)
+    solid = (2 * sums.astype(np.int32) >= lung) & (lung > 0)
     ball = _ball(blob_radius_mm, csp)
     return _dilate(_open(solid, ball), ball)
 
