@@ -41,8 +41,10 @@ Sections (``--sections``) and targets (from the team's issue):
     and middle zones); zones of :mod:`lungtrial.imaging.metrics` on the reference lungs of
     :func:`bench_realct.reference_lungs`. The follow-up is then moved by another breath-hold field. Truth is the
     inserted masks on the baseline grid. Printed: resolved, persistent, new and progressed volumes (mL) measured
-    vs truth (target within 10 % or 5 mL), with the lungs segmented by the library and, to separate registration
-    and labelling from segmentation, with the reference lungs given to ``analyse_volume``. ``lesions.png``: an
+    vs truth (target within 10 % or 5 mL), with the lungs segmented by the library (``library``), with the
+    follow-up segmented with the baseline as its serial prior (``serial``, :func:`lungtrial.imaging.serial.serial_prior`,
+    as the workflow does with ``imaging.serial_prior``) and, to separate registration and labelling from
+    segmentation, with the reference lungs given to ``analyse_volume`` (``reference``). ``lesions.png``: an
     axial and a coronal plane of baseline, follow-up on the baseline grid and change labels.
 """
 
@@ -69,6 +71,8 @@ from lungtrial.imaging.dicom import index_folder, ingest, read_volume
 from lungtrial.imaging.metrics import REGIONS, _lung_labels, _zone_lut
 from lungtrial.imaging.quantify import analyse_volume
 from lungtrial.imaging.registration import Grid, register, warp, warp_follow_up
+from lungtrial.imaging.segmentation import segment
+from lungtrial.imaging.serial import serial_prior
 
 TARGETS = {"median_mm": 2.0, "p95_mm": 5.0, "volume_pct": 10.0, "volume_ml": 5.0, "seconds": 60.0, "gb": 2.0}
 SECTIONS = ("warp", "lesions")
@@ -299,9 +303,22 @@ def section_lesions(name, hu, grid, rng, amplitude, threads, table, workdir, not
         f"  {name}: lesions inserted; displacement at the bases {at_base:.1f} mm; truth (mL): "
         + ", ".join(f"{k} {v:.1f}" for k, v in truth.items())
     )
-    for lungs_from in ("library", "reference"):
+    for lungs_from in ("library", "serial", "reference"):
         if lungs_from == "library":
             base, follow = analyse(base_hu, grid), analyse(f_hu, grid)
+        elif lungs_from == "serial":
+            # the follow-up measured with the baseline (the less affected scan: no consolidation) as its serial
+            # prior, as the workflow does with imaging.serial_prior
+            base = analyse(base_hu, grid)
+            follow = None
+            if base is not None:
+                found = serial_prior(f_hu, segment(f_hu, grid.spacing).labels, grid, base_hu, base["lungs"], grid)
+                notes.append(
+                    f"  {name} serial prior: {'used' if found.qc.get('used') else 'not used: ' + found.qc.get('reason', '')}"
+                    f" (covers {found.qc.get('covers', float('nan')):.3f})"
+                )
+                lungs = segment(f_hu, grid.spacing, prior=found.labels).labels if found.labels is not None else None
+                follow = analyse(f_hu, grid, lungs)
         else:
             base, follow = analyse(base_hu, grid, ref), analyse(f_hu, grid, f_ref)
         if base is None or follow is None:
@@ -469,7 +486,8 @@ def main() -> None:
     les_table = Table(
         "change volumes (mL, baseline grid) vs inserted lesions; ok: within 10 % or 5 mL",
         les_cols,
-        "  lungs: segmented by the library, or the reference lungs given to analyse_volume (registration and "
+        "  lungs: segmented by the library, the follow-up with the baseline as serial prior (serial), or the "
+        "reference lungs given to analyse_volume (registration and "
         "labelling alone);\n  err_lung, err_les: median registration error (mm) in the lungs and in the lesions that "
         "changed (resolved, new, progressed)",
     )

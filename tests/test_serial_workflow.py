@@ -30,10 +30,14 @@ def test_serial_jobs_and_their_inputs(tmp_path, serial_config):
     assert "P02-" not in first
     (tables,) = out["imaging_tables"]
     assert "results/scans/P01-D00/serial/metrics.csv" in tables and "serial/prior.json" in tables
+    # the change maps take the masks measured with the prior, as the tables do
+    pair = next(line for line in out["change_pair"] if "P01-D07" in line).removeprefix("input:").strip().split(", ")
+    assert "results/scans/P01-D00/serial/masks" in pair and "results/scans/P01-D00/masks" not in pair
     # off (the default): no serial job, the tables take the scans' own measurements
     serial_config["imaging"]["serial_prior"] = False
     out = jobs(dry_run(tmp_path / "off", serial_config))
     assert "serial_scan" not in out and "serial/" not in out["imaging_tables"][0]
+    assert not any("serial/" in line for line in out["change_pair"])
 
 
 def test_one_subject_measured_with_its_serial_prior(tmp_path, serial_config):

@@ -342,12 +342,15 @@ def change_candidates(wildcards):
 
 def change_inputs(wildcards):
     """Inputs of a pair job: series.json and masks of every candidate scan (change_candidates) and, for the demo
-    trial only, their DICOM folders (see dicom_dir: a sheet's folders are handed over outside Snakemake).
+    trial only, their DICOM folders (see dicom_dir: a sheet's folders are handed over outside Snakemake). With the
+    serial prior on, the masks measured with it (the ones the imaging tables take): the change maps then see the
+    consolidation that the scan alone cuts out.
     """
     scans = change_candidates(wildcards)
+    folder = "results/scans/{scan}/serial" if SERIAL else "results/scans/{scan}"
     return {
-        "series": expand("results/scans/{scan}/series.json", scan=scans),
-        "masks": expand("results/scans/{scan}/masks", scan=scans),
+        "series": expand(f"{folder}/series.json", scan=scans),
+        "masks": expand(f"{folder}/masks", scan=scans),
         "dicom": [DICOM_DIRS[scan] for scan in scans] if config["demo"] else [],
     }
 
