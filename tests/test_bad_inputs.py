@@ -86,6 +86,30 @@ def test_lab_value_that_is_not_a_number(tmp_path, subjects, catalog, value, show
     one_line(msg, f"{path}, row 3: {shown} (expected a number or a censored number")
 
 
+@pytest.mark.parametrize("value", ["-4", "<-0.5", "-1e3"])
+def test_lab_value_that_is_negative(tmp_path, subjects, catalog, value):
+    path = write(tmp_path / "labs.csv", LABS.replace(",4,", f",{value},"))
+    msg = error_of(clinical.read_labs, [path], subjects, catalog)
+    one_line(msg, f"{path}, row 3: value '{value}' (expected a number >= 0")
+
+
+def test_lab_value_negative_where_the_analyte_is_signed(tmp_path, subjects, catalog):
+    """An analyte that can be negative (signed = yes in the analytes table) takes a negative value; a signed
+    cell that is not yes/no is an error naming the table and row."""
+    analytes = (RESOURCES / "analytes.csv").read_text().splitlines()
+    analytes[0] += ",signed"
+    analytes = [line + ",yes" if line.startswith("crp,") else line for line in analytes]
+    table = write(tmp_path / "analytes.csv", "\n".join(analytes) + "\n")
+    signed = clinical.load_catalog(RESOURCES / "units.csv", table)
+    assert signed.signed == {"crp"}
+    path = write(tmp_path / "labs.csv", LABS.replace(",4,", ",-4,"))
+    labs = clinical.read_labs([path], subjects, signed)[0]
+    assert (labs["value"] == -4).sum() == 1
+    write(table, "\n".join(a.replace(",yes", ",maybe") for a in analytes) + "\n")
+    msg = error_of(clinical.load_catalog, RESOURCES / "units.csv", table)
+    assert "signed 'maybe' is not yes or no" in msg and str(table) in msg
+
+
 def test_lab_unit_unknown(tmp_path, subjects, catalog):
     path = write(tmp_path / "labs.csv", LABS.replace("4,mg/L", "4,furlongs"))
     msg = error_of(clinical.read_labs, [path], subjects, catalog)

@@ -100,3 +100,29 @@ def test_tables_are_byte_identical(tmp_path, suffix):
     write_table(table, tmp_path / f"a{suffix}")
     write_table(table, tmp_path / f"b{suffix}")
     _same_bytes(tmp_path / f"a{suffix}", tmp_path / f"b{suffix}")
+
+
+def test_transform_files_have_no_time_in_them(tmp_path):
+    """ITK writes the displacement field as HDF5, whose object headers carry the time of writing (issue 12: two
+    clean runs differed in every deformable.h5); save_transform clears them and the file still reads."""
+    import time
+
+    from lungtrial import parallel
+    from lungtrial.imaging.registration import load_transform, save_transform
+
+    sitk = parallel.simpleitk()
+    affine = sitk.AffineTransform(3)
+    affine.SetTranslation((1.0, -2.0, 0.5))
+
+    def field():
+        image = sitk.GetImageFromArray(np.full((6, 5, 4, 3), 0.25), isVector=True)
+        image.SetSpacing((2.0, 2.0, 3.0))
+        return sitk.DisplacementFieldTransform(image)
+
+    save_transform(affine, field(), tmp_path / "a")
+    time.sleep(1.1)  # HDF5's times are whole seconds
+    save_transform(affine, field(), tmp_path / "b")
+    for name in ("affine.tfm", "deformable.h5"):
+        _same_bytes(tmp_path / "a" / name, tmp_path / "b" / name)
+    whole = load_transform(tmp_path / "a")
+    assert np.allclose(whole.TransformPoint((0.0, 0.0, 0.0)), (1.25, -1.75, 0.75))

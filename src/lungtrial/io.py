@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -183,3 +184,61 @@ def write_figure(
                 lambda tmp: fig.savefig(tmp, format="svg", bbox_inches=bbox_inches, metadata={"Date": None}),
                 svg_path,
             )
+
+
+def _rot32(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
+
+
+def _lookup3(data: bytes) -> int:
+    """Bob Jenkins' lookup3 ``hashlittle`` with initial value 0: the checksum HDF5 puts on its metadata."""
+    mask = 0xFFFFFFFF
+    a = b = c = (0xDEADBEEF + len(data)) & mask
+    n, i = len(data), 0
+    while n > 12:
+        x, y, z = struct.unpack_from("<III", data, i)
+        a, b, c = (a + x) & mask, (b + y) & mask, (c + z) & mask
+        for r1, r2, r3 in ((4, 6, 8), (16, 19, 4)):  # lookup3's mix()
+            a = ((a - c) & mask) ^ _rot32(c, r1)
+            c = (c + b) & mask
+            b = ((b - a) & mask) ^ _rot32(a, r2)
+            a = (a + c) & mask
+            c = ((c - b) & mask) ^ _rot32(b, r3)
+            b = (b + a) & mask
+        i, n = i + 12, n - 12
+    if n == 0:
+        return c
+    x, y, z = struct.unpack("<III", data[i:] + bytes(12 - n))
+    a, b, c = (a + x) & mask, (b + y) & mask, (c + z) & mask
+    c = (c ^ b) - _rot32(b, 14) & mask
+    a = (a ^ c) - _rot32(c, 11) & mask
+    b = (b ^ a) - _rot32(a, 25) & mask
+    c = (c ^ b) - _rot32(b, 16) & mask
+    a = (a ^ c) - _rot32(c, 4) & mask
+    b = (b ^ a) - _rot32(a, 14) & mask
+    c = (c ^ b) - _rot32(b, 24) & mask
+    return c
+
+
+def clear_hdf5_times(path: str | os.PathLike) -> int:
+    """Zero the access, modification, change and birth times HDF5 stores in its version-2 object headers
+    (``OHDR`` with flag bit 5) and fix each header's checksum, so that the same content gives the same bytes.
+
+    Only a header whose checksum matches is changed (the bytes ``OHDR`` inside raw data are left alone). Returns the
+    number of headers cleared.
+    """
+    data = bytearray(Path(path).read_bytes())
+    cleared, pos = 0, data.find(b"OHDR")
+    while pos >= 0:
+        version, flags = data[pos + 4], data[pos + 5]
+        if version == 2 and flags & 0x20:
+            at = pos + 6 + 16 + (4 if flags & 0x10 else 0)
+            width = 1 << (flags & 0x03)
+            end = at + width + int.from_bytes(data[at : at + width], "little")  # the checksum follows chunk 0
+            if end + 4 <= len(data) and struct.unpack_from("<I", data, end)[0] == _lookup3(bytes(data[pos:end])):
+                data[pos + 6 : pos + 22] = bytes(16)
+                struct.pack_into("<I", data, end, _lookup3(bytes(data[pos:end])))
+                cleared += 1
+        pos = data.find(b"OHDR", pos + 4)
+    Path(path).write_bytes(bytes(data))
+    return cleared

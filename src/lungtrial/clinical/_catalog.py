@@ -43,12 +43,16 @@ class LabCatalog:
         Name key (see :mod:`lungtrial.clinical`) -> slug; holds slugs, labels and synonyms.
     factors : dict
         ``(slug, unit key)`` -> factor: value in the canonical unit = value in that unit * factor.
+    signed : frozenset
+        Slugs whose values can be negative (e.g. base excess); every other analyte's values are counts,
+        concentrations or ratios, never below 0.
     """
 
     labels: dict[str, str]
     units: dict[str, str]
     names: dict[str, str]
     factors: dict[tuple[str, str], float]
+    signed: frozenset[str] = frozenset()
 
     def analyte(self, name: str) -> str | None:
         """Canonical slug of an analyte name or synonym, None when unknown."""
@@ -68,7 +72,8 @@ def load_catalog(units_csv: str | Path, analytes_csv: str | Path) -> LabCatalog:
         Columns ``analyte, unit, factor, canonical``: one row per accepted unit spelling; exactly one row per
         analyte has ``canonical`` true (and factor 1).
     analytes_csv : path
-        Columns ``analyte, label, synonyms``: canonical slug, display label, ``|``-separated synonyms.
+        Columns ``analyte, label, synonyms``: canonical slug, display label, ``|``-separated synonyms; optional
+        ``signed`` (yes/no, default no): the analyte's values can be negative.
 
     Raises
     ------
@@ -87,6 +92,7 @@ def load_catalog(units_csv: str | Path, analytes_csv: str | Path) -> LabCatalog:
             raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     labels: dict[str, str] = {}
     names: dict[str, str] = {}
+    signed: set[str] = set()
     for _, row in analytes.iterrows():
         slug = str(row["analyte"]).strip()
         if not re.fullmatch(r"[a-z0-9_]+", slug) or slug in labels:
@@ -94,6 +100,13 @@ def load_catalog(units_csv: str | Path, analytes_csv: str | Path) -> LabCatalog:
             problems.append(f"{where}: analyte slug {slug!r} is not a new [a-z0-9_] slug")
             continue
         labels[slug] = str(row["label"]).strip()
+        text = row.get("signed")
+        if pd.notna(text) and str(text).strip():
+            flag = _parse_bool(text)
+            if flag is None:
+                problems.append(f"{analytes_csv}, row {row['source_row']}: signed {text!r} is not yes or no")
+            elif flag:
+                signed.add(slug)
         synonyms = row.get("synonyms")
         candidates = [slug, labels[slug], *(str(synonyms).split("|") if pd.notna(synonyms) else [])]
         for name in candidates:
@@ -123,4 +136,4 @@ def load_catalog(units_csv: str | Path, analytes_csv: str | Path) -> LabCatalog:
     problems += [f"{units_csv}: no canonical unit for analyte {slug}" for slug in labels if slug not in canonical]
     if problems:
         raise InputError(problem_list("unit tables are invalid", problems))
-    return LabCatalog(labels=labels, units=canonical, names=names, factors=factors)
+    return LabCatalog(labels=labels, units=canonical, names=names, factors=factors, signed=frozenset(signed))

@@ -29,6 +29,7 @@ log = logging.getLogger("lungtrial.clinical")
 
 
 _VALUE_RE = re.compile(r"^\s*(<=|>=|≤|≥|<|>)?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_NEGATIVE = r"^\s*(?:<=|>=|≤|≥|<|>)?\s*-"  # a lab value whose number has a minus sign
 
 _WIDE_HEADER_RE = re.compile(r"^(?P<name>.*?)\s*\[(?P<unit>[^\]]*)\]\s*$")
 
@@ -68,6 +69,11 @@ _LAB_PROBLEMS = {
     "known_subject": ("subject_id", "subject_id", "a subject_id of the subjects sheet"),
     "time_text": ("time", "time", "an ISO date or date-time (YYYY-MM-DD or YYYY-MM-DD HH:MM), or a study day number"),
     "value_text": ("value_text", "value", "a number or a censored number such as <0.5 or >1000"),
+    "not_negative": (
+        "value_text",
+        "value",
+        "a number >= 0 for this analyte; one that can be negative has signed = yes in the analytes table",
+    ),
     "known_analyte": ("analyte_text", "analyte", "a name or synonym of the analytes table"),
     "known_unit": ("unit_text", "unit", "a unit of the units table for this analyte"),
     "in_stay": ("datetime", "datetime", "a date from admission to the later of discharge and the last visit"),
@@ -240,6 +246,17 @@ def read_labs(
             "value_text": pa.Column(object, pa.Check.str_matches(_VALUE_RE.pattern, error="value_text")),
         },
         checks=[
+            # a negative count or concentration is a typo (a sign, or a dash for "not measured"); analytes that
+            # can be negative (e.g. base excess) say so in the analytes table
+            pa.Check(
+                lambda df: ~(
+                    df["value_text"].str.match(_VALUE_RE.pattern, na=False)
+                    & df["value_text"].str.match(_NEGATIVE, na=False)
+                    & ~df["analyte"].isin(catalog.signed)
+                ),
+                error="not_negative",
+                ignore_na=False,
+            ),
             pa.Check(time_ok, error="time_text", ignore_na=False),
             pa.Check(lambda df: df["analyte"].notna(), error="known_analyte", ignore_na=False),
             pa.Check(lambda df: df["analyte"].isna() | df["factor"].notna(), error="known_unit", ignore_na=False),

@@ -163,7 +163,7 @@ def _compose(affine, deformable):
 
 def save_transform(affine, deformable, folder: str | os.PathLike) -> list[Path]:
     """Write ``affine`` and ``deformable`` as :data:`TRANSFORM_FILES` in ``folder``, atomically; their paths."""
-    from lungtrial.io import atomic_path
+    from lungtrial.io import atomic_path, clear_hdf5_times
 
     sitk = parallel.simpleitk()
     folder = Path(folder)
@@ -175,6 +175,8 @@ def save_transform(affine, deformable, folder: str | os.PathLike) -> list[Path]:
             tmp = Path(tmp)
             typed = tmp.with_name(tmp.name + path.suffix)  # ITK picks the writer by the file's extension
             sitk.WriteTransform(tx, str(typed))
+            if typed.suffix == ".h5":  # HDF5 stamps its object headers with the time of writing
+                clear_hdf5_times(typed)
             typed.replace(tmp)
         paths.append(path)
     return paths
