@@ -93,6 +93,18 @@ def test_lab_value_that_is_negative(tmp_path, subjects, catalog, value):
     one_line(msg, f"{path}, row 3: value '{value}' (expected a number >= 0")
 
 
+def test_lab_value_minus_zero_and_unknown_rows_are_not_negative_errors(tmp_path, subjects, catalog):
+    """-0 is not below 0; a negative value of an unknown analyte or unit gets that row's own message only (and with
+    on_unknown warn the row is dropped, not refused)."""
+    path = write(tmp_path / "labs.csv", LABS.replace(",4,", ",-0.0,"))
+    clinical.read_labs([path], subjects, catalog)
+    path = write(tmp_path / "labs.csv", LABS.replace("CRP,4,mg/L", "Base excess,-2,mmol/L"))
+    msg = error_of(clinical.read_labs, [path], subjects, catalog)
+    assert "expected a number >= 0" not in msg and "analyte" in msg
+    labs = clinical.read_labs([path], subjects, catalog, on_unknown="warn")[0]
+    assert len(labs) == 2
+
+
 def test_lab_value_negative_where_the_analyte_is_signed(tmp_path, subjects, catalog):
     """An analyte that can be negative (signed = yes in the analytes table) takes a negative value; a signed
     cell that is not yes/no is an error naming the table and row."""

@@ -230,7 +230,7 @@ def clear_hdf5_times(path: str | os.PathLike) -> int:
     data = bytearray(Path(path).read_bytes())
     cleared, pos = 0, data.find(b"OHDR")
     while pos >= 0:
-        version, flags = data[pos + 4], data[pos + 5]
+        version, flags = (data[pos + 4], data[pos + 5]) if pos + 22 <= len(data) else (0, 0)
         if version == 2 and flags & 0x20:
             at = pos + 6 + 16 + (4 if flags & 0x10 else 0)
             width = 1 << (flags & 0x03)
@@ -240,5 +240,6 @@ def clear_hdf5_times(path: str | os.PathLike) -> int:
                 struct.pack_into("<I", data, end, _lookup3(bytes(data[pos:end])))
                 cleared += 1
         pos = data.find(b"OHDR", pos + 4)
-    Path(path).write_bytes(bytes(data))
+    if cleared:
+        Path(path).write_bytes(bytes(data))
     return cleared

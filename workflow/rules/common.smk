@@ -365,8 +365,8 @@ def change_scans(wildcards):
     ]
 
 
-# The serial prior (config imaging.serial_prior): the imaging tables take each scan's measurement with its
-# subject's least-affected scan as prior (workflow/rules/serial.smk) instead of the scan's own.
+# The serial prior (config imaging.serial_prior): the imaging tables and the change maps take each scan's
+# measurement with its subject's least-affected scan as prior (workflow/rules/serial.smk) instead of the scan's own.
 SERIAL = bool(config["imaging"].get("serial_prior", False))
 # the registration settings of config registration (as for the change maps), lists as lists (job parameters)
 SERIAL_REGISTRATION = {

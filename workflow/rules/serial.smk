@@ -1,6 +1,6 @@
 """The serial prior (config imaging.serial_prior): every scan measured again with the lungs of its subject's least
-affected measured scan registered onto it (docs/segmentation.md, "Serial prior"). The imaging tables then take
-these measurements; the per-scan ones stay beside them."""
+affected measured scan registered onto it (docs/segmentation.md, "Serial prior"). The imaging tables and the
+change maps then take these measurements; the per-scan ones stay beside them."""
 
 
 rule serial_scan:

@@ -39,7 +39,7 @@ Conventions
   as ``<`` / ``>``) or empty (not measured; the row is dropped and listed). A censored value keeps its limit in
   ``value`` and its direction in ``censored``; it is never turned into a plain number.
 - Analytes and units are harmonised through two tables (``resources/analytes.csv``: canonical slug, display
-  label, synonyms; ``resources/units.csv``: accepted unit spellings per analyte with the factor to the
+  label, synonyms, optionally ``signed``: values that can be negative; ``resources/units.csv``: accepted unit spellings per analyte with the factor to the
   canonical unit). Names and units are matched case-insensitively, ignoring spaces; ``µ``/``μ`` count as ``u``
   and ``10*9`` or ``x10^9`` as ``10^9``.
 """

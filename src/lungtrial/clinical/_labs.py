@@ -29,7 +29,6 @@ log = logging.getLogger("lungtrial.clinical")
 
 
 _VALUE_RE = re.compile(r"^\s*(<=|>=|≤|≥|<|>)?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-_NEGATIVE = r"^\s*(?:<=|>=|≤|≥|<|>)?\s*-"  # a lab value whose number has a minus sign
 
 _WIDE_HEADER_RE = re.compile(r"^(?P<name>.*?)\s*\[(?P<unit>[^\]]*)\]\s*$")
 
@@ -250,8 +249,8 @@ def read_labs(
             # can be negative (e.g. base excess) say so in the analytes table
             pa.Check(
                 lambda df: ~(
-                    df["value_text"].str.match(_VALUE_RE.pattern, na=False)
-                    & df["value_text"].str.match(_NEGATIVE, na=False)
+                    (pd.to_numeric(df["value_text"].str.extract(_VALUE_RE)[1], errors="coerce") < 0)
+                    & df["factor"].notna()  # a known analyte and unit (others get their own message)
                     & ~df["analyte"].isin(catalog.signed)
                 ),
                 error="not_negative",

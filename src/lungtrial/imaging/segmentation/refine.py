@@ -32,10 +32,10 @@ def _local_edge(coarse: np.ndarray, interior: np.ndarray, threshold: float, pare
     """Edge threshold per coarse block (HU): half-way between the lung next to it and the wall.
 
     ``threshold`` is half-way between the parenchyma (``parenchyma`` HU) and the wall; where the mean HU of the
-    interior lung blocks in a block's 3 x 3 x 3 neighbourhood is higher (ground glass against the pleura), the
-    threshold rises by half the difference, up to ``HAZY_HU``. Without this, the partial-volume layer of ground
-    glass against the wall (which a soft-tissue fraction of a quarter already lifts past the aerated lung's
-    threshold) would be cut from the lung and from the lesion. Never below ``threshold``.
+    interior lung blocks in a block's 3 x 3 x 3 neighbourhood is higher (ground glass against the pleura, or a
+    vessel reaching it), the threshold rises by half the difference, up to ``HAZY_HU``. Without this, the
+    partial-volume layer of ground glass against the wall (which a soft-tissue fraction of a quarter already lifts
+    past the aerated lung's threshold) would be cut from the lung and from the lesion. Never below ``threshold``.
     """
     lung = interior.astype(np.float32)
     n = ndimage.uniform_filter(lung, 3, mode="constant")

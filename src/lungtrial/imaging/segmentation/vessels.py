@@ -86,7 +86,12 @@ class _Shared:
                         row, x = np.divmod(np.flatnonzero(d), nxb)
                         found[cz] = (row + z.start * nyb, x)
 
-        _in_halves(work, ncz)
+        try:
+            _in_halves(work, ncz)
+        except BaseException:  # no half-made counts stay in the cache
+            for t in thresholds:
+                self.sums.pop(t, None)
+            raise
         if lung_counts is not None:
             self.lung_counts = lung_counts
         if located is not None:
