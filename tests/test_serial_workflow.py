@@ -5,6 +5,7 @@ the least affected scan is the reference, the other scans are measured with its 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -62,3 +63,15 @@ def test_one_subject_measured_with_its_serial_prior(tmp_path, serial_config):
             # the prior only adds to the scan's own lungs
             assert serial["lung_volume_ml"] >= own[scan]["lung_volume_ml"] - 0.5
         assert (tmp_path / f"results/scans/{scan}/serial/masks/lungs.nii.gz").exists()
+    # a lesion mask (config imaging.lesion_masks) is used with the serial prior too: its voxels are the opacity
+    scan = next(s for s in scans if s != reference)
+    mask = tmp_path / "lesions.nii.gz"
+    shutil.copy(tmp_path / f"results/scans/{scan}/serial/masks/opacity.nii.gz", mask)
+    serial_config["imaging"]["lesion_masks"] = {scan: str(mask)}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(serial_config))
+    proc = run_snakemake(tmp_path, "--cores", "2", f"results/scans/{scan}/serial/prior.json")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with_mask = pd.read_csv(tmp_path / f"results/scans/{scan}/serial/metrics.csv").iloc[0]
+    assert with_mask["status"] == "ok"
+    assert json.loads((tmp_path / f"results/scans/{scan}/serial/prior.json").read_text())["used"]
+    assert with_mask["opacity_source"] == "lesion_mask"

@@ -24,6 +24,7 @@ rule serial_scan:
     params:
         scans=serial_scans,
         content=dicom_content,
+        lesion_mask=lesion_mask_content,
         registration=SERIAL_REGISTRATION,
         series=config["imaging"]["series"],
         preset=config["imaging"]["preset"],

@@ -2,20 +2,22 @@
 (lungtrial.imaging.serial.least_affected), registered onto this scan, bring back consolidation as dense as the wall
 that the scan alone cannot tell from it (lungtrial.imaging.serial.reference_prior, quantify_scan(prior=)).
 
-Writes the per-scan layout of quantify_scan into results/scans/<scan>/serial/ and prior.json: the reference, whether
-the prior was used and why not, the registration's QC. The reference itself, a subject's only measured scan and an
-excluded scan are measured as by quantify_scan alone (prior.json says why).
+A lesion mask of config imaging.lesion_masks is used as by quantify_scan. Writes the per-scan layout of quantify_scan
+into results/scans/<scan>/serial/ and prior.json: the reference, whether the prior was used and why not, the
+registration's QC. The reference itself, a subject's only measured scan and an excluded scan are measured as by
+quantify_scan alone (prior.json says why).
 """
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
 
 from lungtrial import io
 from lungtrial.errors import InputError
-from lungtrial.imaging.quantify import existing_scan_folder, quantify_scan
+from lungtrial.imaging.quantify import existing_scan_folder, handed_over_lesion_mask, quantify_scan
 from lungtrial.imaging.serial import least_affected, reference_prior
 from lungtrial.wfutil import setup_logging
 
@@ -51,18 +53,20 @@ else:
         registration = {key: tuple(v) if isinstance(v, list) else v for key, v in params.registration.items()}
         prior = reference_prior(ref_folder, series[k], inp.masks[k], record, **registration)
 try:
-    result = quantify_scan(
-        folder_of(here),
-        scan,
-        Path(snakemake.output.metrics).parent,
-        series=series[here],
-        series_options=params.series,
-        preset=params.preset,
-        classes=params.classes,
-        measure_implausible=params.measure_implausible,
-        threads=snakemake.threads,
-        prior=prior,
-    )
+    with handed_over_lesion_mask(scan) if params.lesion_mask else nullcontext() as lesion_mask:
+        result = quantify_scan(
+            folder_of(here),
+            scan,
+            Path(snakemake.output.metrics).parent,
+            series=series[here],
+            series_options=params.series,
+            preset=params.preset,
+            classes=params.classes,
+            measure_implausible=params.measure_implausible,
+            lesion_mask=lesion_mask,
+            threads=snakemake.threads,
+            prior=prior,
+        )
 except InputError as exc:  # a bad or missing folder: one line, no traceback
     log.error("scan %s: %s", scan, " ".join(str(exc).split()))
     sys.exit(1)
