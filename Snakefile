@@ -21,8 +21,13 @@ os.environ.update(
 
 # Lock files left by a run that was killed are removed when no other Snakemake process of this workflow is alive in
 # the folder, so that the plain `snakemake --cores N` resumes it (lungtrial.runlock, docs/reruns.md).
+# A job that stops on bad input is printed as its one line (rule, where and what, log), not as Snakemake's failure
+# block (lungtrial.runlog, docs/errors.md).
 if workflow.is_main_process:
     from lungtrial.runlock import release_stale_locks
+    from lungtrial.runlog import report_input_errors_briefly
+
+    report_input_errors_briefly()
 
     if release_stale_locks():
         print(

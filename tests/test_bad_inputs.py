@@ -404,3 +404,9 @@ def test_strict_exclusion_under_keep_going_is_one_line_in_the_job(tmp_path):
     assert "FutureWarning" not in out
     errors = [ln for ln in log.splitlines() if " ERROR " in ln]
     assert len(errors) == 1 and "scan S1-D7" in errors[0], log
+    # on the console: that line once, with the rule and the log, and none of Snakemake's failure frames
+    message = errors[0].split(" ERROR lungtrial: ", 1)[1]
+    (line,) = [ln for ln in out.splitlines() if "scan S1-D7" in ln and "excluded" in ln]
+    assert line == f"quantify_scan failed: {message} (log: logs/quantify_scan/S1-D7.log)", out
+    assert_no_frames(out)
+    assert "Error in rule" not in out and "CalledProcessError" not in out, out

@@ -9,6 +9,11 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from lungtrial.runlog import ENV_FLAG
+
+#: ``extra=`` of a log record that reports bad input (one line, no traceback): see :func:`setup_logging`.
+INPUT_ERROR = {"input_error": True}
+
 
 def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
     """Send log records (and uncaught exceptions) of a workflow script to its rule's log file and to stderr.
@@ -17,8 +22,14 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
     measured in strict mode) is logged as its message alone, one line per problem, and the script exits with
     status 1: the message says where and what, a traceback would only bury it. Any other exception is a bug and
     is logged with its traceback.
+
+    When the main Snakemake process reports input errors itself (:mod:`lungtrial.runlog`), an input-error line
+    goes to the log file only, so that the console shows it once, the same locally and on a cluster.
     """
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    if os.environ.get(ENV_FLAG):
+        console.addFilter(lambda record: not getattr(record, "input_error", False))
+    handlers: list[logging.Handler] = [console]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))
@@ -34,7 +45,7 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
         from lungtrial.errors import InputError
 
         if issubclass(exc_type, InputError):
-            log.error("%s", exc)
+            log.error("%s", exc, extra=INPUT_ERROR)
         else:
             log.error("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from lungtrial.errors import InputError
 from lungtrial.imaging.change import choose_baseline, compare_scans
 from lungtrial.imaging.quantify import existing_scan_folder
-from lungtrial.wfutil import setup_logging
+from lungtrial.wfutil import INPUT_ERROR, setup_logging
 
 log = setup_logging(snakemake.log[0])
 infos = snakemake.params.scans
@@ -44,7 +44,7 @@ try:
         threads=snakemake.threads,
     )
 except InputError as exc:  # a missing folder or an unreadable mask: one line, no traceback
-    log.error("pair %s: %s", follow_up, " ".join(str(exc).split()))
+    log.error("pair %s: %s", follow_up, " ".join(str(exc).split()), extra=INPUT_ERROR)
     sys.exit(1)
 qc = result["qc"]
 log.info(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lungtrial.errors import InputError
 from lungtrial.imaging.quantify import existing_scan_folder, handed_over_lesion_mask, quantify_scan
-from lungtrial.wfutil import setup_logging
+from lungtrial.wfutil import INPUT_ERROR, setup_logging
 
 log = setup_logging(snakemake.log[0])
 scan = snakemake.wildcards.scan
@@ -36,10 +36,15 @@ try:
         )
 except InputError as exc:  # a bad or missing folder, or a strict-mode exclusion: one line, no traceback
     message = " ".join(str(exc).split())
-    log.error("%s", message if message.startswith(f"scan {scan} ") else f"scan {scan}: {message}")
+    log.error("%s", message if message.startswith(f"scan {scan} ") else f"scan {scan}: {message}", extra=INPUT_ERROR)
     sys.exit(1)
 except OSError as exc:  # the folder changed while it was read: the reason, never the path (it may identify)
-    log.error("scan %s: the DICOM folder could not be read (%s); run again", scan, exc.strerror or type(exc).__name__)
+    log.error(
+        "scan %s: the DICOM folder could not be read (%s); run again",
+        scan,
+        exc.strerror or type(exc).__name__,
+        extra=INPUT_ERROR,
+    )
     sys.exit(1)
 
 log.info("scan %s: %s; timings %s", scan, result.status, result.timings)

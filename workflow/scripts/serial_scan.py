@@ -19,7 +19,7 @@ from lungtrial import io
 from lungtrial.errors import InputError
 from lungtrial.imaging.quantify import existing_scan_folder, handed_over_lesion_mask, quantify_scan
 from lungtrial.imaging.serial import least_affected, reference_prior
-from lungtrial.wfutil import setup_logging
+from lungtrial.wfutil import INPUT_ERROR, setup_logging
 
 log = setup_logging(snakemake.log[0])
 scan = snakemake.wildcards.scan
@@ -68,7 +68,7 @@ try:
             prior=prior,
         )
 except InputError as exc:  # a bad or missing folder: one line, no traceback
-    log.error("scan %s: %s", scan, " ".join(str(exc).split()))
+    log.error("scan %s: %s", scan, " ".join(str(exc).split()), extra=INPUT_ERROR)
     sys.exit(1)
 record.setdefault("reason", "")
 seconds = record.pop("seconds", None)
