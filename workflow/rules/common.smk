@@ -276,6 +276,15 @@ def scan_info(wildcards):
     return SCAN_INFO[wildcards.scan]
 
 
+def quantify_threads(wildcards):
+    """Threads of one scan's job: 2 (the segmentation's slab-parallel stages use them on a full-size series), but 1
+    for the small demo trial, whose scans (about 7 million voxels) are measured in under a second: there start-up
+    dominates, and two jobs side by side keep both cores busy where one 2-thread job at a time would not."""
+    if config["demo"] and config["demo_options"]["size"] == "small":
+        return 1
+    return 2
+
+
 def quantify_mem_mb(wildcards, attempt):
     """Memory of one scan's job, sized for a 600-slice 512 x 512 series (measured peak: ~500 MB + 10 MB per
     million voxels). The series is only chosen inside the job, so the request cannot follow its size: a job that

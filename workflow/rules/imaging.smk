@@ -28,7 +28,7 @@ rule quantify_scan:
         "logs/quantify_scan/{scan}.log",
     conda:
         "../../envs/imaging.yaml"
-    threads: 2
+    threads: quantify_threads
     resources:
         mem_mb=quantify_mem_mb,
         runtime=15,
