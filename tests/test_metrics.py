@@ -383,6 +383,20 @@ def test_lesions_are_26_connected_opacity_and_exclude_vessels():
     assert lesion_metrics(np.zeros((2, 2, 2), np.uint8), SPACING) == {"n_lesions": 0, "largest_lesion_ml": 0.0}
 
 
+def test_lesions_match_scipy_components_on_random_masks():
+    """The same components as scipy.ndimage.label with the full 3 x 3 x 3 structure, on speckled label volumes."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    for density in (0.05, 0.2, 0.35):
+        labels = rng.choice(
+            np.array([0, 1, 2, 3], np.uint8), size=(9, 23, 17), p=[1 - density, density / 2, density / 4, density / 4]
+        )
+        found, n = ndimage.label((labels == 1) | (labels == 2), structure=np.ones((3, 3, 3), bool))
+        largest = np.bincount(found.ravel())[1:].max(initial=0) * VOXEL_ML
+        assert lesion_metrics(labels, SPACING) == {"n_lesions": n, "largest_lesion_ml": pytest.approx(largest)}
+
+
 def test_lesion_columns_of_the_scan_row():
     hu, lungs = two_lungs()
     hu[10:14, 2:6, 2:6] = -500  # right lung: one ground-glass lesion of 64 voxels

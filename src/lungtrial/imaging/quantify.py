@@ -533,10 +533,10 @@ def _excluded(scan_id, reasons, series: dict, work: Path, title, classes, timing
 def preload() -> None:
     """Import every module that measuring a scan needs (:func:`quantify_scan` does so before its clock starts;
     a job pays this once, and ``benchmarks/bench_workflow.py scale`` counts it in a job's start-up)."""
+    import cc3d  # noqa: F401 - the metrics' lesions (loaded lazily otherwise)
     import isal.igzip  # noqa: F401
     import nibabel  # noqa: F401
     import SimpleITK  # noqa: F401 - segmentation's distance maps
-    from skimage.measure import label, regionprops  # noqa: F401 - the metrics' lesions (loaded lazily otherwise)
 
     from lungtrial import parallel  # noqa: F401
     from lungtrial.imaging import dicom, metrics, qc  # noqa: F401
