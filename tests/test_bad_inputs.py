@@ -393,6 +393,16 @@ def test_config_error_is_one_line(tmp_path):
 
 
 @pytest.mark.workflow
+def test_misspelt_config_key_is_one_line(tmp_path):
+    trial = sheet_trial(tmp_path, imaging__stirct=True)  # 'strict' misspelt: ignored, the run would not be strict
+    proc = snakemake(trial, "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert "Error validating config file: imaging: Additional properties are not allowed ('stirct' was unexpected)" in out
+    assert_no_frames(out)
+
+
+@pytest.mark.workflow
 def test_strict_exclusion_under_keep_going_is_one_line_in_the_job(tmp_path):
     trial = sheet_trial(tmp_path, imaging__strict=True)
     write(trial / "dicom/S1-D7/notes.txt", "not a DICOM file\n")
