@@ -245,6 +245,16 @@ def test_subject_and_arm_problems(tmp_path):
     one_line(msg, f"config stats.treatment_arm: arm 'UC-MSC' has no subject in {path} (expected one of its arms")
 
 
+@pytest.mark.parametrize("spelt", ["UC\u2011MSC", "uc-msc", "UC - MSC", "UC\u2013MSC"])
+def test_arm_spelt_like_a_compared_arm(tmp_path, spelt):
+    text = SUBJECTS.replace("treated", "UC-MSC") + f"S3,{spelt},2020-02-03,2020-02-04,\n"
+    path = write(tmp_path / "subjects.csv", text)
+    msg = error_of(clinical.check_arms, clinical.read_subjects(path), {"a": "control", "b": "UC-MSC"})
+    one_line(msg, f"{path}, row 4: arm {spelt!r} (expected 'UC-MSC', the arm of the config it resembles")
+    other = clinical.read_subjects(write(path, text.replace(spelt, "placebo")))
+    clinical.check_arms(other, {"a": "control", "b": "UC-MSC"})  # a third arm of another name is left alone
+
+
 def test_study_day_instead_of_a_date(tmp_path, subjects):
     text = "scan_id,subject_id,study_day,dicom_dir\nS1-B,S1,-2,b\nS1-D7,S1,7,c\n"
     scans = clinical.read_scans(write(tmp_path / "scans.csv", text), subjects)

@@ -166,3 +166,23 @@ def check_arms(subjects: pd.DataFrame, arms: Mapping[str, str]) -> None:
     ]
     if problems:
         raise InputError(problem_list("the compared arms are not in the subjects sheet", problems))
+    # an arm spelt like a compared one but not the same (case, spaces, a non-breaking or Unicode hyphen pasted from a
+    # word processor) would silently become an arm of its own, its subjects left out of the comparison
+    compared = {_arm_key(arm): str(arm) for arm in arms.values()}
+    lookalikes = [
+        f"{row.get('source_file', source)}, row {row.get('source_row', '?')}: arm {row['arm']!r} "
+        f"(expected {compared[_arm_key(row['arm'])]!r}, the arm of the config it resembles, spelt the same)"
+        for _, row in subjects.iterrows()
+        if isinstance(row["arm"], str) and row["arm"] not in compared.values() and _arm_key(row["arm"]) in compared
+    ]
+    if lookalikes:
+        raise InputError(problem_list("subjects sheet is invalid", lookalikes))
+
+
+def _arm_key(arm) -> str:
+    """An arm's name with case, spaces, and Unicode look-alikes (dashes, compatibility forms) folded."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", str(arm)).casefold()
+    text = "".join("-" if unicodedata.category(c) == "Pd" else c for c in text)
+    return "".join(text.split())
