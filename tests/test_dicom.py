@@ -780,3 +780,22 @@ def test_file_numbers_resolve_through_the_index_when_a_file_gave_no_row(tmp_path
     full, partial = dicom._volume._resolver(folder, index), dicom._volume._resolver(folder, dropped)
     for label in labels[1:]:
         assert partial(label) == full(label)
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "what"),
+    [("PatientID", "OTHER-ID-456", "2 patients (PatientID differs)"), ("StudyInstanceUID", "1.2.3.4.5", "2 studies")],
+)
+def test_two_patients_or_studies_in_one_folder_exclude_the_scan(tmp_path, truth, tag, value, what):
+    """Another patient's (or another visit's) series copied into the scan's folder is not chosen silently."""
+    write_stack(tmp_path / "scan", truth)
+    names = [f"zz{k:04d}.dcm" for k in range(truth.shape[0])]
+    write_stack(
+        tmp_path / "scan", truth, spacing=(2.0, 0.7, 0.7), series_uid="1.2.826.0.1.3680043.2.9", names=names,
+        edit=lambda ds, k: setattr(ds, tag, value),
+    )
+    series = dicom.ingest(tmp_path / "scan", "S1")
+    assert series["status"] == "excluded"
+    assert f"images of {what}" in series["reasons"][0]
+    assert value not in json.dumps(series)
+    no_identifiers(series)

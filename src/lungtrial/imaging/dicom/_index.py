@@ -32,6 +32,8 @@ DICOMDIR_STORAGE = "1.2.840.10008.1.3.10"
 _HEADER_TAGS = [
     "SOPClassUID",
     "SOPInstanceUID",
+    "PatientID",
+    "StudyInstanceUID",
     "Modality",
     "SeriesInstanceUID",
     "SeriesNumber",
@@ -58,6 +60,8 @@ INDEX_COLUMNS = [
     "is_image",
     "sop_class",
     "modality",
+    "patient",
+    "study",
     "series",
     "series_number",
     "acquisition_number",
@@ -205,6 +209,10 @@ def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
             row["sop_class"] = UID(sop).name if sop else None
             ts = str(meta.get("TransferSyntaxUID", "")) if meta else ""
             row["transfer_syntax"] = UID(ts).name if ts else None
+            # patient and study only as hashes: which images belong together, never who
+            patient_id, study_uid = _get(ds, "PatientID"), _get(ds, "StudyInstanceUID")
+            row["patient"] = _hash(str(patient_id)) if patient_id else None
+            row["study"] = _hash(str(study_uid)) if study_uid else None
             series_uid = _get(ds, "SeriesInstanceUID")
             row["series"] = _hash(str(series_uid)) if series_uid else None
             instance_uid = _get(ds, "SOPInstanceUID")
@@ -255,7 +263,8 @@ def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
         (enhanced) object, whose ``path`` is ``<file>#<frame number>``; ``file`` is the relative file path and
         ``frame`` the frame number (1-based, None for single-frame files). Columns: ``is_dicom``, ``readable``
         and ``error`` (why a file cannot be used, e.g. truncated pixel data), ``is_image`` (has pixel data),
-        ``sop_class`` (name), ``modality``, ``series`` (hash of SeriesInstanceUID), ``series_number``,
+        ``sop_class`` (name), ``modality``, ``patient`` (hash of PatientID), ``study`` (hash of StudyInstanceUID), ``series`` (hash of
+        SeriesInstanceUID), ``series_number``,
         ``acquisition_number``, ``instance_number``, ``instance`` (hash of SOPInstanceUID), ``image_type``,
         ``rows``, ``columns``, ``frames``, ``position`` (x, y, z mm), ``orientation`` (6 direction cosines),
         ``pixel_spacing`` (row, column mm), ``slice_thickness`` (mm), ``kernel``, ``gantry_tilt`` (degrees),

@@ -220,6 +220,11 @@ def choose_series(
         )
         return SeriesChoice(None, [], f"No axial CT series qualifies: {summary}.", cands)
 
+    # images of two patients, or of two studies, in one scan folder: which is the scan cannot be told
+    mixed = _mixed_folder(images)
+    if mixed:
+        return SeriesChoice(None, [], mixed, cands)
+
     def rank(r) -> tuple:
         thin = _finite(r.slice_thickness_mm, math.inf)
         order = (thin, -r.n_files) if prefer == "thinnest" else (-r.n_files, thin)
@@ -245,3 +250,20 @@ def choose_series(
         )
     reason += "."
     return SeriesChoice(best.series, files, reason, cands)
+
+
+def _mixed_folder(images: pd.DataFrame) -> str | None:
+    """Why the folder's images are not one scan's (more than one PatientID, or StudyInstanceUID), naming the first
+    file of each (``label``), never a value; None when they are one patient's one study."""
+    for column, what in (("patient", "patients (PatientID differs)"), ("study", "studies (StudyInstanceUID differs)")):
+        if column not in images:
+            continue
+        groups = images.groupby(images[column].fillna(""), sort=False)
+        if len(groups) > 1:
+            firsts = [grp["label"].iloc[0] if "label" in grp else grp["path"].iloc[0] for _, grp in groups]
+            shown = ", ".join(firsts[:3]) + (f" and {len(firsts) - 3} more" if len(firsts) > 3 else "")
+            return (
+                f"images of {len(groups)} {what} in the folder (first images: {shown}); "
+                "expected one patient's CT study per scan folder"
+            )
+    return None
