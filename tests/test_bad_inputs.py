@@ -403,6 +403,17 @@ def test_config_error_is_one_line(tmp_path):
 
 
 @pytest.mark.workflow
+def test_lesion_mask_of_an_unknown_scan_is_one_line(tmp_path):
+    trial = sheet_trial(tmp_path, imaging__lesion_masks={"S1-D07": "masks/S1.nii.gz"})  # the scan is S1-D7
+    proc = snakemake(trial, "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert "config imaging.lesion_masks: scan_id 'S1-D07' (expected a scan_id of the scans sheet)" in out
+    assert "masks/S1.nii.gz" not in out
+    assert_no_frames(out)
+
+
+@pytest.mark.workflow
 def test_misspelt_config_key_is_one_line(tmp_path):
     trial = sheet_trial(tmp_path, imaging__stirct=True)  # 'strict' misspelt: ignored, the run would not be strict
     proc = snakemake(trial, "-n")

@@ -250,6 +250,15 @@ LESION_MASKS = {
     for scan, path in config["imaging"]["lesion_masks"].items()
     if path
 }
+# a mask keyed by a scan_id the scans sheet does not have (a typo) would be ignored silently
+_unknown_masks = sorted(set(config["imaging"]["lesion_masks"]) - set(SCANS.index))
+if _unknown_masks:
+    stop(
+        "\n".join(
+            f"config imaging.lesion_masks: scan_id {scan!r} (expected a scan_id of the scans sheet)"
+            for scan in _unknown_masks
+        )
+    )
 # The jobs' DICOM folders and lesion masks, handed over outside Snakemake's records (see dicom_dir).
 from lungtrial.imaging.quantify import hand_over_folders
 

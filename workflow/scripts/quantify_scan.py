@@ -36,7 +36,8 @@ try:
         )
 except InputError as exc:  # a bad or missing folder, or a strict-mode exclusion: one line, no traceback
     message = " ".join(str(exc).split())
-    log.error("%s", message if message.startswith(f"scan {scan} ") else f"scan {scan}: {message}", extra=INPUT_ERROR)
+    named = message.startswith((f"scan {scan} ", f"scan {scan}:"))
+    log.error("%s", message if named else f"scan {scan}: {message}", extra=INPUT_ERROR)
     sys.exit(1)
 except OSError as exc:  # the folder changed while it was read: the reason, never the path (it may identify)
     log.error(
