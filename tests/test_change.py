@@ -235,3 +235,24 @@ def test_a_pair_whose_masks_cannot_be_read_is_a_failed_pair(tmp_path):
     saved = json.loads((tmp_path / "pair" / "qc.json").read_text())
     assert saved["status"] == "failed"
     assert (tmp_path / "pair" / "volumes.csv").exists() and (tmp_path / "pair" / "map").is_dir()
+
+
+def test_a_pair_of_two_patients_is_an_error_naming_both_scans(tmp_path, monkeypatch):
+    """A scans sheet pointing a scan at another subject's folder: the pair is not registered nor reported."""
+    from lungtrial.errors import InputError
+    from lungtrial.imaging import dicom
+    from lungtrial.imaging.change import compare_scans
+
+    keys = {"a": "k1", "b": "k2"}
+    monkeypatch.setattr(dicom, "patient_key", lambda folder, series: keys[series["which"]])
+    monkeypatch.setattr(dicom, "read_volume", lambda *a, **k: pytest.fail("a pair of two patients was read"))
+    scans = [
+        {"scan_id": sid, "series": {"status": "ok", "which": w}, "folder": tmp_path, "masks": tmp_path}
+        for sid, w in (("S-D00", "a"), ("S-D07", "b"))
+    ]
+    with pytest.raises(InputError, match="baseline scan S-D00 and the follow-up scan S-D07 hold images of different"):
+        compare_scans(*scans, tmp_path / "pair")
+    assert not (tmp_path / "pair").exists()
+    keys["b"] = "k1"  # one patient: read as usual (here the stand-in read stops it)
+    with pytest.raises(pytest.fail.Exception):
+        compare_scans(*scans, tmp_path / "pair")

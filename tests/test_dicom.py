@@ -799,3 +799,14 @@ def test_two_patients_or_studies_in_one_folder_exclude_the_scan(tmp_path, truth,
     assert f"images of {what}" in series["reasons"][0]
     assert value not in json.dumps(series)
     no_identifiers(series)
+
+
+def test_patient_key_tells_one_patient_from_another_and_shows_no_id(tmp_path, truth):
+    """Keys of the chosen series' PatientID: equal for one patient, different for two, never the ID itself."""
+    write_stack(tmp_path / "a", truth)
+    write_stack(tmp_path / "b", truth, series_uid="1.2.826.0.1.3680043.2.7")
+    write_stack(tmp_path / "c", truth, edit=lambda ds, k: setattr(ds, "PatientID", "OTHER-ID-456"))
+    key = {name: dicom.patient_key(tmp_path / name, dicom.ingest(tmp_path / name, name)) for name in "abc"}
+    assert key["a"] == key["b"] != key["c"] and None not in key.values()
+    assert all("SECRET" not in k and "OTHER" not in k and "123" not in k for k in key.values())
+    assert dicom.patient_key(tmp_path / "a", {"files": []}) is None

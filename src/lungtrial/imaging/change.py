@@ -289,11 +289,17 @@ def compare_scans(
     dict, as :func:`compare_volumes`. A pair with a scan not measured (or no baseline) is written with status
     ``excluded`` (or ``baseline``) and its reason, without reading any DICOM; a pair whose scan or masks cannot be
     read, with status ``failed`` and the reason (the other pairs and the statistics go on).
+
+    Raises
+    ------
+    InputError
+        When the two scans hold images of different patients (their PatientID differs): a scans sheet pointing a
+        scan at another subject's folder, whose numbers would otherwise be reported as that subject's.
     """
     import time
 
     from lungtrial.errors import InputError
-    from lungtrial.imaging.dicom import read_volume
+    from lungtrial.imaging.dicom import patient_key, read_volume
 
     def not_measured(scan, role):
         reasons = "; ".join(scan["series"].get("reasons") or []) or "not measured"
@@ -312,10 +318,25 @@ def compare_scans(
     if skip:
         return _write_pair(outdir, baseline, follow_up, *skip)
     t0 = time.perf_counter()
+    folders = [scan["folder"]() if callable(scan["folder"]) else scan["folder"] for scan in (baseline, follow_up)]
+    # one subject's scans must be one patient's images: a dicom_dir pointing at another subject's folder would
+    # otherwise be registered, labelled and reported like any pair (the lungs of two adults overlap well)
+    def key_of(folder, scan):
+        try:
+            return patient_key(folder, scan["series"])
+        except InputError:  # unreadable: the volume's read below says so, as a failed pair
+            return None
+
+    keys = [key_of(folder, scan) for folder, scan in zip(folders, (baseline, follow_up), strict=True)]
+    if None not in keys and keys[0] != keys[1]:
+        raise InputError(
+            f"the baseline scan {baseline['scan_id']} and the follow-up scan {follow_up['scan_id']} hold images of "
+            "different patients (their DICOM PatientID differs); expected one subject's scans: check the dicom_dir "
+            "of both in the scans sheet"
+        )
     volumes = []
     try:
-        for scan in (baseline, follow_up):
-            folder = scan["folder"]() if callable(scan["folder"]) else scan["folder"]
+        for scan, folder in zip((baseline, follow_up), folders, strict=True):
             ct = read_volume(folder, scan["series"], padding_mask=False)
             lungs, opacity = read_masks(scan["masks"], ct.hu.shape)
             volumes.append((ct, lungs, opacity))

@@ -130,6 +130,16 @@ def _hash(uid: str) -> str:
     return hashlib.sha256(uid.encode()).hexdigest()[:12]
 
 
+_SECRET = os.urandom(16)  # per process: the keys below are comparable within one reading only
+
+
+def _private_key(value: str) -> str:
+    """A key for an identifying value (PatientID, StudyInstanceUID) that only groups images within this process:
+    keyed with a random secret, so it can neither be reversed (a numeric PatientID could be, from a plain hash)
+    nor matched across runs."""
+    return hashlib.blake2b(value.encode(), key=_SECRET, digest_size=8).hexdigest()
+
+
 def _empty_row(rel: str) -> dict:
     row = dict.fromkeys(INDEX_COLUMNS)
     row.update(path=rel, file=rel, is_dicom=False, readable=False, is_image=False, modality_lut=False)
@@ -209,10 +219,11 @@ def _file_row(path: Path, rel: str) -> tuple[dict, pydicom.Dataset | None]:
             row["sop_class"] = UID(sop).name if sop else None
             ts = str(meta.get("TransferSyntaxUID", "")) if meta else ""
             row["transfer_syntax"] = UID(ts).name if ts else None
-            # patient and study only as hashes: which images belong together, never who
+            # patient and study only as keys that tell which images belong together, never who: hashed with a
+            # secret of this process, so that no key can be traced back or matched outside it
             patient_id, study_uid = _get(ds, "PatientID"), _get(ds, "StudyInstanceUID")
-            row["patient"] = _hash(str(patient_id)) if patient_id else None
-            row["study"] = _hash(str(study_uid)) if study_uid else None
+            row["patient"] = _private_key(str(patient_id)) if patient_id else None
+            row["study"] = _private_key(str(study_uid)) if study_uid else None
             series_uid = _get(ds, "SeriesInstanceUID")
             row["series"] = _hash(str(series_uid)) if series_uid else None
             instance_uid = _get(ds, "SOPInstanceUID")
@@ -263,8 +274,9 @@ def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
         (enhanced) object, whose ``path`` is ``<file>#<frame number>``; ``file`` is the relative file path and
         ``frame`` the frame number (1-based, None for single-frame files). Columns: ``is_dicom``, ``readable``
         and ``error`` (why a file cannot be used, e.g. truncated pixel data), ``is_image`` (has pixel data),
-        ``sop_class`` (name), ``modality``, ``patient`` (hash of PatientID), ``study`` (hash of StudyInstanceUID), ``series`` (hash of
-        SeriesInstanceUID), ``series_number``,
+        ``sop_class`` (name), ``modality``, ``patient`` and ``study`` (keys of PatientID and StudyInstanceUID that only tell
+        whether two images share them, within this process), ``series`` (hash of SeriesInstanceUID),
+        ``series_number``,
         ``acquisition_number``, ``instance_number``, ``instance`` (hash of SOPInstanceUID), ``image_type``,
         ``rows``, ``columns``, ``frames``, ``position`` (x, y, z mm), ``orientation`` (6 direction cosines),
         ``pixel_spacing`` (row, column mm), ``slice_thickness`` (mm), ``kernel``, ``gantry_tilt`` (degrees),

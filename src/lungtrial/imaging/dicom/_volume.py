@@ -18,9 +18,9 @@ from lungtrial.memory import new_volume
 
 from . import _directread
 from ._geometry import _reorientation
-from ._index import _LABEL, _listing
+from ._index import _LABEL, _listing, _private_key
 from ._pixels import _PIXEL_TAGS, PADDING_BELOW_HU, _store_hu, _Transform, _transform
-from ._values import _dcmread
+from ._values import _dcmread, _get
 
 
 @dataclass
@@ -237,3 +237,29 @@ def read_volume(
         direction=np.asarray(geo["direction"], float),
         padding=padding,
     )
+
+
+def patient_key(folder: str | os.PathLike, series: dict) -> str | None:
+    """A key of the PatientID of a chosen series (its first file's header), for telling whether two scans are of
+    one patient within this process; never the ID itself, and not comparable with keys of another process (see
+    :func:`._index._private_key`). None when the series has no file or no PatientID.
+
+    Parameters
+    ----------
+    folder : path
+        The scan's DICOM folder.
+    series : dict
+        What :func:`lungtrial.imaging.dicom.ingest` returned for it (status ok).
+    """
+    files = list(series.get("files") or [])
+    if not files:
+        return None
+    rel, _, name = _resolver(Path(folder), None)(files[0])
+    try:
+        with open(Path(folder) / rel, "rb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds, _ = _dcmread(fp, ["PatientID"], 256)
+    except Exception as exc:  # noqa: BLE001 - reported with the file's name, as the pixel reads are
+        raise InputError(f"{name}: header cannot be read ({type(exc).__name__}); expected a readable CT image") from None
+    value = _get(ds, "PatientID")
+    return _private_key(str(value)) if value else None
