@@ -810,3 +810,18 @@ def test_patient_key_tells_one_patient_from_another_and_shows_no_id(tmp_path, tr
     assert key["a"] == key["b"] != key["c"] and None not in key.values()
     assert all("SECRET" not in k and "OTHER" not in k and "123" not in k for k in key.values())
     assert dicom.patient_key(tmp_path / "a", {"files": []}) is None
+
+
+@pytest.mark.parametrize(
+    ("kernel", "shown"),
+    [("B30f", "B30f"), ("Br40d\\3", "Br40d\\3"), ("STANDARD", "STANDARD"), ("FC13-H", "FC13-H"), ("YC", "YC")]
+    + [("DOEJOHN450101", "not shown (free text)"), ("DOE^JOHN", "not shown (free text)")],
+)
+def test_kernel_free_text_is_shown_only_when_it_reads_as_a_kernel_name(tmp_path, truth, kernel, shown):
+    write_stack(tmp_path / "scan", truth, edit=lambda ds, k: setattr(ds, "ConvolutionKernel", kernel))
+    series = dicom.ingest(tmp_path / "scan", "S1")
+    assert series["status"] == "ok"
+    assert series["geometry"]["kernel"] == shown and [c["kernel"] for c in series["candidates"]] == [shown]
+    assert f"kernel {shown})" in series["reason"]
+    if shown != kernel:
+        assert "DOE" not in json.dumps(series)

@@ -14,6 +14,7 @@ from ._checks import check_series
 from ._geometry import _geometry_summary
 from ._index import _names, index_folder
 from ._series import choose_series
+from ._values import _shown_kernel
 
 
 def ingest(
@@ -70,7 +71,7 @@ def ingest(
         "reason": choice.reason,
         "files": [names[f] for f in choice.files],
         "geometry": {},
-        "candidates": _records(choice.candidates),
+        "candidates": [{**c, "kernel": _shown_kernel(c.get("kernel"))} for c in _records(choice.candidates)],
         "n_files_indexed": len(index),
     }
     if choice.series is None:
@@ -85,6 +86,7 @@ def ingest(
             out["status"] = "excluded"
         else:
             out["geometry"] = _geometry_summary(index.set_index("path").loc[choice.files].reset_index())
+            out["geometry"]["kernel"] = _shown_kernel(out["geometry"].get("kernel"))
     if strict and out["status"] == "excluded":
         raise ScanExcluded(scan_id, out["reasons"])
     return out

@@ -15,7 +15,7 @@ from lungtrial.errors import InputError
 
 from ._geometry import _normal, _order, _subseries_label
 from ._index import CT_IMAGE_STORAGE, ENHANCED_CT_STORAGE
-from ._values import _finite
+from ._values import _finite, _shown_kernel
 
 
 @dataclass
@@ -234,10 +234,10 @@ def choose_series(
     files, _ = _order(images[images["subseries"] == best.series])
     criterion = "the thinnest slices" if prefer == "thinnest" else "the most slices"
     if prefer_kernels and _kernel_rank(best.kernel, prefer_kernels) < len(prefer_kernels):
-        criterion = f"kernel {best.kernel}, then {criterion}"
+        criterion = f"kernel {_shown_kernel(best.kernel)}, then {criterion}"
     chosen = (
         f"Series {_label_number(best.series_number)} ({best.n_files} axial CT slices, "
-        f"{_finite(best.slice_thickness_mm, math.nan):g} mm, kernel {best.kernel or 'unknown'})"
+        f"{_finite(best.slice_thickness_mm, math.nan):g} mm, kernel {_shown_kernel(best.kernel) or 'unknown'})"
     )
     if len(eligible) == 1:
         reason = f"{chosen} is the only qualifying series"

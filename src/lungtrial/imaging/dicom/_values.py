@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import warnings
 from typing import BinaryIO
 
@@ -132,3 +133,31 @@ def _dcmread(fp: BinaryIO, tags: list[str], defer_size: int) -> tuple[pydicom.Da
                 )
     ended_early = any("end of file" in str(w.message).lower() for w in caught)
     return ds, ended_early
+
+
+# ConvolutionKernel is free text (VR SH): shown in outputs only when it reads as a reconstruction kernel's name in
+# one of the vendors' conventions, so that nothing typed into the tag (a name, an ID) can leave through it.
+_KERNEL_CODE = re.compile(
+    r"[A-Z][a-z]?\d{2}[a-z]?"  # Siemens: B30f, Br40d, I70f, Qr40
+    r"|F[CL]\d{2}(-[A-Z])?"  # Canon / Toshiba: FC13, FL04, FC13-H
+    r"|[A-EL]|Y[A-D]|U[A-C]|[A-E]C"  # Philips: B, C, L, YA, YC, UB, EC
+)
+_KERNEL_WORD = re.compile(  # GE and descriptive names, any case
+    r"(STANDARD|SOFT|LUNG|BONE|BONEPLUS|DETAIL|CHEST|EDGE|ULTRA|SMOOTH|SHARP|BODY|MEDIASTINUM)"
+    r"( ?(PLUS|ENHANCED|SHARP|SMOOTH|HR|HD))?"
+)
+KERNEL_NOT_SHOWN = "not shown (free text)"
+
+
+def _shown_kernel(kernel) -> str | None:
+    """The ConvolutionKernel value as outputs show it: itself when every backslash-separated part is a kernel name
+    of a vendor's convention (or a number, e.g. Siemens' strength), else :data:`KERNEL_NOT_SHOWN`; None if absent."""
+    if kernel is None or (isinstance(kernel, float) and math.isnan(kernel)):
+        return None
+    text = str(kernel).strip()
+    if not text:
+        return None
+    parts = [p.strip() for p in text.split("\\")]
+    if all(_KERNEL_CODE.fullmatch(p) or _KERNEL_WORD.fullmatch(p.upper()) or p.isdigit() for p in parts):
+        return text
+    return KERNEL_NOT_SHOWN
