@@ -264,3 +264,23 @@ def test_locks_are_kept_while_a_run_on_another_machine_may_be_alive(tmp_path):
     assert subprocess.run(hold, capture_output=True, text=True, check=True).stdout.strip() == "True"
     assert not (state / "locks").exists()
     assert not any((state / "lungtrial.holders").iterdir())  # each process removed its own note
+
+
+def test_every_run_leaves_its_note_and_clears_dead_ones(tmp_path):
+    """Without locks to clear too: a run on another machine (flock local to each) must see this run's note, and the
+    note of a process of this machine that was killed goes."""
+    import socket
+
+    state = tmp_path / ".snakemake"
+    holders = state / "lungtrial.holders"
+    holders.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (holders / f"{socket.gethostname()}.{dead.stdout.strip()}").touch()  # a killed run's note
+    probe = (
+        "import os, sys; from pathlib import Path; from lungtrial.runlock import release_stale_locks; "
+        "release_stale_locks(sys.argv[1]); print(sorted(p.name for p in Path(sys.argv[1], 'lungtrial.holders').iterdir()), os.getpid())"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(state)], capture_output=True, text=True, check=True).stdout
+    names, pid = out.rsplit(" ", 1)
+    assert names == str([f"{socket.gethostname()}.{pid.strip()}"])  # its own note only, while it runs
+    assert not any(holders.iterdir())  # and removed when it ended

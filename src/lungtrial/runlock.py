@@ -69,8 +69,10 @@ def release_stale_locks(snakemake_dir: str | os.PathLike = ".snakemake") -> bool
     except OSError:  # no flock on this file system
         os.close(fd)
         return False
+    # always: leave this process's note (a run on another machine must see it) and remove dead ones of this machine
+    others = _others_alive(state / "lungtrial.holders")
     locks = state / "locks"
-    stale = locks.is_dir() and any(locks.iterdir()) and not _others_alive(state / "lungtrial.holders")
+    stale = locks.is_dir() and any(locks.iterdir()) and not others
     if stale:
         shutil.rmtree(locks, ignore_errors=True)
     fcntl.flock(fd, fcntl.LOCK_SH)  # from now on other processes may start beside this one
