@@ -253,6 +253,8 @@ def test_a_pair_of_two_patients_is_an_error_naming_both_scans(tmp_path, monkeypa
     with pytest.raises(InputError, match="baseline scan S-D00 and the follow-up scan S-D07 hold images of different"):
         compare_scans(*scans, tmp_path / "pair")
     assert not (tmp_path / "pair").exists()
+    with pytest.raises(pytest.fail.Exception):  # the check turned off (de-identified with a PatientID per study)
+        compare_scans(*scans, tmp_path / "pair", same_patient=False)
     keys["b"] = "k1"  # one patient: read as usual (here the stand-in read stops it)
     with pytest.raises(pytest.fail.Exception):
         compare_scans(*scans, tmp_path / "pair")

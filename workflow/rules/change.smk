@@ -44,6 +44,7 @@ rule change_pair:
     params:
         scans=change_scans,
         registration=REGISTRATION,
+        same_patient=config["registration"]["same_patient_check"],
     script:
         "../scripts/change_pair.py"
 

@@ -42,6 +42,7 @@ try:
         Path(snakemake.output.qc).parent,
         registration=snakemake.params.registration,
         threads=snakemake.threads,
+        same_patient=snakemake.params.same_patient,
     )
 except InputError as exc:  # a missing folder or an unreadable mask: one line, no traceback
     log.error("pair %s: %s", follow_up, " ".join(str(exc).split()), extra=INPUT_ERROR)

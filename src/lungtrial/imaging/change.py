@@ -270,6 +270,7 @@ def compare_scans(
     *,
     registration: Mapping | None = None,
     threads: int | None = None,
+    same_patient: bool = True,
 ) -> dict:
     """One follow-up CT against its subject's baseline CT, from the per-scan outputs and the DICOM: read both
     scans (HU from the DICOM folder, lung and opacity labels from the masks), then :func:`compare_volumes`.
@@ -283,6 +284,9 @@ def compare_scans(
         the subject has no measured scan up to ``follow_up``; it is ``follow_up`` itself when the follow-up is the
         subject's earliest measured scan.
     outdir, registration, threads : as for :func:`compare_volumes`.
+    same_patient : bool
+        Check that both scans hold one patient's images (their PatientID, compared in memory); False for data
+        whose de-identification gave each study a PatientID of its own.
 
     Returns
     -------
@@ -327,12 +331,14 @@ def compare_scans(
         except InputError:  # unreadable: the volume's read below says so, as a failed pair
             return None
 
-    keys = [key_of(folder, scan) for folder, scan in zip(folders, (baseline, follow_up), strict=True)]
+    scans = (baseline, follow_up)
+    keys = [key_of(folder, scan) for folder, scan in zip(folders, scans, strict=True)] if same_patient else [None]
     if None not in keys and keys[0] != keys[1]:
         raise InputError(
             f"the baseline scan {baseline['scan_id']} and the follow-up scan {follow_up['scan_id']} hold images of "
             "different patients (their DICOM PatientID differs); expected one subject's scans: check the dicom_dir "
-            "of both in the scans sheet"
+            "of both in the scans sheet (if de-identification gave each study a PatientID of its own, set "
+            "registration.same_patient_check: false)"
         )
     volumes = []
     try:
