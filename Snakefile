@@ -5,7 +5,8 @@ import sys
 
 from snakemake.utils import min_version
 
-min_version("9.0")
+# lungtrial.runlog reads the records of Snakemake's console logger as 9.27 makes them (pyproject.toml pins it)
+min_version("9.27")
 
 
 configfile: "config/config.yaml"
@@ -29,7 +30,7 @@ if workflow.is_main_process:
 
     report_input_errors_briefly()
 
-    if release_stale_locks():
+    if release_stale_locks(unlocking="--unlock" in sys.argv):
         print(
             "lungtrial: removed the locks left by an interrupted run", file=sys.stderr
         )

@@ -245,7 +245,9 @@ def test_subject_and_arm_problems(tmp_path):
     one_line(msg, f"config stats.treatment_arm: arm 'UC-MSC' has no subject in {path} (expected one of its arms")
 
 
-@pytest.mark.parametrize("spelt", ["UC\u2011MSC", "uc-msc", "UC - MSC", "UC\u2013MSC"])
+@pytest.mark.parametrize(
+    "spelt", ["UC\u2011MSC", "uc-msc", "UC - MSC", "UC\u2013MSC", "UC\u2212MSC", "UC-\u00adMSC", "UC-MSC\u200b"]
+)
 def test_arm_spelt_like_a_compared_arm(tmp_path, spelt):
     text = SUBJECTS.replace("treated", "UC-MSC") + f"S3,{spelt},2020-02-03,2020-02-04,\n"
     path = write(tmp_path / "subjects.csv", text)
@@ -404,11 +406,12 @@ def test_config_error_is_one_line(tmp_path):
 
 @pytest.mark.workflow
 def test_lesion_mask_of_an_unknown_scan_is_one_line(tmp_path):
-    trial = sheet_trial(tmp_path, imaging__lesion_masks={"S1-D07": "masks/S1.nii.gz"})  # the scan is S1-D7
+    trial = sheet_trial(tmp_path, imaging__lesion_masks={"S1-D07": "masks/S1.nii.gz", 5: "masks/S5.nii.gz"})  # the scan is S1-D7
     proc = snakemake(trial, "-n")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1
     assert "config imaging.lesion_masks: scan_id 'S1-D07' (expected a scan_id of the scans sheet)" in out
+    assert "config imaging.lesion_masks: scan_id '5' (expected a scan_id of the scans sheet)" in out  # a number too
     assert "masks/S1.nii.gz" not in out
     assert_no_frames(out)
 

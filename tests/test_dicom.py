@@ -788,7 +788,7 @@ def test_file_numbers_resolve_through_the_index_when_a_file_gave_no_row(tmp_path
 )
 def test_two_patients_or_studies_in_one_folder_exclude_the_scan(tmp_path, truth, tag, value, what):
     """Another patient's (or another visit's) series copied into the scan's folder is not chosen silently."""
-    write_stack(tmp_path / "scan", truth)
+    write_stack(tmp_path / "scan", truth, edit=lambda ds, k: setattr(ds, "StudyInstanceUID", "1.2.3.4.4"))
     names = [f"zz{k:04d}.dcm" for k in range(truth.shape[0])]
     write_stack(
         tmp_path / "scan", truth, spacing=(2.0, 0.7, 0.7), series_uid="1.2.826.0.1.3680043.2.9", names=names,
@@ -815,7 +815,8 @@ def test_patient_key_tells_one_patient_from_another_and_shows_no_id(tmp_path, tr
 @pytest.mark.parametrize(
     ("kernel", "shown"),
     [("B30f", "B30f"), ("Br40d\\3", "Br40d\\3"), ("STANDARD", "STANDARD"), ("FC13-H", "FC13-H"), ("YC", "YC")]
-    + [("DOEJOHN450101", "not shown (free text)"), ("DOE^JOHN", "not shown (free text)")],
+    + [("HD LUNG", "HD LUNG"), ("B_SOFT_B", "B_SOFT_B"), ("Body Standard", "Body Standard"), ("IMR1", "IMR1")]
+    + [(v, "not shown (free text)") for v in ("DOEJOHN450101", "DOE^JOHN", "19650101", "12345678", "B30f\\4711")],
 )
 def test_kernel_free_text_is_shown_only_when_it_reads_as_a_kernel_name(tmp_path, truth, kernel, shown):
     write_stack(tmp_path / "scan", truth, edit=lambda ds, k: setattr(ds, "ConvolutionKernel", kernel))
@@ -824,4 +825,18 @@ def test_kernel_free_text_is_shown_only_when_it_reads_as_a_kernel_name(tmp_path,
     assert series["geometry"]["kernel"] == shown and [c["kernel"] for c in series["candidates"]] == [shown]
     assert f"kernel {shown})" in series["reason"]
     if shown != kernel:
-        assert "DOE" not in json.dumps(series)
+        assert kernel.split("\\")[-1] not in json.dumps(series)
+        listed = dicom.ingest(tmp_path / "scan", "S1", prefer_kernels=[kernel.lower()])
+        assert listed["geometry"]["kernel"] == kernel  # a name the user listed is shown
+
+
+def test_a_file_without_patient_id_or_another_studys_localizer_does_not_mix_a_folder(tmp_path, truth):
+    """Only the qualifying series count, and only images that carry the tag."""
+    write_stack(tmp_path / "scan", truth, edit=lambda ds, k: delattr(ds, "PatientID") if k == 3 else None)
+    names = [f"zz{k:04d}.dcm" for k in range(3)]
+    write_stack(  # three slices of another study: no qualifying series
+        tmp_path / "scan", truth[:3], series_uid="1.2.826.0.1.3680043.2.9", names=names,
+        edit=lambda ds, k: setattr(ds, "StudyInstanceUID", "1.2.3.4.5"),
+    )
+    series = dicom.ingest(tmp_path / "scan", "S1")
+    assert series["status"] == "ok", series["reasons"]

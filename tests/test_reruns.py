@@ -284,3 +284,15 @@ def test_every_run_leaves_its_note_and_clears_dead_ones(tmp_path):
     names, pid = out.rsplit(" ", 1)
     assert names == str([f"{socket.gethostname()}.{pid.strip()}"])  # its own note only, while it runs
     assert not any(holders.iterdir())  # and removed when it ended
+
+
+def test_unlock_forgets_the_notes_of_other_machines(tmp_path):
+    """A run killed on another node leaves a note this machine cannot check; `snakemake --unlock` clears it."""
+    state = tmp_path / ".snakemake"
+    stale_locks(state)
+    (state / "lungtrial.holders").mkdir(parents=True)
+    (state / "lungtrial.holders/login-node-2.4242").touch()
+    probe = "import sys; from lungtrial.runlock import release_stale_locks as r; print(r(sys.argv[1], unlocking=True))"
+    out = subprocess.run([sys.executable, "-c", probe, str(state)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True" and not (state / "locks").exists()
+    assert not any((state / "lungtrial.holders").iterdir())

@@ -28,7 +28,7 @@ from pathlib import Path
 _held: int | None = None
 
 
-def release_stale_locks(snakemake_dir: str | os.PathLike = ".snakemake") -> bool:
+def release_stale_locks(snakemake_dir: str | os.PathLike = ".snakemake", *, unlocking: bool = False) -> bool:
     """Take this process's shared lock on ``snakemake_dir/lungtrial.lock`` (kept until the process ends) and remove
     Snakemake's lock files if no other process holds it.
 
@@ -39,6 +39,9 @@ def release_stale_locks(snakemake_dir: str | os.PathLike = ".snakemake") -> bool
     ----------
     snakemake_dir : path
         Snakemake's state folder in the working directory.
+    unlocking : bool
+        The process is ``snakemake --unlock``: the user says no other run is alive, so the notes of other machines'
+        processes (which this machine cannot check, e.g. of a run killed on another node) are removed as well.
 
     Returns
     -------
@@ -70,6 +73,8 @@ def release_stale_locks(snakemake_dir: str | os.PathLike = ".snakemake") -> bool
         os.close(fd)
         return False
     # always: leave this process's note (a run on another machine must see it) and remove dead ones of this machine
+    if unlocking:
+        _forget_other_machines(state / "lungtrial.holders")
     others = _others_alive(state / "lungtrial.holders")
     locks = state / "locks"
     stale = locks.is_dir() and any(locks.iterdir()) and not others
@@ -109,3 +114,12 @@ def _others_alive(holders: Path) -> bool:
                 alive = alive or int(pid) != os.getpid()
     _note(holders)
     return alive
+
+
+def _forget_other_machines(holders: Path) -> None:
+    """Remove the notes of other machines' processes (``snakemake --unlock``: the user vouches none is alive)."""
+    host = socket.gethostname()
+    if holders.is_dir():
+        for note in holders.iterdir():
+            if note.name.rpartition(".")[0] != host:
+                note.unlink(missing_ok=True)

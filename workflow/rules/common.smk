@@ -246,12 +246,14 @@ def dicom_content(wildcards):
 # are not inputs of the jobs (file names may identify the patient): they are handed over below and followed by
 # lesion_mask_content.
 LESION_MASKS = {
-    scan: os.path.abspath(path)
+    str(scan): os.path.abspath(path)
     for scan, path in config["imaging"]["lesion_masks"].items()
     if path
 }
 # a mask keyed by a scan_id the scans sheet does not have (a typo) would be ignored silently
-_unknown_masks = sorted(set(config["imaging"]["lesion_masks"]) - set(SCANS.index))
+_unknown_masks = sorted(
+    set(map(str, config["imaging"]["lesion_masks"])) - set(map(str, SCANS.index))
+)
 if _unknown_masks:
     stop(
         "\n".join(
@@ -287,9 +289,10 @@ def scan_info(wildcards):
 
 def quantify_threads(wildcards):
     """Threads of one scan's job: 2 (the segmentation's slab-parallel stages use them on a full-size series), but 1
-    for the small demo trial, whose scans (about 7 million voxels) are measured in under a second: there start-up
-    dominates, and two jobs side by side keep both cores busy where one 2-thread job at a time would not."""
-    if config["demo"] and config["demo_options"]["size"] == "small":
+    for the small and tiny demo trials, whose scans (7 million voxels or fewer) are measured in under a second:
+    there start-up dominates, and two jobs side by side keep both cores busy where one 2-thread job would not.
+    """
+    if config["demo"] and config["demo_options"]["size"] in ("tiny", "small"):
         return 1
     return 2
 

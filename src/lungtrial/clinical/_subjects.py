@@ -184,5 +184,10 @@ def _arm_key(arm) -> str:
     import unicodedata
 
     text = unicodedata.normalize("NFKC", str(arm)).casefold()
-    text = "".join("-" if unicodedata.category(c) == "Pd" else c for c in text)
+    # dashes and the minus sign read as a hyphen; invisible format characters (soft hyphen, zero-width space) go
+    text = "".join(
+        "-" if unicodedata.category(c) == "Pd" or c == "\u2212" else c
+        for c in text
+        if unicodedata.category(c) != "Cf"
+    )
     return "".join(text.split())

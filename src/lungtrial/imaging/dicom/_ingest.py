@@ -62,6 +62,7 @@ def ingest(
         index = index_folder(folder)
     choice = choose_series(index, **series_options)
     names = _names(index)
+    known = series_options.get("prefer_kernels") or ()  # kernel names the user typed: shown as they are
     out = {
         "scan_id": scan_id,
         "status": "ok",
@@ -71,7 +72,7 @@ def ingest(
         "reason": choice.reason,
         "files": [names[f] for f in choice.files],
         "geometry": {},
-        "candidates": [{**c, "kernel": _shown_kernel(c.get("kernel"))} for c in _records(choice.candidates)],
+        "candidates": [{**c, "kernel": _shown_kernel(c.get("kernel"), known)} for c in _records(choice.candidates)],
         "n_files_indexed": len(index),
     }
     if choice.series is None:
@@ -86,7 +87,7 @@ def ingest(
             out["status"] = "excluded"
         else:
             out["geometry"] = _geometry_summary(index.set_index("path").loc[choice.files].reset_index())
-            out["geometry"]["kernel"] = _shown_kernel(out["geometry"].get("kernel"))
+            out["geometry"]["kernel"] = _shown_kernel(out["geometry"].get("kernel"), known)
     if strict and out["status"] == "excluded":
         raise ScanExcluded(scan_id, out["reasons"])
     return out

@@ -220,8 +220,8 @@ def choose_series(
         )
         return SeriesChoice(None, [], f"No axial CT series qualifies: {summary}.", cands)
 
-    # images of two patients, or of two studies, in one scan folder: which is the scan cannot be told
-    mixed = _mixed_folder(images)
+    # qualifying series of two patients, or of two studies, in one scan folder: which is the scan cannot be told
+    mixed = _mixed_folder(images[images["subseries"].isin(eligible["series"])])
     if mixed:
         return SeriesChoice(None, [], mixed, cands)
 
@@ -234,10 +234,10 @@ def choose_series(
     files, _ = _order(images[images["subseries"] == best.series])
     criterion = "the thinnest slices" if prefer == "thinnest" else "the most slices"
     if prefer_kernels and _kernel_rank(best.kernel, prefer_kernels) < len(prefer_kernels):
-        criterion = f"kernel {_shown_kernel(best.kernel)}, then {criterion}"
+        criterion = f"kernel {_shown_kernel(best.kernel, prefer_kernels)}, then {criterion}"
     chosen = (
         f"Series {_label_number(best.series_number)} ({best.n_files} axial CT slices, "
-        f"{_finite(best.slice_thickness_mm, math.nan):g} mm, kernel {_shown_kernel(best.kernel) or 'unknown'})"
+        f"{_finite(best.slice_thickness_mm, math.nan):g} mm, kernel {_shown_kernel(best.kernel, prefer_kernels) or 'unknown'})"
     )
     if len(eligible) == 1:
         reason = f"{chosen} is the only qualifying series"
@@ -253,12 +253,14 @@ def choose_series(
 
 
 def _mixed_folder(images: pd.DataFrame) -> str | None:
-    """Why the folder's images are not one scan's (more than one PatientID, or StudyInstanceUID), naming the first
-    file of each (``label``), never a value; None when they are one patient's one study."""
+    """Why ``images`` (the qualifying series' images) are not one scan's: more than one PatientID, or more than one
+    StudyInstanceUID, among the images that have one; the first file of each is named (``label``), never a value.
+    None when they are one patient's one study (images without the tag count for neither)."""
     for column, what in (("patient", "patients (PatientID differs)"), ("study", "studies (StudyInstanceUID differs)")):
         if column not in images:
             continue
-        groups = images.groupby(images[column].fillna(""), sort=False)
+        tagged = images[images[column].notna()]
+        groups = tagged.groupby(tagged[column], sort=False)
         if len(groups) > 1:
             firsts = [grp["label"].iloc[0] if "label" in grp else grp["path"].iloc[0] for _, grp in groups]
             shown = ", ".join(firsts[:3]) + (f" and {len(firsts) - 3} more" if len(firsts) > 3 else "")

@@ -136,28 +136,52 @@ def _dcmread(fp: BinaryIO, tags: list[str], defer_size: int) -> tuple[pydicom.Da
 
 
 # ConvolutionKernel is free text (VR SH): shown in outputs only when it reads as a reconstruction kernel's name in
-# one of the vendors' conventions, so that nothing typed into the tag (a name, an ID) can leave through it.
+# one of the vendors' conventions, so that nothing typed into the tag (a name, an ID, a date) can leave through it.
 _KERNEL_CODE = re.compile(
-    r"[A-Z][a-z]?\d{2}[a-z]?"  # Siemens: B30f, Br40d, I70f, Qr40
+    r"[A-Z][A-Za-z]?\d{2}[A-Za-z]?"  # Siemens: B30f, Br40d, I70f, Qr40, Hr38h, Bf37
+    r"|[A-Z]{2}\d{2}"  # older Siemens: AB50
     r"|F[CL]\d{2}(-[A-Z])?"  # Canon / Toshiba: FC13, FL04, FC13-H
-    r"|[A-EL]|Y[A-D]|U[A-C]|[A-E]C"  # Philips: B, C, L, YA, YC, UB, EC
+    r"|[A-Z]{1,2}|XCA|IMR\d"  # Philips: B, C, L, YA, YE, EB, UB, XCA, IMR1
 )
-_KERNEL_WORD = re.compile(  # GE and descriptive names, any case
-    r"(STANDARD|SOFT|LUNG|BONE|BONEPLUS|DETAIL|CHEST|EDGE|ULTRA|SMOOTH|SHARP|BODY|MEDIASTINUM)"
-    r"( ?(PLUS|ENHANCED|SHARP|SMOOTH|HR|HD))?"
+#: Words of descriptive kernel names (GE STANDARD, HD LUNG; Canon Body Standard, AIDR 3D; United Imaging B_SOFT_B),
+#: compared in capitals.
+_KERNEL_WORDS = frozenset(
+    "STANDARD STND STD SOFT LUNG LUNGS BONE BONEPLUS DETAIL CHEST EDGE ULTRA SMOOTH SHARP SHARPER BODY MEDIASTINUM "
+    "MEDIASTINAL TISSUE PLUS ENHANCED HR HD HEAD BRAIN ABDOMEN AIDR AICE ADMIRE SAFIRE IDOSE ASIR ASIRV VEO KERNEL "
+    "SOFTTISSUE 3D".split()
 )
+_KERNEL_SEPARATORS = re.compile(r"[ _]+")
 KERNEL_NOT_SHOWN = "not shown (free text)"
 
 
-def _shown_kernel(kernel) -> str | None:
-    """The ConvolutionKernel value as outputs show it: itself when every backslash-separated part is a kernel name
-    of a vendor's convention (or a number, e.g. Siemens' strength), else :data:`KERNEL_NOT_SHOWN`; None if absent."""
+def _kernel_part(part: str, allowed) -> bool:
+    """Whether one backslash-separated value of ConvolutionKernel reads as a kernel's name: a vendor's code, or
+    words of kernel names (single letters and one- or two-digit numbers among them), or a value the user listed."""
+    if part in allowed or part.lower() in allowed:
+        return True
+    if _KERNEL_CODE.fullmatch(part):
+        return True
+    tokens = [t for t in _KERNEL_SEPARATORS.split(part.upper()) if t]
+
+    def named(t: str) -> bool:
+        return t in _KERNEL_WORDS or bool(_KERNEL_CODE.fullmatch(t))
+
+    return any(named(t) for t in tokens) and all(named(t) or (t.isdigit() and len(t) <= 2) for t in tokens)
+
+
+def _shown_kernel(kernel, allowed=()) -> str | None:
+    """The ConvolutionKernel value as outputs show it: itself when its first backslash-separated value reads as a
+    kernel's name (:func:`_kernel_part`; ``allowed``: names the user gave, e.g. ``prefer_kernels``, in any case) and
+    the others too or are a one-digit strength (Siemens' ``Br40d\3``), else :data:`KERNEL_NOT_SHOWN`; None if absent."""
     if kernel is None or (isinstance(kernel, float) and math.isnan(kernel)):
         return None
     text = str(kernel).strip()
     if not text:
         return None
-    parts = [p.strip() for p in text.split("\\")]
-    if all(_KERNEL_CODE.fullmatch(p) or _KERNEL_WORD.fullmatch(p.upper()) or p.isdigit() for p in parts):
+    allowed = {str(a).strip() for a in allowed} | {str(a).strip().lower() for a in allowed}
+    if text in allowed or text.lower() in allowed:
+        return text
+    first, *rest = [p.strip() for p in text.split("\\")]
+    if _kernel_part(first, allowed) and all((p.isdigit() and len(p) == 1) or _kernel_part(p, allowed) for p in rest):
         return text
     return KERNEL_NOT_SHOWN
