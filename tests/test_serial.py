@@ -42,3 +42,20 @@ def test_least_affected_scan_per_subject():
     )
     ref = least_affected(scans)
     assert ref.to_dict() == {"A": "A28", "B": "B0"}  # ties to the later scan; unmeasured scans never chosen
+
+
+def test_a_reference_of_another_patient_is_no_prior(monkeypatch):
+    """A scans sheet pointing the reference at another subject's folder: the scan is measured alone, with why."""
+    import numpy as np
+    import pytest
+
+    from lungtrial.imaging import dicom
+    from lungtrial.imaging.serial import reference_prior
+
+    keys = {"ref": "k1", "scan": "k2"}
+    monkeypatch.setattr(dicom, "patient_key", lambda folder, series: keys[series["which"]])
+    monkeypatch.setattr(dicom, "read_volume", lambda *a, **k: pytest.fail("another patient's scan was read"))
+    record = {}
+    prior = reference_prior("r", {"which": "ref"}, "m", record, same_patient_as=("s", {"which": "scan"}))
+    assert prior(None, np.zeros((2, 2, 2), np.uint8)) is None
+    assert record["used"] is False and "another patient's images" in record["reason"]

@@ -26,6 +26,7 @@ rule serial_scan:
         content=dicom_content,
         lesion_mask=lesion_mask_content,
         registration=SERIAL_REGISTRATION,
+        same_patient=config["registration"]["same_patient_check"],
         series=config["imaging"]["series"],
         preset=config["imaging"]["preset"],
         classes=config["imaging"]["classes"],

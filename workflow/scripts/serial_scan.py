@@ -51,7 +51,8 @@ else:
         ref_folder, record["reason"] = None, " ".join(str(exc).split())
     if ref_folder is not None:
         registration = {key: tuple(v) if isinstance(v, list) else v for key, v in params.registration.items()}
-        prior = reference_prior(ref_folder, series[k], inp.masks[k], record, **registration)
+        same = (folder_of(here), series[here]) if params.same_patient else None
+        prior = reference_prior(ref_folder, series[k], inp.masks[k], record, same_patient_as=same, **registration)
 try:
     with handed_over_lesion_mask(scan) if params.lesion_mask else nullcontext() as lesion_mask:
         result = quantify_scan(
