@@ -244,7 +244,7 @@ def test_a_pair_of_two_patients_is_an_error_naming_both_scans(tmp_path, monkeypa
     from lungtrial.imaging.change import compare_scans
 
     keys = {"a": "k1", "b": "k2"}
-    monkeypatch.setattr(dicom, "patient_key", lambda folder, series: keys[series["which"]])
+    monkeypatch.setattr(dicom._volume, "patient_key", lambda folder, series: keys[series["which"]])
     monkeypatch.setattr(dicom, "read_volume", lambda *a, **k: pytest.fail("a pair of two patients was read"))
     scans = [
         {"scan_id": sid, "series": {"status": "ok", "which": w}, "folder": tmp_path, "masks": tmp_path}

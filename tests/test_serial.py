@@ -53,7 +53,7 @@ def test_a_reference_of_another_patient_is_no_prior(monkeypatch):
     from lungtrial.imaging.serial import reference_prior
 
     keys = {"ref": "k1", "scan": "k2"}
-    monkeypatch.setattr(dicom, "patient_key", lambda folder, series: keys[series["which"]])
+    monkeypatch.setattr(dicom._volume, "patient_key", lambda folder, series: keys[series["which"]])
     monkeypatch.setattr(dicom, "read_volume", lambda *a, **k: pytest.fail("another patient's scan was read"))
     record = {}
     prior = reference_prior("r", {"which": "ref"}, "m", record, same_patient_as=("s", {"which": "scan"}))

@@ -303,7 +303,7 @@ def compare_scans(
     import time
 
     from lungtrial.errors import InputError
-    from lungtrial.imaging.dicom import patient_key, read_volume
+    from lungtrial.imaging.dicom import other_patients, read_volume
 
     def not_measured(scan, role):
         reasons = "; ".join(scan["series"].get("reasons") or []) or "not measured"
@@ -325,15 +325,7 @@ def compare_scans(
     folders = [scan["folder"]() if callable(scan["folder"]) else scan["folder"] for scan in (baseline, follow_up)]
     # one subject's scans must be one patient's images: a dicom_dir pointing at another subject's folder would
     # otherwise be registered, labelled and reported like any pair (the lungs of two adults overlap well)
-    def key_of(folder, scan):
-        try:
-            return patient_key(folder, scan["series"])
-        except InputError:  # unreadable: the volume's read below says so, as a failed pair
-            return None
-
-    scans = (baseline, follow_up)
-    keys = [key_of(folder, scan) for folder, scan in zip(folders, scans, strict=True)] if same_patient else [None]
-    if None not in keys and keys[0] != keys[1]:
+    if same_patient and other_patients((folders[0], baseline["series"]), (folders[1], follow_up["series"])):
         raise InputError(
             f"the baseline scan {baseline['scan_id']} and the follow-up scan {follow_up['scan_id']} hold images of "
             "different patients (their DICOM PatientID differs); expected one subject's scans: check the dicom_dir "

@@ -192,31 +192,29 @@ def reference_prior(
     ``record`` (a dict, optional) receives what happened: ``used`` (bool), ``reason`` ("" when used), the
     registration's QC (``dice``, ``jacobian_min`` ... ``covers``; no timings) and ``seconds``.
     ``same_patient_as`` (the measured scan's DICOM folder and ``series.json`` content, optional): the reference is
-    not used when its PatientID differs from that scan's (compared in memory, :func:`lungtrial.imaging.dicom.
-    patient_key`): another patient's lungs are no prior. ``register_kwargs`` go to :func:`serial_prior` (e.g.
-    ``grid_mm``, ``demons_iterations``).
+    not used when its PatientID differs from that scan's (compared in memory,
+    :func:`lungtrial.imaging.dicom.other_patients`): another patient's lungs are no prior. ``register_kwargs`` go
+    to :func:`serial_prior` (e.g. ``grid_mm``, ``demons_iterations``).
     """
     import time
 
     from lungtrial.errors import InputError
 
     from .change import read_masks
-    from .dicom import patient_key, read_volume
+    from .dicom import other_patients, read_volume
 
     record = {} if record is None else record
 
     def prior(volume, labels: np.ndarray) -> np.ndarray | None:
         start = time.perf_counter()
         try:
-            if same_patient_as is not None:
-                keys = patient_key(folder, series), patient_key(*same_patient_as)
-                if None not in keys and keys[0] != keys[1]:
-                    record.update(
-                        used=False,
-                        reason="the reference scan holds another patient's images (their DICOM PatientID differs): "
-                        "check the dicom_dir of both in the scans sheet",
-                    )
-                    return None
+            if same_patient_as is not None and other_patients((folder, series), same_patient_as):
+                record.update(
+                    used=False,
+                    reason="the reference scan holds another patient's images (their DICOM PatientID differs): "
+                    "check the dicom_dir of both in the scans sheet",
+                )
+                return None
             ref = read_volume(folder, series, padding_mask=False)
             ref_lungs, _ = read_masks(masks, ref.hu.shape)
         except InputError as exc:

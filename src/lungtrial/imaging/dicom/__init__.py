@@ -39,7 +39,7 @@ from ._index import CT_IMAGE_STORAGE, DICOMDIR_STORAGE, ENHANCED_CT_STORAGE, IND
 from ._ingest import ingest
 from ._pixels import PADDING_BELOW_HU, PADDING_FILL_HU
 from ._series import SeriesChoice, choose_series
-from ._volume import CTVolume, patient_key, read_volume
+from ._volume import CTVolume, other_patients, patient_key, read_volume
 
 __all__ = [
     "CT_IMAGE_STORAGE",
@@ -56,6 +56,7 @@ __all__ = [
     "folder_fingerprint",
     "index_folder",
     "ingest",
+    "other_patients",
     "patient_key",
     "read_volume",
 ]

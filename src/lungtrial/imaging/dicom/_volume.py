@@ -263,3 +263,16 @@ def patient_key(folder: str | os.PathLike, series: dict) -> str | None:
         raise InputError(f"{name}: header cannot be read ({type(exc).__name__}); expected a readable CT image") from None
     value = _get(ds, "PatientID")
     return _private_key(str(value)) if value else None
+
+
+def other_patients(scan_a: tuple, scan_b: tuple) -> bool:
+    """Whether two scans, each ``(folder, series)``, hold images of different patients: both PatientIDs known (see
+    :func:`patient_key`) and different. A header that cannot be read counts as unknown (reading the volume says
+    why)."""
+    keys = []
+    for folder, series in (scan_a, scan_b):
+        try:
+            keys.append(patient_key(folder, series))
+        except InputError:
+            keys.append(None)
+    return None not in keys and keys[0] != keys[1]
