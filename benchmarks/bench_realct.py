@@ -231,12 +231,16 @@ def smooth_field(shape, spacing, sigma_mm: float, rng: np.random.Generator, cell
 # reading
 
 
-def read_case(folder: str) -> dict:
-    """Read a folder with the library and with SimpleITK (timed, page cache warmed first)."""
+def read_case(folder: str, max_thickness_mm: float | None = None) -> dict:
+    """Read a folder with the library and with SimpleITK (timed, page cache warmed first).
+
+    ``max_thickness_mm`` overrides the library's default limit on slice thickness (thicker series are excluded).
+    """
     h.warm_page_cache(folder)  # so that both readers see the same disk state
     with h.clock() as c:
         index = index_folder(folder)
-        series = ingest(folder, "bench", index=index)
+        options = {} if max_thickness_mm is None else {"max_slice_thickness_mm": max_thickness_mm}
+        series = ingest(folder, "bench", index=index, **options)
         vol = read_volume(folder, series, index=index, padding_mask=True)
     t_lib = c.wall
     del index
@@ -406,7 +410,7 @@ def split_joined(comp: np.ndarray, spacing, midline: float) -> tuple[np.ndarray,
             assigned = seeds[tuple(idx)]
             break
         if assigned is None:  # straight cut at the midline
-            assigned = np.where(np.arange(part.shape[1])[None, :] < x_mid, 1, 2).astype(np.uint8)
+            assigned = np.broadcast_to(np.where(np.arange(part.shape[1]) < x_mid, 1, 2).astype(np.uint8), part.shape)
         view = out_sub[z, sl[1], sl[2]]
         view[part] = assigned[part]
     out = np.zeros(comp.shape, np.uint8)
@@ -1122,6 +1126,13 @@ def main() -> None:
         metavar="MM",
         help="serial_prior's floor_raise_mm for the 'serial' rows (default 0)",
     )
+    parser.add_argument(
+        "--max-slice-thickness",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="measure series up to this slice thickness (default: the library's limit, as in config.yaml)",
+    )
     args = parser.parse_args()
     sections = [s.strip() for s in args.cases.split(",") if s.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -1263,7 +1274,7 @@ def main() -> None:
     for case_no, folder in enumerate(args.folders):
         name = f"case{case_no + 1}"
         rng = np.random.default_rng([args.seed, case_no])
-        data = read_case(folder)
+        data = read_case(folder, args.max_slice_thickness)
         hu, spacing, padding = data["hu"], data["spacing"], data["padding"]
         print(
             f"{name}: folder {case_no + 1} of {len(args.folders)}, {hu.shape[0]} x {hu.shape[1]} x {hu.shape[2]} "

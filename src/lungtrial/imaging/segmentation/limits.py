@@ -8,12 +8,13 @@ muscle 40-60, consolidation 20-60), so what they add is kept only where anatomy 
   the lung lies on it. Consolidation on the diaphragm raises that trace in a bump; the dome itself is a wide,
   smooth surface. A grey-level opening of the trace by a disk of :data:`DOME_BUMP_MM` removes the bumps and keeps
   the dome, also on its steep slopes (an opening follows a ramp): that is the floor. Nothing as dense as water or
-  denser (:data:`PARTLY_AERATED_MAX_HU`), nor anything as light as fat or lighter (:data:`FAT_FLOOR_HU`), is
-  added more than :data:`DIAPHRAGM_MARGIN_MM` below the floor: the liver under the right dome, the spleen, the
-  stomach and the fat under the left one lie there. Columns that hold no aerated lung of that lung have no floor
-  and take nothing of that kind (conservative at the edges of the lung's footprint). Consolidation as dense as
-  the liver that lies on the diaphragm over a stretch wider than the disk raises the floor with it and is left out
-  (a known limit: density cannot tell it from the liver, and the trace cannot show it).
+  denser (:data:`PARTLY_AERATED_MAX_HU`), nor anything as light as fat or lighter (:data:`FAT_FLOOR_HU`), judged
+  on the median around each voxel, is added more than :data:`DIAPHRAGM_MARGIN_MM` below the floor: the liver
+  under the right dome, the spleen, the stomach and the fat under the left one lie there. Columns farther than
+  the disk from that lung's aerated voxels have no floor and take nothing of that kind; nearer ones take the
+  floor of the lung beside them. Consolidation as dense as the liver that lies on the diaphragm over a stretch
+  wider than the disk raises the floor with it and is left out (a known limit: density cannot tell it from the
+  liver, and the trace cannot show it).
 - **Inside the rib cage.** In each axial slice where bone surrounds the lungs (ribs on both sides), nothing is
   added outside the convex hull of the bone (ribs, spine, sternum): the chest wall muscles, fat, the breasts and
   the arms lie outside it. Slices whose bone leaves aerated lung outside its hull (costal cartilage without
@@ -72,6 +73,26 @@ def diaphragm_floor(aerated: np.ndarray, cspacing) -> np.ndarray:
     return np.where(floor >= big - 1, np.inf, floor - DIAPHRAGM_MARGIN_MM / cspacing[0])
 
 
+def _partly_aerated(coarse: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Whether each voxel of ``where`` reads as partly aerated lung: the median of the 3 x 3 x 3 coarse voxels
+    around it lies between fat and water (:data:`FAT_FLOOR_HU`, :data:`PARTLY_AERATED_MAX_HU`).
+
+    The median, not the mean: fat holding a thin wall or vessel (bowel, stomach, the diaphragm's own muscle,
+    the splenic vessels) averages into that range, while most of the voxels around stay fat. Noise and the
+    grid's partial volume would decide single voxels."""
+    out = np.zeros(where.shape, dtype=bool)
+    idx = np.nonzero(where)
+    if not idx[0].size:
+        return out
+    pad = np.pad(coarse.astype(np.float32), 1, mode="edge")
+    around = np.stack(
+        [pad[idx[0] + a, idx[1] + b, idx[2] + c] for a in range(3) for b in range(3) for c in range(3)], axis=-1
+    )
+    level = np.median(around, axis=-1)
+    out[idx] = (level > FAT_FLOOR_HU) & (level < PARTLY_AERATED_MAX_HU)
+    return out
+
+
 def rib_cage(coarse: np.ndarray, aerated: np.ndarray, cspacing) -> np.ndarray:
     """Per axial slice, the convex hull of the bone where ribs lie on both sides of the lungs and the hull holds
     the slice's aerated lung (bool, coarse grid); slices without such a rib cage are all True (no limit there)."""
@@ -127,15 +148,13 @@ def limit_additions(
     add_b, rep_b, pick_b, co_b = added[box], repaired[box], picked[box], coarse[box]
     z = np.arange(box[0].start, box[0].stop, dtype=np.float32)[:, None, None]
     gas = ndimage.binary_dilation((co_b < AIR_HU) & (pick_b == 0), structure=np.ones((3, 3, 3), bool))
-    # density is judged on the mean of the 3 x 3 x 3 coarse voxels around (noise would decide single voxels)
-    mean = ndimage.uniform_filter(co_b.astype(np.float32), size=3)
-    dense = (mean >= PARTLY_AERATED_MAX_HU) | (mean <= FAT_FLOOR_HU) | gas
     out_b = np.zeros(add_b.shape, dtype=bool)
     for side in (RIGHT, LEFT):
         mine = add_b & (rep_b == side)
         if mine.any():
             floor = diaphragm_floor(aerated == side, cspacing)[box[1:]]
-            out_b |= mine & (z < floor[None]) & dense
+            below = mine & (z < floor[None])
+            out_b |= below & (gas | ~_partly_aerated(co_b, below))
     out_b |= add_b & ~cage[box]
     # (vessels and nodules that the aerated lung encloses in the axial plane are never strips of the wall)
     enclosed = np.zeros_like(add_b)

@@ -1,0 +1,85 @@
+"""The anatomical limits of what the repair may add (:mod:`lungtrial.imaging.segmentation.limits`), on small coarse
+grids drawn here: the diaphragm floor, and what is held back below it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lungtrial.imaging.segmentation.limits import (
+    DIAPHRAGM_MARGIN_MM,
+    diaphragm_floor,
+    limit_additions,
+)
+
+SPACING = (4.0, 4.0, 4.0)  # mm, about the coarse grid's voxel
+SHAPE = (20, 30, 30)
+BASE = 10  # lowest slice of the aerated lung
+POCKET = (slice(3, 9), slice(8, 22), slice(8, 22))  # an addition under the lung's base
+
+
+def _lung_over(under_hu: np.ndarray | float):
+    """Coarse HU and labels: aerated right lung (label 1) from slice BASE up, ``under_hu`` below it; the repair
+    added POCKET (below the floor) to the lung."""
+    coarse = np.full(SHAPE, -850.0, np.float32)
+    coarse[:BASE] = under_hu if np.ndim(under_hu) == 0 else under_hu[:BASE]
+    picked = np.zeros(SHAPE, np.uint8)
+    picked[BASE:, 4:26, 4:26] = 1
+    coarse[BASE:][:, ~picked[BASE].astype(bool)] = 40.0  # the wall around the lung
+    repaired = picked.copy()
+    repaired[POCKET] = 1
+    return coarse, picked, repaired
+
+
+def _kept(coarse, picked, repaired) -> float:
+    aerated = np.where(coarse < -500, picked, 0).astype(np.uint8)
+    out, beyond = limit_additions(repaired, picked, aerated, coarse, SPACING, cage=np.ones(SHAPE, bool))
+    assert (out[picked > 0] == picked[picked > 0]).all()  # what the lung picked itself is never taken away
+    assert not (beyond & (picked > 0)).any()
+    return float((out[POCKET] > 0).mean())
+
+
+def test_floor_follows_the_lung_base_and_drops_bumps():
+    aerated = np.zeros((30, 40, 40), bool)
+    z0 = np.full((40, 40), 8)
+    z0[18:21, 18:21] = 14  # a bump 12 mm wide: consolidation lying on the diaphragm
+    for y in range(40):
+        for x in range(40):
+            aerated[z0[y, x] :, y, x] = True
+    aerated[:, :, :12] = False
+    floor = diaphragm_floor(aerated, SPACING)
+    margin = DIAPHRAGM_MARGIN_MM / SPACING[0]
+    assert np.isinf(floor[:, :3]).all()  # columns farther than the disk from any lung have no floor
+    assert np.allclose(floor[:, 12:], 8 - margin)  # the bump is opened away, the base kept
+
+
+@pytest.mark.parametrize(
+    "name, under, kept",
+    [
+        ("liver", 55.0, False),  # as dense as water or denser: organs under the diaphragm
+        ("fat", -100.0, False),  # as light as fat: the fat under the diaphragm
+        ("partly aerated", -45.0, True),  # between fat and water: partly aerated lung
+    ],
+)
+def test_below_the_floor_only_partly_aerated_tissue_is_added(name, under, kept):
+    share = _kept(*_lung_over(under))
+    assert (share > 0.9) if kept else (share == 0.0), (name, share)
+
+
+def test_fat_holding_a_thin_wall_is_not_partly_aerated():
+    """Fat crossed by a thin wall (bowel, stomach, a vessel: one coarse voxel of +60 HU every third plane) averages
+    to between fat and water next to the wall, but most of the voxels around it are fat: none of it is added."""
+    under = np.full(SHAPE, -100.0, np.float32)
+    under[:, :, 9::3] = 60.0
+    around = np.mean([-100.0] * 18 + [60.0] * 9)
+    assert -80.0 < around < -10.0  # the mean of the 3 x 3 x 3 voxels around a wall voxel reads as partly aerated
+    assert _kept(*_lung_over(under)) == 0.0
+
+
+def test_gas_that_is_not_lung_holds_back_partly_aerated_tissue():
+    """The partial volume of the stomach's or the bowel's gas and fluid is not partly aerated lung."""
+    coarse, picked, repaired = _lung_over(-45.0)
+    coarse[5, 14:16, 14:16] = -950.0  # gas in the pocket, not picked as lung
+    aerated = np.where(coarse < -500, picked, 0).astype(np.uint8)
+    out, _ = limit_additions(repaired, picked, aerated, coarse, SPACING, cage=np.ones(SHAPE, bool))
+    assert not out[4:7, 13:17, 13:17].any()
