@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from skimage.segmentation import find_boundaries
 
 Image.preinit()  # the PNG writer, loaded with the module rather than on the first save
 
@@ -32,13 +33,8 @@ def _hex(colour: str) -> np.ndarray:
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
-    """Boundary pixels of a 2-D mask (4-neighbourhood)."""
-    inner = mask.copy()
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return mask & ~inner
+    """Boundary pixels of a 2-D mask: mask pixels with a 4-neighbour outside it (the image edge is not outside)."""
+    return find_boundaries(mask, mode="inner", connectivity=1)
 
 
 def _rgb(
