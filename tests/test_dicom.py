@@ -484,6 +484,22 @@ def test_localizer_thick_series_and_other_files(tmp_path, truth):
     no_identifiers(series)
 
 
+def test_thick_slices_measured_with_a_warning_up_to_the_limit(tmp_path, truth):
+    """Routine 5-10 mm reconstructions are chest CT too: measured, with the partial volume named in a warning;
+    thicker than ``max_slice_thickness_mm`` (default 10 mm) is excluded."""
+    write_stack(tmp_path / "eight", truth, spacing=(8.0, 0.7, 0.7))
+    series = dicom.ingest(tmp_path / "eight", "S1")
+    assert series["status"] == "ok"
+    assert len(series["warnings"]) == 1 and "slices 8 mm thick, more than 5 mm" in series["warnings"][0]
+    assert "partial volume" in series["warnings"][0]
+    assert dicom.ingest(tmp_path / "eight", "S1", warn_slice_thickness_mm=8.0)["warnings"] == []
+    limited = dicom.ingest(tmp_path / "eight", "S1", max_slice_thickness_mm=5.0)
+    assert limited["status"] == "excluded" and "more than 5 mm" in limited["reasons"][0]
+    write_stack(tmp_path / "twelve", truth, spacing=(12.0, 0.7, 0.7))
+    thick = dicom.ingest(tmp_path / "twelve", "S1")
+    assert thick["status"] == "excluded" and "12 mm thick, more than 10 mm" in thick["reasons"][0]
+
+
 def test_one_uid_two_overlapping_acquisitions_split_into_subseries(tmp_path, truth):
     folder = tmp_path / "scan"
     write_stack(folder, truth, names=[f"a{k}.dcm" for k in range(25)])

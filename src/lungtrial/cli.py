@@ -70,9 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--max-slice-thickness",
         type=float,
-        default=5.0,
+        default=10.0,
         metavar="MM",
         help="series with thicker slices (mm) are not measured (default: %(default)s)",
+    )
+    q.add_argument(
+        "--warn-slice-thickness",
+        type=float,
+        default=5.0,
+        metavar="MM",
+        help="series with thicker slices (mm) are measured with a warning: partial volume (default: %(default)s)",
     )
     q.add_argument(
         "--strict",
@@ -144,6 +151,7 @@ def _quantify(args: argparse.Namespace) -> int:
         series_options={
             "min_slices": args.min_slices,
             "max_slice_thickness_mm": args.max_slice_thickness,
+            "warn_slice_thickness_mm": args.warn_slice_thickness,
             "prefer": args.prefer,
             "prefer_kernels": args.prefer_kernel,
         },

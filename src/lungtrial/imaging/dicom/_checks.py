@@ -39,7 +39,8 @@ def check_series(
     *,
     scan_id: str,
     min_slices: int = 20,
-    max_slice_thickness_mm: float = 5.0,
+    max_slice_thickness_mm: float = 10.0,
+    warn_slice_thickness_mm: float = 5.0,
     spacing_tolerance: float = 0.05,
     tilt_tolerance_deg: float = 0.5,
     names: Mapping[str, str] | None = None,
@@ -57,6 +58,9 @@ def check_series(
         name the scan).
     min_slices, max_slice_thickness_mm : int, float
         Fewer slices, or thicker slices (mm), is an error.
+    warn_slice_thickness_mm : float
+        Thicker slices (mm) are a warning: the partial volume of a thick slice averages ground glass, small lesions
+        and the lung's edges with the tissue around them, so opacity reads differently from thin-slice scans.
     spacing_tolerance : float
         Allowed relative deviation of a slice step from the median step before the spacing counts as uneven.
     tilt_tolerance_deg : float
@@ -68,7 +72,8 @@ def check_series(
     Returns
     -------
     list of QCIssue
-        Codes: ``no_series``, ``unreadable``, ``non_ct``, ``too_few_slices``, ``too_thick``, ``mixed_matrix``,
+        Codes: ``no_series``, ``unreadable``, ``non_ct``, ``too_few_slices``, ``too_thick``, ``thick_slices``,
+        ``mixed_matrix``,
         ``mixed_orientation``, ``duplicate_position``, ``duplicate_file``, ``missing_slices``,
         ``uneven_spacing``, ``gantry_tilt``, ``unreadable_other``. Slice spacing is always measured along the
         slice normal, so a tilted series gets a warning only.
@@ -126,6 +131,14 @@ def check_series(
     thick = rows["slice_thickness"].dropna()
     if not thick.empty and thick.max() > max_slice_thickness_mm:
         add("too_thick", "error", f"slices {thick.max():g} mm thick; expected at most {max_slice_thickness_mm:g} mm")
+    elif not thick.empty and thick.max() > warn_slice_thickness_mm:
+        add(
+            "thick_slices",
+            "warning",
+            f"slices {thick.max():g} mm thick, more than {warn_slice_thickness_mm:g} mm: ground glass, small lesions "
+            "and the lung's edges are averaged with the tissue around them (partial volume); compare its opacity "
+            "with thin-slice scans with care",
+        )
 
     siblings = _image_rows(index)
     siblings = siblings[siblings["series"].isin(series_keys)]

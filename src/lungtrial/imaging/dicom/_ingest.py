@@ -38,7 +38,8 @@ def ingest(
     index : pandas.DataFrame, optional
         ``index_folder(folder)`` when the caller already has it (and passes it on to :func:`read_volume`).
     **series_options
-        ``min_slices``, ``max_slice_thickness_mm``, ``prefer``, ``prefer_kernels`` (see :func:`choose_series`).
+        ``min_slices``, ``max_slice_thickness_mm``, ``prefer``, ``prefer_kernels`` (see :func:`choose_series`) and
+        ``warn_slice_thickness_mm`` (see :func:`check_series`).
 
     Returns
     -------
@@ -54,13 +55,13 @@ def ingest(
         ``transfer_syntax``, ``slice_thickness_mm``, ``kernel``), ``candidates`` (one dict per image
         sub-series) and ``n_files_indexed``.
     """
-    allowed = {"min_slices", "max_slice_thickness_mm", "prefer", "prefer_kernels"}
+    allowed = {"min_slices", "max_slice_thickness_mm", "warn_slice_thickness_mm", "prefer", "prefer_kernels"}
     unknown = set(series_options) - allowed
     if unknown:
         raise TypeError(f"unknown series option(s): {', '.join(sorted(unknown))}")
     if index is None:
         index = index_folder(folder)
-    choice = choose_series(index, **series_options)
+    choice = choose_series(index, **{k: v for k, v in series_options.items() if k != "warn_slice_thickness_mm"})
     names = _names(index)
     known = series_options.get("prefer_kernels") or ()  # kernel names the user typed: shown as they are
     out = {
@@ -79,7 +80,8 @@ def ingest(
         out["status"] = "excluded"
         out["reasons"] = [choice.reason]
     else:
-        check_options = {k: v for k, v in series_options.items() if k in ("min_slices", "max_slice_thickness_mm")}
+        checked = ("min_slices", "max_slice_thickness_mm", "warn_slice_thickness_mm")
+        check_options = {k: v for k, v in series_options.items() if k in checked}
         issues = check_series(index, choice.files, scan_id=scan_id, names=names, **check_options)
         out["reasons"] = [i.message for i in issues if i.severity == "error"]
         out["warnings"] = [i.message for i in issues if i.severity == "warning"]

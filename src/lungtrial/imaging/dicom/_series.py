@@ -169,7 +169,7 @@ def choose_series(
     index: pd.DataFrame,
     *,
     min_slices: int = 20,
-    max_slice_thickness_mm: float = 5.0,
+    max_slice_thickness_mm: float = 10.0,
     prefer: str = "thinnest",
     prefer_kernels: Sequence[str] = (),
 ) -> SeriesChoice:
