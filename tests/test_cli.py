@@ -16,6 +16,7 @@ QUANTIFY_OPTIONS = [
     "--prefer-kernel",
     "--min-slices",
     "--max-slice-thickness",
+    "--warn-slice-thickness",
     "--strict",
     "--measure-implausible",
     "--lesion-mask",
@@ -93,6 +94,11 @@ def test_demo_then_quantify(tmp_path, capsys):
     # the workflow's layout of results/scans/<scan_id>/, and nothing else (no workspace, lock or temporary file)
     written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert written == sorted(OUTPUTS)
+    # a warning of the series choice (here: slices thicker than 1 mm) is a line of stderr, as the measurement's are
+    thin = ["--out", str(tmp_path / "thin"), "--warn-slice-thickness", "1"]
+    assert main(["quantify", str(folder), *options[2:], *thin]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lungtrial: scan scan: slices ") and "more than 1 mm" in err[0]
 
 
 def test_implausible_lungs_excluded_or_measured_with_the_switch(tmp_path, capsys, monkeypatch):

@@ -159,7 +159,7 @@ def _quantify(args: argparse.Namespace) -> int:
     if result.status != "ok":
         print(f"lungtrial: scan {scan_id} excluded: {result.exclusion_reason}", file=sys.stderr)
         return 1
-    for warning in result.warnings:
+    for warning in result.series.get("warnings", []):  # the series choice's and the measurement's
         print(f"lungtrial: scan {scan_id}: {warning}", file=sys.stderr)
     m = result.metrics
     t = result.timings
