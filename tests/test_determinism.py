@@ -103,8 +103,8 @@ def test_tables_are_byte_identical(tmp_path, suffix):
 
 
 def test_transform_files_have_no_time_in_them(tmp_path):
-    """ITK writes the displacement field as HDF5, whose object headers carry the time of writing (issue 12: two
-    clean runs differed in every deformable.h5); save_transform clears them and the file still reads."""
+    """ITK writes the displacement field as HDF5, whose object headers carry the time of writing; save_transform
+    clears them, so two writes give the same bytes, and the file still reads."""
     import time
 
     from lungtrial import parallel

@@ -251,7 +251,7 @@ def test_kept_consolidation_does_not_leak(kept_case):
 
 
 def test_clean_consolidation_kept_in_full():
-    """Without noise the whole recess and paravertebral consolidation is grown (was 0.91 paravertebral)."""
+    """Without noise the whole recess and paravertebral consolidation is grown."""
     c = make_simple_chest(
         spacing=(2.0, 1.25, 1.25),
         lesions=False,

@@ -60,8 +60,8 @@ OPTIMIZERS: tuple[str, ...] = ("bfgs", "lbfgs", "powell", "nm", "bounded")
 ``"bounded"``: L-BFGS-B on the REML criterion in lme4's parametrisation with the relative Cholesky factor's
 diagonal bounded at zero, which, as lme4, also reaches an optimum on the boundary (a singular fit: a random
 effect's variance zero, or random intercept and slope perfectly correlated) where MixedLM's optimisers fail.
-A model with a random slope tries ``"bounded"`` first: on the demo-sized tables MixedLM took 23 s for the twelve
-outcomes and failed on some, the bounded fit under 2 s without failure."""
+A model with a random slope tries ``"bounded"`` first: MixedLM's optimisers are much slower there and fail on
+some outcomes where the bounded fit converges."""
 
 DF_METHODS: dict[str, str] = {
     "satterthwaite": "Satterthwaite",
