@@ -6,39 +6,9 @@ of tests/test_workflow.py."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def dry_run(workdir: Path, config: dict) -> str:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "-n"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
-
-
-def jobs(output: str) -> dict[str, list[str]]:
-    """Per rule, the 'input:' line of each of its jobs in a dry run's output."""
-    found: dict[str, list[str]] = {}
-    rule = None
-    for line in output.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line)
-        if m:
-            rule = m.group(1)
-            found.setdefault(rule, [])
-        elif rule and line.strip().startswith("input:"):
-            found[rule].append(line.strip())
-    return found
+from workflow_setup import REPO, dry_run, jobs, run_snakemake
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +62,7 @@ def test_change_endpoints_without_change_maps_are_a_clear_error(tmp_path, reduce
     off = yaml.safe_load(yaml.safe_dump(reduced))
     off["registration"]["enabled"] = False
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(off))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "config.yaml"), "-n"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = run_snakemake(tmp_path, "-n")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "(resolved_fraction): a change-map endpoint (source: change) needs the change maps" in proc.stderr
     assert "registration.enabled: true" in proc.stderr
@@ -104,7 +72,5 @@ def test_bad_registration_option_is_a_clear_error(tmp_path, reduced):
     bad = yaml.safe_load(yaml.safe_dump(reduced))
     bad["registration"]["min_dice"] = 2
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "config.yaml"), "-n"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = run_snakemake(tmp_path, "-n")
     assert proc.returncode != 0 and "registration.min_dice" in proc.stderr

@@ -10,8 +10,7 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-from test_change_workflow import dry_run, jobs
-from workflow_setup import REPO, run_snakemake
+from workflow_setup import REPO, dry_run, jobs, run_snakemake
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Set-up shared by the tests that run Snakemake on a small trial given by sheets (``demo: false``).
+"""Set-up shared by the tests that run Snakemake: on a small trial given by sheets (``demo: false``), or as a dry
+run whose jobs and their inputs a test reads (:func:`dry_run`, :func:`jobs`).
 
 pytest puts the tests folder on ``sys.path`` (see conftest.py), so a test imports these helpers with
 ``from workflow_setup import sheets_trial, snakemake_cmd``. Each test module builds its own trial (in a module-scoped
@@ -7,6 +8,7 @@ fixture), so that a run in one module never changes another module's files.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,6 +32,34 @@ def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
 def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run :func:`snakemake_cmd` to the end; stdout and stderr are captured as text, the exit status is not checked."""
     return subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, check=False)
+
+
+def dry_run(workdir: Path, config: dict) -> str:
+    """Write ``config`` to ``workdir/config.yaml`` and dry-run the workflow there (``-n``, no job runs).
+
+    Returns
+    -------
+    The run's stdout and stderr; the test fails when Snakemake exits with an error.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(workdir, "-n")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout + proc.stderr
+
+
+def jobs(output: str) -> dict[str, list[str]]:
+    """Per rule, the 'input:' line of each of its jobs in a dry run's output."""
+    found: dict[str, list[str]] = {}
+    rule = None
+    for line in output.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1)
+            found.setdefault(rule, [])
+        elif rule and line.strip().startswith("input:"):
+            found[rule].append(line.strip())
+    return found
 
 
 def sheets_trial(
