@@ -34,12 +34,12 @@ Sections (``--sections``) and targets (from the team's issue):
     > 0: no folding), Dice of the lungs, QC verdict, and the pair's time and memory (target <= 60 s and 2 GB on 2
     cores for 512 x 512 x 300).
 ``lesions``
-    The first case with lesions inserted by :class:`bench_realct.LesionMaker` (ground glass as the segmentation
+    The first case with lesions inserted by :class:`_realct.LesionMaker` (ground glass as the segmentation
     benchmark inserts it; consolidation as dense as the chest wall): in the baseline, ground glass to resolve
     (right lower zone), to persist (left upper) and to progress (left lower); in the follow-up the persisting
     ground glass, the progressed lesion as consolidation over the same voxels, and new ground glass (right upper
     and middle zones); zones of :mod:`lungtrial.imaging.metrics` on the reference lungs of
-    :func:`bench_realct.reference_lungs`. The follow-up is then moved by another breath-hold field. Truth is the
+    :func:`_realct.reference_lungs`. The follow-up is then moved by another breath-hold field. Truth is the
     inserted masks on the baseline grid. Printed: resolved, persistent, new and progressed volumes (mL) measured
     vs truth (target within 10 % or 5 mL), with the lungs segmented by the library (``library``), with the
     follow-up segmented with the baseline as its serial prior (``serial``, :func:`lungtrial.imaging.serial.serial_prior`,
@@ -54,16 +54,14 @@ import argparse
 import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Table, mark, peak_rss_mb, reset_peak
-from bench_realct import LesionMaker, reference_lungs
+from _harness import Table, clock, mark, peak_rss_mb, reset_peak
+from _realct import LesionMaker, breath_hold, deform, reference_lungs
 
 from lungtrial.errors import ScanExcluded
 from lungtrial.imaging import change
@@ -117,51 +115,6 @@ def zones(lungs: np.ndarray) -> np.ndarray:
     return out
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# the known deformation
-
-
-def breath_hold(lungs: np.ndarray, grid: Grid, rng: np.random.Generator, amplitude_mm: float, cell_mm: float = 4.0):
-    """Displacement field transform ``y -> y + g(y)`` on a ``cell_mm`` grid over the volume (see the module
-    docstring) and the displacement at the lung bases (95th percentile of |g| in the lowest fifth of the lungs)."""
-    sp = np.asarray(grid.spacing)
-    ext = np.asarray(grid.shape) * sp
-    cshape = tuple(math.ceil(e / cell_mm) + 2 for e in ext)  # (z, y, x)
-    zz, yy, xx = np.meshgrid(*[np.arange(n) * cell_mm for n in cshape], indexing="ij")
-    lz = np.flatnonzero(lungs.any(axis=(1, 2)))
-    z0, z1 = lz[0] * sp[0], lz[-1] * sp[0]
-    s = np.clip((z1 - zz) / (z1 - z0), 0, 1)
-    s = 0.5 - 0.5 * np.cos(np.pi * s)  # 0 at the apex, 1 at the base
-    small = ndimage.zoom((lungs > 0).astype(np.float32), [c / n for c, n in zip(cshape, grid.shape)], order=1)
-    small = np.pad(small, [(0, max(0, c - n)) for c, n in zip(cshape, small.shape)])[
-        : cshape[0], : cshape[1], : cshape[2]
-    ]
-    w = ndimage.gaussian_filter(small, 10.0 / cell_mm)
-    w = np.clip(w / max(float(w.max()), 1e-6) * 1.6, 0, 1)  # 1 inside the lungs, fading into the wall
-    g = np.zeros((*cshape, 3))
-    g[..., 2] = -amplitude_mm * s * w
-    g[..., 1] = -amplitude_mm / 3 * s * w
-    for k in range(3):
-        r = ndimage.gaussian_filter(rng.standard_normal(cshape), 30.0 / cell_mm, mode="wrap")
-        g[..., k] += 2.0 * r / r.std() * w
-    base_mag = np.linalg.norm(g, axis=-1)[(w > 0.9) & (s > 0.8)]
-    c = np.array([ext[2] / 2, ext[1] / 2, (z0 + z1) / 2])
-    theta = np.deg2rad(3.0)
-    rot = np.array([[1, 0, 0], [0, np.cos(theta), -np.sin(theta)], [0, np.sin(theta), np.cos(theta)]])
-    p = np.stack([xx, yy, zz], -1) - c
-    g += p @ rot.T - p + np.array([6.0, -4.0, 6.0])
-    img = sitk.GetImageFromArray(g, isVector=True)
-    img.SetSpacing((cell_mm,) * 3)
-    img.SetOrigin(grid.origin)
-    img.SetDirection(grid.direction)
-    return sitk.DisplacementFieldTransform(img), float(np.percentile(base_mag, 95)) if base_mag.size else math.nan
-
-
-def deform(hu: np.ndarray, lungs: np.ndarray, grid: Grid, field) -> tuple[np.ndarray, np.ndarray]:
-    """The follow-up ``hu(y + g(y))`` and its true lung labels."""
-    return warp(hu, grid, grid, field, kind="linear", default=-1024), warp(lungs, grid, grid, field, kind="nearest")
-
-
 def errors(transform, field, follow_lungs: np.ndarray, grid: Grid, rng) -> np.ndarray:
     """|T(y + g(y)) - y| (mm) at follow-up lung voxels ``y`` drawn at random."""
     idx = np.argwhere(follow_lungs > 0)
@@ -181,35 +134,35 @@ def errors(transform, field, follow_lungs: np.ndarray, grid: Grid, rng) -> np.nd
 def run_pair(base: dict, follow: dict, grid: Grid, threads: int) -> dict:
     """Register, warp, label and measure one pair; timed, with the memory high-water mark."""
     reset_peak()
-    t0, c0 = time.perf_counter(), time.process_time()
-    reg = register(
-        base["hu"],
-        base["lungs"],
-        grid.spacing,
-        follow["hu"],
-        follow["lungs"],
-        grid.spacing,
-        fixed_origin=grid.origin,
-        fixed_direction=grid.direction,
-        moving_origin=grid.origin,
-        moving_direction=grid.direction,
-        fixed_opacity=base["labels"],
-        moving_opacity=follow["labels"],
-        threads=threads,
-    )
-    t_reg = time.perf_counter() - t0
-    _, f_lungs, f_op = warp_follow_up(reg, grid, follow["hu"], follow["lungs"], follow["labels"])
-    labels = change.change_labels(base["lungs"], base["labels"], f_lungs, f_op)
-    row, regions = change.change_volumes(labels, base["lungs"], grid.spacing)
+    with clock() as whole:
+        with clock() as registering:
+            reg = register(
+                base["hu"],
+                base["lungs"],
+                grid.spacing,
+                follow["hu"],
+                follow["lungs"],
+                grid.spacing,
+                fixed_origin=grid.origin,
+                fixed_direction=grid.direction,
+                moving_origin=grid.origin,
+                moving_direction=grid.direction,
+                fixed_opacity=base["labels"],
+                moving_opacity=follow["labels"],
+                threads=threads,
+            )
+        _, f_lungs, f_op = warp_follow_up(reg, grid, follow["hu"], follow["lungs"], follow["labels"])
+        labels = change.change_labels(base["lungs"], base["labels"], f_lungs, f_op)
+        row, regions = change.change_volumes(labels, base["lungs"], grid.spacing)
     return {
         "reg": reg,
         "labels": labels,
         "row": row,
         "regions": regions,
         "follow_lungs": f_lungs,
-        "wall": time.perf_counter() - t0,
-        "cpu": time.process_time() - c0,
-        "t_reg": t_reg,
+        "wall": whole.wall,
+        "cpu": whole.cpu,
+        "t_reg": registering.wall,
         "peak": peak_gb(),
     }
 
