@@ -1,5 +1,8 @@
-"""Ground glass lying against the chest wall (the commonest place of COVID-19 ground glass): the lung keeps it up to
-the pleura and the opacity counts it, edge included."""
+"""The lung boundary at full resolution (:mod:`lungtrial.imaging.segmentation.refine`) where ground glass lies
+against the chest wall (the commonest place of COVID-19 ground glass): the lung keeps it up to the pleura, and the
+opacity counts it, edge included (the blob test of :mod:`lungtrial.imaging.segmentation.vessels` judges a block cut
+by the pleura by its lung voxels, so the band is not excluded as the pleural rim). The edge of grown consolidation
+(``refine._grown_edge``) is tested with the consolidation, in ``test_consolidation.py``."""
 
 from __future__ import annotations
 
