@@ -40,6 +40,10 @@ Sections (``--cases``) and targets (from the team's issue):
     noise in soft tissue is about 90 HU; padding outside the field of view is left alone; clipped to int16); the
     noise of both is printed (median 5 x 5 local sd in soft tissue). Dice of the two library lung masks (target
     >= 0.95), volume difference (within 3 %), pct_opacity difference (within 1 point). ``<case>_kernel.png``.
+``--kernel-pair I J``
+    Two real reconstructions of one acquisition given as folders I and J (e.g. a sharp and a soft kernel of the
+    same series positions): Dice of the two library lung masks, volume and pct_opacity difference, with the
+    targets of ``kernel``. Printed after the reference table.
 ``lesions``
     COVID-like lesions inserted into the real lungs (seeded by ``--seed``), at ``--burdens`` % of the reference
     lung volume, as ground glass (``ggo``), consolidation (``cons``) and half of each (``mix``). Ground glass:
@@ -661,6 +665,17 @@ def main() -> None:
         metavar="MM",
         help="measure series up to this slice thickness (default: the library's limit, as in config.yaml)",
     )
+    parser.add_argument(
+        "--kernel-pair",
+        type=int,
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("I", "J"),
+        help="folders I and J (1-based, in the order given) are two reconstructions of one acquisition (e.g. a "
+        "sharp and a soft kernel): their library lungs and opacity are compared (table 'two kernels of one "
+        "acquisition'); repeat for several pairs",
+    )
     args = parser.parse_args()
     sections = [s.strip() for s in args.cases.split(",") if s.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -797,6 +812,29 @@ def main() -> None:
         " + ingest + read_volume;\n  read_sitk: SimpleITK ImageSeriesReader with GetGDCMSeriesFileNames; page cache "
         "warm for both",
     )
+    pair_t = Table(
+        "two kernels of one acquisition (real reconstructions, --kernel-pair)",
+        [
+            ("pair", 11, ""),
+            ("ml_I", 6, ".0f"),
+            ("ml_J", 6, ".0f"),
+            ("vol_%", 5, "+.2f"),
+            ("ok", 4, ""),
+            ("dice", 5, ".3f"),
+            ("ok", 4, ""),
+            ("pct_op_I", 8, ".2f"),
+            ("pct_op_J", 8, ".2f"),
+            ("diff_pp", 7, "+.2f"),
+            ("ok", 4, ""),
+        ],
+        "  library on folder I vs folder J: lung volume (J vs I, target within 3 %), Dice of the lung masks (>= 0.95), "
+        "pct_opacity difference J - I (within 1 point)",
+    )
+    for pair in args.kernel_pair:
+        if not all(1 <= k <= len(args.folders) for k in pair) or pair[0] == pair[1]:
+            parser.error(f"--kernel-pair {pair[0]} {pair[1]}: two different folder numbers from 1 to {len(args.folders)}")
+    in_pairs = {k for pair in args.kernel_pair for k in pair}
+    kept_for_pairs: dict[int, dict] = {}  # folder number -> the library's lungs, volume and opacity
     pngs: list[Path] = []
 
     for case_no, folder in enumerate(args.folders):
@@ -843,6 +881,12 @@ def main() -> None:
         if base is None:
             print(f"{name}: the scan itself is excluded: {reason}")
             continue
+        if case_no + 1 in in_pairs:
+            kept_for_pairs[case_no + 1] = {
+                "lungs": base["lungs"] > 0,
+                "ml": base["scan"]["lung_volume_ml"],
+                "pct_op": base["scan"]["pct_opacity"],
+            }
         views = views_of(ref)
         png = workdir / f"{name}_reference.png"
         save_panels(
@@ -896,7 +940,31 @@ def main() -> None:
         del hu, padding, ref, info, base, data
         print(f"{name}: done at {time.perf_counter() - t_start:.0f} s", flush=True)
 
+    for i, j in args.kernel_pair:
+        a, b = kept_for_pairs.get(i), kept_for_pairs.get(j)
+        label = f"case{i}/case{j}"
+        if a is None or b is None:
+            pair_t.add(label, "not measured")
+        elif a["lungs"].shape != b["lungs"].shape:
+            pair_t.add(label, f"grids differ: {a['lungs'].shape} vs {b['lungs'].shape}")
+        else:
+            vol, d, diff = pct_diff(b["ml"], a["ml"]), dice(a["lungs"], b["lungs"]), b["pct_op"] - a["pct_op"]
+            pair_t.add(
+                label,
+                a["ml"],
+                b["ml"],
+                vol,
+                mark(abs(vol) <= TARGETS["kernel_volume_pct"]),
+                d,
+                mark(d >= TARGETS["kernel_dice"]),
+                a["pct_op"],
+                b["pct_op"],
+                diff,
+                mark(abs(diff) <= TARGETS["kernel_opacity_pp"]),
+            )
     print(ref_t.render())
+    if args.kernel_pair:
+        print(pair_t.render())
     if "normal" in sections:
         print(norm_t.render())
     if "kernel" in sections:
