@@ -17,8 +17,9 @@ LUNG_WINDOW = (-1350.0, 150.0)
 #: Soft-tissue (mediastinal) window (HU): level 40, width 400. Aerated lung is black, fat dark grey, muscle,
 #: consolidation, effusion and organs mid grey, bone white: dense tissue inside or outside the lung outline shows.
 SOFT_TISSUE_WINDOW = (-160.0, 240.0)
-#: Okabe-Ito colours (colour-blind safe): label 1 yellow, label 2 vermillion, vessel blue, lung outline green.
-COLOURS = {1: "#F0E442", 2: "#D55E00", 3: "#0072B2", "outline": "#009E73"}
+#: Okabe-Ito colours (colour-blind safe): label 1 yellow, label 2 vermillion, vessel blue, lung outline green, what
+#: the segmentation left out at its anatomical limits sky blue.
+COLOURS = {1: "#F0E442", 2: "#D55E00", 3: "#0072B2", "outline": "#009E73", "held_back": "#56B4E9"}
 OVERLAY_ALPHA = 0.5
 #: Axial slices shown, as fractions of the lungs' craniocaudal extent from their bottom: the upper zones, the hila,
 #: and the bases (diaphragm domes and costophrenic recesses, where consolidation is most often cut off).
@@ -43,9 +44,11 @@ def _rgb(
     opacity2d: np.ndarray,
     window: tuple[float, float] = LUNG_WINDOW,
     overlay: bool = True,
+    held2d: np.ndarray | None = None,
 ) -> np.ndarray:
     """RGB image (uint8) of one slice: grey in ``window`` (lowest, highest HU), the opacity classes blended (unless
-    ``overlay`` is false), the lung outline drawn.
+    ``overlay`` is false), the outline of ``held2d`` (what was left out at the limits, if given) and the lung
+    outline drawn.
 
     The colour of a pixel depends only on its HU and opacity label, so it is looked up in a table of the slice's
     HU range x labels 0-3 (float32 arithmetic as if done pixel by pixel); the outline is drawn over it.
@@ -58,6 +61,8 @@ def _rgb(
         for label in labels:
             sel = opacity2d == label
             rgb[sel] = (1 - OVERLAY_ALPHA) * rgb[sel] + OVERLAY_ALPHA * _hex(COLOURS[label])
+        if held2d is not None:
+            rgb[_outline(held2d)] = _hex(COLOURS["held_back"])
         for side in (1, 2):
             rgb[_outline(lungs2d == side)] = _hex(COLOURS["outline"])
         return np.rint(rgb * 255).astype(np.uint8)
@@ -78,6 +83,8 @@ def _rgb(
         label = hu2d.astype(np.intp)
     label -= low
     rgb = table.reshape(-1, 3)[label]
+    if held2d is not None:
+        rgb[_outline(held2d)] = np.rint(_hex(COLOURS["held_back"]) * 255)
     for side in (1, 2):
         rgb[_outline(lungs2d == side)] = np.rint(_hex(COLOURS["outline"]) * 255)
     return rgb
@@ -128,6 +135,7 @@ def qc_figure(
     *,
     class_names: tuple[str, str] = ("ground glass", "consolidation"),
     warnings: Sequence[str] = (),
+    held_back: np.ndarray | None = None,
     dpi: int = 150,
 ) -> None:
     """Write the QC picture of one scan as PNG (12 inches wide at ``dpi``; its height follows the lungs' shape).
@@ -144,6 +152,10 @@ def qc_figure(
     class_names : names of opacity labels 1 and 2 for the legend and the key numbers.
     warnings : QC warnings of the scan (e.g. lungs measured although implausible, a lung cut by the field of
         view), drawn under the title in vermillion, one line each (shortened to the picture's width).
+    held_back : (z, y, x) bool, optional
+        What the segmentation proposed as lung and left out at its anatomical limits (below the diaphragm floor,
+        outside the rib cage, thin strips along the wall, next to bowel gas); outlined in sky blue in the
+        soft-tissue row, so that a reviewer sees whether it was an organ (rightly left out) or a lesion (cut out).
     dpi : resolution in dots per inch.
 
     The second title line gives the lung volume (mL) and the percentages of lung volume with label 1 + 2 and
@@ -208,19 +220,22 @@ def qc_figure(
     bz, by, bx = box
     ext = {"z": (bz.stop - bz.start) * dz, "y": (by.stop - by.start) * dy, "x": (bx.stop - bx.start) * dx}
 
-    # the panels: (label, planes (hu, lungs, opacity) head up, (height, width) mm, side markers)
+    def held(*index) -> tuple[np.ndarray, ...]:
+        return () if held_back is None else (held_back[index],)
+
+    # the panels: (label, planes (hu, lungs, opacity[, held_back]) head up, (height, width) mm, side markers)
     panels = []
     for (name, _), z in zip(AXIAL_LEVELS, levels, strict=True):
-        planes = (hu[z, by, bx], lungs[z, by, bx], opacity[z, by, bx])
+        planes = (hu[z, by, bx], lungs[z, by, bx], opacity[z, by, bx], *held(z, by, bx))
         panels.append((f"{name}, slice {z + 1} of {nz}", planes, (ext["y"], ext["x"]), ("R", "L"), ("axial", z)))
     up = slice(bz.stop - 1, bz.start - 1 if bz.start else None, -1)  # head up
-    planes = (hu[up, y, bx], lungs[up, y, bx], opacity[up, y, bx])
+    planes = (hu[up, y, bx], lungs[up, y, bx], opacity[up, y, bx], *held(up, y, bx))
     panels.append((f"coronal, row {y + 1} of {ny}", planes, (ext["z"], ext["x"]), ("R", "L"), ("coronal", y)))
     for side, name in ((1, "right"), (2, "left")):
         x = sagittal[side]
         if x is None:
             continue
-        planes = (hu[up, by, x], lungs[up, by, x], opacity[up, by, x])
+        planes = (hu[up, by, x], lungs[up, by, x], opacity[up, by, x], *held(up, by, x))
         panels.append((f"{name} lung, column {x + 1}", planes, (ext["z"], ext["y"]), ("A", "P"), ("sagittal", x)))
 
     width = round(12 * dpi)
@@ -255,9 +270,12 @@ def qc_figure(
     placed = []  # (kind, pixel box (left, top, width, height) in the top row)
     for (label, planes, _, markers, (kind, _)), (h, w) in zip(panels, sizes, strict=True):
         small_planes = _resample(planes, (h, w))
+        slice_planes, held_plane = small_planes[:3], small_planes[3] if len(small_planes) > 3 else None
         for upper, window, overlay in ((row1, LUNG_WINDOW, True), (row2, SOFT_TISSUE_WINDOW, False)):
             y0 = upper + (row_h - h) // 2
-            canvas[y0 : y0 + h, left : left + w] = _rgb(*small_planes, window=window, overlay=overlay)
+            canvas[y0 : y0 + h, left : left + w] = _rgb(
+                *slice_planes, window=window, overlay=overlay, held2d=None if overlay else held_plane
+            )
             for frac, marker in ((0.0, markers[0]), (1.0, markers[1])):
                 at = (left + line // 2 + round(frac * (w - line)), y0 + h // 2)
                 texts.append((at, marker, "white", "mm"))
@@ -313,14 +331,16 @@ def qc_figure(
         (COLOURS[3], "vessel"),
         (None, "lung outline"),
     ]
+    if held_back is not None:
+        entries.append(("held_back", "left out at the limits (diaphragm, rib cage)"))
     patch = (round(0.22 * dpi), round(0.09 * dpi))
     widths = [patch[0] + pad + round(draw.textlength(text, font=small)) for _, text in entries]
     x = (width - sum(widths) - 2 * pad * (len(entries) - 1)) // 2
     y_mid = height - pad - line // 2
     for (colour, text), w in zip(entries, widths, strict=True):
         box = (x, y_mid - patch[1] // 2, x + patch[0], y_mid + patch[1] // 2)
-        if colour is None:
-            draw.rectangle(box, outline=COLOURS["outline"], width=max(1, dpi // 75))
+        if colour is None or colour == "held_back":
+            draw.rectangle(box, outline=COLOURS[colour or "outline"], width=max(1, dpi // 75))
         else:
             draw.rectangle(box, fill=colour)
         draw.text((x + patch[0] + pad, y_mid), text, font=small, fill="black", anchor="lm")

@@ -441,8 +441,10 @@ def analyse_volume(
     -------
     dict with ``lungs`` (uint8 0/1/2), ``labels`` (uint8 opacity labels, vessels 3), ``scan`` (metrics row),
     ``regions`` (DataFrame), ``warnings`` (list of str: ``"implausible lungs: ..."`` when measured anyway, then
-    :func:`field_of_view_warnings`) and ``timings`` (seconds: ``segment`` (with the plausibility check),
-    ``measure``).
+    :func:`field_of_view_warnings`), ``timings`` (seconds: ``segment`` (with the plausibility check),
+    ``measure``) and ``held_back`` ((z, y, x) bool: what the segmentation left out at its anatomical limits,
+    :meth:`lungtrial.imaging.segmentation.Segmentation.held_back_mask`; None when it left nothing out or
+    ``lungs`` was given).
 
     Raises
     ------
@@ -454,12 +456,14 @@ def analyse_volume(
 
     t0 = time.perf_counter()
     noted = []
+    held_back = None
     if lungs is None:
         try:
             found = segment.segment(hu, spacing)
         except ValueError as exc:
             raise ScanExcluded("volume", [f"lung segmentation failed: {exc}"]) from None
         lungs = found.labels
+        held_back = found.held_back_mask()
         if not found.airway_found:
             noted.append(
                 "no airway found to anchor the lungs: the largest air regions either side of the midline were taken"
@@ -494,6 +498,7 @@ def analyse_volume(
         "regions": regions,
         "warnings": [*implausible, *noted, *field_of_view_warnings(lungs)],
         "timings": {"segment": round(t1 - t0, 3), "measure": round(t2 - t1, 3)},
+        "held_back": held_back,
     }
 
 
@@ -726,6 +731,7 @@ def _quantify_scan(
         del lesion
         timings |= result["timings"]
         lungs, labels, regions = result["lungs"], result["labels"], result["regions"]
+        held_back = result["held_back"]
         clock = time.perf_counter()
 
         from lungtrial.imaging.qc import qc_figure
@@ -753,6 +759,7 @@ def _quantify_scan(
                 tmp,
                 class_names=_CLASS_TITLES[preset],
                 warnings=warnings,
+                held_back=held_back,
             )
 
         jobs.append(pool.submit(write_nifti, labels, work / LAYOUT["opacity"], *place))

@@ -71,6 +71,11 @@ class Segmentation:
         and that was left out (coarse grid, ml).
     prior_ml : float
         Volume added by the serial prior (:mod:`.prior`; 0 without a prior), ml.
+    held_back : (cz, cy, cx) bool or None
+        What was left out at the anatomical limits (``limited_ml``), on the coarse grid of ``coarse_factors``
+        scan voxels per block; :meth:`held_back_mask` gives it at the scan's resolution.
+    coarse_factors : (fz, fy, fx)
+        Scan voxels per coarse block along each axis.
     """
 
     labels: np.ndarray
@@ -78,6 +83,17 @@ class Segmentation:
     added_ml: float = 0.0
     limited_ml: float = 0.0
     prior_ml: float = 0.0
+    held_back: np.ndarray | None = None
+    coarse_factors: tuple[int, int, int] = (1, 1, 1)
+
+    def held_back_mask(self) -> np.ndarray | None:
+        """``held_back`` at the scan's resolution ((z, y, x) bool like ``labels``), or None when nothing was."""
+        if self.held_back is None or not self.held_back.any():
+            return None
+        out = self.held_back
+        for axis, f in enumerate(self.coarse_factors):
+            out = np.repeat(out, int(f), axis=axis)
+        return out[tuple(slice(0, n) for n in self.labels.shape)]
 
 
 def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.ndarray | None = None) -> Segmentation:
@@ -135,6 +151,8 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
         added_ml=float(np.count_nonzero((lungs_c > 0) & (picked == 0))) * voxel_ml,
         limited_ml=float(np.count_nonzero(beyond)) * voxel_ml,
         prior_ml=prior_ml,
+        held_back=beyond,
+        coarse_factors=tuple(int(f) for f in factors),
     )
 
 
