@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from lungtrial.imaging.change import plot_patient_changes
-from lungtrial.io import atomic_path
+from lungtrial.io import write_figure
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -25,6 +25,6 @@ for info, preview, qc in zip(snakemake.params.follow_ups, snakemake.input.previe
     )
 subject = snakemake.wildcards.subject
 fig = plot_patient_changes(rows, f"{subject}: change against the baseline CT, one row per follow-up")
-with atomic_path(snakemake.output[0]) as tmp:
-    fig.savefig(tmp, format="png", dpi=150)  # the figure is laid out to its size: no second, "tight" drawing
+# the figure is laid out to its size: no second, "tight" drawing
+write_figure(fig, snakemake.output[0], dpi=150, bbox_inches=None)
 log.info("%s: %d follow-ups drawn", subject, len(rows))

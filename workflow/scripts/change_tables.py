@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from lungtrial.imaging.change import change_table
-from lungtrial.io import atomic_path
+from lungtrial.io import write_csv
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -17,8 +17,7 @@ for volumes, qc in zip(snakemake.input.volumes, snakemake.input.qc, strict=True)
     content = json.loads(Path(qc).read_text())
     pairs.append((info[content["follow_up"]], content, pd.read_csv(volumes)))
 change, regions = change_table(pairs, snakemake.params.arms, snakemake.params.visits)
-for table, path in ((change, snakemake.output.change), (regions, snakemake.output.regions)):
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+write_csv(change, snakemake.output.change)
+write_csv(regions, snakemake.output.regions)
 counts = change["status"].value_counts().to_dict() if len(change) else {}
 log.info("%d pairs: %s", len(change), counts)

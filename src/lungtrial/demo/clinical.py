@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..io import write_csv
 from .design import INFUSION_DAYS, SUBJECT_COLUMNS, Design, opacity_course
 
 __all__ = [
@@ -166,9 +167,9 @@ def adverse_events_table(design: Design) -> pd.DataFrame:
 
 
 def write_clinical(design: Design, outdir: str | Path) -> None:
-    """Write ``subjects.csv``, ``labs.csv`` and ``adverse_events.csv`` of the demo trial into ``outdir``."""
+    """Write ``subjects.csv``, ``labs.csv`` and ``adverse_events.csv`` of the demo trial into ``outdir``, each
+    atomically (:func:`lungtrial.io.write_csv`)."""
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    subjects_table(design).to_csv(outdir / "subjects.csv", index=False)
-    labs_table(design).to_csv(outdir / "labs.csv", index=False)
-    adverse_events_table(design).to_csv(outdir / "adverse_events.csv", index=False)
+    write_csv(subjects_table(design), outdir / "subjects.csv")
+    write_csv(labs_table(design), outdir / "labs.csv")
+    write_csv(adverse_events_table(design), outdir / "adverse_events.csv")

@@ -8,7 +8,6 @@ writes the whole demo trial.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import struct
@@ -23,7 +22,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
-from ..io import atomic_path
+from ..io import write_csv, write_json, write_with
 from .clinical import write_clinical
 from .design import Design, opacity_course
 from .design import design as make_design
@@ -490,8 +489,8 @@ def write_scan(
     truth_dir = Path(truth_dir)
     truth_dir.mkdir(parents=True, exist_ok=True)
     for name, mask in (("lungs", truth.lungs), ("lesions", truth.lesions)):
-        with atomic_path(truth_dir / f"{scan_id}_{name}.nii.gz") as tmp_path:
-            _nifti(mask, spacing, truth.origin, tmp_path)
+        path = truth_dir / f"{scan_id}_{name}.nii.gz"
+        write_with(lambda tmp, mask=mask: _nifti(mask, spacing, truth.origin, tmp), path)
     summary = truth.summary()
     record = {
         "scan_id": scan_id,
@@ -517,8 +516,7 @@ def write_scan(
             _uid(uid_seed, "frame"), *series_uids,
         }),
     }
-    with atomic_path(truth_dir / f"{scan_id}.json") as tmp_path:
-        tmp_path.write_text(json.dumps(record, indent=1) + "\n")
+    write_json(record, truth_dir / f"{scan_id}.json", indent=1, end="\n")
     return record
 
 
@@ -536,7 +534,7 @@ def generate_trial(outdir: str | Path, size: str = "small", **design_kwargs) -> 
     write_clinical(trial, outdir)
     scans = trial.scans[["scan_id", "subject_id", "scan_date", "nominal_day"]].copy()
     scans["dicom_dir"] = [f"dicom/{s}/{c}" for s, c in zip(scans["subject_id"], scans["scan_id"])]
-    scans.to_csv(outdir / "scans.csv", index=False)
+    write_csv(scans, outdir / "scans.csv")
     for scan_id, rel in zip(scans["scan_id"], scans["dicom_dir"]):
         write_scan(trial, scan_id, outdir / rel, outdir / "truth", size=size)
     return trial

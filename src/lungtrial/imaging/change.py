@@ -170,14 +170,13 @@ def write_change_map(labels: np.ndarray, path: str | os.PathLike, spacing, origi
 def write_colour_table(path: str | os.PathLike) -> None:
     """Write the change labels' names and colours as a 3D Slicer colour table (``.txt``/``.ctbl``: one line
     ``value name R G B A`` per label), so that the label map opens with its names in Slicer."""
-    from lungtrial.io import atomic_path
+    from lungtrial.io import write_text
 
     lines = ["# lungtrial change labels: value name R G B A"]
     for label, name in enumerate(CHANGE_NAMES):
         r, g, b = CHANGE_COLOURS.get(name, (0, 0, 0))
         lines.append(f"{label} {name} {r} {g} {b} {0 if label == 0 else 255}")
-    with atomic_path(path) as tmp, open(tmp, "w") as fp:
-        fp.write("\n".join(lines) + "\n")
+    write_text("\n".join(lines) + "\n", path)
 
 
 #: Statuses of a pair (:func:`compare_scans`): compared, registration failed its QC, a scan not measured, or the
@@ -456,9 +455,7 @@ def _write_pair(outdir, baseline, follow_up, status, reason, row=None, regions=N
                 seconds=None) -> dict:
     """Write ``volumes.csv``, ``preview.npz`` and ``qc.json`` of a pair (and its empty ``transform/`` and ``map/``
     when it was not registered); the QC dict."""
-    import json
-
-    from lungtrial.io import atomic_path
+    from lungtrial.io import write_csv, write_json, write_with
 
     outdir = os.fspath(outdir)
     for sub in ("transform", "map"):
@@ -474,10 +471,8 @@ def _write_pair(outdir, baseline, follow_up, status, reason, row=None, regions=N
         table[columns] = np.nan  # no number is kept for a pair that cannot be compared
     table["status"] = status
     table["reason"] = reason
-    with atomic_path(os.path.join(outdir, PAIR_FILES["volumes"])) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(os.path.join(outdir, PAIR_FILES["preview"])) as tmp, open(tmp, "wb") as fp:
-        np.savez_compressed(fp, **(preview or {}))
+    write_csv(table, os.path.join(outdir, PAIR_FILES["volumes"]))
+    write_with(lambda tmp: np.savez_compressed(tmp, **(preview or {})), os.path.join(outdir, PAIR_FILES["preview"]))
     result = {
         "baseline": None if baseline is None else baseline["scan_id"],
         "follow_up": follow_up["scan_id"],
@@ -489,8 +484,7 @@ def _write_pair(outdir, baseline, follow_up, status, reason, row=None, regions=N
     # the file holds no timings (they differ on every run; the job's log has them): the same inputs, the same bytes
     saved = {k: v for k, v in result.items() if k != "seconds"}
     saved["qc"] = {k: v for k, v in saved["qc"].items() if k != "seconds"}
-    with atomic_path(os.path.join(outdir, PAIR_FILES["qc"])) as tmp, open(tmp, "w") as fp:
-        json.dump(saved, fp, indent=1, default=float)
+    write_json(saved, os.path.join(outdir, PAIR_FILES["qc"]), indent=1, default=float)
     return result
 
 
