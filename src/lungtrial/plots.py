@@ -326,7 +326,7 @@ def plot_swimmer(
     arms: Sequence[str],
     colors: Mapping[str, str],
     treatment: str,
-    infusion_days: Sequence[float] = (0, 3, 6),
+    infusion_days: Sequence[float],
 ) -> Figure:
     """One bar per subject from admission to discharge (days relative to day 0), grouped by arm.
 

@@ -8,6 +8,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from lungtrial.demo.design import INFUSION_DAYS as DEMO_INFUSION_DAYS
 from lungtrial.errors import InputError
 from lungtrial.imaging.metrics import PRESETS
 from lungtrial.imaging.change import registration_kwargs
@@ -171,10 +172,10 @@ HU_CLASSES = f"{config['imaging']['preset']} preset: " + "; ".join(
     for c in PRESETS[config["imaging"]["preset"]]
 )
 # Arms, visits and infusion days of the plots (arm colours follow the arm order: reference, treatment, others);
-# the infusion days are config stats.infusion_days (its default is in the config schema).
+# the infusion days are config stats.infusion_days, by default the demo trial's schedule.
 PLOT_PARAMS = {
     **STATS_PARAMS,
-    "infusion_days": list(config["stats"]["infusion_days"]),
+    "infusion_days": list(config["stats"].get("infusion_days", DEMO_INFUSION_DAYS)),
 }
 # The plan as the statistics jobs and the report captions read it (a change of the plan reruns them).
 PLAN_PARAMS = {

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Design", "design", "opacity_course", "ARMS", "SUBJECT_COLUMNS"]
+__all__ = ["Design", "design", "opacity_course", "ARMS", "INFUSION_DAYS", "SUBJECT_COLUMNS"]
 
 ARMS = ("UC-MSC", "control")
 INFUSION_DAYS = (0, 3, 6)
+"""Study days of the treatment arm's infusions (day 0 is the first); the workflow's default of config
+``stats.infusion_days``."""
 SUBJECT_COLUMNS = [
     "subject_id", "arm", "admission_date", "day0_date", "discharge_date", "age", "sex", "severity",
     "mechanical_ventilation", "oxygen_support", "fever", "cough", "dyspnoea", "days_to_symptom_resolution",
