@@ -4,8 +4,9 @@ Everything public is imported from here (``from lungtrial import clinical``; ``c
 modules behind it are private, one per topic:
 
 ===================  =========================================================================================
+``_columns``         the columns of the sheets and of the tidy tables (light: read when the workflow starts)
 ``_sheets``          reading a sheet (CSV, TSV, .xlsx) as text with its spreadsheet row numbers, its rows checked
-                     against the sheet's JSON schema, the columns of the tidy tables, problem lines
+                     against the sheet's JSON schema, problem lines
 ``_dates``           ISO dates and date-times as the sheets write them
 ``_catalog``         the lab catalogue: analytes, synonyms, unit spellings and factors (:func:`load_catalog`)
 ``_labs``            lab files, long and wide form, values and censored values (:func:`read_labs`,
@@ -49,15 +50,16 @@ from __future__ import annotations
 import lazy_loader
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "_sheets": (
+    "_columns": (
         "AE_COLUMNS",
+        "DERIVED_SUBJECT_COLUMNS",
         "DROPPED_COLUMNS",
         "LAB_COLUMNS",
         "SCAN_ID_COLUMNS",
         "SHEET_SUBJECT_COLUMNS",
         "SUBJECT_COLUMNS",
-        "sheet_schema",
     ),
+    "_sheets": ("sheet_schema",),
     "_catalog": ("LabCatalog", "load_catalog"),
     "_labs": ("parse_value", "read_labs", "wide_to_long"),
     "_subjects": ("check_arms", "read_subjects", "subject_table"),

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pandera.pandas as pa
 
+from lungtrial.clinical._columns import AE_COLUMNS
 from lungtrial.clinical._dates import _iso_dates
 from lungtrial.clinical._sheets import (
-    AE_COLUMNS,
     _failures,
     _is_bool_text,
     _lower_columns,

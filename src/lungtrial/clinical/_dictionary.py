@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lungtrial.clinical._catalog import LabCatalog
-from lungtrial.clinical._sheets import SCAN_ID_COLUMNS
+from lungtrial.clinical._columns import SCAN_ID_COLUMNS
 
 _DICTIONARY = {
     "subjects": [

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from lungtrial.clinical._columns import SCAN_ID_COLUMNS
 from lungtrial.clinical._dates import _iso_dates
-from lungtrial.clinical._sheets import SCAN_ID_COLUMNS
 from lungtrial.clinical._visits import assign_visits, visit_windows
 from lungtrial.errors import InputError
 

@@ -12,10 +12,9 @@ import pandas as pd
 import pandera.pandas as pa
 
 from lungtrial.clinical._catalog import LabCatalog
+from lungtrial.clinical._columns import DROPPED_COLUMNS, LAB_COLUMNS
 from lungtrial.clinical._dates import _iso_dates
 from lungtrial.clinical._sheets import (
-    DROPPED_COLUMNS,
-    LAB_COLUMNS,
     _failures,
     _lower_columns,
     _read_text_table,

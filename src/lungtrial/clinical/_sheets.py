@@ -1,32 +1,22 @@
 """Reading the trial's sheets: CSV, TSV or Excel tables as text with their spreadsheet row numbers, their rows
-checked against the sheet's JSON schema (``schemas/<sheet>.schema.yaml`` beside this module), the columns of the
-tidy tables, and the problem lines of a sheet that fails its checks."""
+checked against the sheet's JSON schema (``schemas/<sheet>.schema.yaml`` beside this module), and the problem lines
+of a sheet that fails its checks. The columns of the tidy tables are in :mod:`lungtrial.clinical._columns`."""
 
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from lungtrial.clinical._columns import _schema
 from lungtrial.clinical._dates import _is_iso_date
 from lungtrial.errors import InputError
-
-
-@functools.cache
-def _schema(sheet: str) -> dict:
-    """The JSON schema of a row of ``sheet`` (``"subjects"``, ``"scans"``), shipped with the package."""
-    import yaml
-
-    text = resources.files("lungtrial.clinical").joinpath("schemas", f"{sheet}.schema.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
 
 
 def sheet_schema(sheet: str) -> dict:
@@ -45,39 +35,6 @@ def sheet_schema(sheet: str) -> dict:
         ``HH:MM[:SS]`` after it is allowed), a real calendar date.
     """
     return copy.deepcopy(_schema(sheet))
-
-SHEET_SUBJECT_COLUMNS = tuple(_schema("subjects")["properties"])
-"""The subjects sheet's columns that are read (the properties of its schema, in order)."""
-
-SUBJECT_COLUMNS = (
-    *SHEET_SUBJECT_COLUMNS,
-    "length_of_stay_days",
-    "days_to_discharge",
-    "discharged",
-    "symptom_resolved",
-    "n_scans",
-)
-
-LAB_COLUMNS = (
-    "subject_id",
-    "arm",
-    "datetime",
-    "study_day",
-    "visit",
-    "analyte",
-    "analyte_label",
-    "value",
-    "censored",
-    "unit",
-    "source_file",
-    "source_row",
-)
-
-DROPPED_COLUMNS = ("source_file", "source_row", "subject_id", "analyte", "value", "unit", "reason")
-
-AE_COLUMNS = ("subject_id", "arm", "day", "term", "grade", "related_to_infusion")
-
-SCAN_ID_COLUMNS = ("scan_id", "subject_id", "arm", "scan_date", "study_day", "visit", "status", "exclusion_reason")
 
 _TRUE = {"true", "yes", "y", "1", "t"}
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from lungtrial.clinical._columns import SHEET_SUBJECT_COLUMNS
 from lungtrial.clinical._dates import _iso_dates
 from lungtrial.clinical._sheets import (
-    SHEET_SUBJECT_COLUMNS,
     _failures,
     _missing_columns,
     _parse_bool,

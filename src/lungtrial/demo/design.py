@@ -2,8 +2,8 @@
 
 Modelled on the phase 1 UC-MSC COVID-19 trial (Meng et al. 2020): ``2 * n_per_arm`` patients, half receiving
 umbilical-cord mesenchymal stem cells (infusions on days 0, 3 and 6), half standard care (``control``). Everything
-is deterministic from ``seed``. This module imports only numpy and pandas: the workflow calls :func:`design` while
-it builds its job graph.
+is deterministic from ``seed``. This module imports only numpy, pandas and the sheet's columns
+(:mod:`lungtrial.clinical._columns`): the workflow calls :func:`design` while it builds its job graph.
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lungtrial.clinical._columns import SHEET_SUBJECT_COLUMNS
+
 __all__ = ["Design", "design", "opacity_course", "ARMS", "INFUSION_DAYS", "SUBJECT_COLUMNS"]
 
 ARMS = ("UC-MSC", "control")
 INFUSION_DAYS = (0, 3, 6)
 """Study days of the treatment arm's infusions (day 0 is the first); the workflow's default of config
 ``stats.infusion_days``."""
-SUBJECT_COLUMNS = [
-    "subject_id", "arm", "admission_date", "day0_date", "discharge_date", "age", "sex", "severity",
-    "mechanical_ventilation", "oxygen_support", "fever", "cough", "dyspnoea", "days_to_symptom_resolution",
-    "infusion_adverse_event",
-]
+SUBJECT_COLUMNS = list(SHEET_SUBJECT_COLUMNS)
+"""Columns of the demo's subjects sheet: those of the subjects sheet's schema (lungtrial.clinical), in order."""
 
 _FAMILY = ["Quillby", "Marrowind", "Tasselhoff", "Brindlecombe", "Okonkwe", "Vantreese", "Haldorsk", "Pemberlin",
            "Castellaro", "Jurnovic", "Feldspar", "Ashgrove", "Lindqvarn", "Moravetz", "Ostrander", "Kellerbach",

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from lungtrial.clinical._columns import DERIVED_SUBJECT_COLUMNS
 from lungtrial.errors import InputError
 from lungtrial.stats._censoring import CENSOR_RULES, DEFAULT_CENSOR_RULE
 
@@ -79,15 +80,6 @@ MULTIPLICITY_LABEL = {"holm": "Holm", "benjamini-hochberg": "Benjamini-Hochberg 
 
 CENSORING_RULES = tuple(CENSOR_RULES)
 """Rules for censored lab values (:data:`lungtrial.stats.CENSOR_RULES`)."""
-
-DERIVED_SUBJECT_COLUMNS = (
-    "length_of_stay_days",
-    "days_to_discharge",
-    "discharged",
-    "symptom_resolved",
-    "n_scans",
-)
-"""Columns of the subjects table derived by the clinical stage (not read from the sheet)."""
 
 COVARIANCE_CHOICES = ("unstructured", "compound-symmetry", "ar1", "random-intercept", "random-slope")
 """Covariances of the visit-factor mixed models (config ``analysis.covariance``), as
@@ -236,7 +228,7 @@ class Plan:
         """Subjects-sheet columns the plan reads, with their kind (``bool``, ``number``, ``text``).
 
         The clinical stage keeps these columns of the sheet (every other column is dropped) and checks their values.
-        Columns derived by the clinical stage (:data:`DERIVED_SUBJECT_COLUMNS`) are left out.
+        Columns derived by the clinical stage (:data:`lungtrial.clinical.DERIVED_SUBJECT_COLUMNS`) are left out.
         """
         kinds: dict[str, str] = {}
         for o in self.outcomes:
