@@ -1,10 +1,9 @@
 """Change maps: each follow-up CT registered onto its subject's baseline CT (the earliest measured scan), the
 change labelled per voxel; one table of all pairs, a picture per patient and the endpoints per arm.
 
-Uses SUBJECT_SCANS, FOLLOW_UPS, CHANGE_SUBJECTS and the change_* input functions of common.smk.
+Uses SUBJECT_SCANS, FOLLOW_UPS, FOLLOW_UP_INFO, CHANGE_SUBJECTS, REGISTRATION and the change_* input functions of
+common.smk.
 """
-
-from lungtrial.imaging.change import registration_kwargs
 
 
 localrules:
@@ -13,12 +12,6 @@ localrules:
 
 wildcard_constraints:
     followup="[A-Za-z0-9][A-Za-z0-9._-]*",
-
-
-# register()'s keyword arguments from the config (a change of them reruns every pair)
-REGISTRATION = registration_kwargs(config.get("registration", {}))
-# Per follow-up scan: subject, study day and date (what the change table and the pictures are labelled with).
-FOLLOW_UP_INFO = {scan: SCAN_INFO[scan] for scan in FOLLOW_UPS}
 
 
 rule change_pair:
@@ -44,7 +37,7 @@ rule change_pair:
     params:
         scans=change_scans,
         registration=REGISTRATION,
-        same_patient=config["registration"]["same_patient_check"],
+        same_patient=SAME_PATIENT_CHECK,
     script:
         "../scripts/change_pair.py"
 

@@ -44,7 +44,7 @@ rule clinical_tables:
     params:
         on_unknown=CLINICAL["on_unknown"],
         tolerance_days=CLINICAL["date_tolerance_days"],
-        visits=CLINICAL.get("visits", {}),
+        visits=VISIT_WINDOWS,
         # from the analysis plan: the subjects-sheet columns it reads (with their kind) and the first dose
         subject_columns=PLAN.subject_columns(),
         first_dose_day=PLAN.first_dose_day,
@@ -78,7 +78,7 @@ rule clinical_scans:
         mem_mb=500,
         runtime=10,
     params:
-        visits=CLINICAL.get("visits", {}),
+        visits=VISIT_WINDOWS,
         window_days=CLINICAL["lab_window_days"],
     script:
         "../scripts/clinical_scans.py"

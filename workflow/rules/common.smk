@@ -145,6 +145,13 @@ TABLES = {
     for name in ("subjects", "labs", "scans", "adverse_events")
 }
 VISIT_WINDOWS = CLINICAL["visits"]
+# How a scan is measured (config imaging), alone (quantify_scan) and with its serial prior (serial_scan).
+IMAGING_PARAMS = {
+    "series": config["imaging"]["series"],
+    "preset": config["imaging"]["preset"],
+    "classes": config["imaging"]["classes"],
+    "measure_implausible": config["imaging"]["measure_implausible"],
+}
 # Arms, test threshold and nominal visits (baseline first), shared by the statistics and plot rules.
 STATS_PARAMS = {
     "reference_arm": config["stats"]["reference_arm"],
@@ -211,6 +218,8 @@ PLAN_LONGITUDINAL = {
     "scales": PLAN.model_scales(),
     "imaging": PLAN.imaging_metrics(),
 }
+# Covariance of the visit-factor mixed models, per metric or analyte (config analysis.covariance).
+PLAN_COVARIANCE = PLAN.model_covariance()
 # Time-to-event outcomes: name -> [label, duration column, event column].
 PLAN_TIME_TO_EVENT = {name: list(spec) for name, spec in PLAN.time_to_event().items()}
 
@@ -349,6 +358,12 @@ FOLLOW_UPS = [scan for scans in SUBJECT_SCANS.values() for scan in scans[1:]]
 CHANGE_SUBJECTS = [
     subject for subject, scans in SUBJECT_SCANS.items() if len(scans) > 1
 ]
+# Per follow-up scan: subject, study day and date (what the change table and the pictures are labelled with).
+FOLLOW_UP_INFO = {scan: SCAN_INFO[scan] for scan in FOLLOW_UPS}
+# register()'s keyword arguments from config registration (a change of them reruns every pair), and whether a pair
+# of scans with different DICOM PatientIDs is an error.
+REGISTRATION = registration_kwargs(config.get("registration", {}))
+SAME_PATIENT_CHECK = config["registration"]["same_patient_check"]
 
 
 def change_candidates(wildcards):
@@ -390,10 +405,10 @@ def change_scans(wildcards):
 # The serial prior (config imaging.serial_prior): the imaging tables and the change maps take each scan's
 # measurement with its subject's least-affected scan as prior (workflow/rules/serial.smk) instead of the scan's own.
 SERIAL = bool(config["imaging"].get("serial_prior", False))
-# the registration settings of config registration (as for the change maps), lists as lists (job parameters)
+# the registration settings of the change maps (REGISTRATION), lists as lists (job parameters)
 SERIAL_REGISTRATION = {
     key: list(value) if isinstance(value, tuple) else value
-    for key, value in registration_kwargs(config.get("registration", {})).items()
+    for key, value in REGISTRATION.items()
 }
 
 

@@ -33,13 +33,10 @@ rule quantify_scan:
         mem_mb=quantify_mem_mb,
         runtime=15,
     params:
+        **IMAGING_PARAMS,
         content=dicom_content,
         lesion_mask=lesion_mask_content,
-        series=config["imaging"]["series"],
-        preset=config["imaging"]["preset"],
-        classes=config["imaging"]["classes"],
         strict=config["imaging"]["strict"],
-        measure_implausible=config["imaging"]["measure_implausible"],
     script:
         "../scripts/quantify_scan.py"
 

@@ -54,7 +54,7 @@ rule plot_trajectories_labs:
         runtime=5,
     params:
         plots=PLOT_PARAMS,
-        censoring=PLAN.censoring,
+        censoring=PLAN_LONGITUDINAL["censoring"],
         scales=PLAN_LONGITUDINAL["scales"],
     script:
         "../scripts/plot_trajectories_labs.py"
@@ -109,7 +109,7 @@ rule plot_opacity_pf:
         runtime=5,
     params:
         plots=PLOT_PARAMS,
-        censoring=PLAN.censoring,
+        censoring=PLAN_LONGITUDINAL["censoring"],
     script:
         "../scripts/plot_opacity_pf.py"
 

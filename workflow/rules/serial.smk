@@ -22,14 +22,11 @@ rule serial_scan:
         mem_mb=serial_mem_mb,
         runtime=15,
     params:
+        **IMAGING_PARAMS,
         scans=serial_scans,
         content=dicom_content,
         lesion_mask=lesion_mask_content,
         registration=SERIAL_REGISTRATION,
-        same_patient=config["registration"]["same_patient_check"],
-        series=config["imaging"]["series"],
-        preset=config["imaging"]["preset"],
-        classes=config["imaging"]["classes"],
-        measure_implausible=config["imaging"]["measure_implausible"],
+        same_patient=SAME_PATIENT_CHECK,
     script:
         "../scripts/serial_scan.py"

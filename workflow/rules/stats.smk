@@ -1,7 +1,7 @@
 """Statistics by the trial's analysis plan (config analysis, PLAN of common.smk): the primary endpoint, then
 secondary and exploratory comparisons with multiplicity adjusted within families; Table 1; mixed models and their
-sensitivity to the censoring rule. Parameters (STATS_PARAMS, PLAN_PARAMS, PLAN_LONGITUDINAL, HU_CLASSES) are
-defined in common.smk."""
+sensitivity to the censoring rule. Parameters (STATS_PARAMS, PLAN_PARAMS, PLAN_LONGITUDINAL, PLAN_COVARIANCE,
+HU_CLASSES) are defined in common.smk."""
 
 # With a death column in the plan: the cumulative incidence with death as a competing event.
 COMPETING_RISK = (
@@ -113,7 +113,7 @@ rule stats_mixed_models:
     params:
         stats=STATS_PARAMS,
         plan=PLAN_LONGITUDINAL,
-        covariance=PLAN.model_covariance(),
+        covariance=PLAN_COVARIANCE,
     script:
         "../scripts/stats_mixed_models.py"
 
@@ -139,6 +139,6 @@ rule stats_censoring_sensitivity:
     params:
         stats=STATS_PARAMS,
         plan=PLAN_LONGITUDINAL,
-        covariance=PLAN.model_covariance(),
+        covariance=PLAN_COVARIANCE,
     script:
         "../scripts/stats_censoring_sensitivity.py"
