@@ -220,6 +220,9 @@ PLAN_LONGITUDINAL = {
 }
 # Covariance of the visit-factor mixed models, per metric or analyte (config analysis.covariance).
 PLAN_COVARIANCE = PLAN.model_covariance()
+# The other settings of the mixed models and of their censoring sensitivity: the degrees of freedom of every model,
+# and a random slope on study day in the models of study day as a line (time = continuous).
+MODEL_SETTINGS = {"df_method": "satterthwaite", "random_slope": True}
 # Time-to-event outcomes: name -> [label, duration column, event column].
 PLAN_TIME_TO_EVENT = {name: list(spec) for name, spec in PLAN.time_to_event().items()}
 

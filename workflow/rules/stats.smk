@@ -1,7 +1,7 @@
 """Statistics by the trial's analysis plan (config analysis, PLAN of common.smk): the primary endpoint, then
 secondary and exploratory comparisons with multiplicity adjusted within families; Table 1; mixed models and their
 sensitivity to the censoring rule. Parameters (STATS_PARAMS, PLAN_PARAMS, PLAN_LONGITUDINAL, PLAN_COVARIANCE,
-HU_CLASSES) are defined in common.smk."""
+MODEL_SETTINGS, HU_CLASSES) are defined in common.smk."""
 
 # With a death column in the plan: the cumulative incidence with death as a competing event.
 COMPETING_RISK = (
@@ -114,6 +114,7 @@ rule stats_mixed_models:
         stats=STATS_PARAMS,
         plan=PLAN_LONGITUDINAL,
         covariance=PLAN_COVARIANCE,
+        models=MODEL_SETTINGS,
     script:
         "../scripts/stats_mixed_models.py"
 
@@ -140,5 +141,6 @@ rule stats_censoring_sensitivity:
         stats=STATS_PARAMS,
         plan=PLAN_LONGITUDINAL,
         covariance=PLAN_COVARIANCE,
+        models=MODEL_SETTINGS,
     script:
         "../scripts/stats_censoring_sensitivity.py"

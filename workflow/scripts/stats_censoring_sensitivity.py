@@ -7,12 +7,12 @@ from lungtrial import stats
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
-p, plan = snakemake.params.stats, snakemake.params.plan
+p, plan, models = snakemake.params.stats, snakemake.params.plan, snakemake.params.models
 
 labs = pd.read_parquet(snakemake.input.labs)
 args = (labs, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"])
 common = {
-    "df_method": "satterthwaite",
+    "df_method": models["df_method"],
     "visits": plan["visits"],
     "scales": plan["scales"],
     "configured_rule": plan["censoring"],
@@ -20,7 +20,9 @@ common = {
 table = pd.concat(
     [
         stats.mixed_models_censoring_sensitivity(*args, time="visit", covariance=snakemake.params.covariance, **common),
-        stats.mixed_models_censoring_sensitivity(*args, time="continuous", random_slope=True, **common),
+        stats.mixed_models_censoring_sensitivity(
+            *args, time="continuous", random_slope=models["random_slope"], **common
+        ),
     ],
     ignore_index=True,
 )

@@ -1,6 +1,7 @@
 """Linear mixed models of the plan's imaging metrics and of every lab by arm: visit as a factor (arm by visit, with the
-plan's covariance, analysis.covariance) and study day as a line (random intercept and slope), Satterthwaite df;
-censored labs by the plan's rule, scales as the plan fixes them."""
+plan's covariance, analysis.covariance) and study day as a line (random intercept, and a random slope as
+params.models says), with the df method of params.models; censored labs by the plan's rule, scales as the plan fixes
+them."""
 
 import pandas as pd
 
@@ -8,12 +9,12 @@ from lungtrial import stats
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
-p, plan = snakemake.params.stats, snakemake.params.plan
+p, plan, models = snakemake.params.stats, snakemake.params.plan, snakemake.params.models
 
 scans = pd.read_parquet(snakemake.input.scans)
 labs = pd.read_parquet(snakemake.input.labs)
 common = {
-    "df_method": "satterthwaite",
+    "df_method": models["df_method"],
     "censor_rule": plan["censoring"],
     "visits": plan["visits"],
     "scales": plan["scales"],
@@ -23,7 +24,7 @@ args = (scans, labs, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p
 table = pd.concat(
     [
         stats.mixed_models(*args, time="visit", covariance=snakemake.params.covariance, **common),
-        stats.mixed_models(*args, time="continuous", random_slope=True, **common),
+        stats.mixed_models(*args, time="continuous", random_slope=models["random_slope"], **common),
     ],
     ignore_index=True,
 )
