@@ -170,6 +170,7 @@ def tables(n_per_arm: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, p
 
 def stats(args: argparse.Namespace) -> None:
     from lungtrial import plots, stats
+    from lungtrial.demo.design import INFUSION_DAYS
 
     print(f"{'per arm':>8} {'step':<22} {'seconds':>8}")
     for n in args.sizes:
@@ -198,7 +199,7 @@ def stats(args: argparse.Namespace) -> None:
             "plot_change": lambda: plots.plot_change_by_visit(
                 change, visits[1:], arms, colors, stats.IMAGING_ENDPOINTS
             ),
-            "plot_swimmer": lambda: plots.plot_swimmer(subjects, scans, arms, colors, TRT),
+            "plot_swimmer": lambda: plots.plot_swimmer(subjects, scans, arms, colors, TRT, INFUSION_DAYS),
             "plot_kaplan_meier": lambda: plots.plot_kaplan_meier(subjects, arms, colors, REF, TRT, 3),
         }
         with tempfile.TemporaryDirectory() as tmp:
