@@ -6,7 +6,9 @@ Three tools on generated chest CT (the demo phantom, :func:`_harness.ct_series`;
     The whole per-scan job, :func:`lungtrial.imaging.quantify.quantify_scan` (ingest + read, segment, measure,
     write), in a child process per run, against ``SimpleITK.ImageSeriesReader`` reading the same files (page cache
     warm). Prints each stage's seconds (fastest run), total / SimpleITK read (targets: <= 3), the median run's
-    ratio, the ratio without the segmentation stage, and the child's peak memory (target <= 1.5 GB). Transparent
+    ratio, the ratio without the segmentation stage, and the child's peak memory (target <= 1.5 GB). ``--without
+    rawheader directread morphology memory`` switches those hand-written speed paths off (their ``ENABLED`` flags:
+    pydicom, scipy.ndimage and ``np.zeros`` do the work instead), so that two runs show what each buys. Transparent
     huge pages: numpy asks for them on large arrays unless ``NUMPY_MADVISE_HUGEPAGE=0`` is set before it is
     imported; the pipeline allocates its volumes in ordinary pages (:func:`lungtrial.memory.new_volume`). The
     setting in force is printed and the child inherits the environment, so ``NUMPY_MADVISE_HUGEPAGE=0 python
@@ -49,8 +51,23 @@ READ_STEPS = ("sitk", "ingest", "read", "pipeline")
 # ------------------------------------------------------------------------------------------------------ pipeline
 
 
-def pipeline_child(folder: str, outdir: str) -> None:
-    """In the child: the whole per-scan job on ``folder``; prints status, stage seconds and peak memory as JSON."""
+#: The hand-written speed paths that ``pipeline --without`` can switch off: name -> module with an ``ENABLED`` flag
+#: (off, the library call does the same work: pydicom, scipy.ndimage, np.zeros).
+SPEED_PATHS = {
+    "rawheader": "lungtrial.imaging.dicom._rawheader",
+    "directread": "lungtrial.imaging.dicom._directread",
+    "morphology": "lungtrial.imaging.segmentation._morphology",
+    "memory": "lungtrial.memory",
+}
+
+
+def pipeline_child(folder: str, outdir: str, without: str = "") -> None:
+    """In the child: the whole per-scan job on ``folder`` with the speed paths named in ``without`` (comma-separated
+    keys of :data:`SPEED_PATHS`) switched off; prints status, stage seconds and peak memory as JSON."""
+    import importlib
+
+    for name in filter(None, without.split(",")):
+        importlib.import_module(SPEED_PATHS[name]).ENABLED = False
     with h.clock() as c:
         result = h.quantify(folder, "BENCH", outdir, title="speed benchmark")
     result["timings"]["process"] = c.wall
@@ -66,12 +83,15 @@ def pipeline(args: argparse.Namespace, work: Path) -> None:
         seconds, shape = h.sitk_read(folder)
         assert shape == (args.slices, args.size, args.size), shape
         reference = min(reference, seconds)
-        result, child = h.run_json_child(h.python_cmd(__file__, "child-pipeline", folder, work / "out"))
+        cmd = h.python_cmd(__file__, "child-pipeline", folder, work / "out", ",".join(args.without))
+        result, child = h.run_json_child(cmd)
         runs.append(result | {"wall": child.wall})
     best = min(runs, key=lambda r: r["timings"]["total"])
     t, wall, peak_gb = best["timings"], best["wall"], max(r["peak_gb"] for r in runs)
 
     print(f"series: {args.slices} x {args.size} x {args.size}, {size_mb:.0f} MB uncompressed; status {best['status']}")
+    if args.without:
+        print(f"speed paths switched off (the library call instead): {', '.join(args.without)}")
     print(f"transparent huge pages: {h.thp_mode()}; "
           f"NUMPY_MADVISE_HUGEPAGE={os.environ.get('NUMPY_MADVISE_HUGEPAGE', 'unset')}")  # fmt: skip
     if len(runs) > 1:
@@ -245,6 +265,15 @@ def main(argv: list[str] | None = None) -> None:
         tool.add_argument("--repeat", type=int, default=default, help=f"runs (fastest printed; default {default})")
         tool.add_argument("--slices", type=int, default=300, help="slices of the generated series (default 300)")
         tool.add_argument("--size", type=int, default=512, help="rows and columns per slice (default 512)")
+        if name == "pipeline":
+            tool.add_argument(
+                "--without",
+                nargs="+",
+                default=[],
+                choices=sorted(SPEED_PATHS),
+                help="switch these hand-written speed paths off (pydicom, scipy.ndimage or np.zeros instead): run "
+                "once with and once without to see what each buys",
+            )
     text = "segment_lungs, segment_vessels and opacity_exclusion alone on a phantom volume; Dice vs truth"
     tool = add_tool("segment", text, parents=[common])
     tool.add_argument("--size", choices=sorted(SEGMENT_SIZES), default="full")

@@ -22,3 +22,12 @@ def test_new_volume_is_zero_and_writable():
         del vol
         gc.collect()
         assert ref() is None
+
+
+def test_switched_off_new_volume_is_plain_numpy(monkeypatch):
+    """``memory.ENABLED`` false (for the speed benchmark): a plain zero-filled numpy array."""
+    from lungtrial import memory
+
+    monkeypatch.setattr(memory, "ENABLED", False)
+    a = new_volume((64, 256, 256), np.int16)
+    assert a.flags.owndata and a.flags.writeable and not a.any()

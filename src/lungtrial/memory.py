@@ -11,7 +11,9 @@ import mmap
 
 import numpy as np
 
-# benchmarks/bench_scan.py pipeline (300 x 512 x 512): with np.zeros, the median of 15 scans takes 0.5 s more (30 %)
+#: False: every array is a plain ``np.zeros`` (``python benchmarks/bench_scan.py pipeline --without memory``
+#: measures what this path buys).
+ENABLED = True
 
 #: Arrays smaller than this (bytes) are plain numpy allocations.
 SMALL_BYTES = 1 << 22
@@ -33,7 +35,7 @@ def new_volume(shape, dtype, populate: bool = False) -> np.ndarray:
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    if nbytes < SMALL_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
+    if not ENABLED or nbytes < SMALL_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
         return np.zeros(shape, dtype=dtype)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
     if populate:

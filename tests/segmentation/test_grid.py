@@ -98,3 +98,12 @@ def test_depth_planes_match_scipy():
         ref = ndimage.distance_transform_edt(np.pad(body[:, y], ((0, 0), (1, 1))), sampling=csp[[0, 2]])[:, 1:-1]
         np.testing.assert_allclose(_depth(body, csp, 1)[:, y], ref, atol=1e-3)
         np.testing.assert_allclose(coronal[:, y][body[:, y]], ref[body[:, y]], atol=1e-3)
+
+
+def test_segmentation_with_scipy_morphology_is_the_same(monkeypatch, chest, seg):
+    """Switched off (``_morphology.ENABLED``, for the speed benchmark), scipy.ndimage does every morphological
+    operation: the segmentation does not change."""
+    from lungtrial.imaging.segmentation import _morphology, segment_lungs
+
+    monkeypatch.setattr(_morphology, "ENABLED", False)
+    np.testing.assert_array_equal(segment_lungs(chest.hu, chest.spacing), seg)

@@ -9,7 +9,9 @@ import functools
 
 import numpy as np
 
-# benchmarks/bench_scan.py pipeline (300 x 512 x 512): with scipy.ndimage, segmenting takes 0.31-0.36 s more (25 %)
+#: False: scipy.ndimage does every operation (``python benchmarks/bench_scan.py pipeline --without morphology``
+#: measures what this path buys).
+ENABLED = True
 
 
 def _box_parts(footprint: np.ndarray) -> list[tuple[int, ...]]:
@@ -72,6 +74,10 @@ def _box_op(mask: np.ndarray, half, grow: bool) -> np.ndarray:
 def _dilate(mask: np.ndarray, footprint: np.ndarray, iterations: int = 1, within: np.ndarray | None = None):
     """Binary dilation by a union-of-boxes ``footprint`` (see :func:`_box_parts`); with ``within``, each step
     only adds voxels of ``within`` (as scipy's ``mask``)."""
+    if not ENABLED:
+        from scipy import ndimage
+
+        return ndimage.binary_dilation(mask, footprint, iterations, mask=within)
     parts = _box_parts(footprint)
     out = np.asarray(mask, dtype=bool)
     for _ in range(iterations):
@@ -84,6 +90,10 @@ def _dilate(mask: np.ndarray, footprint: np.ndarray, iterations: int = 1, within
 
 def _erode(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """Binary erosion by a union-of-boxes ``footprint``; outside the array is background."""
+    if not ENABLED:
+        from scipy import ndimage
+
+        return ndimage.binary_erosion(mask, footprint, border_value=0)
     out = None
     for half in _box_parts(footprint):
         e = _box_op(np.asarray(mask, dtype=bool), half, grow=False)
@@ -93,11 +103,19 @@ def _erode(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
 
 def _open(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """Binary opening by a union-of-boxes ``footprint``."""
+    if not ENABLED:
+        from scipy import ndimage
+
+        return ndimage.binary_opening(mask, footprint)
     return _dilate(_erode(mask, footprint), footprint)
 
 
 def _grey_grow(labels: np.ndarray, footprint: np.ndarray) -> np.ndarray:
     """Grey dilation (maximum over ``footprint``, 0 outside the array) of a non-negative label array."""
+    if not ENABLED:
+        from scipy import ndimage
+
+        return ndimage.grey_dilation(labels, footprint=footprint, mode="constant")
     out = np.zeros_like(labels)
     for half in _box_parts(footprint):
         part = labels
