@@ -59,3 +59,34 @@ def test_a_reference_of_another_patient_is_no_prior(monkeypatch):
     prior = reference_prior("r", {"which": "ref"}, "m", record, same_patient_as=("s", {"which": "scan"}))
     assert prior(None, np.zeros((2, 2, 2), np.uint8)) is None
     assert record["used"] is False and "another patient's images" in record["reason"]
+
+
+def test_prior_of_scan_decides_without_registering_when_there_is_nothing_to_register():
+    """The reference is the least affected measured scan; the reference itself, a scan not measured and a
+    reference whose folder is gone are measured alone, with the reason recorded."""
+    import pandas as pd
+
+    from lungtrial.errors import InputError
+    from lungtrial.imaging.serial import prior_of_scan
+
+    scans = ["S-D0", "S-D7", "S-D14"]
+    metrics = [
+        pd.DataFrame({"scan_id": [s], "status": ["ok"], "pct_opacity": [p]}) for s, p in zip(scans, (20.0, 8.0, 8.0))
+    ]
+    series = [{"status": "ok"}, {"status": "ok"}, {"status": "excluded"}]
+
+    def gone(k: int):
+        raise InputError(f"scan {scans[k]}: folder missing")
+
+    prior, record = prior_of_scan("S-D14", scans, series, metrics, [None] * 3, gone)
+    assert prior is None and record == {
+        "scan_id": "S-D14",
+        "reference": "S-D14",  # ties go to the later scan
+        "used": False,
+        "reason": "the scan is not measured",
+    }
+    series[2] = {"status": "ok"}
+    prior, record = prior_of_scan("S-D14", scans, series, metrics, [None] * 3, gone)
+    assert prior is None and "least affected" in record["reason"]
+    prior, record = prior_of_scan("S-D0", scans, series, metrics, [None] * 3, gone)
+    assert prior is None and record["reference"] == "S-D14" and record["reason"] == "scan S-D14: folder missing"

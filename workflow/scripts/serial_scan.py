@@ -13,12 +13,10 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-import pandas as pd
-
 from lungtrial import io
 from lungtrial.errors import InputError
 from lungtrial.imaging.quantify import existing_scan_folder, handed_over_lesion_mask, quantify_scan
-from lungtrial.imaging.serial import least_affected, reference_prior
+from lungtrial.imaging.serial import prior_of_scan
 from lungtrial.wfutil import INPUT_ERROR, setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -32,27 +30,17 @@ def folder_of(k: int) -> Path:
     return Path(inp.dicom[k]) if inp.get("dicom") else existing_scan_folder(scans[k])
 
 
-rows = pd.concat([pd.read_csv(p, dtype={"scan_id": str}) for p in inp.metrics], ignore_index=True)
-rows = rows.assign(subject_id="subject", order=range(len(rows)))
-chosen = least_affected(rows, order="order")
-reference = chosen.iloc[0] if len(chosen) else None
 series = [json.loads(Path(p).read_text()) for p in inp.series]
-record = {"scan_id": scan, "reference": reference or "", "used": False}
-prior = None
-if series[here].get("status") != "ok":
-    record["reason"] = "the scan is not measured"
-elif reference is None or reference == scan:
-    record["reason"] = "the scan is its subject's least affected measured scan (the reference)"
-else:
-    k = scans.index(reference)
-    try:
-        ref_folder = folder_of(k)
-    except InputError as exc:
-        ref_folder, record["reason"] = None, " ".join(str(exc).split())
-    if ref_folder is not None:
-        registration = {key: tuple(v) if isinstance(v, list) else v for key, v in params.registration.items()}
-        same = (folder_of(here), series[here]) if params.same_patient else None
-        prior = reference_prior(ref_folder, series[k], inp.masks[k], record, same_patient_as=same, **registration)
+prior, record = prior_of_scan(
+    scan,
+    scans,
+    series,
+    list(inp.metrics),
+    list(inp.masks),
+    folder_of,
+    same_patient=params.same_patient,
+    **params.registration,
+)
 try:
     with handed_over_lesion_mask(scan) if params.lesion_mask else nullcontext() as lesion_mask:
         result = quantify_scan(

@@ -258,3 +258,62 @@ def least_affected(
     ascending = [True] + [False] * (len(keys) - 1)
     ranked = ok.sort_values([subject, *keys], ascending=[True, *ascending], kind="mergesort")
     return ranked.groupby(subject, sort=True)[scan].first()
+
+
+def prior_of_scan(
+    scan: str,
+    scans: list[str],
+    series: list[dict],
+    metrics: list,
+    masks: list,
+    folder_of,
+    *,
+    same_patient: bool = True,
+    **register_kwargs,
+):
+    """The serial prior of one scan of a subject, and the record of what was decided (the content of
+    ``prior.json``).
+
+    Parameters
+    ----------
+    scan : the scan to measure, one of ``scans``.
+    scans : the subject's scan IDs in time order.
+    series : each scan's ``series.json`` content, in the order of ``scans``.
+    metrics : each scan's ``metrics.csv`` (paths or DataFrames), in that order: the reference is the least affected
+        measured one (:func:`least_affected`, ties to the later).
+    masks : each scan's ``masks/`` folder, in that order.
+    folder_of : function of an index into ``scans`` giving that scan's DICOM folder; it may raise
+        :class:`lungtrial.errors.InputError` (the reference's folder is gone: no prior, the reason recorded).
+    same_patient : a reference whose DICOM PatientID differs from the scan's is not used (see
+        :func:`reference_prior`).
+    register_kwargs : registration settings for :func:`serial_prior`; lists become tuples.
+
+    Returns
+    -------
+    prior : the ``prior`` of :func:`lungtrial.imaging.quantify.quantify_scan`, or None (the scan is measured alone).
+    record : dict with ``scan_id``, ``reference`` ("" without one), ``used`` and, when no prior is made here,
+        ``reason``; the prior fills in the rest when it runs (see :func:`reference_prior`).
+    """
+    from lungtrial.errors import InputError
+
+    here = scans.index(scan)
+    tables = [m if isinstance(m, pd.DataFrame) else pd.read_csv(m, dtype={"scan_id": str}) for m in metrics]
+    rows = pd.concat(tables, ignore_index=True).assign(subject_id="subject", order=range(len(tables)))
+    chosen = least_affected(rows, order="order")
+    reference = chosen.iloc[0] if len(chosen) else None
+    record = {"scan_id": scan, "reference": reference or "", "used": False}
+    if series[here].get("status") != "ok":
+        record["reason"] = "the scan is not measured"
+        return None, record
+    if reference is None or reference == scan:
+        record["reason"] = "the scan is its subject's least affected measured scan (the reference)"
+        return None, record
+    k = scans.index(reference)
+    try:
+        ref_folder = folder_of(k)
+    except InputError as exc:
+        record["reason"] = " ".join(str(exc).split())
+        return None, record
+    settings = {key: tuple(v) if isinstance(v, list) else v for key, v in register_kwargs.items()}
+    same = (folder_of(here), series[here]) if same_patient else None
+    return reference_prior(ref_folder, series[k], masks[k], record, same_patient_as=same, **settings), record
