@@ -59,10 +59,14 @@ def test_held_back_mask_at_the_scan_resolution():
     coarse = np.zeros((3, 3, 3), bool)
     coarse[2, 0, 1] = True
     seg = Segmentation(labels=labels, held_back=coarse, coarse_factors=(2, 3, 4))
-    full = seg.held_back_mask()
+    mask = seg.held_back_mask()
+    full = mask.full()
     assert full.shape == labels.shape
     expected = np.zeros(labels.shape, bool)
     expected[4:5, 0:3, 4:8] = True  # the last block is cut by the volume's edge
     assert (full == expected).all()
+    up = slice(4, None, -1)  # head up, as the QC picture reads its coronal and sagittal planes
+    for index in ((4, slice(0, 6), slice(2, 9)), (up, 1, slice(None)), (up, slice(1, 7), 5), (slice(None),) * 3):
+        np.testing.assert_array_equal(mask[index], expected[index])
     assert Segmentation(labels=labels).held_back_mask() is None
     assert Segmentation(labels=labels, held_back=np.zeros((3, 3, 3), bool)).held_back_mask() is None

@@ -152,7 +152,8 @@ def qc_figure(
     class_names : names of opacity labels 1 and 2 for the legend and the key numbers.
     warnings : QC warnings of the scan (e.g. lungs measured although implausible, a lung cut by the field of
         view), drawn under the title in vermillion, one line each (shortened to the picture's width).
-    held_back : (z, y, x) bool, optional
+    held_back : (z, y, x) bool, optional (or read like one when indexed by integers and slices, as
+        :class:`lungtrial.imaging.segmentation.BlockMask`)
         What the segmentation proposed as lung and left out at its anatomical limits (below the diaphragm floor,
         outside the rib cage, thin strips along the wall, next to bowel gas); outlined in sky blue in the
         soft-tissue row, so that a reviewer sees whether it was an organ (rightly left out) or a lesion (cut out).

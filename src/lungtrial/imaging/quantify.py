@@ -442,9 +442,9 @@ def analyse_volume(
     dict with ``lungs`` (uint8 0/1/2), ``labels`` (uint8 opacity labels, vessels 3), ``scan`` (metrics row),
     ``regions`` (DataFrame), ``warnings`` (list of str: ``"implausible lungs: ..."`` when measured anyway, then
     :func:`field_of_view_warnings`), ``timings`` (seconds: ``segment`` (with the plausibility check),
-    ``measure``) and ``held_back`` ((z, y, x) bool: what the segmentation left out at its anatomical limits,
-    :meth:`lungtrial.imaging.segmentation.Segmentation.held_back_mask`; None when it left nothing out or
-    ``lungs`` was given).
+    ``measure``) and ``held_back`` (what the segmentation left out at its anatomical limits, read like a
+    (z, y, x) bool mask: :meth:`lungtrial.imaging.segmentation.Segmentation.held_back_mask`; None when it left
+    nothing out or ``lungs`` was given).
 
     Raises
     ------

@@ -43,6 +43,7 @@ from .vessels import opacity_exclusion, segment_vessels
 __all__ = [
     "add_prior",
     "COARSE_MM",
+    "BlockMask",
     "LEFT",
     "RIGHT",
     "Segmentation",
@@ -73,7 +74,7 @@ class Segmentation:
         Volume added by the serial prior (:mod:`.prior`; 0 without a prior), ml.
     held_back : (cz, cy, cx) bool or None
         What was left out at the anatomical limits (``limited_ml``), on the coarse grid of ``coarse_factors``
-        scan voxels per block; :meth:`held_back_mask` gives it at the scan's resolution.
+        scan voxels per block; :meth:`held_back_mask` reads it at the scan's resolution.
     coarse_factors : (fz, fy, fx)
         Scan voxels per coarse block along each axis.
     """
@@ -86,14 +87,34 @@ class Segmentation:
     held_back: np.ndarray | None = None
     coarse_factors: tuple[int, int, int] = (1, 1, 1)
 
-    def held_back_mask(self) -> np.ndarray | None:
-        """``held_back`` at the scan's resolution ((z, y, x) bool like ``labels``), or None when nothing was."""
+    def held_back_mask(self) -> BlockMask | None:
+        """``held_back`` read at the scan's resolution (indexed like ``labels``, without making the whole volume),
+        or None when nothing was held back."""
         if self.held_back is None or not self.held_back.any():
             return None
-        out = self.held_back
-        for axis, f in enumerate(self.coarse_factors):
-            out = np.repeat(out, int(f), axis=axis)
-        return out[tuple(slice(0, n) for n in self.labels.shape)]
+        return BlockMask(self.held_back, self.coarse_factors, self.labels.shape)
+
+
+class BlockMask:
+    """A coarse boolean mask read as the full-resolution mask it stands for (each coarse block covers ``factors``
+    voxels; ``shape`` is the full volume's): ``mask[index]`` with integers and slices per axis gives the full-resolution
+    values there, without making the whole volume."""
+
+    def __init__(self, coarse: np.ndarray, factors, shape):
+        self.coarse = np.asarray(coarse, dtype=bool)
+        self.factors = tuple(int(f) for f in factors)
+        self.shape = tuple(int(n) for n in shape)
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        index = index + (slice(None),) * (3 - len(index))
+        picks = [np.arange(n)[i] // f for i, n, f in zip(index, self.shape, self.factors)]
+        kept = [p.size for p in picks if p.ndim]
+        return self.coarse[np.ix_(*[np.atleast_1d(p) for p in picks])].reshape(kept)
+
+    def full(self) -> np.ndarray:
+        """The whole mask at full resolution, (z, y, x) bool."""
+        return self[:, :, :]
 
 
 def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.ndarray | None = None) -> Segmentation:
