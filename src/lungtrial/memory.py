@@ -12,7 +12,7 @@ import mmap
 import numpy as np
 
 #: False: every array is a plain ``np.zeros`` (``python benchmarks/bench_scan.py pipeline --without memory``
-#: measures what this path buys).
+#: measures what this path buys: on 300 x 512 x 512 the scan's median 1.17 -> 1.54 s, +32 %, best of 5 +10 %).
 ENABLED = True
 
 #: Arrays smaller than this (bytes) are plain numpy allocations.
