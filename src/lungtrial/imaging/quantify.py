@@ -25,6 +25,7 @@ import pandas as pd
 
 from lungtrial import io
 from lungtrial.errors import InputError, ScanExcluded
+from lungtrial.imaging import noise
 from lungtrial.imaging.metrics import OPACITY_CLASSES, HUClass, hu_classes, measure_and_label, metric_columns
 
 log = logging.getLogger(__name__)
@@ -423,6 +424,10 @@ def analyse_volume(
 ) -> dict:
     """Segment (unless ``lungs`` is given) and measure one CT volume; the array part of :func:`quantify_scan`.
 
+    A scan whose aerated lung is noisier than a soft kernel's (a sharp reconstruction kernel) is measured on HU
+    smoothed in-plane down to that noise (:mod:`lungtrial.imaging.noise`), with a warning saying so; the lungs are
+    segmented, and the QC picture drawn, on the scan's own HU.
+
     Parameters
     ----------
     hu : (z, y, x) int16 HU, reoriented as by :func:`lungtrial.imaging.dicom.read_volume`.
@@ -440,8 +445,8 @@ def analyse_volume(
     Returns
     -------
     dict with ``lungs`` (uint8 0/1/2), ``labels`` (uint8 opacity labels, vessels 3), ``scan`` (metrics row),
-    ``regions`` (DataFrame), ``warnings`` (list of str: ``"implausible lungs: ..."`` when measured anyway, then
-    :func:`field_of_view_warnings`), ``timings`` (seconds: ``segment`` (with the plausibility check),
+    ``regions`` (DataFrame), ``warnings`` (list of str: ``"implausible lungs: ..."`` when measured anyway, a
+    missing airway, the smoothing of a sharp kernel's noise, then :func:`field_of_view_warnings`), ``timings`` (seconds: ``segment`` (with the plausibility check),
     ``measure``) and ``held_back`` (what the segmentation left out at its anatomical limits, read like a
     (z, y, x) bool mask: :meth:`lungtrial.imaging.segmentation.Segmentation.held_back_mask`; None when it left
     nothing out or ``lungs`` was given).
@@ -477,11 +482,21 @@ def analyse_volume(
         raise ScanExcluded("volume", implausible)
     if on_lungs is not None:
         on_lungs(lungs)
-    vessels = segment.segment_vessels(hu, lungs, spacing)
-    not_opacity = segment.opacity_exclusion(hu, lungs, spacing, vessels=vessels) if lesion_mask is None else None
+    measured = hu  # a sharp kernel's noise is brought down to a soft kernel's before opacity is read from HU
+    sigma_mm, lung_noise = noise.smoothing_for(hu, lungs, spacing)
+    if sigma_mm > 0:
+        measured = noise.smooth_in_plane(hu, spacing, sigma_mm, lungs > 0)
+        noted.append(
+            f"sharp-kernel noise ({lung_noise:.0f} HU in aerated lung, more than {noise.NOISE_CEILING_HU:g}): "
+            f"opacity measured on HU smoothed in-plane (Gaussian of {sigma_mm:g} mm)"
+        )
+    vessels = segment.segment_vessels(measured, lungs, spacing)
+    not_opacity = (
+        segment.opacity_exclusion(measured, lungs, spacing, vessels=vessels) if lesion_mask is None else None
+    )
     t1 = time.perf_counter()
     scan, regions, labels = measure_and_label(
-        hu,
+        measured,
         lungs,
         spacing,
         vessels=vessels,
