@@ -3,8 +3,8 @@ folder's content changes; a folder that is missing fails that scan alone, with o
 
 The workflow cases run snakemake on a tiny trial given by sheets (three scans of the tiny demo size, imaging
 targets only), at most two runs each; the rest are unit tests of the pieces (folder fingerprint, a scan job's
-workspace and lock, stale Snakemake locks). tests/kill_and_resume.py kills the reduced demo at several moments and
-compares every output with an uninterrupted run.
+workspace and lock; the stale Snakemake locks are in test_runlock.py). tests/kill_and_resume.py kills the reduced
+demo at several moments and compares every output with an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -219,80 +218,3 @@ def test_a_second_job_of_a_scan_waits_for_the_first(tmp_path):
     thread.join()
     assert order == ["first done", "second in"]
     assert list(out.iterdir()) == []
-
-
-HOLD = """
-import sys, time
-from lungtrial.runlock import release_stale_locks
-print(release_stale_locks(sys.argv[1]), flush=True)
-time.sleep(float(sys.argv[2]))
-"""
-
-
-def stale_locks(state: Path) -> None:
-    (state / "locks").mkdir(parents=True, exist_ok=True)
-    (state / "locks/0.input.lock").write_text("results/imaging/qc.csv\n")
-
-
-def test_stale_snakemake_locks_are_removed_only_when_no_run_is_alive(tmp_path):
-    state = tmp_path / ".snakemake"
-    stale_locks(state)
-    hold = [sys.executable, "-c", HOLD, str(state)]
-    alive = subprocess.Popen([*hold, "30"], stdout=subprocess.PIPE, text=True)  # a run still going
-    try:
-        assert alive.stdout.readline().strip() == "True"  # nobody else was alive: the locks were stale
-        stale_locks(state)  # the live run's own locks
-        beside = subprocess.run([*hold, "0"], capture_output=True, text=True, check=True)
-        assert beside.stdout.strip() == "False" and (state / "locks/0.input.lock").exists()
-    finally:
-        alive.kill()  # SIGKILL: the kernel drops its lock
-        alive.wait()
-    after = subprocess.run([*hold, "0"], capture_output=True, text=True, check=True)
-    assert after.stdout.strip() == "True" and not (state / "locks").exists()
-
-
-def test_locks_are_kept_while_a_run_on_another_machine_may_be_alive(tmp_path):
-    """Where flock is local to each machine, a note left by a run on another host keeps the locks."""
-    state = tmp_path / ".snakemake"
-    stale_locks(state)
-    (state / "lungtrial.holders").mkdir(parents=True)
-    (state / "lungtrial.holders/login-node-2.4242").touch()
-    hold = [sys.executable, "-c", HOLD, str(state), "0"]
-    assert subprocess.run(hold, capture_output=True, text=True, check=True).stdout.strip() == "False"
-    assert (state / "locks/0.input.lock").exists()
-    (state / "lungtrial.holders/login-node-2.4242").unlink()  # that run ended
-    assert subprocess.run(hold, capture_output=True, text=True, check=True).stdout.strip() == "True"
-    assert not (state / "locks").exists()
-    assert not any((state / "lungtrial.holders").iterdir())  # each process removed its own note
-
-
-def test_every_run_leaves_its_note_and_clears_dead_ones(tmp_path):
-    """Without locks to clear too: a run on another machine (flock local to each) must see this run's note, and the
-    note of a process of this machine that was killed goes."""
-    import socket
-
-    state = tmp_path / ".snakemake"
-    holders = state / "lungtrial.holders"
-    holders.mkdir(parents=True)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (holders / f"{socket.gethostname()}.{dead.stdout.strip()}").touch()  # a killed run's note
-    probe = (
-        "import os, sys; from pathlib import Path; from lungtrial.runlock import release_stale_locks; "
-        "release_stale_locks(sys.argv[1]); print(sorted(p.name for p in Path(sys.argv[1], 'lungtrial.holders').iterdir()), os.getpid())"
-    )
-    out = subprocess.run([sys.executable, "-c", probe, str(state)], capture_output=True, text=True, check=True).stdout
-    names, pid = out.rsplit(" ", 1)
-    assert names == str([f"{socket.gethostname()}.{pid.strip()}"])  # its own note only, while it runs
-    assert not any(holders.iterdir())  # and removed when it ended
-
-
-def test_unlock_forgets_the_notes_of_other_machines(tmp_path):
-    """A run killed on another node leaves a note this machine cannot check; `snakemake --unlock` clears it."""
-    state = tmp_path / ".snakemake"
-    stale_locks(state)
-    (state / "lungtrial.holders").mkdir(parents=True)
-    (state / "lungtrial.holders/login-node-2.4242").touch()
-    probe = "import sys; from lungtrial.runlock import release_stale_locks as r; print(r(sys.argv[1], unlocking=True))"
-    out = subprocess.run([sys.executable, "-c", probe, str(state)], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True" and not (state / "locks").exists()
-    assert not any((state / "lungtrial.holders").iterdir())
