@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import io
 import re
-import runpy
 import subprocess
 import sys
-import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -296,32 +293,6 @@ def test_many_problems_are_listed_up_to_a_limit(tmp_path, subjects, catalog):
     assert lines[0] == f"{MAX_LISTED + 15} problem(s) in the lab files:"
     assert lines[1].strip().startswith(f"{path}, row 2: unit 'furlongs'")
     assert len(lines) == MAX_LISTED + 2 and lines[-1].strip() == "... and 15 more"
-
-
-# ------------------------------------------------------------------------------------------- job scripts
-def test_imaging_tables_with_an_excluded_scan_warns_nothing(tmp_path):
-    metrics = ["scan_id,status,exclusion_reason,lung_volume_ml\nA,ok,,4000.5\n",
-               "scan_id,status,exclusion_reason\nB,excluded,no CT series\n"]
-    scans = {  # the scans sheet's facts, joined by the job (params)
-        "A": {"subject_id": "S1", "study_day": 0, "scan_date": "2020-02-01"},
-        "B": {"subject_id": "S1", "study_day": 7, "scan_date": "2020-02-08"},
-    }
-    regions = ["scan_id,region,lung_volume_ml\nA,right_upper,700.0\n", "scan_id,region,lung_volume_ml\n"]
-    series = ['{"reason": "thinnest", "geometry": {"shape": [80, 64, 64], "spacing": [2, 1, 1]}}', '{"geometry": {}}']
-    files = {}
-    for kind, texts, ext in (("metrics", metrics, "csv"), ("regions", regions, "csv"), ("series", series, "json")):
-        files[kind] = [str(write(tmp_path / f"{kind}{i}.{ext}", t)) for i, t in enumerate(texts)]
-    out = {k: str(tmp_path / "out" / f"{k}.csv") for k in ("metrics", "regions", "qc")}
-    fake = SimpleNamespace(
-        input=SimpleNamespace(**files), output=SimpleNamespace(**out), log=[str(tmp_path / "it.log")],
-        params=SimpleNamespace(scans=scans),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        runpy.run_path(str(REPO / "workflow/scripts/imaging_tables.py"), init_globals={"snakemake": fake})
-    qc = pd.read_csv(out["qc"])
-    assert qc["status"].tolist() == ["ok", "excluded"]
-    assert pd.read_csv(out["regions"])["scan_id"].tolist() == ["A"]
 
 
 # ---------------------------------------------------------------------------------------------- Snakemake
