@@ -26,6 +26,10 @@ about the left-right axis, 10 mm). The follow-up is ``baseline(y + g(y))``, so t
 baseline point ``x = y + g(y)`` is ``y``: the error of a registration ``T`` at 20 000 follow-up lung voxels ``y`` is
 ``|T(y + g(y)) - y|`` in mm, with no inversion of the field.
 
+``--kernel-pair I J`` adds a case with **no motion and no change**: folders I and J are two reconstructions of one
+acquisition (e.g. a sharp and a soft kernel), registered as baseline and follow-up. The error is ``|T(y) - y|`` and
+every change label is false change, from the kernels and the registration (table "no motion").
+
 Sections (``--sections``) and targets (from the team's issue):
 
 ``warp``
@@ -57,6 +61,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -211,6 +216,43 @@ def section_warp(name, hu, grid, base, rng, amplitude, threads, table) -> None:
     )
     if qc["failed"]:
         print(f"  {name}: registration failed: {qc['reason']}")
+
+
+def section_kernel_pair(name, folder_i, folder_j, threads, table) -> None:
+    """Two reconstructions of one acquisition (e.g. a sharp and a soft kernel) as baseline and follow-up: no motion,
+    no change, so the registration's error is ``|T(y) - y|`` and every change label is false change."""
+    hu_i, grid = read(folder_i)
+    hu_j, grid_j = read(folder_j)
+    if hu_i.shape != hu_j.shape or not np.allclose(grid.origin, grid_j.origin, atol=0.01):
+        table.add(name, "the two folders are not on one grid")
+        return
+    base, follow = analyse(hu_i, grid), analyse(hu_j, grid)
+    if base is None or follow is None:
+        table.add(name, "a scan is excluded")
+        return
+    pair = run_pair(base, follow, grid, threads)
+    reg, row, qc = pair["reg"], pair["row"], pair["reg"].qc
+    identity = sitk.Transform(3, sitk.sitkIdentity)
+    err = errors(reg.transform, identity, follow["lungs"], grid, np.random.default_rng(0))
+    med, p95 = float(np.median(err)), float(np.percentile(err, 95))
+    table.add(
+        name,
+        med,
+        mark(med <= TARGETS["median_mm"]),
+        p95,
+        mark(p95 <= TARGETS["p95_mm"]),
+        float(err.max()),
+        qc["jacobian_min"],
+        qc["jacobian_max"],
+        qc["dice"],
+        base["scan"]["pct_opacity"],
+        follow["scan"]["pct_opacity"],
+        row["pct_resolved"],
+        row["pct_new"],
+        row["pct_progressed"],
+        row["pct_regressed"],
+        pair["wall"],
+    )
 
 
 def _within(measured: float, truth: float) -> bool:
@@ -376,7 +418,20 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2, help="threads of the pair (default 2)")
+    parser.add_argument(
+        "--kernel-pair",
+        type=int,
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("I", "J"),
+        help="folders I and J (1-based) are two reconstructions of one acquisition: registered as baseline and "
+        "follow-up with no motion and no change (table 'no motion'); repeat for several pairs",
+    )
     args = parser.parse_args()
+    for pair in args.kernel_pair:
+        if not all(1 <= k <= len(args.folders) for k in pair) or pair[0] == pair[1]:
+            parser.error(f"--kernel-pair {pair[0]} {pair[1]}: two different folder numbers from 1 to {len(args.folders)}")
     sections = [s for s in args.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -464,7 +519,32 @@ def main() -> None:
         if "lesions" in sections and i == 1:
             section_lesions(name, hu, grid, rng, amplitude(), args.threads, les_table, workdir, notes)
         del hu
-    for table in (warp_table, les_table):
+    still_table = Table(
+        "no motion: two reconstructions of one acquisition registered as baseline and follow-up (--kernel-pair)",
+        [
+            ("pair", 11, ""),
+            ("median", 6, ".2f"),
+            ("<=2", 4, ""),
+            ("p95", 5, ".2f"),
+            ("<=5", 4, ""),
+            ("max", 5, ".1f"),
+            ("jac_min", 7, ".2f"),
+            ("jac_max", 7, ".2f"),
+            ("dice", 5, ".3f"),
+            ("op_I", 5, ".2f"),
+            ("op_J", 5, ".2f"),
+            ("resolved", 8, ".2f"),
+            ("new", 5, ".2f"),
+            ("progr", 5, ".2f"),
+            ("regr", 5, ".2f"),
+            ("pair_s", 6, ".1f"),
+        ],
+        "  median, p95, max: |T(y) - y| (mm) at follow-up lung voxels (the truth is no motion); op: pct_opacity of "
+        "each; resolved ... regr: false change,\n  % of the baseline lung",
+    )
+    for i, j in args.kernel_pair:
+        section_kernel_pair(f"case{i}/case{j}", args.folders[i - 1], args.folders[j - 1], args.threads, still_table)
+    for table in (warp_table, les_table, still_table):
         if table.rows:
             print(table.render())
     if notes:
