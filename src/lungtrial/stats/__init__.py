@@ -3,20 +3,24 @@
 Everything public is imported from here (``from lungtrial import stats``; ``stats.run_plan(...)``); the modules
 behind it are private, one per topic:
 
-==================  ==========================================================================================
-``_plan``           the trial's analysis plan (config ``analysis:``): :func:`load_plan` checks it,
-                    :func:`run_plan` runs every comparison it declares (primary endpoint, ANCOVA, multiplicity
-                    within families, competing risk of death)
-``_tables``         the result tables: Table 1, binary and continuous comparisons, baseline and change from
-                    baseline, mixed models of every outcome, Kaplan-Meier and log-rank
-``_nonparametric``  Mann-Whitney U and the Hodges-Lehmann shift with its Moses interval, as R's ``wilcox.test``
-``_fisher``         conditional maximum-likelihood odds ratio with its exact interval, as R's ``fisher.test``
-``_survival``       Kaplan-Meier median, Cox hazard ratio, Aalen-Johansen cumulative incidence, as R's survival;
-                    Gray's test of cumulative incidence, as cmprsk
-``_mixed``          linear mixed models (random effects, or a residual covariance across visits: MMRM) with
-                    Satterthwaite, between-within or N - p df, as lmerTest, mmrm and nlme
-``_censoring``      censored lab values (``<L``, ``>L``): one substitution rule and its sensitivity analysis
-==================  ==========================================================================================
+====================  ==========================================================================================
+``_plan``             the trial's analysis plan (config ``analysis:``): :func:`load_plan` checks it,
+                      :func:`run_plan` runs every comparison it declares (primary endpoint, ANCOVA, multiplicity
+                      within families, competing risk of death)
+``_compare``          binary and continuous comparisons of two arms, one row per outcome, and the helpers every
+                      result table shares (arm check, true/false columns, number formatting)
+``_baseline``         baseline values, Table 1, change from baseline of the imaging metrics; the metrics' labels
+``_mixed_tables``     mixed models of every imaging metric and lab, and their sensitivity to the censoring rule
+``_survival_tables``  time-to-event tables: Kaplan-Meier, log-rank, the two-arm comparison with the Cox hazard
+                      ratio
+``_nonparametric``    Mann-Whitney U and the Hodges-Lehmann shift with its Moses interval, as R's ``wilcox.test``
+``_fisher``           conditional maximum-likelihood odds ratio with its exact interval, as R's ``fisher.test``
+``_survival``         Kaplan-Meier median, Cox hazard ratio, Aalen-Johansen cumulative incidence, as R's survival;
+                      Gray's test of cumulative incidence, as cmprsk
+``_mixed``            linear mixed models (random effects, or a residual covariance across visits: MMRM) with
+                      Satterthwaite, between-within or N - p df, as lmerTest, mmrm and nlme
+``_censoring``        censored lab values (``<L``, ``>L``): one substitution rule and its sensitivity analysis
+====================  ==========================================================================================
 
 The names are loaded on first use (PEP 562), so that reading the analysis plan when the workflow starts costs
 no scipy, statsmodels or lifelines import.
@@ -48,43 +52,49 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "run_plan",
         "survival_outcomes",
     ),
-    "_tables": (
-        "BASELINE_IMAGING",
-        "IMAGING_ENDPOINTS",
-        "MIXED_COLUMNS",
-        "SURVIVAL_ENDPOINTS",
-        "TABLE1_QUARTILES",
-        "TABLE1_ROUNDING",
+    "_compare": (
         "as_bool",
-        "baseline_labs",
-        "baseline_values",
-        "before_first_dose",
         "binary_outcomes",
-        "change_from_baseline",
         "check_arms",
         "compare_binary",
         "compare_continuous",
-        "compare_survival",
-        "censored_for_model",
         "continuous_outcomes",
         "event_indicator",
         "fmt_num",
-        "imaging_change",
-        "is_skewed",
-        "kaplan_meier",
         "last_lab_value",
-        "logrank",
         "median_iqr",
+        "risk_difference",
+        "write_csv",
+    ),
+    "_baseline": (
+        "BASELINE_IMAGING",
+        "IMAGING_ENDPOINTS",
+        "TABLE1_QUARTILES",
+        "TABLE1_ROUNDING",
+        "baseline_labs",
+        "baseline_values",
+        "before_first_dose",
+        "change_from_baseline",
+        "imaging_change",
         "metric_label",
         "metric_unit",
-        "mixed_models",
-        "mixed_models_censoring_sensitivity",
-        "risk_difference",
-        "survival",
-        "survival_data",
         "table1",
         "table1_decimals",
-        "write_csv",
+    ),
+    "_mixed_tables": (
+        "MIXED_COLUMNS",
+        "censored_for_model",
+        "is_skewed",
+        "mixed_models",
+        "mixed_models_censoring_sensitivity",
+    ),
+    "_survival_tables": (
+        "SURVIVAL_ENDPOINTS",
+        "compare_survival",
+        "kaplan_meier",
+        "logrank",
+        "survival",
+        "survival_data",
     ),
     "_nonparametric": ("hodges_lehmann", "mann_whitney", "mwu_null_counts"),
     "_fisher": ("fisher_odds_ratio",),

@@ -708,10 +708,10 @@ def _changes(
 
     Columns named in ``carry`` come along: the baseline row's as ``baseline_<column>``, the visit's as ``<column>``.
     """
-    from lungtrial.stats import _tables
+    from lungtrial.stats import _baseline
 
     carry = list(carry)
-    base = _tables.baseline_values(
+    base = _baseline.baseline_values(
         frame,
         [value_col, *carry],
         plan.baseline_visit,
@@ -769,7 +769,7 @@ def _change_rows(
     confidence: float,
 ) -> dict[str, object]:
     """One comparison of the change from baseline at ``visit`` (ANCOVA or Mann-Whitney / Hodges-Lehmann)."""
-    from lungtrial.stats import _tables
+    from lungtrial.stats import _compare
 
     log = o.scale == "log"
     if o.analysis == "ancova":
@@ -778,7 +778,7 @@ def _change_rows(
         return {"visit": visit, "unit": o.unit, "scale": o.scale, **res}
     ref = d.loc[d["arm"].astype(str) == reference, "change"]
     trt = d.loc[d["arm"].astype(str) == treatment, "change"]
-    res = _tables.compare_continuous(ref, trt, reference, treatment, min_per_arm, confidence)
+    res = _compare.compare_continuous(ref, trt, reference, treatment, min_per_arm, confidence)
     res["note"] = _join(str(res.get("note", "")), _flag_note(d))
     return {"visit": visit, "unit": o.unit, "scale": o.scale, **res}
 
@@ -796,7 +796,7 @@ def _change_map_pairs(
     pairs as ``subject_id, arm, change`` (the endpoint's value; with ``baseline_flag`` when the scans table names
     scans) and the note naming what was left out.
     """
-    from lungtrial.stats import _tables
+    from lungtrial.stats import _baseline
 
     pairs = change.assign(visit=change["visit"].fillna("").astype(str), status=change["status"].astype(str))
     if {"scan_id", "visit"} <= set(scans.columns):
@@ -812,8 +812,8 @@ def _change_map_pairs(
                      + "; ".join(f"{s}: {st}" for s, st in zip(left["subject_id"], left["status"])) + ")")
     pairs = pairs.loc[pairs["status"] == "ok"]
     if "scan_id" in scans.columns:
-        base = _tables.baseline_values(scans, ["scan_id"], plan.baseline_visit,
-                                       lookback_days=plan.baseline_lookback_days)
+        base = _baseline.baseline_values(scans, ["scan_id"], plan.baseline_visit,
+                                        lookback_days=plan.baseline_lookback_days)
         base = base.rename(columns={"scan_id": "baseline_scan_expected"})[
             ["subject_id", "baseline_scan_expected", "baseline_flag"]]
         pairs = pairs.merge(base, on="subject_id", how="left")
@@ -889,10 +889,10 @@ def continuous_outcomes(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """Continuous and count outcomes: ranks (:func:`lungtrial.stats.continuous_outcomes`) or lab ANCOVA rows."""
-    from lungtrial.stats import _tables
+    from lungtrial.stats import _compare
 
     rank = [o for o in plan.of_type("continuous", "count") if o.analysis == "mann-whitney"]
-    out = _tables.continuous_outcomes(
+    out = _compare.continuous_outcomes(
         subjects, labs, rank, reference, treatment, min_per_arm, confidence, censoring=plan.censoring
     )
     rows = []
@@ -923,12 +923,12 @@ def survival_outcomes(
     unit, reference_arm, treatment_arm and those of :func:`lungtrial.stats.compare_survival` (its ``hr_note``
     joined to ``note``).
     """
-    from lungtrial.stats import _tables
+    from lungtrial.stats import _compare, _survival_tables
 
     rows = []
     for o in plan.of_type("time-to-event"):
-        row = _tables.compare_survival(
-            subjects[o.column], _tables.as_bool(subjects[o.event]).fillna(False), subjects["arm"], reference,
+        row = _survival_tables.compare_survival(
+            subjects[o.column], _compare.as_bool(subjects[o.event]).fillna(False), subjects["arm"], reference,
             treatment, min_per_arm, confidence,
         )
         note = _join(str(row.pop("note")), str(row.pop("hr_note")))
@@ -993,7 +993,7 @@ def competing_risk_outcomes(
     InputError
         A subject whose event is recorded after the day of death (names the subject and the columns).
     """
-    from lungtrial.stats import _tables
+    from lungtrial.stats import _compare
     from lungtrial.stats._survival import cumulative_incidence, gray_test
 
     if not plan.death_column:
@@ -1006,7 +1006,7 @@ def competing_risk_outcomes(
                 "subject_id": subjects["subject_id"].astype(str),
                 "arm": subjects["arm"].astype(str),
                 "duration": pd.to_numeric(subjects[o.column], errors="coerce").astype(float),
-                "event": _tables.as_bool(subjects[o.event]).fillna(False).astype(bool),
+                "event": _compare.as_bool(subjects[o.event]).fillna(False).astype(bool),
                 "death": death,
             }
         )
@@ -1024,8 +1024,8 @@ def competing_risk_outcomes(
         )
         missing = int(d["time"].isna().sum())
         d = d.dropna(subset=["time"])
-        too_few = _tables._too_few(int((d["arm"] == reference).sum()), int((d["arm"] == treatment).sum()), reference,
-                                   treatment, min_per_arm)
+        too_few = _compare._too_few(int((d["arm"] == reference).sum()), int((d["arm"] == treatment).sum()), reference,
+                                    treatment, min_per_arm)
         gray = {"statistic": math.nan, "p_value": math.nan}
         if not too_few:
             gray = gray_test(d["time"], d["code"], d["arm"], event_of_interest=1)
@@ -1110,10 +1110,10 @@ def _summary(o: Outcome, row: Mapping[str, object]) -> dict[str, object]:
 
 def stats_fmt(x: object) -> str:
     """A number for a summary cell (three significant figures), ``NA`` when missing."""
-    from lungtrial.stats import _tables
+    from lungtrial.stats import _compare
 
     try:
-        return _tables.fmt_num(float(x))
+        return _compare.fmt_num(float(x))
     except (TypeError, ValueError):
         return "NA"
 
@@ -1164,11 +1164,11 @@ def run_plan(
         docstring). Every table has ``role``, ``family``, ``p_value``, ``p_adjusted`` and ``adjustment``. When the
         plan names a death column also ``competing_risk`` (:func:`competing_risk_outcomes`; Gray's test, unadjusted).
     """
-    from lungtrial.stats import _tables
+    from lungtrial.stats import _compare
 
     check_columns(plan, subjects, scans, change=change)
     detailed = {
-        "binary": _tables.binary_outcomes(
+        "binary": _compare.binary_outcomes(
             subjects, adverse_events, plan.of_type("binary"), reference, treatment, min_per_arm, confidence
         ),
         "continuous": continuous_outcomes(plan, subjects, labs, reference, treatment, min_per_arm, confidence),
