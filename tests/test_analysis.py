@@ -229,7 +229,7 @@ def test_table1_summarises_censored_labs_by_the_configured_rule():
 
 
 def test_lab_ancova_notes_its_censored_values():
-    from lungtrial.stats._plan import continuous_outcomes
+    from lungtrial.stats._plan_outcomes import continuous_outcomes
 
     plan = plan_of(PRIMARY, {"name": "il6_change", "type": "continuous", "analyte": "il6", "at": "day7",
                              "analysis": "ancova", "label": "IL-6 change"}, censoring="limit")

@@ -4,9 +4,13 @@ Everything public is imported from here (``from lungtrial import stats``; ``stat
 behind it are private, one per topic:
 
 ====================  ==========================================================================================
-``_plan``             the trial's analysis plan (config ``analysis:``): :func:`load_plan` checks it,
-                      :func:`run_plan` runs every comparison it declares (primary endpoint, ANCOVA, multiplicity
-                      within families, competing risk of death)
+``_plan``             the trial's analysis plan (config ``analysis:``): :func:`load_plan` reads and checks it
+``_run``              :func:`run_plan` runs every comparison the plan declares, primary endpoint first, with the
+                      p values adjusted within families
+``_plan_outcomes``    the plan's imaging, continuous and time-to-event outcomes compared by arm
+``_competing``        the plan's competing risk of death: cumulative incidence per arm and Gray's test
+``_ancova``           ANCOVA of the change from baseline on baseline and arm
+``_multiplicity``     p values adjusted within a family (Holm, Benjamini-Hochberg) and how
 ``_compare``          binary and continuous comparisons of two arms, one row per outcome, and the helpers every
                       result table shares (arm check, true/false columns, number formatting)
 ``_baseline``         baseline values, Table 1, change from baseline of the imaging metrics; the metrics' labels
@@ -41,17 +45,14 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ROLES",
         "Outcome",
         "Plan",
-        "adjust",
-        "adjust_families",
-        "adjustment_text",
-        "ancova",
         "check_columns",
-        "competing_risk_outcomes",
-        "imaging_outcomes",
         "load_plan",
-        "run_plan",
-        "survival_outcomes",
     ),
+    "_ancova": ("ancova",),
+    "_multiplicity": ("adjust", "adjust_families", "adjustment_text"),
+    "_plan_outcomes": ("imaging_outcomes", "survival_outcomes"),
+    "_competing": ("competing_risk_outcomes",),
+    "_run": ("run_plan",),
     "_compare": (
         "as_bool",
         "binary_outcomes",
