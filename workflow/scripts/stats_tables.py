@@ -18,13 +18,9 @@ change = None
 if snakemake.input.get("change"):  # the plan has change-map endpoints
     change = pd.read_csv(snakemake.input.change, dtype={"visit": str}, keep_default_na=False, na_values=[""])
     log.info("change table: %d pairs, %d compared", len(change), int((change["status"] == "ok").sum()))
-stats.check_arms(subjects, ref, trt, snakemake.input.subjects)
-arms = [ref, trt, *sorted(set(subjects["arm"].astype(str)) - {ref, trt})]
 
-tables = stats.run_plan(plan, subjects, labs, scans, adverse_events, ref, trt, min_n, conf, change=change)
-tables["table1"] = stats.table1(
-    subjects, labs, scans, arms, plan.baseline_visit, plan.baseline_lookback_days, plan.first_dose_day,
-    censoring=plan.censoring,
+tables = stats.analysis_tables(
+    plan, subjects, labs, scans, adverse_events, ref, trt, min_n, conf, change=change, source=snakemake.input.subjects
 )
 for name, table in tables.items():
     stats.write_csv(table, snakemake.output[name])

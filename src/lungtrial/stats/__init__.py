@@ -6,7 +6,7 @@ behind it are private, one per topic:
 ====================  ==========================================================================================
 ``_plan``             the trial's analysis plan (config ``analysis:``): :func:`load_plan` reads and checks it
 ``_run``              :func:`run_plan` runs every comparison the plan declares, primary endpoint first, with the
-                      p values adjusted within families
+                      p values adjusted within families; :func:`analysis_tables` adds Table 1
 ``_plan_outcomes``    the plan's imaging, continuous and time-to-event outcomes compared by arm
 ``_competing``        the plan's competing risk of death: cumulative incidence per arm and Gray's test
 ``_ancova``           ANCOVA of the change from baseline on baseline and arm
@@ -52,7 +52,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_multiplicity": ("adjust", "adjust_families", "adjustment_text"),
     "_plan_outcomes": ("imaging_outcomes", "survival_outcomes"),
     "_competing": ("competing_risk_outcomes",),
-    "_run": ("run_plan",),
+    "_run": ("analysis_tables", "run_plan"),
     "_compare": (
         "as_bool",
         "binary_outcomes",

@@ -9,6 +9,9 @@ returns the result tables:
 - ``competing_risk`` (only when the plan names a death column, ``analysis.death_column``): the cumulative incidence
   of each time-to-event outcome with death as a competing event, per arm, and Gray's test between the arms
   (:func:`lungtrial.stats.competing_risk_outcomes`).
+
+:func:`analysis_tables` gives those and Table 1, all the statistics tables of the workflow's ``stats_tables``
+job.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from lungtrial.stats._baseline import table1
+from lungtrial.stats._compare import check_arms
 from lungtrial.stats._competing import competing_risk_outcomes
 from lungtrial.stats._multiplicity import adjust_families
 from lungtrial.stats._plan import ROLES, check_columns
@@ -166,3 +171,52 @@ def run_plan(
         results["competing_risk"] = competing_risk_outcomes(plan, subjects, reference, treatment, confidence,
                                                             min_per_arm)
     return results
+
+
+def analysis_tables(
+    plan: Plan,
+    subjects: pd.DataFrame,
+    labs: pd.DataFrame,
+    scans: pd.DataFrame,
+    adverse_events: pd.DataFrame | None,
+    reference: str,
+    treatment: str,
+    min_per_arm: int,
+    confidence: float = 0.95,
+    change: pd.DataFrame | None = None,
+    source: str = "subjects table",
+) -> dict[str, pd.DataFrame]:
+    """The plan's comparisons (:func:`run_plan`) and Table 1 (:func:`lungtrial.stats.table1`) of one trial.
+
+    Checks that the subjects table has both arms (:func:`lungtrial.stats.check_arms`), runs every comparison of
+    the plan, and summarises the baseline by arm: the reference arm, the treatment arm, then any other arm in
+    alphabetical order, with the plan's baseline visit, look-back, first-dose time and censoring rule.
+
+    Parameters
+    ----------
+    plan : Plan
+        From :func:`lungtrial.stats.load_plan`.
+    subjects, labs, scans, adverse_events, reference, treatment, min_per_arm, confidence, change
+        As for :func:`run_plan`.
+    source : str
+        Where the subjects table comes from (its path), named in the error when an arm is missing.
+
+    Returns
+    -------
+    dict of DataFrame
+        The tables of :func:`run_plan` and ``table1``.
+
+    Raises
+    ------
+    InputError
+        An arm missing from the subjects table, a column the plan names missing from a table.
+    """
+    check_arms(subjects, reference, treatment, source)
+    arms = [reference, treatment, *sorted(set(subjects["arm"].astype(str)) - {reference, treatment})]
+    tables = run_plan(plan, subjects, labs, scans, adverse_events, reference, treatment, min_per_arm, confidence,
+                      change=change)
+    tables["table1"] = table1(
+        subjects, labs, scans, arms, plan.baseline_visit, plan.baseline_lookback_days, plan.first_dose_day,
+        censoring=plan.censoring,
+    )
+    return tables
