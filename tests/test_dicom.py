@@ -495,6 +495,8 @@ def test_thick_slices_measured_with_a_warning_up_to_the_limit(tmp_path, truth):
     assert dicom.ingest(tmp_path / "eight", "S1", warn_slice_thickness_mm=8.0)["warnings"] == []
     limited = dicom.ingest(tmp_path / "eight", "S1", max_slice_thickness_mm=5.0)
     assert limited["status"] == "excluded" and "more than 5 mm" in limited["reasons"][0]
+    with pytest.raises(InputError, match="warn_slice_thickness_mm is 12 mm, above max_slice_thickness_mm"):
+        dicom.ingest(tmp_path / "eight", "S1", warn_slice_thickness_mm=12.0, max_slice_thickness_mm=10.0)
     write_stack(tmp_path / "twelve", truth, spacing=(12.0, 0.7, 0.7))
     thick = dicom.ingest(tmp_path / "twelve", "S1")
     assert thick["status"] == "excluded" and "12 mm thick, more than 10 mm" in thick["reasons"][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lungtrial.imaging.qc import COLOURS, _outline, qc_figure
@@ -68,5 +69,9 @@ def test_held_back_mask_at_the_scan_resolution():
     up = slice(4, None, -1)  # head up, as the QC picture reads its coronal and sagittal planes
     for index in ((4, slice(0, 6), slice(2, 9)), (up, 1, slice(None)), (up, slice(1, 7), 5), (slice(None),) * 3):
         np.testing.assert_array_equal(mask[index], expected[index])
+    np.testing.assert_array_equal(np.asarray(mask), expected)
+    for bad in ((Ellipsis, 0), (0, 0, 0, 0), (None, 0)):
+        with pytest.raises(IndexError):
+            mask[bad]
     assert Segmentation(labels=labels).held_back_mask() is None
     assert Segmentation(labels=labels, held_back=np.zeros((3, 3, 3), bool)).held_back_mask() is None

@@ -161,8 +161,8 @@ def _row(count: np.ndarray, voxel_ml: float) -> dict:
 
 def write_change_map(labels: np.ndarray, path: str | os.PathLike, spacing, origin, direction) -> None:
     """Write the change labels as a gzip-compressed NIfTI-1 label map over the baseline CT
-    (:func:`lungtrial.imaging.quantify.write_nifti`: same placement as the per-scan masks), atomically."""
-    from lungtrial.imaging.quantify import write_nifti
+    (:func:`lungtrial.imaging.nifti.write_nifti`: same placement as the per-scan masks), atomically."""
+    from lungtrial.imaging.nifti import write_nifti
 
     write_nifti(np.asarray(labels, dtype=np.uint8), path, spacing, origin, direction)
 

@@ -269,9 +269,11 @@ def qc_figure(
     total = sum(w for _, w in sizes) + gap * (len(panels) - 1)
     left = (width - total) // 2
     placed = []  # (kind, pixel box (left, top, width, height) in the top row)
+    held_shown = False  # whether any panel shows what was left out at the limits (then it is in the legend)
     for (label, planes, _, markers, (kind, _)), (h, w) in zip(panels, sizes, strict=True):
         small_planes = _resample(planes, (h, w))
         slice_planes, held_plane = small_planes[:3], small_planes[3] if len(small_planes) > 3 else None
+        held_shown = held_shown or (held_plane is not None and bool(held_plane.any()))
         for upper, window, overlay in ((row1, LUNG_WINDOW, True), (row2, SOFT_TISSUE_WINDOW, False)):
             y0 = upper + (row_h - h) // 2
             canvas[y0 : y0 + h, left : left + w] = _rgb(
@@ -332,8 +334,8 @@ def qc_figure(
         (COLOURS[3], "vessel"),
         (None, "lung outline"),
     ]
-    if held_back is not None:
-        entries.append(("held_back", "left out at the limits (diaphragm, rib cage)"))
+    if held_shown:
+        entries.append(("held_back", "left out at the anatomical limits"))
     patch = (round(0.22 * dpi), round(0.09 * dpi))
     widths = [patch[0] + pad + round(draw.textlength(text, font=small)) for _, text in entries]
     x = (width - sum(widths) - 2 * pad * (len(entries) - 1)) // 2

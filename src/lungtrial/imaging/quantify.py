@@ -27,7 +27,7 @@ from lungtrial import io
 from lungtrial.errors import InputError, ScanExcluded
 from lungtrial.imaging import noise
 from lungtrial.imaging.metrics import OPACITY_CLASSES, HUClass, hu_classes, measure_and_label, metric_columns
-from lungtrial.imaging.nifti import load_lesion_mask, write_nifti
+from lungtrial.imaging.nifti import load_lesion_mask, nifti_affine, write_nifti  # noqa: F401 - (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -387,12 +387,13 @@ def analyse_volume(
     if on_lungs is not None:
         on_lungs(lungs)
     measured = hu  # a sharp kernel's noise is brought down to a soft kernel's before opacity is read from HU
-    sigma_mm, lung_noise = noise.smoothing_for(hu, lungs, spacing)
+    sigma_mm, lung_noise, left = noise.smoothing_for(hu, lungs, spacing)
     if sigma_mm > 0:
         measured = noise.smooth_in_plane(hu, spacing, sigma_mm, lungs > 0)
+        still = f"; still {left:.0f} HU at the largest smoothing" if left > noise.NOISE_CEILING_HU else ""
         noted.append(
-            f"sharp-kernel noise ({lung_noise:.0f} HU in aerated lung, more than {noise.NOISE_CEILING_HU:g}): "
-            f"opacity measured on HU smoothed in-plane (Gaussian of {sigma_mm:g} mm)"
+            f"noisy aerated lung ({lung_noise:.0f} HU, more than a soft kernel's {noise.NOISE_CEILING_HU:g}: a sharp "
+            f"kernel or a low dose): opacity measured on HU smoothed in-plane (Gaussian of {sigma_mm:g} mm){still}"
         )
     vessels = segment.segment_vessels(measured, lungs, spacing)
     not_opacity = (
@@ -511,7 +512,7 @@ def quantify_scan(
     lesion_mask : optional lesion mask image used instead of HU thresholds (see :func:`lungtrial.imaging.nifti.load_lesion_mask`).
     title : first line of the QC picture title (default: ``scan_id``).
     series_options : options of :func:`lungtrial.imaging.dicom.ingest` (``min_slices``, ``max_slice_thickness_mm``,
-        ``prefer``, ``prefer_kernels``), used when ``series`` is None.
+        ``warn_slice_thickness_mm``, ``prefer``, ``prefer_kernels``), used when ``series`` is None.
     classes : extra HU classes (:class:`~lungtrial.imaging.metrics.HUClass` or ``{name, lower, upper}`` dicts).
     threads : threads the scan may use at once (default :func:`lungtrial.parallel.threads`, 2): array work is
         split over them and the lung labels are written while vessels are segmented and the scan measured, the
@@ -612,13 +613,15 @@ def _quantify_scan(
     def write_lungs(lungs: np.ndarray) -> None:
         jobs.append(pool.submit(write_nifti, lungs.astype(np.uint8, copy=False), work / LAYOUT["lungs"], *place))
 
-    lungs = None
+    lungs = held_back = None
     if prior is not None:
         from lungtrial.imaging.segmentation import add_prior, segment
 
         clock = time.perf_counter()
         try:
-            own = segment(vol.hu, vol.spacing).labels
+            own_segmentation = segment(vol.hu, vol.spacing)
+            own, held_back = own_segmentation.labels, own_segmentation.held_back_mask()
+            del own_segmentation
         except ValueError:  # no lung: analyse_volume says so
             own = None
         if own is not None and own.any():
@@ -650,7 +653,8 @@ def _quantify_scan(
         del lesion
         timings |= result["timings"]
         lungs, labels, regions = result["lungs"], result["labels"], result["regions"]
-        held_back = result["held_back"]
+        if result["held_back"] is not None:  # (with a prior, the scan's own segmentation above gave it)
+            held_back = result["held_back"]
         clock = time.perf_counter()
 
         from lungtrial.imaging.qc import qc_figure

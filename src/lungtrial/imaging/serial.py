@@ -298,7 +298,8 @@ def prior_of_scan(
 
     here = scans.index(scan)
     tables = [m if isinstance(m, pd.DataFrame) else pd.read_csv(m, dtype={"scan_id": str}) for m in metrics]
-    rows = pd.concat(tables, ignore_index=True).assign(subject_id="subject", order=range(len(tables)))
+    order = np.repeat(np.arange(len(tables)), [len(t) for t in tables])  # each file's rows at its place in time
+    rows = pd.concat(tables, ignore_index=True).assign(subject_id="subject", order=order)
     chosen = least_affected(rows, order="order")
     reference = chosen.iloc[0] if len(chosen) else None
     record = {"scan_id": scan, "reference": reference or "", "used": False}

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from lungtrial.errors import ScanExcluded
+from lungtrial.errors import InputError, ScanExcluded
 
 from ._checks import check_series
 from ._geometry import _geometry_summary
@@ -59,6 +59,12 @@ def ingest(
     unknown = set(series_options) - allowed
     if unknown:
         raise TypeError(f"unknown series option(s): {', '.join(sorted(unknown))}")
+    warn, most = series_options.get("warn_slice_thickness_mm"), series_options.get("max_slice_thickness_mm")
+    if warn is not None and most is not None and warn > most:
+        raise InputError(
+            f"imaging.series.warn_slice_thickness_mm is {warn:g} mm, above max_slice_thickness_mm ({most:g} mm); "
+            "expected at most the maximum (thicker series are not measured at all)"
+        )
     if index is None:
         index = index_folder(folder)
     choice = choose_series(index, **{k: v for k, v in series_options.items() if k != "warn_slice_thickness_mm"})

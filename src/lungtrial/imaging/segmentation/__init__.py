@@ -68,8 +68,8 @@ class Segmentation:
     added_ml : float
         Volume added by the lesion repair beyond the aerated lung (coarse grid, ml).
     limited_ml : float
-        Volume the repair would have added beyond the anatomical limits (below the diaphragm, outside the rib cage)
-        and that was left out (coarse grid, ml).
+        Volume the repair would have added beyond the anatomical limits (below the diaphragm, outside the rib cage,
+        thin strips along the wall, next to gas that is not lung) and that was left out (coarse grid, ml).
     prior_ml : float
         Volume added by the serial prior (:mod:`.prior`; 0 without a prior), ml.
     held_back : (cz, cy, cx) bool or None
@@ -97,8 +97,8 @@ class Segmentation:
 
 class BlockMask:
     """A coarse boolean mask read as the full-resolution mask it stands for (each coarse block covers ``factors``
-    voxels; ``shape`` is the full volume's): ``mask[index]`` with integers and slices per axis gives the full-resolution
-    values there, without making the whole volume."""
+    voxels; ``shape`` is the full volume's): ``mask[index]`` with up to three integers or slices gives the
+    full-resolution values there, without making the whole volume; ``numpy.asarray(mask)`` makes it."""
 
     def __init__(self, coarse: np.ndarray, factors, shape):
         self.coarse = np.asarray(coarse, dtype=bool)
@@ -107,6 +107,8 @@ class BlockMask:
 
     def __getitem__(self, index) -> np.ndarray:
         index = index if isinstance(index, tuple) else (index,)
+        if len(index) > 3 or not all(isinstance(i, (int, np.integer, slice)) for i in index):
+            raise IndexError(f"a BlockMask takes up to three integers or slices, got {index!r}")
         index = index + (slice(None),) * (3 - len(index))
         picks = [np.arange(n)[i] // f for i, n, f in zip(index, self.shape, self.factors)]
         kept = [p.size for p in picks if p.ndim]
@@ -115,6 +117,10 @@ class BlockMask:
     def full(self) -> np.ndarray:
         """The whole mask at full resolution, (z, y, x) bool."""
         return self[:, :, :]
+
+    def __array__(self, dtype=None, copy=None):
+        full = self.full()
+        return full if dtype is None else full.astype(dtype)
 
 
 def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.ndarray | None = None) -> Segmentation:

@@ -10,11 +10,11 @@ muscle 40-60, consolidation 20-60), so what they add is kept only where anatomy 
   the dome, also on its steep slopes (an opening follows a ramp): that is the floor. Nothing as dense as water or
   denser (:data:`PARTLY_AERATED_MAX_HU`), nor anything as light as fat or lighter (:data:`FAT_FLOOR_HU`), judged
   on the median around each voxel, is added more than :data:`DIAPHRAGM_MARGIN_MM` below the floor: the liver
-  under the right dome, the spleen, the stomach and the fat under the left one lie there. Columns farther than
-  the disk from that lung's aerated voxels have no floor and take nothing of that kind; nearer ones take the
-  floor of the lung beside them. Consolidation as dense as the liver that lies on the diaphragm over a stretch
-  wider than the disk raises the floor with it and is left out (a known limit: density cannot tell it from the
-  liver, and the trace cannot show it).
+  under the right dome, the spleen, the stomach and the fat under the left one lie there. Columns outside that
+  lung's footprint (the columns holding aerated lung of it, gaps narrower than the disk filled) have no floor and
+  take nothing of that kind. Consolidation as dense as the liver that lies on the diaphragm over a stretch wider
+  than the disk raises the floor with it and is left out (a known limit: density cannot tell it from the liver,
+  and the trace cannot show it).
 - **Inside the rib cage.** In each axial slice where bone surrounds the lungs (ribs on both sides), nothing is
   added outside the convex hull of the bone (ribs, spine, sternum): the chest wall muscles, fat, the breasts and
   the arms lie outside it. Slices whose bone leaves aerated lung outside its hull (costal cartilage without
