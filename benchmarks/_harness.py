@@ -189,6 +189,28 @@ def tool_parser(doc: str) -> tuple[argparse.ArgumentParser, Callable[..., argpar
     return parser, add_tool
 
 
+def add_kernel_pairs(parser: argparse.ArgumentParser, what: str) -> None:
+    """Option ``--kernel-pair I J`` (repeatable): folders I and J of the command line (1-based) are two
+    reconstructions of one acquisition; ``what`` says what the benchmark does with them."""
+    parser.add_argument(
+        "--kernel-pair",
+        type=int,
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("I", "J"),
+        help=f"folders I and J (1-based, in the order given) are two reconstructions of one acquisition (e.g. a "
+        f"sharp and a soft kernel): {what}; repeat for several pairs",
+    )
+
+
+def check_kernel_pairs(parser: argparse.ArgumentParser, pairs, n_folders: int) -> None:
+    """Exit with a usage error unless every ``--kernel-pair`` names two different folders of the ``n_folders``."""
+    for pair in pairs:
+        if not all(1 <= k <= n_folders for k in pair) or pair[0] == pair[1]:
+            parser.error(f"--kernel-pair {pair[0]} {pair[1]}: two different folder numbers from 1 to {n_folders}")
+
+
 # ------------------------------------------------------------------------------------------------------- tables
 
 

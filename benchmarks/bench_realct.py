@@ -665,17 +665,7 @@ def main() -> None:
         metavar="MM",
         help="measure series up to this slice thickness (default: the library's limit, as in config.yaml)",
     )
-    parser.add_argument(
-        "--kernel-pair",
-        type=int,
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("I", "J"),
-        help="folders I and J (1-based, in the order given) are two reconstructions of one acquisition (e.g. a "
-        "sharp and a soft kernel): their library lungs and opacity are compared (table 'two kernels of one "
-        "acquisition'); repeat for several pairs",
-    )
+    h.add_kernel_pairs(parser, "their library lungs and opacity are compared (table 'two kernels of one acquisition')")
     args = parser.parse_args()
     sections = [s.strip() for s in args.cases.split(",") if s.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -830,9 +820,7 @@ def main() -> None:
         "  library on folder I vs folder J: lung volume (J vs I, target within 3 %), Dice of the lung masks (>= 0.95), "
         "pct_opacity difference J - I (within 1 point)",
     )
-    for pair in args.kernel_pair:
-        if not all(1 <= k <= len(args.folders) for k in pair) or pair[0] == pair[1]:
-            parser.error(f"--kernel-pair {pair[0]} {pair[1]}: two different folder numbers from 1 to {len(args.folders)}")
+    h.check_kernel_pairs(parser, args.kernel_pair, len(args.folders))
     in_pairs = {k for pair in args.kernel_pair for k in pair}
     kept_for_pairs: dict[int, dict] = {}  # folder number -> the library's lungs, volume and opacity
     pngs: list[Path] = []

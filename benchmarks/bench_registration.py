@@ -65,7 +65,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import Table, clock, mark, peak_rss_mb, reset_peak
+from _harness import Table, add_kernel_pairs, check_kernel_pairs, clock, mark, peak_rss_mb, reset_peak
 from _realct import LesionMaker, breath_hold, deform, reference_lungs
 
 from lungtrial.errors import ScanExcluded
@@ -418,20 +418,9 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2, help="threads of the pair (default 2)")
-    parser.add_argument(
-        "--kernel-pair",
-        type=int,
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("I", "J"),
-        help="folders I and J (1-based) are two reconstructions of one acquisition: registered as baseline and "
-        "follow-up with no motion and no change (table 'no motion'); repeat for several pairs",
-    )
+    add_kernel_pairs(parser, "registered as baseline and follow-up with no motion and no change (table 'no motion')")
     args = parser.parse_args()
-    for pair in args.kernel_pair:
-        if not all(1 <= k <= len(args.folders) for k in pair) or pair[0] == pair[1]:
-            parser.error(f"--kernel-pair {pair[0]} {pair[1]}: two different folder numbers from 1 to {len(args.folders)}")
+    check_kernel_pairs(parser, args.kernel_pair, len(args.folders))
     sections = [s for s in args.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
