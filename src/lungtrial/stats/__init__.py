@@ -22,7 +22,12 @@ behind it are private, one per topic:
 ``_survival``         Kaplan-Meier median, Cox hazard ratio, Aalen-Johansen cumulative incidence, as R's survival;
                       Gray's test of cumulative incidence, as cmprsk
 ``_mixed``            linear mixed models (random effects, or a residual covariance across visits: MMRM) with
-                      Satterthwaite, between-within or N - p df, as lmerTest, mmrm and nlme
+                      Satterthwaite, between-within or N - p df, as lmerTest, mmrm and nlme: the fit and its table
+``_mixed_choices``    the mixed models' choices (time, covariance, df method) and the table's leading columns
+``_mixed_reml``       the REML criterion with its exact gradient and Hessian, Satterthwaite's df from them
+``_mixed_random``     random effects per subject: refinement of statsmodels' optimum, the bounded fit (a singular
+                      fit), lmerTest's Satterthwaite and nlme's between-within df
+``_mixed_gls``        residual covariance across visits (unstructured, compound symmetry, AR(1)) and its fit
 ``_censoring``        censored lab values (``<L``, ``>L``): one substitution rule and its sensitivity analysis
 ====================  ==========================================================================================
 
@@ -107,8 +112,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "km_median",
         "survival_quantile",
     ),
-    "_mixed": ("COVARIANCES", "DF_METHODS", "RANDOM_EFFECTS", "RESIDUAL_COVARIANCES", "TIMES", "mixed_model",
-               "visit_order"),
+    "_mixed": ("mixed_model", "visit_order"),
+    "_mixed_choices": ("COVARIANCES", "DF_METHODS", "RANDOM_EFFECTS", "RESIDUAL_COVARIANCES", "TIMES"),
     "_censoring": (
         "CENSOR_RULES",
         "DEFAULT_CENSOR_RULE",
