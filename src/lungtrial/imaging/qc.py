@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from skimage.segmentation import find_boundaries
+from skimage.segmentation import find_boundaries  # with the module: every measured scan's QC picture needs it
 
 Image.preinit()  # the PNG writer, loaded with the module rather than on the first save
 
