@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lungtrial.imaging.metrics import REGIONS, _lung_labels, _zone_lut
+from lungtrial.imaging.metrics import REGIONS, _lung_labels, _lung_zones
 
 #: Change label values (index = label), as written into the NIfTI label map.
 CHANGE_NAMES = ("background", "normal", "resolved", "persistent", "new", "progressed", "regressed", "not_compared")
@@ -123,13 +123,9 @@ def change_volumes(labels: np.ndarray, base_lungs: np.ndarray, spacing) -> tuple
     lungs, top = _lung_labels(np.asarray(base_lungs))
     nlab = len(CHANGE_NAMES)
     counts = np.zeros((len(REGIONS), nlab), dtype=np.int64)
-    zs = np.flatnonzero(top)
-    if zs.size:
-        z0, z1 = int(zs[0]), int(zs[-1]) + 1
-        footprint = lungs[z0:z1].max(axis=0)
-        ys, xs = np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0))
-        box = (slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1))
-        lut = _zone_lut(lungs, top, box)  # (z, lung label) -> region index
+    zones = _lung_zones(lungs, top)
+    if zones is not None:
+        z0, z1, box, lut = zones  # lut: (z, lung label) -> region index
         for z in range(z0, z1):
             lung = lungs[z, box[0], box[1]]
             inside = lung > 0

@@ -207,6 +207,19 @@ def _lung_labels(lungs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lungs, top
 
 
+def _lung_zones(lungs: np.ndarray, top: np.ndarray) -> tuple[int, int, tuple[slice, slice], np.ndarray] | None:
+    """The slices ``z0:z1`` holding lung, the (rows, columns) box holding the lungs on them and :func:`_zone_lut`,
+    from the uint8 labels and their largest label per slice ``top`` (:func:`_lung_labels`); None without lung."""
+    zs = np.flatnonzero(top)
+    if not zs.size:
+        return None
+    z0, z1 = int(zs[0]), int(zs[-1]) + 1
+    footprint = lungs[z0:z1].max(axis=0)
+    ys, xs = np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0))
+    box = (slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1))
+    return z0, z1, box, _zone_lut(lungs, top, box)
+
+
 def _zone_lut(lungs: np.ndarray, top: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
     """``lut[z, label]`` -> region index 0-5 (``REGIONS``) for labels 1 (right) and 2 (left), 0 elsewhere, from
     the uint8 labels, their largest label per slice ``top`` and the (rows, columns) box holding all of them."""
@@ -316,14 +329,10 @@ def _lung_pass(
     lungs, top = _lung_labels(lungs)
     rows = len(REGIONS) * 3
     out = None if preset is None else new_volume(lungs.shape, np.uint8)  # only the lungs' box is written
-    zs = np.flatnonzero(top)
+    zones = _lung_zones(lungs, top)
     hists = []
-    if zs.size:
-        z0, z1 = int(zs[0]), int(zs[-1]) + 1
-        footprint = lungs[z0:z1].max(axis=0)
-        ys, xs = np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0))
-        box = (slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1))
-        lut = _zone_lut(lungs, top, box)
+    if zones is not None:
+        z0, z1, box, lut = zones
         labels_of = None if out is None else _label_lut(preset, lesion is not None)
         masks = (vessels, lesion, guard if lesion is None else None)  # a lesion mask overrides the guard
 

@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from lungtrial.stats._compare import _too_few
 from lungtrial.stats._mixed_choices import (
     _CONTINUOUS_TERMS,
     COLUMNS,
@@ -81,13 +82,6 @@ diagonal bounded at zero, which, as lme4, also reaches an optimum on the boundar
 effect's variance zero, or random intercept and slope perfectly correlated) where MixedLM's optimisers fail.
 A model with a random slope tries ``"bounded"`` first: MixedLM's optimisers are much slower there and fail on
 some outcomes where the bounded fit converges."""
-
-
-def _too_few(n_ref: int, n_trt: int, reference: str, treatment: str, min_per_arm: int) -> str:
-    small = [f"{arm} has n={n}" for arm, n in ((reference, n_ref), (treatment, n_trt)) if n < min_per_arm]
-    if not small:
-        return ""
-    return "not tested: " + ", ".join(small) + f" with data (fewer than min_per_arm={min_per_arm})"
 
 
 def visit_order(data: pd.DataFrame, visits: Sequence[str] | None = None) -> list[str]:

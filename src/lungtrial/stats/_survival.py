@@ -123,13 +123,7 @@ def cox_hazard_ratio(
     """
     from lifelines import CoxPHFitter
 
-    d = pd.DataFrame(
-        {
-            "duration": np.asarray(durations, dtype=float),
-            "event": np.asarray(events, dtype=bool).astype(int),
-            "treated": np.asarray(treated, dtype=bool).astype(float),
-        }
-    ).dropna()
+    d = _cox_frame(durations, events, treated)
     out: dict[str, object] = {
         "hazard_ratio": math.nan,
         "hr_ci_low": math.nan,
@@ -184,14 +178,19 @@ def cox_separation(durations: Sequence[float], events: Sequence[bool], treated: 
         ``""``, ``"no events"``, or the reason with the direction, e.g. ``"no events in the treatment arm (the
         ratio tends to 0)"``.
     """
-    d = pd.DataFrame(
+    d = _cox_frame(durations, events, treated)
+    return _separation(d)
+
+
+def _cox_frame(durations: Sequence[float], events: Sequence[bool], treated: Sequence[bool]) -> pd.DataFrame:
+    """Columns duration (float), event (0/1) and treated (0.0/1.0), rows with a missing value left out."""
+    return pd.DataFrame(
         {
             "duration": np.asarray(durations, dtype=float),
             "event": np.asarray(events, dtype=bool).astype(int),
             "treated": np.asarray(treated, dtype=bool).astype(float),
         }
     ).dropna()
-    return _separation(d)
 
 
 def _separation(d: pd.DataFrame) -> str:
