@@ -25,7 +25,8 @@ Three tools on generated chest CT (the demo phantom, :func:`_harness.ct_series`;
     into RAM in a fresh child process; the first run is printed as ``cold``, the best of ``--repeat`` more as
     ``warm``; peak memory after the first run; Dice of each lung and the lung volume error against the truth.
 
-Run: ``python benchmarks/bench_scan.py pipeline [--workdir DIR] [--repeat N] [--slices 300] [--size 512]``,
+Run: ``python benchmarks/bench_scan.py pipeline [--workdir DIR] [--repeat N] [--slices 300] [--size 512]
+[--noise HU]``,
 ``... read [--workdir DIR] [--repeat N]``, ``... segment [--size full|small] [--thickness MM] [--lesions GG CONS]``.
 ``benchmarks/bench_speed.py`` is ``bench_scan.py pipeline``.
 """
@@ -75,7 +76,7 @@ def pipeline_child(folder: str, outdir: str, without: str = "") -> None:
 
 
 def pipeline(args: argparse.Namespace, work: Path) -> None:
-    folder = h.ct_series(work, args.slices, args.size)
+    folder = h.ct_series(work, args.slices, args.size, args.noise)
     size_mb = h.folder_mb(folder)
     h.warm_page_cache(folder)
     reference, runs = float("inf"), []
@@ -266,6 +267,14 @@ def main(argv: list[str] | None = None) -> None:
         tool.add_argument("--slices", type=int, default=300, help="slices of the generated series (default 300)")
         tool.add_argument("--size", type=int, default=512, help="rows and columns per slice (default 512)")
         if name == "pipeline":
+            tool.add_argument(
+                "--noise",
+                type=float,
+                default=0.0,
+                metavar="HU",
+                help="add white noise of this standard deviation (HU) to the generated series, as a sharp kernel or "
+                "a low dose does (e.g. 60: measured on smoothed HU; default 0)",
+            )
             tool.add_argument(
                 "--without",
                 nargs="+",
