@@ -1,3 +1,6 @@
+"""lungtrial.parallel: the thread limit is set and restored (SimpleITK's too), and the pool runs work beside the
+caller or in it as the limit allows."""
+
 import threading
 
 import pytest
