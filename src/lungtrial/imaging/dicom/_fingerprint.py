@@ -7,9 +7,17 @@ import os
 from pathlib import Path
 
 
+def hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden (starts with ``.``) and so not part of a scan: a file manager's or a
+    tool's bookkeeping (``.DS_Store``, macOS ``._`` copies, Snakemake's ``.snakemake_timestamp`` in a folder it
+    wrote), never a scanner's image."""
+    return name.startswith(".")
+
+
 def folder_fingerprint(folder: str | os.PathLike) -> str | None:
     """A short hash of what a scan folder holds, without reading any file: relative path, size (bytes) and
-    modification time (ns) of every file below it (as :func:`index_folder` sees them).
+    modification time (ns) of every file below it but hidden ones (as :func:`index_folder` sees them: a
+    ``.DS_Store`` written by a file manager reruns nothing).
 
     A file added, removed, renamed or rewritten (which updates its modification time) changes the fingerprint;
     copying the folder with its times kept (``cp -a``, ``rsync -a``) or moving it does not. One ``stat`` per
@@ -40,6 +48,8 @@ def folder_fingerprint(folder: str | os.PathLike) -> str | None:
             continue
         with scan:
             for entry in scan:
+                if hidden(entry.name):
+                    continue
                 rel = prefix + entry.name
                 try:
                     if entry.is_dir():  # as os.walk: linked folders are not entered, and are not files

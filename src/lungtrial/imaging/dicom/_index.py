@@ -13,6 +13,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from ._fingerprint import hidden
+
 from lungtrial.errors import InputError
 
 from . import _directread
@@ -307,12 +309,14 @@ def index_folder(folder: str | os.PathLike) -> pd.DataFrame:
 
 
 def _listing(root: Path) -> list[str]:
-    """Relative paths (``/``-separated) of every file below ``root``, sorted by code point; the position in this
-    list (from 1) is a file's number. Symbolic links to files count as files; linked folders are not entered."""
+    """Relative paths (``/``-separated) of every file below ``root`` but hidden ones (:func:`hidden`, also inside
+    hidden folders), sorted by code point; the position in this list (from 1) is a file's number. Symbolic links to
+    files count as files; linked folders are not entered."""
     files = []
-    for dirpath, _, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not hidden(d)]
         base = Path(dirpath).relative_to(root)
-        files.extend((base / name).as_posix() for name in filenames)
+        files.extend((base / name).as_posix() for name in filenames if not hidden(name))
     return sorted(files)
 
 
