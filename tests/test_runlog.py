@@ -1,6 +1,6 @@
 """lungtrial.runlog: on the console, a job that stopped on bad input is its message; any other failure keeps
 Snakemake's words, and nothing but the console changes. (The workflow case, a strict-mode exclusion under
---keep-going, is in test_bad_inputs.py.)"""
+--keep-going, is in workflow/test_bad_inputs.py.)"""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import pytest
 
 from lungtrial.imaging.tables import QC_COLUMNS, SHEET_COLUMNS, imaging_tables, with_sheet_columns
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCANS = {  # the scans sheet's facts of each scan, in table order
     "S1-D0": {"subject_id": "S1", "study_day": 0, "scan_date": "2020-02-02"},
     "S1-D7": {"subject_id": "S1", "study_day": 7, "scan_date": "2020-02-09"},

@@ -216,7 +216,7 @@ def test_demo_generator_chest_with_large_lungs_is_plausible():
 
 # the shared phantoms of tests/phantoms.py (real CT's variations), when they are there
 def _phantoms():
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     try:
         import phantoms
     except ImportError:

@@ -2,7 +2,7 @@
 follow-up scan with every earlier scan of its subject as input, one more pair per subject for a new timepoint, a
 picture per patient, none of it when registration is disabled, and the change table as an input of the statistics
 when the analysis plan has change-map endpoints. The rules themselves run in the reduced demo
-of tests/test_workflow.py."""
+of tests/workflow/test_workflow.py."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import yaml
 from lungtrial import clinical
 from lungtrial.errors import MAX_LISTED, InputError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESOURCES = REPO / "resources"
 
 SUBJECTS = """subject_id,arm,admission_date,day0_date,discharge_date
