@@ -87,3 +87,26 @@ def test_broken_link_is_an_unreadable_file_not_a_crash(tmp_path, truth):
     series = dicom.ingest(folder, "S1", index=index)
     assert series["status"] == "ok", series["reasons"]
     no_identifiers(series)
+
+
+def test_hidden_files_are_not_part_of_a_scan(tmp_path):
+    """Hidden files and folders (a file manager's .DS_Store, macOS ._ copies, the .snakemake_timestamp Snakemake
+    leaves in a folder it wrote) are neither indexed nor numbered, nor part of the folder's fingerprint: the
+    workflow's rule and the CLI name the files of one folder alike."""
+    import numpy as np
+
+    from lungtrial.demo.dicomwrite import write_series
+
+    folder = tmp_path / "scan"
+    write_series(np.zeros((3, 16, 16), np.int16), (2.0, 1.0, 1.0), folder)
+    before_index = dicom.index_folder(folder)
+    before_print = dicom.folder_fingerprint(folder)
+    (folder / ".snakemake_timestamp").write_text("")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "._IM0001").write_bytes(b"\0\5\26\7")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "slice.dcm").write_bytes((folder / sorted(before_index["file"])[0]).read_bytes())
+    after = dicom.index_folder(folder)
+    assert list(after["file"]) == list(before_index["file"])
+    assert list(after["label"]) == list(before_index["label"])
+    assert dicom.folder_fingerprint(folder) == before_print
