@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_realct.py FOLDER [FOLDER ...] [--workdir DIR] [--cases normal,kernel,lesions,nolungs]
+    python benchmarks/bench_realct.py FOLDER [FOLDER ...] [--workdir DIR] [--cases normal,kernel,lesions,nolungs,nodules]
                                       [--burdens 3 10 25] [--kinds ggo,cons,mix] [--seed 7]
 
 e.g. ``.venv/bin/python benchmarks/bench_realct.py /data/ct/A/ /data/ct/B/ --workdir /tmp/realct``; three
@@ -70,6 +70,16 @@ Sections (``--cases``) and targets (from the team's issue):
     the cropped stack (said in the table); none at all is "n/a". Target: every one excluded
     (:class:`~lungtrial.errors.ScanExcluded`); otherwise what it measured is printed.
 
+``nodules``
+    Real nodules and masses outlined by radiologists: the LIDC-IDRI reading XML in the folder (its
+    ``unblindedReadNodule`` outlines, one per reader; nodules under 3 mm have a point, not an outline, and are left
+    out), each reader's outline filled slice by slice (exclusion outlines taken out) and the readers' outlines of one
+    nodule grouped by overlap. Printed per nodule: readers, volume (median over readers), the share of it inside
+    the library's lungs and inside the reference lungs (median over readers; target: the whole nodule is lung, so
+    its volume and opacity count), the share labelled opacity by the library, and how far it lies from the
+    mediastinum (its centre's distance to the body midline, mm) so that juxta-mediastinal nodules are seen. A
+    folder without such an XML prints nothing.
+
 Speed (always printed): wall time of the first ``analyse_volume`` call on the scan (all library modules imported
 beforehand), the library read (index + ingest + read_volume) and SimpleITK's own series read
 (``ImageSeriesReader`` on ``GetGDCMSeriesFileNames``) of the same folder, page cache warm, and the ratio
@@ -99,6 +109,7 @@ from lungtrial.imaging.quantify import analyse_volume
 from lungtrial.imaging.segmentation import segment
 
 TARGETS = {
+    "nodule_inside_pct": 95.0,  # a nodule is lung: its volume and opacity count (median over its readers' outlines)
     "dice": 0.97,
     "volume_pct": 3.0,
     "excess_pp": 1.0,
@@ -109,7 +120,7 @@ TARGETS = {
     "lesion_rise_pp": 1.5,
     "lesion_dice": 0.85,
 }
-SECTIONS = ("normal", "kernel", "lesions", "nolungs")
+SECTIONS = ("normal", "kernel", "lesions", "nolungs", "nodules")
 MIN_NOLUNG_SLICES = 20
 _BURDENS_DRAWN: dict[str, list[float]] = {}  # per case, the burdens of the lesions section (the largest is drawn)
 
@@ -146,6 +157,8 @@ def read_case(folder: str, max_thickness_mm: float | None = None) -> dict:
         "hu": vol.hu,
         "spacing": tuple(float(s) for s in vol.spacing),
         "padding": vol.padding if vol.padding is not None else np.zeros(vol.hu.shape, bool),
+        "origin": tuple(float(o) for o in vol.origin),
+        "direction": np.asarray(vol.direction, float),
         "t_read_lib": t_lib,
         "t_read_sitk": t_sitk,
     }
@@ -557,6 +570,81 @@ def _lesion_row(
         pngs.append(png)
 
 
+def lidc_nodules(folder: str, shape, spacing, origin, direction) -> list[list[np.ndarray]]:
+    """The radiologists' nodule outlines of a LIDC-IDRI reading XML in ``folder``, as voxel masks on the library's
+    grid: a list of nodules, each a list of bool masks (one per reader who outlined it), grouped across readers by
+    overlap. Empty when the folder holds no such XML or the grid is not an axial one with identity direction."""
+    import xml.etree.ElementTree as ET
+
+    from skimage.draw import polygon
+
+    xmls = sorted(Path(folder).glob("*.xml"))
+    if not xmls or not np.allclose(direction, np.eye(3), atol=1e-3):
+        return []
+    z_pos = origin[2] + np.arange(shape[0]) * spacing[0]
+    outlines = []
+    for path in xmls:
+        root = ET.parse(path).getroot()
+        ns = {"l": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {"l": ""}
+        q = (lambda t: f"l:{t}") if ns["l"] else (lambda t: t)
+        for session in root.iterfind(q("readingSession"), ns):
+            for nodule in session.iterfind(q("unblindedReadNodule"), ns):
+                mask = np.zeros(shape, bool)
+                for roi in nodule.iterfind(q("roi"), ns):
+                    z = float(roi.findtext(q("imageZposition"), namespaces=ns))
+                    k = int(np.argmin(np.abs(z_pos - z)))
+                    if abs(z_pos[k] - z) > spacing[0] / 2:
+                        continue
+                    pts = [(int(e.findtext(q("yCoord"), namespaces=ns)), int(e.findtext(q("xCoord"), namespaces=ns)))
+                           for e in roi.iterfind(q("edgeMap"), ns)]
+                    if len(pts) < 3:
+                        continue
+                    rr, cc = polygon([p[0] for p in pts], [p[1] for p in pts], shape[1:])
+                    inside = roi.findtext(q("inclusion"), namespaces=ns).strip().upper() == "TRUE"
+                    mask[k, rr, cc] = inside
+                    if inside:
+                        mask[k, [p[0] for p in pts], [p[1] for p in pts]] = True  # the outline itself
+                if mask.any():
+                    outlines.append(mask)
+    groups: list[list[np.ndarray]] = []
+    for mask in outlines:
+        for group in groups:
+            if any((mask & m).any() for m in group):
+                group.append(mask)
+                break
+        else:
+            groups.append([mask])
+    return groups
+
+
+def section_nodules(name, folder, data, ref, info, base, table) -> None:
+    hu, spacing = data["hu"], data["spacing"]
+    groups = lidc_nodules(folder, hu.shape, spacing, data["origin"], data["direction"])
+    lungs = base["lungs"] > 0
+    op = opacity(base)
+    body = info["body"]
+    for i, group in enumerate(sorted(groups, key=lambda g: -max(int(m.sum()) for m in g)), start=1):
+        in_lib = [float(np.count_nonzero(m & lungs)) / np.count_nonzero(m) * 100 for m in group]
+        in_ref = [float(np.count_nonzero(m & (ref > 0))) / np.count_nonzero(m) * 100 for m in group]
+        as_op = [float(np.count_nonzero(m & op)) / np.count_nonzero(m) * 100 for m in group]
+        union = np.logical_or.reduce(group)
+        zc, yc, xc = (float(c) for c in ndimage.center_of_mass(union))
+        row = body[int(round(zc))]
+        cols = np.flatnonzero(row.any(axis=0))
+        midline = (cols[0] + cols[-1]) / 2.0 if cols.size else hu.shape[2] / 2.0
+        table.add(
+            name,
+            i,
+            len(group),
+            float(np.median([ml(m, spacing) for m in group])),
+            float(np.median(in_lib)),
+            mark(float(np.median(in_lib)) >= TARGETS["nodule_inside_pct"]),
+            float(np.median(in_ref)),
+            float(np.median(as_op)),
+            abs(xc - midline) * spacing[2],
+        )
+
+
 def section_nolungs(name, hu, spacing, ref, workdir, table, pngs) -> None:
     zref = np.flatnonzero((ref > 0).any(axis=(1, 2)))
     for crop, sl in (
@@ -820,6 +908,23 @@ def main() -> None:
         "  library on folder I vs folder J: lung volume (J vs I, target within 3 %), Dice of the lung masks (>= 0.95), "
         "pct_opacity difference J - I (within 1 point)",
     )
+    nod_t = Table(
+        "nodules outlined by radiologists (LIDC-IDRI reading XML in the folder)",
+        [
+            ("case", 6, ""),
+            ("nodule", 6, ""),
+            ("readers", 7, ""),
+            ("ml", 6, ".2f"),
+            ("in_lib_%", 8, ".0f"),
+            ("ok", 4, ""),
+            ("in_ref_%", 8, ".0f"),
+            ("opacity_%", 9, ".0f"),
+            ("from_midline_mm", 15, ".0f"),
+        ],
+        "  in_lib / in_ref: share of the nodule inside the library's / the reference's lungs (median over readers; "
+        f"target >= {TARGETS['nodule_inside_pct']:g} % for the library);\n  opacity: share the library labels "
+        "opacity (ground glass or consolidation); from_midline: the nodule's centre to the body's midline",
+    )
     h.check_kernel_pairs(parser, args.kernel_pair, len(args.folders))
     in_pairs = {k for pair in args.kernel_pair for k in pair}
     kept_for_pairs: dict[int, dict] = {}  # folder number -> the library's lungs, volume and opacity
@@ -889,6 +994,8 @@ def main() -> None:
 
         if "normal" in sections:
             section_normal(name, hu, spacing, ref, info, base, norm_t)
+        if "nodules" in sections:
+            section_nodules(name, folder, data, ref, info, base, nod_t)
         if "kernel" in sections:
             section_kernel(
                 name,
@@ -962,6 +1069,8 @@ def main() -> None:
         print("\n".join(les_notes))
     if "nolungs" in sections:
         print(nol_t.render())
+    if "nodules" in sections:
+        print(nod_t.render())
     print(speed_t.render())
     print("\npictures:")
     for p in pngs:
