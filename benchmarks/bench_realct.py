@@ -628,8 +628,8 @@ def section_nodules(name, folder, data, ref, info, base, table) -> None:
         in_ref = [float(np.count_nonzero(m & (ref > 0))) / np.count_nonzero(m) * 100 for m in group]
         as_op = [float(np.count_nonzero(m & op)) / np.count_nonzero(m) * 100 for m in group]
         union = np.logical_or.reduce(group)
-        zc, yc, xc = (float(c) for c in ndimage.center_of_mass(union))
-        row = body[int(round(zc))]
+        zc, _, xc = (float(c) for c in ndimage.center_of_mass(union))
+        row = body[round(zc)]
         cols = np.flatnonzero(row.any(axis=0))
         midline = (cols[0] + cols[-1]) / 2.0 if cols.size else hu.shape[2] / 2.0
         table.add(
