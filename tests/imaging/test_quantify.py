@@ -361,9 +361,9 @@ def test_plausibility_of_given_lungs_in_analyse_volume(demo_scan):
 
 HAND_OVER = """
 import json, subprocess, sys
-from lungtrial.imaging.quantify import hand_over_folders
+from lungtrial.imaging import hand_over_folders
 path = hand_over_folders({"S1": {"folder": sys.argv[1], "sheet": "scans.csv", "row": 2, "subject": "P01"}}, sys.argv[2])
-job = "from lungtrial.imaging.quantify import scan_folder; print(json.dumps([str(x) for x in scan_folder('S1')]))"
+job = "from lungtrial.imaging import scan_folder; print(json.dumps([str(x) for x in scan_folder('S1')]))"
 print(path)
 print(subprocess.run([sys.executable, "-c", "import json; " + job], capture_output=True, text=True, check=True).stdout)
 """
@@ -385,26 +385,26 @@ def test_the_folder_hand_over_does_not_outlive_the_run(tmp_path):
 
 
 def test_a_missing_folder_is_named_by_its_sheet_row_never_by_its_path(tmp_path, monkeypatch):
-    from lungtrial.imaging import quantify
+    from lungtrial.imaging import _handover
 
-    monkeypatch.setenv(quantify.FOLDERS_ENV, "")  # restored after the test, whatever hand_over_folders sets
+    monkeypatch.setenv(_handover.FOLDERS_ENV, "")  # restored after the test, whatever hand_over_folders sets
     with pytest.raises(InputError, match="not handed over by the workflow"):
-        quantify.existing_scan_folder("S1")
+        _handover.existing_scan_folder("S1")
     (tmp_path / "1.2.840.99").mkdir()
     folders = {
         "S1": {"folder": str(tmp_path / "1.2.840.99"), "sheet": "scans.csv", "row": 2, "subject": "P01"},
         "S2": {"folder": str(tmp_path / "DOE_JOHN"), "sheet": "scans.csv", "row": 3, "subject": "P01"},
     }
-    monkeypatch.setattr(quantify, "_HANDED_OVER", [])
+    monkeypatch.setattr(_handover, "_HANDED_OVER", [])
     try:
-        path = quantify.hand_over_folders(folders, tmp_path)
-        assert quantify.existing_scan_folder("S1") == tmp_path / "1.2.840.99"
+        path = _handover.hand_over_folders(folders, tmp_path)
+        assert _handover.existing_scan_folder("S1") == tmp_path / "1.2.840.99"
         with pytest.raises(InputError) as exc:
-            quantify.existing_scan_folder("S2")
+            _handover.existing_scan_folder("S2")
         message = str(exc.value)
         assert message.startswith("scans.csv, row 3: dicom_dir of scan S2 (subject P01) is not an existing folder")
         assert "DOE_JOHN" not in message
     finally:
-        for fd in quantify._HANDED_OVER:
+        for fd in _handover._HANDED_OVER:
             os.close(fd)
     assert not Path(path).exists()

@@ -235,7 +235,7 @@ def dicom_dir(wildcards):
     """The DICOM folder of one scan as an input of its job: only the demo trial's (made by demo_scan, named by the
     scan ID). A folder named in the scans sheet is not an input: its path (folder names are often patient IDs or
     UIDs) stays out of Snakemake's records, locks, logs and report: it reaches the job through
-    lungtrial.imaging.quantify.hand_over_folders. A folder not there yet fails that scan's job only; its content is followed
+    lungtrial.imaging.hand_over_folders. A folder not there yet fails that scan's job only; its content is followed
     by dicom_content.
     """
     return DICOM_DIRS[wildcards.scan] if config["demo"] else []
@@ -275,7 +275,7 @@ if _unknown_masks:
         )
     )
 # The jobs' DICOM folders and lesion masks, handed over outside Snakemake's records (see dicom_dir).
-from lungtrial.imaging.quantify import hand_over_folders
+from lungtrial.imaging import hand_over_folders
 
 _where = SCANS.reindex(columns=["dicom_dir", "source_file", "source_row", "subject_id"])
 hand_over_folders(

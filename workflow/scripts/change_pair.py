@@ -2,7 +2,7 @@
 change map, volumes, QC and the picture's slices (lungtrial.imaging.change.compare_scans).
 
 The DICOM folders are the rule's inputs for the demo trial; for a trial given by sheets the workflow hands them
-over outside Snakemake (lungtrial.imaging.quantify.scan_folder), as for quantify_scan.
+over outside Snakemake (lungtrial.imaging.existing_scan_folder), as for quantify_scan.
 """
 
 import json
@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from lungtrial.errors import InputError
+from lungtrial.imaging import existing_scan_folder
 from lungtrial.imaging.change import choose_baseline, compare_scans
-from lungtrial.imaging.quantify import existing_scan_folder
 from lungtrial.wfutil import INPUT_ERROR, setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -3,7 +3,7 @@
 scan's folder, the layout the rule declares).
 
 The DICOM folder is the rule's input for the demo trial; for a trial given by sheets the workflow hands it over
-outside Snakemake (lungtrial.imaging.quantify.existing_scan_folder), so that its path (often named by patient IDs or
+outside Snakemake (lungtrial.imaging.existing_scan_folder), so that its path (often named by patient IDs or
 UIDs) never enters Snakemake's records, logs or report. A scan that cannot be measured in strict mode, or whose
 folder is missing, ends the job with one line in its log.
 """
@@ -13,7 +13,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from lungtrial.errors import InputError
-from lungtrial.imaging.quantify import existing_scan_folder, handed_over_lesion_mask, quantify_scan
+from lungtrial.imaging import existing_scan_folder, handed_over_lesion_mask
+from lungtrial.imaging.quantify import quantify_scan
 from lungtrial.wfutil import INPUT_ERROR, setup_logging
 
 log = setup_logging(snakemake.log[0])

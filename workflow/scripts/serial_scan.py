@@ -15,7 +15,8 @@ from pathlib import Path
 
 from lungtrial import io
 from lungtrial.errors import InputError
-from lungtrial.imaging.quantify import existing_scan_folder, handed_over_lesion_mask, quantify_scan
+from lungtrial.imaging import existing_scan_folder, handed_over_lesion_mask
+from lungtrial.imaging.quantify import quantify_scan
 from lungtrial.imaging.serial import prior_of_scan
 from lungtrial.wfutil import INPUT_ERROR, setup_logging
 
