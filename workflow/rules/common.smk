@@ -11,7 +11,7 @@ from snakemake.utils import validate
 from lungtrial.demo.design import INFUSION_DAYS as DEMO_INFUSION_DAYS
 from lungtrial.errors import InputError
 from lungtrial.imaging.metrics import PRESETS
-from lungtrial.imaging.change import registration_kwargs
+from lungtrial.imaging.registration import registration_kwargs
 
 
 def stop(message):

@@ -330,6 +330,35 @@ def _last_line(exc: Exception) -> str:
     return text.split(": ", 1)[-1] if text.startswith(("itk::", "ITK ")) else text
 
 
+#: Keyword arguments of :func:`lungtrial.imaging.registration.register` that the config's ``registration:``
+#: section may set.
+REGISTRATION_OPTIONS = (
+    "grid_mm",
+    "clip_hu",
+    "mask_margin_mm",
+    "histogram_bins",
+    "sampling",
+    "affine_iterations",
+    "demons_iterations",
+    "smoothing_mm",
+    "field_mm",
+    "min_dice",
+    "min_jacobian",
+    "seed",
+)
+
+
+def registration_kwargs(options) -> dict:
+    """The config's ``registration:`` section as keyword arguments of
+    :func:`lungtrial.imaging.registration.register` (``enabled`` and unknown keys dropped, lists made tuples)."""
+    out = {}
+    for key in REGISTRATION_OPTIONS:
+        if options and options.get(key) is not None:
+            value = options[key]
+            out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
 def register(
     fixed_hu: np.ndarray,
     fixed_lungs: np.ndarray,
