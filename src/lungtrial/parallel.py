@@ -75,3 +75,15 @@ def pool(workers: int, *, beside_caller: bool = False) -> Executor:
     """
     n = min(workers, _threads - (1 if beside_caller else 0))
     return ThreadPoolExecutor(max_workers=n) if n >= 1 else _Inline()
+
+
+def in_halves(work, n: int, min_items: int = 8) -> None:
+    """Run ``work(range)`` over ``range(n)`` split in two halves on two threads (numpy releases the GIL in its
+    loops); one call when ``n`` is small."""
+    if n < min_items or threads() < 2:
+        work(range(n))
+        return
+    half = n // 2
+    with pool(2) as halves:
+        for f in [halves.submit(work, range(0, half)), halves.submit(work, range(half, n))]:
+            f.result()

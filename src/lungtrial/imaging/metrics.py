@@ -580,13 +580,13 @@ def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float]) -> d
     """
     import cc3d
 
-    from lungtrial.imaging.segmentation._grid import _fast_bbox
+    from lungtrial.imaging._arrays import fast_bbox
 
     labels = np.asarray(labels)
     _check_spacing(spacing)
-    box = _fast_bbox(labels)  # the lungs' box first (a cheap pass), then the opacity's own box within it
+    box = fast_bbox(labels)  # the lungs' box first (a cheap pass), then the opacity's own box within it
     opacity = None if box is None else (labels[box] == 1) | (labels[box] == 2)
-    inner = None if opacity is None else _fast_bbox(opacity.view(np.uint8))
+    inner = None if opacity is None else fast_bbox(opacity.view(np.uint8))
     if inner is None:
         return {"n_lesions": 0, "largest_lesion_ml": 0.0}
     lesions, n = cc3d.connected_components(np.ascontiguousarray(opacity[inner]), connectivity=26, return_N=True)

@@ -82,7 +82,7 @@ def smooth_in_plane(hu: np.ndarray, spacing, sigma_mm: float, within: np.ndarray
         cols = slice(max(0, int(xs[0]) - rx), int(xs[-1]) + 1 + rx)
     integer = np.issubdtype(hu.dtype, np.integer)
     lo, hi = (np.iinfo(hu.dtype).min, np.iinfo(hu.dtype).max) if integer else (None, None)
-    from lungtrial.imaging.segmentation._grid import _in_halves
+    from lungtrial.parallel import in_halves
 
     starts = range(z0, z1, _SLAB)
 
@@ -94,7 +94,7 @@ def smooth_in_plane(hu: np.ndarray, spacing, sigma_mm: float, within: np.ndarray
                 np.clip(np.rint(smooth, out=smooth), lo, hi, out=smooth)
             out[slab] = smooth
 
-    _in_halves(work, len(starts), min_items=2)
+    in_halves(work, len(starts), min_items=2)
     return out
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from lungtrial.imaging.segmentation._grid import _fill_holes_2d
+from lungtrial.imaging._arrays import fill_holes_2d
 
 __all__ = ["check_lungs"]
 
@@ -119,7 +119,7 @@ _PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """``mask`` (2-D or a stack of slices) with the holes of each slice filled."""
-    return _fill_holes_2d(mask) if mask.ndim == 3 else _fill_holes_2d(mask[None])[0]
+    return fill_holes_2d(mask) if mask.ndim == 3 else fill_holes_2d(mask[None])[0]
 
 
 def _steps(shape, spacing, grid_mm: float) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ import numpy as np
 from scipy import ndimage
 
 from lungtrial import parallel
+from lungtrial.imaging._arrays import PLANE4
 
 from ._morphology import _box_parts, _dilate, _erode, _grey_grow, _open  # noqa: F401 - the stages import them from here
 
@@ -22,8 +23,7 @@ _HULL_DIRECTIONS = 128  # sides of the discrete-orientation convex hull of a pla
 _FAR = 1.0e6  # mm; a spacing that keeps distance transforms within planes
 
 # in-plane (axial) connectivity structures for 3D arrays: each plane (axis 0) is labelled on its own
-_PLANE4 = np.zeros((3, 3, 3), dtype=bool)
-_PLANE4[1] = ndimage.generate_binary_structure(2, 1)
+_PLANE4 = PLANE4
 _PLANE8 = np.zeros((3, 3, 3), dtype=bool)
 _PLANE8[1] = True
 _CROSS = ndimage.generate_binary_structure(3, 1)
@@ -37,18 +37,6 @@ def _check(hu: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
     if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise ValueError(f"spacing must be three positive numbers (dz, dy, dx) in mm, got {spacing!r}")
     return hu, sp
-
-
-def _in_halves(work, n: int, min_items: int = 8) -> None:
-    """Run ``work(range)`` over ``range(n)`` split in two halves on two threads (numpy releases the GIL in its
-    loops); one call when ``n`` is small."""
-    if n < min_items or parallel.threads() < 2:
-        work(range(n))
-        return
-    half = n // 2
-    with parallel.pool(2) as pool:
-        for f in [pool.submit(work, range(0, half)), pool.submit(work, range(half, n))]:
-            f.result()
 
 
 def _block_factors(spacing: np.ndarray, target_mm: float) -> np.ndarray:
@@ -121,7 +109,7 @@ def _block_sum(vol: np.ndarray, factors) -> np.ndarray:
         for cz in czs:
             _slab_sum(vol[cz * fz : (cz + 1) * fz], fy, fx, rows, acc[cz])
 
-    _in_halves(slabs, acc.shape[0])
+    parallel.in_halves(slabs, acc.shape[0])
     return acc
 
 
@@ -199,33 +187,6 @@ def _plane_grow(mask: np.ndarray, reach_mm: float, pix) -> np.ndarray:
 def _plane_shrink(mask: np.ndarray, reach_mm: float, pix) -> np.ndarray:
     """Voxels of ``mask`` more than ``reach_mm`` (in their plane) from any voxel outside it (bool)."""
     return _erode(mask, _disk(reach_mm, pix))
-
-
-def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with the holes of each axial slice filled (background not 4-connected to the slice's border)."""
-    lab, n = ndimage.label(~mask, structure=_PLANE4)
-    border = np.zeros(n + 1, dtype=bool)
-    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
-        border[edge] = True
-    border[0] = True
-    return mask | ~border[lab]
-
-
-
-def _fast_bbox(labels: np.ndarray) -> tuple[slice, ...] | None:
-    """Bounding box of the non-zero voxels of a full-size label volume (None if empty), in two cheap passes."""
-    nz = labels.shape[0]
-    zs = np.flatnonzero(labels.reshape(nz, -1).max(axis=1))
-    if zs.size == 0:
-        return None
-    plane = labels[zs[0] : zs[-1] + 1].max(axis=0)
-    rows, cols = np.flatnonzero(plane.max(axis=1)), np.flatnonzero(plane.max(axis=0))
-    return (
-        slice(int(zs[0]), int(zs[-1]) + 1),
-        slice(int(rows[0]), int(rows[-1]) + 1),
-        slice(int(cols[0]), int(cols[-1]) + 1),
-    )
-
 
 
 def _robust_sd(values: np.ndarray) -> float:

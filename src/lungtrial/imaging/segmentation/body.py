@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._grid import AIR_HU, _disk, _fill_holes_2d
+from lungtrial.imaging._arrays import fill_holes_2d
+
+from ._grid import AIR_HU, _disk
 
 #: mm. Radius of the in-plane opening that cuts the body loose from what touches it. Table tops, curved trays,
 #: head holders and cables are thinner than 2 x 6 mm where they meet the patient (a tray is 3-8 mm of dense
@@ -103,4 +105,4 @@ def _fill_holes_fov(body: np.ndarray, pix) -> np.ndarray:
         shut = ok[gaps]
         idx = (np.flatnonzero(shut) + start) % seq.size
         closed[z, rows[idx], cols[idx]] = True
-    return _fill_holes_2d(body | closed) | body
+    return fill_holes_2d(body | closed) | body

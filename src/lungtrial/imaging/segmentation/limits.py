@@ -29,7 +29,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._grid import AIR_HU, FAT_FLOOR_HU, LEFT, RIGHT, _bbox, _disk, _fill_holes_2d
+from lungtrial.imaging._arrays import fill_holes_2d
+
+from ._grid import AIR_HU, FAT_FLOOR_HU, LEFT, RIGHT, _bbox, _disk
 
 #: mm. Radius of the disk that opens the diaphragm trace: consolidation lying on the diaphragm raises the trace in
 #: bumps up to about twice this wide; the domes (radius of curvature 100-150 mm) are much wider and are kept.
@@ -159,7 +161,7 @@ def limit_additions(
     # (vessels and nodules that the aerated lung encloses in the axial plane are never strips of the wall)
     enclosed = np.zeros_like(add_b)
     for side in (RIGHT, LEFT):
-        enclosed |= _fill_holes_2d(pick_b == side)
+        enclosed |= fill_holes_2d(pick_b == side)
     out_b |= _thin(add_b & ~out_b & ~enclosed, cspacing)
     beyond[box] = out_b
     out = repaired.copy()

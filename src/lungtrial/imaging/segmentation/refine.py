@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._grid import _CROSS, AIR_HU, BONE_HU, FAT_FLOOR_HU, HAZY_HU, _bbox, _dilate, _erode, _grey_grow, _in_halves, _up2
+from lungtrial.parallel import in_halves
+
+from ._grid import _CROSS, AIR_HU, BONE_HU, FAT_FLOOR_HU, HAZY_HU, _bbox, _dilate, _erode, _grey_grow, _up2
 
 
 def _edge_threshold(
@@ -144,7 +146,7 @@ def _refine(
                 lung = hu[z0:z1, y0:y1, x0:x1] < _up2(limit_b[cz, rs, cs], fy, fx, y1 - y0, x1 - x0)
                 np.copyto(o, _up2(g[rs, cs], fy, fx, y1 - y0, x1 - x0), where=lung)
 
-    _in_halves(work, fixed_b.shape[0])
+    in_halves(work, fixed_b.shape[0])
     blocks = np.argwhere(band_b & cons_band[box]) + [b.start for b in box]
     step = max(1, 2_000_000 // int(np.prod(factors + 2 * (factors // 2))))  # patches of about 2 M voxels at a time
     for k in range(0, len(blocks), step):

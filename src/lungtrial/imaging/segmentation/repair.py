@@ -7,6 +7,7 @@ import numpy as np
 from scipy import ndimage
 
 from lungtrial import parallel
+from lungtrial.imaging._arrays import fill_holes_2d
 
 from ._grid import (
     _CROSS,
@@ -23,7 +24,6 @@ from ._grid import (
     _dilate,
     _edt,
     _erode,
-    _fill_holes_2d,
     _grey_grow,
     _open,
     _plane_grow,
@@ -415,7 +415,7 @@ def _repair(
     sub[put] = add_all[put]
     # what the added pockets now enclose (consolidation inside its ground glass)
     for label in (RIGHT, LEFT):
-        holes = _fill_holes_2d(sub == label) & (sub == 0) & allowed
+        holes = fill_holes_2d(sub == label) & (sub == 0) & allowed
         sub[holes] = label
     return out
 
@@ -557,7 +557,7 @@ def _continue_consolidation(
     sub[put] = cur[put]
     # what the grown consolidation now encloses in its axial plane
     for label in (RIGHT, LEFT):
-        holes = _fill_holes_2d(sub == label) & (sub == 0) & free
+        holes = fill_holes_2d(sub == label) & (sub == 0) & free
         sub[holes] = label
     grown = np.zeros(lungs.shape, dtype=bool)
     grown[box] = (sub > 0) & ~inside

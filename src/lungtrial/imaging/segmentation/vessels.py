@@ -6,7 +6,9 @@ import weakref
 
 import numpy as np
 
+from lungtrial.imaging._arrays import fast_bbox
 from lungtrial.memory import new_volume
+from lungtrial.parallel import in_halves
 
 from ._grid import (
     _AERATED_HU,
@@ -16,8 +18,6 @@ from ._grid import (
     _block_factors,
     _check,
     _dilate,
-    _fast_bbox,
-    _in_halves,
     _open,
     _slab_sum,
     _sum_type,
@@ -87,7 +87,7 @@ class _Shared:
                         found[cz] = (row + z.start * nyb, x)
 
         try:
-            _in_halves(work, ncz)
+            in_halves(work, ncz)
         except BaseException:  # no half-made counts stay in the cache
             for t in thresholds:
                 self.sums.pop(t, None)
@@ -111,7 +111,7 @@ def _shared(hu: np.ndarray, lungs: np.ndarray, sp: np.ndarray) -> _Shared | None
     if _SHARED and _SHARED[0].matches(hu, lungs, sp):
         return _SHARED[0]
     _SHARED.clear()
-    box = _fast_bbox(lungs)
+    box = fast_bbox(lungs)
     if box is None:
         return None
     shared = _Shared(hu, lungs, sp, box)
@@ -161,7 +161,7 @@ def _without_blobs(dense: np.ndarray, blob: np.ndarray, factors) -> np.ndarray:
             up = _up2(b[r[0] : r[-1] + 1, c[0] : c[-1] + 1], fy, fx, rs.stop - rs.start, cs.stop - cs.start)
             np.copyto(dense[cz * fz : (cz + 1) * fz, rs, cs], False, where=up)
 
-    _in_halves(work, slabs.size)
+    in_halves(work, slabs.size)
     return dense
 
 
@@ -306,7 +306,7 @@ def opacity_exclusion(
                 np.greater(hu_b[z], t, out=crop[z])
                 np.logical_and(crop[z], lungs_b[z], out=crop[z])
 
-            _in_halves(work, shared.counts.shape[0])
+            in_halves(work, shared.counts.shape[0])
     crop = out[box]
     _without_blobs(crop, shared.blob(t, blob_radius_mm), shared.factors)
     if shared.vessels is not None and shared.vessels() is vessels and shared.vessel_index is not None:
