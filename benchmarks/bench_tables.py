@@ -169,7 +169,7 @@ def tables(n_per_arm: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, p
 
 
 def stats(args: argparse.Namespace) -> None:
-    from lungtrial import plots, stats
+    from lungtrial import io, plots, stats
     from lungtrial.demo.design import INFUSION_DAYS
 
     print(f"{'per arm':>8} {'step':<22} {'seconds':>8}")
@@ -207,7 +207,7 @@ def stats(args: argparse.Namespace) -> None:
                 with h.clock() as c:
                     result = step()
                     if name.startswith("plot_"):
-                        plots.save_figure(result, str(Path(tmp) / f"{name}.png"), str(Path(tmp) / f"{name}.svg"))
+                        io.write_figure(result, str(Path(tmp) / f"{name}.png"), str(Path(tmp) / f"{name}.svg"))
                 print(f"{n:>8} {name:<22} {c.wall:>8.2f}", flush=True)
     print(f"peak RSS {h.peak_rss_mb():.0f} MiB")
 

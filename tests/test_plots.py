@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lungtrial import plots, stats
+from lungtrial import io, plots, stats
 
 REF, TRT = "standard care", "Cells/high dose"  # unusual arm names on purpose
 VISITS = {"baseline": 0, "day7": 7, "day14": 14}
@@ -77,7 +77,7 @@ COLORS = plots.arm_colors(ARMS)
 
 def _check_written(fig, tmp_path, name):
     png, svg = tmp_path / f"{name}.png", tmp_path / f"{name}.svg"
-    plots.save_figure(fig, str(png), str(svg))
+    io.write_figure(fig, str(png), str(svg))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     text = svg.read_text()
     assert "<svg" in text and len(text) > 5000

@@ -3,7 +3,7 @@
 Every function takes the tidy tables of the clinical stage (pandas DataFrames), the arms in display order and
 their colours (:func:`arm_colors`, Okabe-Ito, colour-blind safe; one fixed colour per arm in every figure) and
 returns a :class:`matplotlib.figure.Figure` built without pyplot (no global state, no display needed). Legends
-give the number of subjects per arm. Write figures with :func:`save_figure` (:func:`lungtrial.io.write_figure`).
+give the number of subjects per arm. Write figures with :func:`lungtrial.io.write_figure`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from matplotlib.lines import Line2D
 from scipy import stats as sps
 
 from lungtrial import stats
-from lungtrial.io import SVG_HASH_SALT  # noqa: F401 - the salt of every SVG, re-exported
-from lungtrial.io import write_figure as save_figure  # noqa: F401 - the plots' writer
 from lungtrial.stats import DEFAULT_CENSOR_RULE, censor_values
 
 OKABE_ITO: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")

@@ -48,7 +48,7 @@ def _figure():
 
 
 def test_plots_svg_and_png_are_byte_identical(tmp_path):
-    from lungtrial.plots import save_figure
+    from lungtrial.io import write_figure as save_figure
 
     save_figure(_figure(), tmp_path / "a.png", tmp_path / "a.svg")
     save_figure(_figure(), tmp_path / "b.png", tmp_path / "b.svg")
@@ -61,7 +61,7 @@ def test_plots_svg_and_png_are_byte_identical(tmp_path):
 def test_plots_leave_the_global_svg_salt_alone(tmp_path):
     import matplotlib
 
-    from lungtrial.plots import save_figure
+    from lungtrial.io import write_figure as save_figure
 
     before = matplotlib.rcParams["svg.hashsalt"]
     save_figure(_figure(), tmp_path / "a.png", tmp_path / "a.svg")
@@ -87,7 +87,7 @@ def test_qc_pictures_are_byte_identical(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_tables_are_byte_identical(tmp_path, suffix):
-    from lungtrial.clinical import write_table
+    from lungtrial.io import write_table
 
     table = pd.DataFrame(
         {

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lungtrial import clinical
+from lungtrial import clinical, io
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -16,7 +16,7 @@ labs = pd.read_parquet(inp.labs)
 measured = set(labs["analyte"])
 analytes = [slug for slug in catalog.labels if slug in measured]
 scans = clinical.scan_table(metrics, subjects, labs, params.visits, params.window_days, analytes)
-clinical.write_table(scans, out.scans_csv, out.scans)
-clinical.write_table(clinical.count_scans(subjects, scans), out.subjects_csv, out.subjects)
-clinical.write_table(clinical.data_dictionary(catalog, scans), out.dictionary)
+io.write_table(scans, out.scans_csv, out.scans)
+io.write_table(clinical.count_scans(subjects, scans), out.subjects_csv, out.subjects)
+io.write_table(clinical.data_dictionary(catalog, scans), out.dictionary)
 log.info("%d scans joined with labs (window +/- %s days)", len(scans), params.window_days)

@@ -4,7 +4,7 @@ The subjects sheet keeps the columns the analysis plan (config ``analysis``) rea
 baseline visit of a lab is the last value before the plan's first dose on day 0 (both given by the rule's params).
 """
 
-from lungtrial import clinical
+from lungtrial import clinical, io
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -23,11 +23,11 @@ labs, dropped = clinical.read_labs(
 )
 adverse_events = clinical.read_adverse_events(next(iter(inp.adverse_events), None), subjects)
 
-clinical.write_table(clinical.subject_table(subjects, labs), out.subjects)
-clinical.write_table(labs, out.labs_csv, out.labs)
-clinical.write_table(adverse_events, out.adverse_events_csv, out.adverse_events)
-clinical.write_table(dropped, out.dropped)
-clinical.write_table(clinical.lab_coverage(labs), out.coverage)
+io.write_table(clinical.subject_table(subjects, labs), out.subjects)
+io.write_table(labs, out.labs_csv, out.labs)
+io.write_table(adverse_events, out.adverse_events_csv, out.adverse_events)
+io.write_table(dropped, out.dropped)
+io.write_table(clinical.lab_coverage(labs), out.coverage)
 log.info(
     "%d subjects, %d lab values (%d dropped), %d adverse events",
     len(subjects),

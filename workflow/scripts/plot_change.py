@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lungtrial import plots, stats
+from lungtrial import io, plots, stats
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -13,5 +13,5 @@ visits = snakemake.params.visits
 metrics = [m for m in snakemake.params.imaging if m in scans.columns]  # the plan's only (none: an empty figure)
 change = stats.change_from_baseline(scans, metrics, visits, lookback_days=snakemake.params.lookback_days)
 fig = plots.plot_change_by_visit(change, visits[1:], arms, colors, {m: stats.metric_label(m) for m in metrics})
-plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)
+io.write_figure(fig, snakemake.output.png, snakemake.output.svg)
 log.info("%d changes from baseline plotted", len(change))

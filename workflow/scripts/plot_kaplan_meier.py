@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lungtrial import plots
+from lungtrial import io, plots
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -13,4 +13,4 @@ endpoints = {name: tuple(spec) for name, spec in snakemake.params.time_to_event.
 fig = plots.plot_kaplan_meier(
     subjects, arms, colors, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"], endpoints
 )
-plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)
+io.write_figure(fig, snakemake.output.png, snakemake.output.svg)

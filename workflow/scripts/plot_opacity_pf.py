@@ -3,7 +3,7 @@ plan's censoring rule puts them."""
 
 import pandas as pd
 
-from lungtrial import plots
+from lungtrial import io, plots
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -11,4 +11,4 @@ p = snakemake.params.plots
 scans = pd.read_parquet(snakemake.input.scans)
 arms, colors = plots.arms_and_colors(scans, p["reference_arm"], p["treatment_arm"])
 fig = plots.plot_opacity_vs_lab(scans, arms, colors, censor_rule=snakemake.params.censoring)
-plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)
+io.write_figure(fig, snakemake.output.png, snakemake.output.svg)

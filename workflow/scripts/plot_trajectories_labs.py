@@ -3,7 +3,7 @@ means by visit."""
 
 import pandas as pd
 
-from lungtrial import plots
+from lungtrial import io, plots
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -12,5 +12,5 @@ labs = pd.read_parquet(snakemake.input.labs)
 arms, colors = plots.arms_and_colors(labs, p["reference_arm"], p["treatment_arm"])
 long = plots.labs_long(labs, snakemake.params.censoring, snakemake.params.scales)  # the models' scales
 fig = plots.plot_trajectories(long, arms, colors, "Labs", ncols=3, confidence=p["confidence"])
-plots.save_figure(fig, snakemake.output.png, snakemake.output.svg)
+io.write_figure(fig, snakemake.output.png, snakemake.output.svg)
 log.info("%d lab values of %d analytes plotted", len(long), long["panel"].nunique())

@@ -3,7 +3,7 @@ of the plan's rule): the models of stats_mixed_models, each analyte on one scale
 
 import pandas as pd
 
-from lungtrial import stats
+from lungtrial import io, stats
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -26,7 +26,7 @@ table = pd.concat(
     ],
     ignore_index=True,
 )
-stats.write_csv(table, snakemake.output[0])
+io.write_csv(table, snakemake.output[0])
 log.info(
     "%d analytes with censored values, rules %s (configured: %s)",
     table["outcome"].nunique() if len(table) else 0,

@@ -5,7 +5,7 @@ them."""
 
 import pandas as pd
 
-from lungtrial import stats
+from lungtrial import io, stats
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -28,7 +28,7 @@ table = pd.concat(
     ],
     ignore_index=True,
 )
-stats.write_csv(table, snakemake.output[0])
+io.write_csv(table, snakemake.output[0])
 bad = table.loc[~table["converged"].astype(bool)]
 failed = [f"{o} ({t})" for o, t in zip(bad["outcome"], bad["time"])]
 log.info(

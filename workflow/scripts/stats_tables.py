@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lungtrial import stats
+from lungtrial import io, stats
 from lungtrial.wfutil import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -23,5 +23,5 @@ tables = stats.analysis_tables(
     plan, subjects, labs, scans, adverse_events, ref, trt, min_n, conf, change=change, source=snakemake.input.subjects
 )
 for name, table in tables.items():
-    stats.write_csv(table, snakemake.output[name])
+    io.write_csv(table, snakemake.output[name])
     log.info("%s: %d rows", name, len(table))

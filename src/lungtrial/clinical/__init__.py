@@ -19,7 +19,6 @@ modules behind it are private, one per topic:
                      :func:`assign_visits`)
 ``_joins``           the nearest lab per scan, the ``scans`` table, scan counts, lab coverage
 ``_dictionary``      the data dictionary of the clinical tables
-``_output``          CSV and Parquet tables written atomically (:func:`write_table`)
 ===================  =========================================================================================
 
 The names are loaded on first use (PEP 562), each with only the modules it needs: checking the visit windows when
@@ -68,6 +67,5 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_visits": ("assign_visits", "visit_windows"),
     "_joins": ("count_scans", "lab_coverage", "nearest_labs", "scan_table"),
     "_dictionary": ("data_dictionary",),
-    "_output": ("write_table",),
 }
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs=_EXPORTS)

@@ -70,7 +70,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "last_lab_value",
         "median_iqr",
         "risk_difference",
-        "write_csv",
     ),
     "_baseline": (
         "BASELINE_IMAGING",

@@ -26,7 +26,6 @@ import pandas as pd
 from scipy import stats as sps
 
 from lungtrial.errors import InputError
-from lungtrial.io import write_csv  # noqa: F401 - result tables are written by lungtrial.io
 from lungtrial.stats._censoring import censor_values, censoring_changes_ranks
 from lungtrial.stats._fisher import fisher_odds_ratio
 from lungtrial.stats._nonparametric import hodges_lehmann, mann_whitney
