@@ -13,10 +13,8 @@ metrics = pd.read_csv(inp.metrics, dtype={"scan_id": str, "subject_id": str, "sc
 subjects = pd.read_parquet(inp.subjects)
 labs = pd.read_parquet(inp.labs)
 
-measured = set(labs["analyte"])
-analytes = [slug for slug in catalog.labels if slug in measured]
-scans = clinical.scan_table(metrics, subjects, labs, params.visits, params.window_days, analytes)
-io.write_table(scans, out.scans_csv, out.scans)
-io.write_table(clinical.count_scans(subjects, scans), out.subjects_csv, out.subjects)
-io.write_table(clinical.data_dictionary(catalog, scans), out.dictionary)
-log.info("%d scans joined with labs (window +/- %s days)", len(scans), params.window_days)
+tables = clinical.scan_tables(metrics, subjects, labs, catalog, params.visits, params.window_days)
+io.write_table(tables["scans"], out.scans_csv, out.scans)
+io.write_table(tables["subjects"], out.subjects_csv, out.subjects)
+io.write_table(tables["dictionary"], out.dictionary)
+log.info("%d scans joined with labs (window +/- %s days)", len(tables["scans"]), params.window_days)

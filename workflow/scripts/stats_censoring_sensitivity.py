@@ -10,21 +10,18 @@ log = setup_logging(snakemake.log[0])
 p, plan, models = snakemake.params.stats, snakemake.params.plan, snakemake.params.models
 
 labs = pd.read_parquet(snakemake.input.labs)
-args = (labs, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"])
-common = {
-    "df_method": models["df_method"],
-    "visits": plan["visits"],
-    "scales": plan["scales"],
-    "configured_rule": plan["censoring"],
-}
-table = pd.concat(
-    [
-        stats.mixed_models_censoring_sensitivity(*args, time="visit", covariance=snakemake.params.covariance, **common),
-        stats.mixed_models_censoring_sensitivity(
-            *args, time="continuous", random_slope=models["random_slope"], **common
-        ),
-    ],
-    ignore_index=True,
+table = stats.censoring_sensitivity_table(
+    labs,
+    p["reference_arm"],
+    p["treatment_arm"],
+    p["min_per_arm"],
+    p["confidence"],
+    covariance=snakemake.params.covariance,
+    random_slope=models["random_slope"],
+    df_method=models["df_method"],
+    visits=plan["visits"],
+    scales=plan["scales"],
+    configured_rule=plan["censoring"],
 )
 io.write_csv(table, snakemake.output[0])
 log.info(

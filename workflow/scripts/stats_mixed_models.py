@@ -13,20 +13,20 @@ p, plan, models = snakemake.params.stats, snakemake.params.plan, snakemake.param
 
 scans = pd.read_parquet(snakemake.input.scans)
 labs = pd.read_parquet(snakemake.input.labs)
-common = {
-    "df_method": models["df_method"],
-    "censor_rule": plan["censoring"],
-    "visits": plan["visits"],
-    "scales": plan["scales"],
-    "imaging": {m: stats.metric_label(m) for m in plan["imaging"]},  # the plan's metrics only (none: labs only)
-}
-args = (scans, labs, p["reference_arm"], p["treatment_arm"], p["min_per_arm"], p["confidence"])
-table = pd.concat(
-    [
-        stats.mixed_models(*args, time="visit", covariance=snakemake.params.covariance, **common),
-        stats.mixed_models(*args, time="continuous", random_slope=models["random_slope"], **common),
-    ],
-    ignore_index=True,
+table = stats.mixed_models_table(
+    scans,
+    labs,
+    p["reference_arm"],
+    p["treatment_arm"],
+    p["min_per_arm"],
+    p["confidence"],
+    covariance=snakemake.params.covariance,
+    random_slope=models["random_slope"],
+    df_method=models["df_method"],
+    censor_rule=plan["censoring"],
+    visits=plan["visits"],
+    scales=plan["scales"],
+    imaging={m: stats.metric_label(m) for m in plan["imaging"]},  # the plan's metrics only (none: labs only)
 )
 io.write_csv(table, snakemake.output[0])
 bad = table.loc[~table["converged"].astype(bool)]
@@ -34,6 +34,6 @@ failed = [f"{o} ({t})" for o, t in zip(bad["outcome"], bad["time"])]
 log.info(
     "%d outcomes modelled (censoring rule %s); not estimated: %s",
     table["outcome"].nunique(),
-    common["censor_rule"],
+    plan["censoring"],
     ", ".join(failed) or "none",
 )

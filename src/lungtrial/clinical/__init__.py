@@ -17,7 +17,8 @@ modules behind it are private, one per topic:
 ``_adverse_events``  the adverse-events sheet (:func:`read_adverse_events`)
 ``_visits``          visit windows and the baseline before the first dose (:func:`visit_windows`,
                      :func:`assign_visits`)
-``_joins``           the nearest lab per scan, the ``scans`` table, scan counts, lab coverage
+``_joins``           the nearest lab per scan, the ``scans`` table, scan counts, lab coverage, the tables of
+                     ``clinical_scans`` (:func:`scan_tables`)
 ``_dictionary``      the data dictionary of the clinical tables
 ===================  =========================================================================================
 
@@ -65,7 +66,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "_scans": ("SCAN_SHEET_COLUMNS", "read_scans"),
     "_adverse_events": ("read_adverse_events",),
     "_visits": ("assign_visits", "visit_windows"),
-    "_joins": ("count_scans", "lab_coverage", "nearest_labs", "scan_table"),
+    "_joins": ("count_scans", "lab_coverage", "nearest_labs", "scan_table", "scan_tables"),
     "_dictionary": ("data_dictionary",),
 }
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs=_EXPORTS)

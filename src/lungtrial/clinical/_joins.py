@@ -1,4 +1,5 @@
-"""Joins of imaging and labs: the nearest lab value per scan, the ``scans`` table, scan counts, lab coverage."""
+"""Joins of imaging and labs: the nearest lab value per scan, the ``scans`` table, scan counts, lab coverage, and the
+tables of the clinical stage's ``clinical_scans`` rule (:func:`scan_tables`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from lungtrial.clinical._catalog import LabCatalog
 from lungtrial.clinical._columns import SCAN_ID_COLUMNS
 from lungtrial.clinical._dates import _iso_dates
+from lungtrial.clinical._dictionary import data_dictionary
 from lungtrial.clinical._visits import assign_visits, visit_windows
 from lungtrial.errors import InputError
 
@@ -153,6 +156,40 @@ def count_scans(subjects: pd.DataFrame, scans: pd.DataFrame) -> pd.DataFrame:
     counts = scans.groupby("subject_id").size()
     return subjects.assign(n_scans=subjects["subject_id"].map(counts).fillna(0).astype(int))
 
+
+
+def scan_tables(
+    metrics: pd.DataFrame,
+    subjects: pd.DataFrame,
+    labs: pd.DataFrame,
+    catalog: LabCatalog,
+    visits: Mapping[str, Sequence[float]],
+    window_days: float,
+) -> dict[str, pd.DataFrame]:
+    """The tables the imaging metrics give the clinical stage (the workflow's ``clinical_scans``).
+
+    Parameters
+    ----------
+    metrics, subjects, labs, visits, window_days
+        As for :func:`scan_table`.
+    catalog : LabCatalog
+        The lab catalogue: the analytes the labs hold get columns in its order; the data dictionary's labels and
+        units.
+
+    Returns
+    -------
+    dict of DataFrame
+        ``scans`` (:func:`scan_table`), ``subjects`` (with their scan counts, :func:`count_scans`) and
+        ``dictionary`` (:func:`lungtrial.clinical.data_dictionary` of the clinical tables with this scans table).
+    """
+    measured = set(labs["analyte"])
+    analytes = [slug for slug in catalog.labels if slug in measured]
+    scans = scan_table(metrics, subjects, labs, visits, window_days, analytes)
+    return {
+        "scans": scans,
+        "subjects": count_scans(subjects, scans),
+        "dictionary": data_dictionary(catalog, scans),
+    }
 
 def lab_coverage(labs: pd.DataFrame) -> pd.DataFrame:
     """Subjects with a value per analyte, visit and arm (visit ``"any"``: at any time).

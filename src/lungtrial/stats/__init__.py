@@ -90,8 +90,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "MIXED_COLUMNS",
         "censored_for_model",
         "is_skewed",
+        "censoring_sensitivity_table",
         "mixed_models",
         "mixed_models_censoring_sensitivity",
+        "mixed_models_table",
     ),
     "_survival_tables": (
         "SURVIVAL_ENDPOINTS",

@@ -181,3 +181,65 @@ def mixed_models_censoring_sensitivity(
         parts.append(res.assign(censor_rule=rule))
     out = pd.concat(parts, ignore_index=True)
     return out[["censor_rule", *[c for c in out.columns if c != "censor_rule"]]]
+
+
+def mixed_models_table(
+    scans: pd.DataFrame,
+    labs: pd.DataFrame,
+    reference: str,
+    treatment: str,
+    min_per_arm: int,
+    confidence: float = 0.95,
+    *,
+    covariance: str | Mapping[str, str] | None = None,
+    random_slope: bool = False,
+    **model: object,
+) -> pd.DataFrame:
+    """The mixed models of every outcome over visits and over time in one table (the workflow's
+    ``mixed_models.csv``): :func:`mixed_models` with visit as a factor (arm by visit, with ``covariance``), then with
+    study day as a line (a random intercept, and a random slope when ``random_slope``).
+
+    ``model`` passes ``df_method``, ``censor_rule``, ``scales``, ``visits`` and ``imaging`` to both.
+    """
+    return _visit_and_day(
+        mixed_models,
+        (scans, labs, reference, treatment, min_per_arm, confidence),
+        covariance,
+        random_slope,
+        model,
+    )
+
+
+def censoring_sensitivity_table(
+    labs: pd.DataFrame,
+    reference: str,
+    treatment: str,
+    min_per_arm: int,
+    confidence: float = 0.95,
+    *,
+    covariance: str | Mapping[str, str] | None = None,
+    random_slope: bool = False,
+    **model: object,
+) -> pd.DataFrame:
+    """:func:`mixed_models_censoring_sensitivity` of the models of :func:`mixed_models_table` (visit as a factor,
+    then study day as a line) in one table (the workflow's ``censoring_sensitivity.csv``).
+
+    ``model`` passes ``df_method``, ``scales``, ``visits``, ``configured_rule`` and ``rules`` to both.
+    """
+    return _visit_and_day(
+        mixed_models_censoring_sensitivity,
+        (labs, reference, treatment, min_per_arm, confidence),
+        covariance,
+        random_slope,
+        model,
+    )
+
+
+def _visit_and_day(models, args: tuple, covariance, random_slope: bool, model: dict) -> pd.DataFrame:
+    return pd.concat(
+        [
+            models(*args, time="visit", covariance=covariance, **model),
+            models(*args, time="continuous", random_slope=random_slope, **model),
+        ],
+        ignore_index=True,
+    )
