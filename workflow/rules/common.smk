@@ -152,6 +152,9 @@ IMAGING_PARAMS = {
     "classes": config["imaging"]["classes"],
     "measure_implausible": config["imaging"]["measure_implausible"],
 }
+# Whether a scan that cannot be measured fails its quantify_scan job instead of being excluded (config imaging.strict;
+# kept out of IMAGING_PARAMS: serial_scan has no such parameter, and a new parameter would rerun its jobs).
+IMAGING_STRICT = config["imaging"]["strict"]
 # Arms, test threshold and nominal visits (baseline first), shared by the statistics and plot rules.
 STATS_PARAMS = {
     "reference_arm": config["stats"]["reference_arm"],

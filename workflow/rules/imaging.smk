@@ -36,7 +36,7 @@ rule quantify_scan:
         **IMAGING_PARAMS,
         content=dicom_content,
         lesion_mask=lesion_mask_content,
-        strict=config["imaging"]["strict"],
+        strict=IMAGING_STRICT,
     script:
         "../scripts/quantify_scan.py"
 
