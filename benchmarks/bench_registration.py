@@ -71,7 +71,7 @@ from _realct import LesionMaker, breath_hold, deform, reference_lungs
 from lungtrial.errors import ScanExcluded
 from lungtrial.imaging import change
 from lungtrial.imaging.dicom import index_folder, ingest, read_volume
-from lungtrial.imaging.metrics import REGIONS, _lung_labels, _zone_lut
+from lungtrial.imaging.metrics import REGIONS, region_map
 from lungtrial.imaging.quantify import analyse_volume
 from lungtrial.imaging.registration import Grid, register, warp, warp_follow_up
 from lungtrial.imaging.segmentation import segment
@@ -105,19 +105,6 @@ def analyse(hu: np.ndarray, grid: Grid, lungs: np.ndarray | None = None) -> dict
     except ScanExcluded as exc:
         print(f"  excluded: {'; '.join(exc.reasons)}")
         return None
-
-
-def zones(lungs: np.ndarray) -> np.ndarray:
-    """Region index (0-5, :data:`lungtrial.imaging.metrics.REGIONS`) of every lung voxel, -1 elsewhere (int8)."""
-    labels, top = _lung_labels(lungs)
-    zs = np.flatnonzero(top)
-    box = (slice(0, lungs.shape[1]), slice(0, lungs.shape[2]))
-    lut = _zone_lut(labels, top, box)
-    out = np.full(lungs.shape, -1, np.int8)
-    for z in zs:
-        inside = labels[z] > 0
-        out[z][inside] = lut[z][labels[z][inside]]
-    return out
 
 
 def errors(transform, field, follow_lungs: np.ndarray, grid: Grid, rng) -> np.ndarray:
@@ -262,7 +249,7 @@ def _within(measured: float, truth: float) -> bool:
 def section_lesions(name, hu, grid, rng, amplitude, threads, table, workdir, notes) -> None:
     ref, info = reference_lungs(hu, grid.spacing)
     maker = LesionMaker(hu, ref, info["body"], grid.spacing, rng)
-    region = zones(ref)[maker.box]
+    region = region_map(ref)[maker.box]
     idx = {r: i for i, r in enumerate(REGIONS)}
 
     def ggo_in(*names, fraction=0.03):

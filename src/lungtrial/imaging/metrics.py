@@ -220,6 +220,21 @@ def _lung_zones(lungs: np.ndarray, top: np.ndarray) -> tuple[int, int, tuple[sli
     return z0, z1, box, _zone_lut(lungs, top, box)
 
 
+def region_map(lungs: np.ndarray) -> np.ndarray:
+    """Region index (0-5, :data:`REGIONS`) of every lung voxel, -1 elsewhere (int8), as the per-region metrics
+    count them; ``lungs``: (z, y, x) labels 0, 1 right, 2 left."""
+    labels, top = _lung_labels(np.asarray(lungs))
+    out = np.full(labels.shape, -1, np.int8)
+    zones = _lung_zones(labels, top)
+    if zones is None:
+        return out
+    z0, z1, _, lut = zones
+    for z in range(z0, z1):
+        inside = labels[z] > 0
+        out[z][inside] = lut[z][labels[z][inside]]
+    return out
+
+
 def _zone_lut(lungs: np.ndarray, top: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
     """``lut[z, label]`` -> region index 0-5 (``REGIONS``) for labels 1 (right) and 2 (left), 0 elsewhere, from
     the uint8 labels, their largest label per slice ``top`` and the (rows, columns) box holding all of them."""
