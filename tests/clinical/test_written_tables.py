@@ -1,4 +1,4 @@
-"""Tests for lungtrial.clinical._output: tables written as CSV and Parquet."""
+"""Clinical tables written through lungtrial.io as CSV and Parquet (times of day, censored values, coverage)."""
 
 from __future__ import annotations
 
