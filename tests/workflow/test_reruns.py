@@ -2,9 +2,10 @@
 folder's content changes; a folder that is missing fails that scan alone, with one clear line.
 
 The workflow cases run snakemake on a tiny trial given by sheets (three scans of the tiny demo size, imaging
-targets only), at most two runs each; the rest are unit tests of the pieces (folder fingerprint, a scan job's
-workspace and lock; the stale Snakemake locks are in test_runlock.py). tests/kill_and_resume.py kills the reduced
-demo at several moments and compares every output with an uninterrupted run.
+targets only), at most two runs each; the rest are unit tests of the pieces (a scan job's workspace and lock;
+the folder fingerprint is in tests/imaging/dicom/test_fingerprint.py, the stale Snakemake locks in
+test_runlock.py). tests/kill_and_resume.py kills the reduced demo at several moments and compares every output
+with an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import pytest
 from workflow_setup import run_snakemake as run
 from workflow_setup import sheets_trial, snakemake_cmd
 
-from lungtrial.imaging.dicom import folder_fingerprint
 from lungtrial.imaging.quantify import scan_workspace
 
 TARGET = "results/imaging/qc.csv"
@@ -159,31 +159,6 @@ def test_a_changed_day0_reruns_the_tables_not_the_scans(tmp_path):
     assert set(before["subject_id"]) == {moved} and list(before["study_day"] - after["study_day"]) == [1, 1]
     metrics = pd.read_csv(workdir / "results/imaging/metrics.csv")
     assert list(metrics["study_day"]) == list(after["study_day"])
-
-
-def test_fingerprint_follows_content_not_place(tmp_path):
-    folder = tmp_path / "scan"
-    (folder / "sub").mkdir(parents=True)
-    for name in ("a.dcm", "b.dcm", "sub/c.dcm"):
-        (folder / name).write_bytes(b"x" * 100)
-    first = folder_fingerprint(folder)
-    assert re.fullmatch(r"[0-9a-f]{32}", first) and folder_fingerprint(tmp_path / "nowhere") is None
-    copy = tmp_path / "copy"
-    shutil.copytree(folder, copy)  # times kept: the same content
-    assert folder_fingerprint(copy) == first
-    seen = {first}
-    st = (folder / "a.dcm").stat()
-    os.utime(folder / "a.dcm", ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # rewritten in place, same size
-    seen.add(folder_fingerprint(folder))
-    (folder / "d.dcm").write_bytes(b"")  # added
-    seen.add(folder_fingerprint(folder))
-    (folder / "b.dcm").unlink()  # removed
-    seen.add(folder_fingerprint(folder))
-    (folder / "sub/c.dcm").rename(folder / "sub/e.dcm")  # renamed
-    seen.add(folder_fingerprint(folder))
-    assert len(seen) == 5
-    for name in ("DOE_JOHN_19500101.dcm", "1.2.840.113619.2.55.3.604688119"):
-        assert name not in folder_fingerprint(folder)
 
 
 def test_workspace_clears_what_an_interrupted_job_left(tmp_path):
