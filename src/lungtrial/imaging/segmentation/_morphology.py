@@ -1,6 +1,6 @@
 """Binary and grey morphology by unions of centred boxes: shifted logical and/or, and maxima, along one axis at a
 time. A speed path beside :mod:`scipy.ndimage` (``binary_dilation``, ``binary_erosion``, ``binary_opening``,
-``grey_dilation``), whose results these equal (``tests/imaging/segmentation/test_grid.py``): on the segmentation's small
+``grey_dilation``), whose results these equal (``tests/imaging/segmentation/test_morphology.py``): on the segmentation's small
 coarse grids they are several times faster. Every ball, disk, cross or box footprint is such a union."""
 
 from __future__ import annotations
