@@ -20,6 +20,7 @@ QUANTIFY_OPTIONS = [
     "--strict",
     "--measure-implausible",
     "--lesion-mask",
+    "--class",
 ]
 
 
@@ -57,6 +58,26 @@ def test_bad_usage_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["quantify", "somewhere"])  # --out missing
     assert exc.value.code == 2
+    # an extra HU class: NAME:LOWER:UPPER, a new name
+    for bad in ("dense", "dense:x:", "opacity:-100:100", ":1:2"):
+        with pytest.raises(SystemExit) as exc:
+            main(["quantify", "somewhere", "--out", "o", "--class", bad])
+        assert exc.value.code == 2, bad
+    assert "--class" in capsys.readouterr().err
+
+
+def test_an_extra_hu_class_is_measured(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "trial"), "--size", "tiny", "--n-per-arm", "1", "--seed", "3"]) == 0
+    folder = next(p for p in (tmp_path / "trial").rglob("*") if p.is_dir() and p.name.endswith("-D00"))
+    out = tmp_path / "out"
+    assert main(["quantify", str(folder), "--out", str(out), "--min-slices", "10", "--class", "dense:-100:",
+                 "--class", "airy::-950"]) == 0  # fmt: skip
+    import pandas as pd
+
+    metrics = pd.read_csv(out / "metrics.csv")
+    for name in ("dense", "airy"):
+        assert {f"{name}_ml", f"pct_{name}"} <= set(metrics.columns)
+    assert metrics["dense_ml"].iloc[0] > 0 and metrics["airy_ml"].iloc[0] >= 0
 
 
 @pytest.mark.parametrize("strict", [False, True])

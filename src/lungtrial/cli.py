@@ -102,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
         "extent of opacity",
     )
     q.add_argument(
+        "--class",
+        dest="classes",
+        action="append",
+        type=_hu_class,
+        default=[],
+        metavar="NAME:LOWER:UPPER",
+        help="an extra HU class, measured as NAME_ml and pct_NAME (lower < HU <= upper, in HU; leave a bound empty "
+        "for none, e.g. dense:100:), as the config's imaging.classes; repeat the option for several",
+    )
+    q.add_argument(
         "--threads",
         type=int,
         default=2,
@@ -127,6 +137,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hu_class(text: str) -> dict:
+    """``NAME:LOWER:UPPER`` (bounds in HU, either may be empty) as the config's ``{name, lower, upper}``."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[0]:
+        raise argparse.ArgumentTypeError(f"expected NAME:LOWER:UPPER (e.g. dense:100:), got {text!r}")
+    bounds = []
+    for part in parts[1:]:
+        try:
+            bounds.append(float(part) if part.strip() else None)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: bounds must be numbers (HU) or empty") from None
+    return {"name": parts[0], "lower": bounds[0], "upper": bounds[1]}
+
+
 #: The scan's name in the outputs when --scan-id is not given. Never the folder's name: PACS exports name folders by
 #: the patient's ID or name, or by the study's or series' UID, which identifies the examination.
 DEFAULT_SCAN_ID = "scan"
@@ -148,6 +172,7 @@ def _quantify(args: argparse.Namespace) -> int:
         lesion_mask=args.lesion_mask,
         threads=args.threads,
         measure_implausible=args.measure_implausible,
+        classes=args.classes,
         series_options={
             "min_slices": args.min_slices,
             "max_slice_thickness_mm": args.max_slice_thickness,
@@ -180,7 +205,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the console script; returns the exit status (0 ok, 1 scan or input not usable, 2 bad usage)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "quantify" and args.classes:
+        from lungtrial.errors import InputError
+        from lungtrial.imaging.metrics import hu_classes
+
+        try:
+            hu_classes(args.classes)
+        except InputError as exc:  # a name used twice or a built-in column's: bad usage
+            parser.error(f"--class: {exc}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
