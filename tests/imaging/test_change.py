@@ -1,64 +1,17 @@
 """lungtrial.imaging.change: the change labels of a hand-built pair (change_labels, change_volumes, write_change_map,
-write_colour_table), and a change-map endpoint of the analysis plan. The pairs' orchestration (compare_volumes,
-compare_scans: module ``_change_pairs``) is in test_change_pairs.py, the patient picture in test_change_picture.py,
-the change table in test_change_table.py."""
+write_colour_table). The pairs' orchestration (compare_volumes, compare_scans: module ``_change_pairs``) is in
+test_change_pairs.py, the patient picture in test_change_picture.py, the change table in test_change_table.py, the
+change maps' endpoints in the analysis plan in tests/stats/test_plan_outcomes.py."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from lungtrial.errors import InputError
 from lungtrial.imaging import change
 
 from scan_grid import ORIGIN
-
-
-def test_change_endpoints_in_the_analysis_plan():
-    """A change-map endpoint of the plan (source: change): the pairs of each visit compared by arm, pairs not
-    compared or against a CT other than the baseline scan left out and named in the note."""
-    from lungtrial import stats
-
-    visits = {"baseline": [-3, 1], "day7": [5, 10], "day28": [24, 35]}
-    plan = stats.load_plan(
-        {"outcomes": [
-            {"name": "opacity", "type": "imaging", "column": "pct_opacity", "label": "Opacity", "role": "primary",
-             "visits": ["day28"]},
-            {"name": "resolved", "type": "imaging", "source": "change", "column": "resolved_fraction",
-             "label": "Resolved", "unit": "%", "family": "change_maps"},
-        ]},
-        visits,
-    )
-    assert plan.imaging_metrics() == ["pct_opacity"] and [o.name for o in plan.change_endpoints()] == ["resolved"]
-    rng = np.random.default_rng(3)
-    scans, pairs = [], []
-    for i in range(1, 9):
-        subject, arm = f"S{i}", ("drug" if i % 2 else "placebo")
-        for day, visit in ((0, "baseline"), (7, "day7"), (28, "day28")):
-            scans.append({"scan_id": f"{subject}-D{day}", "subject_id": subject, "arm": arm, "study_day": day,
-                          "visit": visit, "status": "ok", "pct_opacity": rng.uniform(5, 20)})
-            if day:
-                pairs.append({"subject_id": subject, "arm": arm, "baseline_scan": f"{subject}-D0",
-                              "followup_scan": f"{subject}-D{day}", "study_day": day, "visit": visit,
-                              "resolved_fraction": (80.0 if arm == "drug" else 20.0) + i, "status": "ok"})
-    scans, pairs = pd.DataFrame(scans), pd.DataFrame(pairs)
-    pairs.loc[pairs["followup_scan"] == "S2-D7", ["status", "resolved_fraction"]] = ["failed", np.nan]
-    scans.loc[scans["scan_id"] == "S3-D0", "status"] = "excluded"  # S3's change maps are against its day 7 CT
-    pairs.loc[pairs["subject_id"] == "S3", "baseline_scan"] = "S3-D7"
-    table = stats.imaging_outcomes(plan, scans, "placebo", "drug", 3, change=pairs).set_index(["outcome", "visit"])
-    day7 = table.loc[("resolved", "day7")]
-    assert (day7["source"], day7["analysis"], day7["n_reference"], day7["n_treatment"]) == (
-        "change", "mann-whitney", 3, 3)
-    assert "1 pair(s) not compared left out (S2: failed)" in day7["note"]
-    assert "1 pair(s) against a CT other than the subject's baseline scan left out (S3: S3-D7)" in day7["note"]
-    # drug S1, S5, S7: 81, 85, 87 against placebo S4, S6, S8: 24, 26, 28 (exact test, smallest p for 3 and 3)
-    assert day7["hl_difference"] == pytest.approx(59.0) and day7["p_value"] == pytest.approx(0.1)
-    assert table.loc[("resolved", "day28"), "n_reference"] == 4 and table.loc[("opacity", "day28"), "source"] == "scans"
-    with pytest.raises(InputError, match="change table"):
-        stats.imaging_outcomes(plan, scans, "placebo", "drug", 3)
-
 
 
 def _hand_built():
