@@ -478,9 +478,12 @@ class LesionMaker:
         sp = self.spacing
         out = sub.copy()
         if ggo.any():
-            # additive: parenchyma -> about -650..-500 HU, vessels stay brighter, texture kept
+            # the air spaces filled: each voxel's air fraction (1 in parenchyma, 0 in vessels and the wall, in
+            # between in their partial-volume edges) raised from the parenchyma's HU to about -650..-500 HU; texture
+            # and noise kept
             level = -575.0 + 50.0 * np.clip(smooth_field(self.lung.shape, sp, 10.0, self.rng), -1.5, 1.5)
-            out += self._weight(ggo) * (level - self.parenchyma)
+            air = np.clip((self.wall_hu - sub) / (self.wall_hu - self.parenchyma), 0.0, 1.0)
+            out += self._weight(ggo) * air * (level - self.parenchyma)
         if cons.any():
             value = self.wall_hu + self.noise_sd * correlated_noise(self.lung.shape, sp, 0.5, self.rng)
             w = self._weight(cons)

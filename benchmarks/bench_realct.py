@@ -47,8 +47,10 @@ Sections (``--cases``) and targets (from the team's issue):
 ``lesions``
     COVID-like lesions inserted into the real lungs (seeded by ``--seed``), at ``--burdens`` % of the reference
     lung volume, as ground glass (``ggo``), consolidation (``cons``) and half of each (``mix``). Ground glass:
-    smooth blobs touching the pleura, favouring posterior, basal and lateral lung, HU raised additively so that
-    the lesion's parenchyma reads about -650..-500 HU (vessels stay brighter, texture and noise are kept).
+    smooth blobs touching the pleura, favouring posterior, basal and lateral lung; the air spaces filled: each
+    voxel's air fraction (1 in parenchyma, 0 in vessels and the chest wall, in between in their partial-volume
+    edges) raised from the parenchyma's HU so that the lesion's parenchyma reads about -650..-500 HU (vessels and
+    the pleura's partial-volume rim are not brightened beyond their air fraction; texture and noise are kept).
     Consolidation as dense as the chest wall (median of the soft tissue, -20..150 HU, 2-8 mm outside the lung,
     plus noise of the scan's soft tissue, correlated in-plane), filling the posterior costophrenic recesses first
     (a dependent level lying on the diaphragm and the posterior wall) and a band along the lateral chest wall.
