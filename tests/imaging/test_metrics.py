@@ -6,6 +6,7 @@ import pytest
 
 from lungtrial.errors import InputError
 from lungtrial.imaging.metrics import (
+    MIN_LESION_ML,
     REGIONS,
     HUClass,
     hu_classes,
@@ -399,17 +400,25 @@ def test_lesions_match_scipy_components_on_random_masks():
 
 def test_lesion_columns_of_the_scan_row():
     hu, lungs = two_lungs()
-    hu[10:14, 2:6, 2:6] = -500  # right lung: one ground-glass lesion of 64 voxels
-    hu[20, 5, 15] = 0  # left lung: one consolidation voxel
+    hu[10:14, 2:8, 2:8] = -500  # right lung: one ground-glass lesion of 144 voxels (0.17 mL)
+    hu[20:22, 2:8, 12:18] = 0  # left lung: consolidation of 72 voxels (0.086 mL, below MIN_LESION_ML)
+    hu[25, 5, 15] = 0  # left lung: one consolidation voxel
     vessels = np.zeros(hu.shape, dtype=bool)
-    vessels[20, 5, 16] = True
-    hu[20, 5, 16] = 0  # a vessel beside it: not part of the lesion
+    vessels[25, 5, 16] = True
+    hu[25, 5, 16] = 0  # a vessel beside it: not part of the lesion
     scan, regions, labels = measure_and_label(hu, lungs, SPACING, vessels=vessels)
-    assert scan["n_lesions"] == 2 and scan["largest_lesion_ml"] == pytest.approx(64 * VOXEL_ML)
-    assert lesion_metrics(labels, SPACING) == {k: scan[k] for k in ("n_lesions", "largest_lesion_ml")}
-    assert measure_scan(hu, lungs, SPACING, vessels=vessels)["n_lesions"] == 2
+    # the pieces smaller than MIN_LESION_ML count in the volumes, not as lesions of their own
+    assert scan["n_lesions"] == 1 and scan["largest_lesion_ml"] == pytest.approx(144 * VOXEL_ML)
+    assert scan["consolidation_ml"] == pytest.approx(73 * VOXEL_ML)
+    assert lesion_metrics(labels, SPACING, min_ml=MIN_LESION_ML) == {k: scan[k] for k in ("n_lesions", "largest_lesion_ml")}
+    assert lesion_metrics(labels, SPACING)["n_lesions"] == 3  # every component
+    assert measure_scan(hu, lungs, SPACING, vessels=vessels)["n_lesions"] == 1
     assert "n_lesions" not in regions.columns
     ards = measure_and_label(hu, lungs, SPACING, vessels=vessels, preset="ards")[0]  # lesions are radiology opacity
-    assert ards["n_lesions"] == 2
+    assert ards["n_lesions"] == 1
+    # with a lesion mask every component of it is a lesion, however small
+    mask = np.zeros(hu.shape, dtype=bool)
+    mask[10:14, 2:8, 2:8] = mask[20:22, 2:8, 12:18] = mask[25, 5, 15] = True
+    assert measure_scan(hu, lungs, SPACING, vessels=vessels, lesion_mask=mask)["n_lesions"] == 3
     scan_cols, _ = metric_columns()
     assert scan_cols.index("largest_lesion_ml") == scan_cols.index("n_lesions") + 1

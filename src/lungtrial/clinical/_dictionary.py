@@ -90,7 +90,12 @@ def _metric_entry(column: str) -> tuple[str, str]:
     """Meaning and unit of an imaging metric column, from its name."""
     name = column.replace("_", " ")
     if column == "n_lesions":
-        return "lesions: connected regions of ground glass or consolidation (26-connectivity)", "count"
+        from lungtrial.imaging.metrics import MIN_LESION_ML
+
+        return (
+            f"lesions: connected regions of ground glass or consolidation (26-connectivity) of at least {MIN_LESION_ML:g} mL",
+            "count",
+        )
     if column == "largest_lesion_ml":
         return "volume of the largest lesion (connected ground glass or consolidation)", "mL"
     if column.startswith("pct_"):

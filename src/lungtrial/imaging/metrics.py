@@ -51,7 +51,11 @@ Lesions
 -------
 A lesion is a connected component of opacity (ground glass or consolidation, the radiology preset's labels 1 and 2
 of :func:`opacity_labels`; vessels are not opacity), voxels joined by a face, an edge or a corner (26-connectivity).
-Per scan: ``n_lesions`` and ``largest_lesion_ml`` (:func:`lesion_metrics`).
+Per scan: ``n_lesions`` and ``largest_lesion_ml`` (:func:`lesion_metrics`). Without a lesion mask, ``n_lesions``
+counts the components of at least :data:`MIN_LESION_ML`: the opacity read from HU is blob-like (it holds a ball of
+4 mm radius, 0.27 mL; :func:`lungtrial.imaging.segmentation.opacity_exclusion`), so a smaller piece is part of a
+lesion's edge that noise or partial volume cut off at voxel level, most of all on sharp kernels. Its voxels count in
+every volume and percentage all the same. With a lesion mask, every component of it is a lesion.
 """
 
 from __future__ import annotations
@@ -107,6 +111,11 @@ OPACITY_CLASSES: dict[str, tuple[str, str]] = {
     "ards": ("poorly_aerated", "non_aerated"),
 }
 HIGH_OPACITY = HUClass("high_opacity", -200, None)
+#: mL. The smallest connected piece of opacity read from HU that ``n_lesions`` counts as a lesion (about a sphere of
+#: 6 mm): such opacity holds a ball of 4 mm radius (0.27 mL), and what is smaller is a piece of a lesion's edge cut
+#: off at voxel level; more than the few voxels of noise that make a sharp kernel's pieces, less than the ball, as
+#: a lesion's voxels above -700 HU may fill only part of it.
+MIN_LESION_ML = 0.1
 REGIONS = ("right_upper", "right_middle", "right_lower", "left_upper", "left_middle", "left_lower")
 PERCENTILES = (5, 10, 15, 25, 75, 85, 90, 95)
 
@@ -471,7 +480,8 @@ def measure(
     hu, lungs, vessels, lesion, guard = _checked(hu, lungs, vessels, lesion_mask, not_opacity)
     _check_spacing(spacing)
     h, labels = _lung_pass(hu, lungs, vessels, lesion, guard, "radiology")
-    return _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct, lesion_metrics(labels, spacing))
+    lesions = lesion_metrics(labels, spacing, min_ml=0.0 if lesion is not None else MIN_LESION_ML)
+    return _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct, lesions)
 
 
 def _measure(
@@ -559,12 +569,12 @@ def measure_and_label(
     _check_spacing(spacing)
     h, labels = _lung_pass(hu, lungs, vessels, lesion, guard, preset)
     opacity = labels if preset == "radiology" else _lung_pass(hu, lungs, vessels, lesion, guard, "radiology")[1]
-    lesions = lesion_metrics(opacity, spacing)
+    lesions = lesion_metrics(opacity, spacing, min_ml=0.0 if lesion is not None else MIN_LESION_ML)
     scan, regions = _measure(h, lesion is not None, spacing, tuple(classes), none_below_pct, lesions)
     return scan, regions, labels
 
 
-def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict:
+def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float], min_ml: float = 0.0) -> dict:
     """Number of lesions and the largest lesion's volume in an opacity label volume.
 
     A lesion is a connected component of the voxels labelled 1 or 2, voxels joined by a face, an edge or a corner
@@ -579,11 +589,15 @@ def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float]) -> d
         3 vessel (not opacity).
     spacing : (dz, dy, dx)
         Voxel size in mm.
+    min_ml : float
+        Smallest volume (mL) of a component counted in ``n_lesions`` (the measurement passes :data:`MIN_LESION_ML`
+        for opacity read from HU).
 
     Returns
     -------
     dict
-        ``n_lesions`` (count) and ``largest_lesion_ml`` (mL; 0 without lesions).
+        ``n_lesions`` (count of the components of at least ``min_ml``) and ``largest_lesion_ml`` (mL; 0 without
+        lesions).
 
     Examples
     --------
@@ -607,7 +621,8 @@ def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float]) -> d
     lesions, n = cc3d.connected_components(np.ascontiguousarray(opacity[inner]), connectivity=26, return_N=True)
     voxels = np.bincount(lesions.reshape(-1), minlength=n + 1)[1:]  # voxels per lesion
     voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=float)))
-    return {"n_lesions": int(n), "largest_lesion_ml": float(voxels.max(initial=0)) * voxel_mm3 / 1000.0}
+    counted = int(np.count_nonzero(voxels * voxel_mm3 >= 1000.0 * min_ml)) if min_ml > 0 else int(n)
+    return {"n_lesions": counted, "largest_lesion_ml": float(voxels.max(initial=0)) * voxel_mm3 / 1000.0}
 
 
 def metric_columns(classes: Iterable[HUClass] = ()) -> tuple[list[str], list[str]]:
