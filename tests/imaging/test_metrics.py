@@ -420,5 +420,9 @@ def test_lesion_columns_of_the_scan_row():
     mask = np.zeros(hu.shape, dtype=bool)
     mask[10:14, 2:8, 2:8] = mask[20:22, 2:8, 12:18] = mask[25, 5, 15] = True
     assert measure_scan(hu, lungs, SPACING, vessels=vessels, lesion_mask=mask)["n_lesions"] == 3
+    # only pieces below MIN_LESION_ML: no lesion, and no largest lesion
+    hu[10:14, 2:8, 2:8] = -850
+    scan = measure_scan(hu, lungs, SPACING, vessels=vessels)
+    assert scan["n_lesions"] == 0 and scan["largest_lesion_ml"] == 0.0 and scan["consolidation_ml"] > 0
     scan_cols, _ = metric_columns()
     assert scan_cols.index("largest_lesion_ml") == scan_cols.index("n_lesions") + 1

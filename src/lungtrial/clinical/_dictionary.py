@@ -93,7 +93,8 @@ def _metric_entry(column: str) -> tuple[str, str]:
         from lungtrial.imaging.metrics import MIN_LESION_ML
 
         return (
-            f"lesions: connected regions of ground glass or consolidation (26-connectivity) of at least {MIN_LESION_ML:g} mL",
+            "lesions: connected regions of ground glass or consolidation (26-connectivity) "
+            f"of at least {MIN_LESION_ML:g} mL",
             "count",
         )
     if column == "largest_lesion_ml":

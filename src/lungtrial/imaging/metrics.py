@@ -596,8 +596,8 @@ def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float], min_
     Returns
     -------
     dict
-        ``n_lesions`` (count of the components of at least ``min_ml``) and ``largest_lesion_ml`` (mL; 0 without
-        lesions).
+        ``n_lesions`` (count of the components of at least ``min_ml``) and ``largest_lesion_ml`` (mL; 0 when none
+        is that large).
 
     Examples
     --------
@@ -622,7 +622,8 @@ def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float], min_
     voxels = np.bincount(lesions.reshape(-1), minlength=n + 1)[1:]  # voxels per lesion
     voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=float)))
     counted = int(np.count_nonzero(voxels * voxel_mm3 >= 1000.0 * min_ml)) if min_ml > 0 else int(n)
-    return {"n_lesions": counted, "largest_lesion_ml": float(voxels.max(initial=0)) * voxel_mm3 / 1000.0}
+    largest = float(voxels.max(initial=0)) * voxel_mm3 / 1000.0 if counted else 0.0  # the largest piece is a lesion
+    return {"n_lesions": counted, "largest_lesion_ml": largest}
 
 
 def metric_columns(classes: Iterable[HUClass] = ()) -> tuple[list[str], list[str]]:
