@@ -410,7 +410,8 @@ def test_lesion_columns_of_the_scan_row():
     # the pieces smaller than MIN_LESION_ML count in the volumes, not as lesions of their own
     assert scan["n_lesions"] == 1 and scan["largest_lesion_ml"] == pytest.approx(144 * VOXEL_ML)
     assert scan["consolidation_ml"] == pytest.approx(73 * VOXEL_ML)
-    assert lesion_metrics(labels, SPACING, min_ml=MIN_LESION_ML) == {k: scan[k] for k in ("n_lesions", "largest_lesion_ml")}
+    columns = ("n_lesions", "largest_lesion_ml")
+    assert lesion_metrics(labels, SPACING, min_ml=MIN_LESION_ML) == {k: scan[k] for k in columns}
     assert lesion_metrics(labels, SPACING)["n_lesions"] == 3  # every component
     assert measure_scan(hu, lungs, SPACING, vessels=vessels)["n_lesions"] == 1
     assert "n_lesions" not in regions.columns

@@ -92,11 +92,8 @@ def _metric_entry(column: str) -> tuple[str, str]:
     if column == "n_lesions":
         from lungtrial.imaging.metrics import MIN_LESION_ML
 
-        return (
-            "lesions: connected regions of ground glass or consolidation (26-connectivity) "
-            f"of at least {MIN_LESION_ML:g} mL",
-            "count",
-        )
+        meaning = "lesions: connected regions of ground glass or consolidation (26-connectivity)"
+        return f"{meaning} of at least {MIN_LESION_ML:g} mL", "count"
     if column == "largest_lesion_ml":
         return "volume of the largest lesion (connected ground glass or consolidation)", "mL"
     if column.startswith("pct_"):
