@@ -479,10 +479,13 @@ class LesionMaker:
         out = sub.copy()
         if ggo.any():
             # the air spaces filled: each voxel's air fraction (1 in parenchyma, 0 in vessels and the wall, in
-            # between in their partial-volume edges) raised from the parenchyma's HU to about -650..-500 HU; texture
-            # and noise kept
+            # between in their partial-volume edges) raised from the parenchyma's HU to about -650..-500 HU. The
+            # fraction is read from HU smoothed in-plane (0.7 mm, about a soft kernel's point spread), so that the
+            # scanner's noise stays additive: texture and noise kept
             level = -575.0 + 50.0 * np.clip(smooth_field(self.lung.shape, sp, 10.0, self.rng), -1.5, 1.5)
-            air = np.clip((self.wall_hu - sub) / (self.wall_hu - self.parenchyma), 0.0, 1.0)
+            tissue = ndimage.gaussian_filter(sub, (0.0, 0.7 / sp[1], 0.7 / sp[2]))
+            air = np.clip((self.wall_hu - tissue) / (self.wall_hu - self.parenchyma), 0.0, 1.0)
+            del tissue
             out += self._weight(ggo) * air * (level - self.parenchyma)
         if cons.any():
             value = self.wall_hu + self.noise_sd * correlated_noise(self.lung.shape, sp, 0.5, self.rng)

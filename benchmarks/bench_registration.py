@@ -262,8 +262,8 @@ def section_lesions(name, hu, grid, rng, amplitude, threads, table, workdir, not
     new = ggo_in("right_upper", "right_middle")
 
     def paint(ggo, cons):
-        """LesionMaker.insert with the given lesion masks (its painting: ground glass filling the air spaces, consolidation as
-        dense as the chest wall, soft edges)."""
+        """LesionMaker.insert with the given lesion masks (its painting: ground glass filling the air spaces,
+        consolidation as dense as the chest wall, soft edges)."""
         maker.ground_glass = lambda fraction, allowed: ggo & allowed
         maker.consolidation = lambda fraction, allowed: cons
         try:

@@ -421,6 +421,9 @@ def test_lesion_columns_of_the_scan_row():
     mask = np.zeros(hu.shape, dtype=bool)
     mask[10:14, 2:8, 2:8] = mask[20:22, 2:8, 12:18] = mask[25, 5, 15] = True
     assert measure_scan(hu, lungs, SPACING, vessels=vessels, lesion_mask=mask)["n_lesions"] == 3
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="min_ml"):
+            lesion_metrics(labels, SPACING, min_ml=bad)
     # only pieces below MIN_LESION_ML: no lesion, and no largest lesion
     hu[10:14, 2:8, 2:8] = -850
     scan = measure_scan(hu, lungs, SPACING, vessels=vessels)

@@ -93,9 +93,9 @@ def _metric_entry(column: str) -> tuple[str, str]:
         from lungtrial.imaging.metrics import MIN_LESION_ML
 
         meaning = "lesions: connected regions of ground glass or consolidation (26-connectivity)"
-        return f"{meaning} of at least {MIN_LESION_ML:g} mL", "count"
+        return f"{meaning} of at least {MIN_LESION_ML:g} mL (with a lesion mask: every component)", "count"
     if column == "largest_lesion_ml":
-        return "volume of the largest lesion (connected ground glass or consolidation)", "mL"
+        return "volume of the largest lesion (connected ground glass or consolidation); 0 without lesions", "mL"
     if column.startswith("pct_"):
         return f"{column[4:].replace('_', ' ')} as a percentage of the lung volume", "%"
     if column.endswith("_ml"):

@@ -111,10 +111,10 @@ OPACITY_CLASSES: dict[str, tuple[str, str]] = {
     "ards": ("poorly_aerated", "non_aerated"),
 }
 HIGH_OPACITY = HUClass("high_opacity", -200, None)
-#: mL. The smallest connected piece of opacity read from HU that ``n_lesions`` counts as a lesion (about a sphere of
-#: 6 mm): such opacity holds a ball of 4 mm radius (0.27 mL), and what is smaller is a piece of a lesion's edge cut
-#: off at voxel level; more than the few voxels of noise that make a sharp kernel's pieces, less than the ball, as
-#: a lesion's voxels above -700 HU may fill only part of it.
+#: mL. The smallest connected piece of opacity read from HU that ``n_lesions`` counts as a lesion (about a sphere
+#: 6 mm across): in the measurement such opacity holds a ball of 4 mm radius (0.27 mL), and what is smaller is a
+#: piece of a lesion's edge cut off at voxel level; more than the few voxels of noise that make a sharp kernel's
+#: pieces, less than the ball, as a lesion's voxels above -700 HU may fill only part of it.
 MIN_LESION_ML = 0.1
 REGIONS = ("right_upper", "right_middle", "right_lower", "left_upper", "left_middle", "left_lower")
 PERCENTILES = (5, 10, 15, 25, 75, 85, 90, 95)
@@ -590,8 +590,9 @@ def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float], min_
     spacing : (dz, dy, dx)
         Voxel size in mm.
     min_ml : float
-        Smallest volume (mL) of a component counted in ``n_lesions`` (the measurement passes :data:`MIN_LESION_ML`
-        for opacity read from HU).
+        Smallest volume (mL) of a component counted in ``n_lesions``, >= 0. :func:`measure` and
+        :func:`measure_and_label` pass :data:`MIN_LESION_ML` for opacity read from HU (no lesion mask): call with it
+        to get their scan row's values.
 
     Returns
     -------
@@ -613,6 +614,8 @@ def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float], min_
 
     labels = np.asarray(labels)
     _check_spacing(spacing)
+    if not (np.isfinite(min_ml) and min_ml >= 0):
+        raise ValueError(f"min_ml must be a finite volume >= 0 (mL), got {min_ml!r}")
     box = fast_bbox(labels)  # the lungs' box first (a cheap pass), then the opacity's own box within it
     opacity = None if box is None else (labels[box] == 1) | (labels[box] == 2)
     inner = None if opacity is None else fast_bbox(opacity.view(np.uint8))
