@@ -486,10 +486,11 @@ def section_lesions(
                     f"{time.perf_counter() - t0:.0f} s"
                 )
                 rows.append(("serial", found.labels))
+            alone = None  # the scan's lungs without a prior: what a prior adds is measured against them
             for err, prior in rows:
                 if err is not None and prior is None:
                     continue
-                _lesion_row(
+                lungs = _lesion_row(
                     name,
                     kind,
                     burden,
@@ -507,14 +508,19 @@ def section_lesions(
                     workdir,
                     table,
                     pngs,
+                    alone,
                 )
-            del vol_les, truth, ggo, cons
+                if err is None:
+                    alone = lungs
+            del vol_les, truth, ggo, cons, alone
 
 
 def _lesion_row(
-    name, kind, burden, err, prior, vol_les, ggo, cons, truth, spacing, ref_ml, op0, v0, p0, workdir, table, pngs
-) -> None:
-    """One row of the lesions table: the lesion scan measured without a prior (``err`` None) or with ``prior``."""
+    name, kind, burden, err, prior, vol_les, ggo, cons, truth, spacing, ref_ml, op0, v0, p0, workdir, table, pngs,
+    alone=None,
+) -> np.ndarray | None:
+    """One row of the lesions table: the lesion scan measured without a prior (``err`` None) or with ``prior``
+    (``alone``: the library's lungs of the same scan without it). Returns the library's lungs (None: excluded)."""
     ins_ml = ml(truth, spacing)
     ins_pct = 100.0 * ins_ml / ref_ml
     tag = "-" if err is None else (err if isinstance(err, str) else f"{err:g}mm")
@@ -524,13 +530,15 @@ def _lesion_row(
         res, reason, _ = run_library(vol_les, spacing, lungs=segment(vol_les, spacing, prior=prior).labels)
     if res is None:
         table.add(name, kind, burden, tag, ins_ml, ins_pct, ml(ggo, spacing), ml(cons, spacing), f"excluded: {reason}")
-        return
+        return None
     lungs = res["lungs"] > 0
     v1, p1 = res["scan"]["lung_volume_ml"], res["scan"]["pct_opacity"]
     vol, rise = pct_diff(v1, v0), p1 - p0
     d = dice(opacity(res) & ~op0, truth)
     kept = 100.0 * np.count_nonzero(truth & lungs) / max(1, np.count_nonzero(truth))
     ckept = 100.0 * np.count_nonzero(cons & lungs) / np.count_nonzero(cons) if cons.any() else "-"
+    # what a prior added that is no lesion (the wall, fat or an organ that the prior covers)
+    wrong = ml(lungs & ~alone & ~truth, spacing) if prior is not None and alone is not None else "-"
     table.add(
         name,
         kind,
@@ -550,6 +558,7 @@ def _lesion_row(
         mark(d >= TARGETS["lesion_dice"]),
         kept,
         ckept,
+        wrong,
     )
     if burden == max(_BURDENS_DRAWN.get(name, [burden])):
         lz = np.flatnonzero(truth.any(axis=(1, 2)))
@@ -570,6 +579,7 @@ def _lesion_row(
             "library opacity (cyan)",
         )
         pngs.append(png)
+    return lungs
 
 
 def lidc_nodules(folder: str, shape, spacing, origin, direction) -> list[list[np.ndarray]]:
@@ -856,12 +866,14 @@ def main() -> None:
             ("ok", 4, ""),
             ("kept_%", 6, ".1f"),
             ("cons_kept_%", 11, ".1f"),
+            ("prior_wrong_ml", 14, ".0f"),
         ],
         "  ins_%: inserted lesion volume, % of reference lung volume; vol_%: library lung volume vs the lesion-free "
         "scan (target within 2 %);\n  rise_pp: rise of pct_opacity; err_pp = rise_pp - ins_% (within 1.5 points); "
         "dice_new: new opacity (labels 1|2 not already opacity on the\n  lesion-free scan) vs the lesions (>= 0.85); "
         "kept_%: lesion volume inside the library lungs; cons_kept_%: the same for consolidation;\n  prior: "
-        "'-' the scan alone, 'N mm' with a serial prior (the lesion-free scan's library lungs moved by N mm rms)",
+        "'-' the scan alone, 'N mm' with a serial prior (the lesion-free scan's library lungs moved by N mm rms); "
+        "prior_wrong_ml: lung\n  that the prior added outside the inserted lesions (wall, fat or an organ it covers)",
     )
     les_notes: list[str] = []
     nol_t = Table(

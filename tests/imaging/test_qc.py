@@ -55,6 +55,23 @@ def test_held_back_outlined_in_the_soft_tissue_row_only(tmp_path):
     assert (blue[:, 0] > row2_top).all()
 
 
+def test_prior_added_outlined_over_the_lung_outline_in_the_soft_tissue_row(tmp_path):
+    hu, lungs, opacity, held = _volume()
+    added = np.zeros(hu.shape, bool)
+    added[8:36, 50:60, 55:88] = True  # the left lung's posterior part, as a serial prior adds it
+    hu[added] = 40
+    qc_figure(hu, lungs, opacity, SPACING, "S1 day 7", tmp_path / "with.png", held_back=held, prior_added=added,
+              dpi=60)
+    purple = _pixels(tmp_path / "with.png", COLOURS["prior_added"])
+    green = _pixels(tmp_path / "with.png", COLOURS["outline"])
+    assert len(purple) > 0 and len(_pixels(tmp_path / "with.png", COLOURS["held_back"])) > 0
+    row2_top = np.median(green[:, 0])
+    assert (purple[:, 0] > row2_top).all()  # soft-tissue row and legend only
+    qc_figure(hu, lungs, opacity, SPACING, "S1 day 7", tmp_path / "none.png", prior_added=np.zeros_like(added),
+              dpi=60)
+    assert not len(_pixels(tmp_path / "none.png", COLOURS["prior_added"]))  # nothing added: no legend entry
+
+
 def test_held_back_mask_at_the_scan_resolution():
     labels = np.zeros((5, 7, 9), np.uint8)
     coarse = np.zeros((3, 3, 3), bool)

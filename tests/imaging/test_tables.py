@@ -87,13 +87,15 @@ def test_serial_priors_add_which_scan_was_the_prior_and_whether_it_was_used(tmp_
     priors = [
         write(tmp_path / "S1-D0/serial/prior.json", json.dumps({"reference": None, "used": False,
                                                                   "reason": "the reference itself"})),
-        write(tmp_path / "S1-D7/serial/prior.json", json.dumps({"reference": "S1-D0", "used": True})),
+        write(tmp_path / "S1-D7/serial/prior.json", json.dumps({"reference": "S1-D0", "used": True,
+                                                                  "added_ml": 12.5})),
     ]
     qc = imaging_tables(SCANS, files["metrics"], files["regions"], files["series"], priors).qc
-    assert list(qc.columns) == [*QC_COLUMNS, "prior_reference", "prior_used", "prior_note"]
+    assert list(qc.columns) == [*QC_COLUMNS, "prior_reference", "prior_used", "prior_note", "prior_added_ml"]
     assert qc["prior_reference"].tolist() == ["", "S1-D0"]
     assert qc["prior_used"].tolist() == [False, True]
     assert qc["prior_note"].tolist() == ["the reference itself", ""]
+    assert pd.isna(qc.loc[0, "prior_added_ml"]) and qc.loc[1, "prior_added_ml"] == 12.5
     without = imaging_tables(SCANS, files["metrics"], files["regions"], files["series"]).qc
     assert tuple(without.columns) == QC_COLUMNS
 

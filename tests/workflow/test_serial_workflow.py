@@ -57,10 +57,12 @@ def test_one_subject_measured_with_its_serial_prior(tmp_path, serial_config):
         if scan == reference:
             assert not record["used"] and "reference" in record["reason"]
             assert serial["lung_volume_ml"] == own[scan]["lung_volume_ml"]
+            assert record["added_ml"] is None
         else:
             assert record["used"], record
-            # the prior only adds to the scan's own lungs
+            # the prior only adds to the scan's own lungs, and says how much (outlined in the QC picture)
             assert serial["lung_volume_ml"] >= own[scan]["lung_volume_ml"] - 0.5
+            assert abs(serial["lung_volume_ml"] - own[scan]["lung_volume_ml"] - record["added_ml"]) < 1.0
         assert (tmp_path / f"results/scans/{scan}/serial/masks/lungs.nii.gz").exists()
     # a lesion mask (config imaging.lesion_masks) is used with the serial prior too: its voxels are the opacity
     scan = next(s for s in scans if s != reference)

@@ -11,7 +11,13 @@ rule serial_scan:
         metrics="results/scans/{scan}/serial/metrics.csv",
         regions="results/scans/{scan}/serial/regions.csv",
         masks=directory("results/scans/{scan}/serial/masks"),
-        qc="results/scans/{scan}/serial/qc.png",
+        qc=report(
+            "results/scans/{scan}/serial/qc.png",
+            caption="../report/qc_picture_serial.rst",
+            category="Imaging QC",
+            subcategory="QC pictures with the serial prior",
+            labels=qc_labels,
+        ),
         prior="results/scans/{scan}/serial/prior.json",
     log:
         "logs/serial_scan/{scan}.log",

@@ -61,6 +61,7 @@ except InputError as exc:  # a bad or missing folder: one line, no traceback
     log.error("scan %s: %s", scan, " ".join(str(exc).split()), extra=INPUT_ERROR)
     sys.exit(1)
 record.setdefault("reason", "")
+record["added_ml"] = result.prior_added_ml  # what the prior added to the scan's own lungs (None: not used)
 seconds = record.pop("seconds", None)
 io.write_json(record, snakemake.output.prior, default=float)
 log.info(

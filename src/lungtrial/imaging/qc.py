@@ -18,8 +18,15 @@ LUNG_WINDOW = (-1350.0, 150.0)
 #: consolidation, effusion and organs mid grey, bone white: dense tissue inside or outside the lung outline shows.
 SOFT_TISSUE_WINDOW = (-160.0, 240.0)
 #: Okabe-Ito colours (colour-blind safe): label 1 yellow, label 2 vermillion, vessel blue, lung outline green, what
-#: the segmentation left out at its anatomical limits sky blue.
-COLOURS = {1: "#F0E442", 2: "#D55E00", 3: "#0072B2", "outline": "#009E73", "held_back": "#56B4E9"}
+#: the segmentation left out at its anatomical limits sky blue, what a serial prior added reddish purple.
+COLOURS = {
+    1: "#F0E442",
+    2: "#D55E00",
+    3: "#0072B2",
+    "outline": "#009E73",
+    "held_back": "#56B4E9",
+    "prior_added": "#CC79A7",
+}
 OVERLAY_ALPHA = 0.5
 #: Axial slices shown, as fractions of the lungs' craniocaudal extent from their bottom: the upper zones, the hila,
 #: and the bases (diaphragm domes and costophrenic recesses, where consolidation is most often cut off).
@@ -45,10 +52,11 @@ def _rgb(
     window: tuple[float, float] = LUNG_WINDOW,
     overlay: bool = True,
     held2d: np.ndarray | None = None,
+    added2d: np.ndarray | None = None,
 ) -> np.ndarray:
     """RGB image (uint8) of one slice: grey in ``window`` (lowest, highest HU), the opacity classes blended (unless
-    ``overlay`` is false), the outline of ``held2d`` (what was left out at the limits, if given) and the lung
-    outline drawn.
+    ``overlay`` is false), the outline of ``held2d`` (what was left out at the limits, if given), the lung outline
+    and over it the outline of ``added2d`` (what a serial prior added to the lungs, if given) drawn.
 
     The colour of a pixel depends only on its HU and opacity label, so it is looked up in a table of the slice's
     HU range x labels 0-3 (float32 arithmetic as if done pixel by pixel); the outline is drawn over it.
@@ -65,6 +73,8 @@ def _rgb(
             rgb[_outline(held2d)] = _hex(COLOURS["held_back"])
         for side in (1, 2):
             rgb[_outline(lungs2d == side)] = _hex(COLOURS["outline"])
+        if added2d is not None:
+            rgb[_outline(added2d)] = _hex(COLOURS["prior_added"])
         return np.rint(rgb * 255).astype(np.uint8)
     low = int(hu2d.min()) if hu2d.size else 0
     span = int(hu2d.max()) - low + 1 if hu2d.size else 1
@@ -87,6 +97,8 @@ def _rgb(
         rgb[_outline(held2d)] = np.rint(_hex(COLOURS["held_back"]) * 255)
     for side in (1, 2):
         rgb[_outline(lungs2d == side)] = np.rint(_hex(COLOURS["outline"]) * 255)
+    if added2d is not None:
+        rgb[_outline(added2d)] = np.rint(_hex(COLOURS["prior_added"]) * 255)
     return rgb
 
 
@@ -136,6 +148,7 @@ def qc_figure(
     class_names: tuple[str, str] = ("ground glass", "consolidation"),
     warnings: Sequence[str] = (),
     held_back: np.ndarray | None = None,
+    prior_added: np.ndarray | None = None,
     dpi: int = 150,
 ) -> None:
     """Write the QC picture of one scan as PNG (12 inches wide at ``dpi``; its height follows the lungs' shape).
@@ -157,6 +170,11 @@ def qc_figure(
         What the segmentation proposed as lung and left out at its anatomical limits (below the diaphragm floor,
         outside the rib cage, thin strips along the wall, next to bowel gas); outlined in sky blue in the
         soft-tissue row, so that a reviewer sees whether it was an organ (rightly left out) or a lesion (cut out).
+    prior_added : (z, y, x) bool, optional
+        What a serial prior added to the scan's own lungs (:func:`lungtrial.imaging.segmentation.add_prior`);
+        outlined in reddish purple over the lung outline in the soft-tissue row, so that a reviewer sees whether
+        it was consolidation (rightly added) or a shell of chest wall, fat or liver that a misregistered prior
+        covered.
     dpi : resolution in dots per inch.
 
     The second title line gives the lung volume (mL) and the percentages of lung volume with label 1 + 2 and
@@ -221,10 +239,14 @@ def qc_figure(
     bz, by, bx = box
     ext = {"z": (bz.stop - bz.start) * dz, "y": (by.stop - by.start) * dy, "x": (bx.stop - bx.start) * dx}
 
-    def held(*index) -> tuple[np.ndarray, ...]:
-        return () if held_back is None else (held_back[index],)
+    extras = {"held_back": held_back, "prior_added": prior_added}
+    extras = {name: mask for name, mask in extras.items() if mask is not None}
 
-    # the panels: (label, planes (hu, lungs, opacity[, held_back]) head up, (height, width) mm, side markers)
+    def held(*index) -> tuple[np.ndarray, ...]:
+        return tuple(mask[index] for mask in extras.values())
+
+    # the panels: (label, planes (hu, lungs, opacity, then held_back and prior_added where given) head up,
+    # (height, width) mm, side markers)
     panels = []
     for (name, _), z in zip(AXIAL_LEVELS, levels, strict=True):
         planes = (hu[z, by, bx], lungs[z, by, bx], opacity[z, by, bx], *held(z, by, bx))
@@ -269,15 +291,19 @@ def qc_figure(
     total = sum(w for _, w in sizes) + gap * (len(panels) - 1)
     left = (width - total) // 2
     placed = []  # (kind, pixel box (left, top, width, height) in the top row)
-    held_shown = False  # whether any panel shows what was left out at the limits (then it is in the legend)
+    shown = set()  # the outlines (held_back, prior_added) that some panel shows (then they are in the legend)
     for (label, planes, _, markers, (kind, _)), (h, w) in zip(panels, sizes, strict=True):
         small_planes = _resample(planes, (h, w))
-        slice_planes, held_plane = small_planes[:3], small_planes[3] if len(small_planes) > 3 else None
-        held_shown = held_shown or (held_plane is not None and bool(held_plane.any()))
+        slice_planes, extra = small_planes[:3], dict(zip(extras, small_planes[3:], strict=True))
+        shown |= {name for name, plane in extra.items() if plane.any()}
         for upper, window, overlay in ((row1, LUNG_WINDOW, True), (row2, SOFT_TISSUE_WINDOW, False)):
             y0 = upper + (row_h - h) // 2
             canvas[y0 : y0 + h, left : left + w] = _rgb(
-                *slice_planes, window=window, overlay=overlay, held2d=None if overlay else held_plane
+                *slice_planes,
+                window=window,
+                overlay=overlay,
+                held2d=None if overlay else extra.get("held_back"),
+                added2d=None if overlay else extra.get("prior_added"),
             )
             for frac, marker in ((0.0, markers[0]), (1.0, markers[1])):
                 at = (left + line // 2 + round(frac * (w - line)), y0 + h // 2)
@@ -334,15 +360,17 @@ def qc_figure(
         (COLOURS[3], "vessel"),
         (None, "lung outline"),
     ]
-    if held_shown:
+    if "held_back" in shown:
         entries.append(("held_back", "left out at the anatomical limits"))
+    if "prior_added" in shown:
+        entries.append(("prior_added", "added by the serial prior"))
     patch = (round(0.22 * dpi), round(0.09 * dpi))
     widths = [patch[0] + pad + round(draw.textlength(text, font=small)) for _, text in entries]
     x = (width - sum(widths) - 2 * pad * (len(entries) - 1)) // 2
     y_mid = height - pad - line // 2
     for (colour, text), w in zip(entries, widths, strict=True):
         box = (x, y_mid - patch[1] // 2, x + patch[0], y_mid + patch[1] // 2)
-        if colour is None or colour == "held_back":
+        if colour is None or colour in ("held_back", "prior_added"):
             draw.rectangle(box, outline=COLOURS[colour or "outline"], width=max(1, dpi // 75))
         else:
             draw.rectangle(box, fill=colour)

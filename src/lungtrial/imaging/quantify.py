@@ -69,6 +69,8 @@ class ScanResult:
     timings : seconds: ``read`` (series choice when run here, and reading the volume), ``segment``, ``measure``,
         ``write`` (from the end of measurement to the outputs in place), ``total``. Module imports come before the
         clock starts.
+    prior_added_ml : what a serial prior added to the scan's own lungs (mL; outlined in the QC picture); None
+        when no prior was used.
     """
 
     scan_id: str
@@ -80,6 +82,7 @@ class ScanResult:
     warnings: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     timings: dict = field(default_factory=dict)
+    prior_added_ml: float | None = None
 
 
 #: Prefix of the hidden folder a scan's job works in, and its lock (:func:`scan_workspace`).
@@ -486,7 +489,7 @@ def _quantify_scan(
     def write_lungs(lungs: np.ndarray) -> None:
         jobs.append(pool.submit(write_nifti, lungs.astype(np.uint8, copy=False), work / LAYOUT["lungs"], *place))
 
-    lungs = held_back = None
+    lungs = held_back = prior_added = None
     if prior is not None:
         from lungtrial.imaging.segmentation import add_prior, segment
 
@@ -504,6 +507,7 @@ def _quantify_scan(
                 # a new array: work done on the scan's own labels (vessels, by the prior) is cached per array
                 lungs = own.copy()
                 add_prior(vol.hu, lungs, found, vol.spacing)
+                prior_added = (lungs > 0) & (own == 0)
             del found
         del own
         timings["prior"] = round(time.perf_counter() - clock, 3)
@@ -556,6 +560,7 @@ def _quantify_scan(
                 class_names=_CLASS_TITLES[preset],
                 warnings=warnings,
                 held_back=held_back,
+                prior_added=prior_added,
             )
 
         jobs.append(pool.submit(write_nifti, labels, work / LAYOUT["opacity"], *place))
@@ -574,4 +579,7 @@ def _quantify_scan(
     io.write_json(series, work / LAYOUT["series"])
     timings["write"] = round(time.perf_counter() - clock, 3)
     timings["total"] = round(time.perf_counter() - start, 3)
-    return ScanResult(scan_id, "ok", "", row, regions, series, tuple(warnings), OUTPUTS, timings)
+    added_ml = None
+    if prior_added is not None:
+        added_ml = round(float(np.count_nonzero(prior_added)) * float(np.prod(vol.spacing)) / 1000.0, 2)
+    return ScanResult(scan_id, "ok", "", row, regions, series, tuple(warnings), OUTPUTS, timings, added_ml)

@@ -85,8 +85,9 @@ def imaging_tables(
         ``study_day`` in days from the subject's day 0, ``scan_date`` ``YYYY-MM-DD``).
     metrics, regions, series : the per-scan files, one per scan in the order of ``scans``.
     priors : optional ``prior.json`` of each scan (the serial prior, ``workflow/scripts/serial_scan.py``): the QC
-        table then also says which scan was the prior (``prior_reference``), whether it was used (``prior_used``)
-        and why not (``prior_note``).
+        table then also says which scan was the prior (``prior_reference``), whether it was used (``prior_used``),
+        why not (``prior_note``) and how much it added to the scan's own lungs (``prior_added_ml``; empty when not
+        used).
 
     Returns
     -------
@@ -127,4 +128,5 @@ def imaging_tables(
         qc["prior_reference"] = [f.get("reference") or "" for f in found]
         qc["prior_used"] = [bool(f.get("used")) for f in found]
         qc["prior_note"] = [f.get("reason", "") for f in found]
+        qc["prior_added_ml"] = [f.get("added_ml") if f.get("used") else None for f in found]
     return ImagingTables(metrics_table, regions_table, qc)
