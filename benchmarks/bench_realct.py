@@ -883,7 +883,8 @@ def main() -> None:
         "(>= 0.85); "
         "kept_%: lesion volume inside the library lungs; cons_kept_%: the same for consolidation;\n  prior: "
         "'-' the scan alone, 'N mm' with a serial prior (the lesion-free scan's library lungs moved by N mm rms); "
-        "prior_wrong_ml: lung\n  that the prior added outside the inserted lesions (wall, fat or an organ it covers)",
+        "prior_wrong_ml: lung\n  that the prior added outside the inserted lesions (an upper bound of the wall, fat or organ it "
+        "covers: the lesions' blended rim\n  and lung that the scan alone missed count too)",
     )
     les_notes: list[str] = []
     nol_t = Table(

@@ -4,7 +4,7 @@ that the scan alone cannot tell from it (lungtrial.imaging.serial.reference_prio
 
 A lesion mask of config imaging.lesion_masks is used as by quantify_scan. Writes the per-scan layout of quantify_scan
 into results/scans/<scan>/serial/ and prior.json: the reference, whether the prior was used and why not, the
-registration's QC. The reference itself, a subject's only measured scan and an excluded scan are measured as by
+registration's QC and what the prior added to the scan's own lungs (added_ml, null when not used). The reference itself, a subject's only measured scan and an excluded scan are measured as by
 quantify_scan alone (prior.json says why).
 """
 

@@ -173,8 +173,8 @@ def qc_figure(
     prior_added : (z, y, x) bool, optional
         What a serial prior added to the scan's own lungs (:func:`lungtrial.imaging.segmentation.add_prior`);
         outlined in reddish purple over the lung outline in the soft-tissue row, so that a reviewer sees whether
-        it was consolidation (rightly added) or a shell of chest wall, fat or liver that a misregistered prior
-        covered.
+        it was consolidation (rightly added) or a shell of chest wall, fat or liver that the registered prior
+        overlaps.
     dpi : resolution in dots per inch.
 
     The second title line gives the lung volume (mL) and the percentages of lung volume with label 1 + 2 and
@@ -242,23 +242,23 @@ def qc_figure(
     extras = {"held_back": held_back, "prior_added": prior_added}
     extras = {name: mask for name, mask in extras.items() if mask is not None}
 
-    def held(*index) -> tuple[np.ndarray, ...]:
+    def outlines(*index) -> tuple[np.ndarray, ...]:
         return tuple(mask[index] for mask in extras.values())
 
     # the panels: (label, planes (hu, lungs, opacity, then held_back and prior_added where given) head up,
     # (height, width) mm, side markers)
     panels = []
     for (name, _), z in zip(AXIAL_LEVELS, levels, strict=True):
-        planes = (hu[z, by, bx], lungs[z, by, bx], opacity[z, by, bx], *held(z, by, bx))
+        planes = (hu[z, by, bx], lungs[z, by, bx], opacity[z, by, bx], *outlines(z, by, bx))
         panels.append((f"{name}, slice {z + 1} of {nz}", planes, (ext["y"], ext["x"]), ("R", "L"), ("axial", z)))
     up = slice(bz.stop - 1, bz.start - 1 if bz.start else None, -1)  # head up
-    planes = (hu[up, y, bx], lungs[up, y, bx], opacity[up, y, bx], *held(up, y, bx))
+    planes = (hu[up, y, bx], lungs[up, y, bx], opacity[up, y, bx], *outlines(up, y, bx))
     panels.append((f"coronal, row {y + 1} of {ny}", planes, (ext["z"], ext["x"]), ("R", "L"), ("coronal", y)))
     for side, name in ((1, "right"), (2, "left")):
         x = sagittal[side]
         if x is None:
             continue
-        planes = (hu[up, by, x], lungs[up, by, x], opacity[up, by, x], *held(up, by, x))
+        planes = (hu[up, by, x], lungs[up, by, x], opacity[up, by, x], *outlines(up, by, x))
         panels.append((f"{name} lung, column {x + 1}", planes, (ext["z"], ext["y"]), ("A", "P"), ("sagittal", x)))
 
     width = round(12 * dpi)

@@ -582,4 +582,6 @@ def _quantify_scan(
     added_ml = None
     if prior_added is not None:
         added_ml = round(float(np.count_nonzero(prior_added)) * float(np.prod(vol.spacing)) / 1000.0, 2)
-    return ScanResult(scan_id, "ok", "", row, regions, series, tuple(warnings), OUTPUTS, timings, added_ml)
+    return ScanResult(
+        scan_id, "ok", "", row, regions, series, tuple(warnings), OUTPUTS, timings, prior_added_ml=added_ml
+    )

@@ -87,7 +87,7 @@ def imaging_tables(
     priors : optional ``prior.json`` of each scan (the serial prior, ``workflow/scripts/serial_scan.py``): the QC
         table then also says which scan was the prior (``prior_reference``), whether it was used (``prior_used``),
         why not (``prior_note``) and how much it added to the scan's own lungs (``prior_added_ml``; empty when not
-        used).
+        used, or when the scan was then excluded).
 
     Returns
     -------
