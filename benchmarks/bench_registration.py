@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_registration.py FOLDER [FOLDER ...] [--workdir DIR] [--sections warp,lesions]
-                                            [--seed 7] [--threads 2]
+                                            [--seed 7] [--draws 1] [--threads 2]
 
 e.g. ``.venv/bin/python benchmarks/bench_registration.py /data/ct/A/ /data/ct/B/ --workdir /tmp/reg``. Each FOLDER
 holds one axial chest CT series (any folder :func:`lungtrial.imaging.dicom.ingest` accepts); cases are printed as
@@ -54,6 +54,8 @@ Sections (``--sections``) and targets (from the team's issue):
     and labelling without the segmentation) and with the reference lungs and the follow-up not moved
     (``unmoved``: what the per-scan labels give with no motion to recover; the registration still runs).
     ``lesions.png``: an axial and a coronal plane of baseline, follow-up on the baseline grid and change labels.
+    The figures depend on where the lesions land (progressed -15 % and -23 % with the reference lungs on two draws on
+    one scan): ``--draws N`` prints N draws (rows ``case1.1`` ... ``case1.N``; the picture is the last draw's).
 """
 
 from __future__ import annotations
@@ -425,6 +427,13 @@ def main() -> None:
         help="craniocaudal displacement at the bases, mm (default: drawn in 12-18 per pair)",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        help="lesions: this many draws of the lesions and the field on the first case, one set of rows each "
+        "(the figures vary with where the lesions land)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="threads of the pair (default 2)")
     add_kernel_pairs(parser, "registered as baseline and follow-up with no motion and no change (table 'no motion')")
     args = parser.parse_args()
@@ -515,7 +524,9 @@ def main() -> None:
                 section_warp(name, hu, grid, base, rng, amplitude(), args.threads, warp_table)
                 del base
         if "lesions" in sections and i == 1:
-            section_lesions(name, hu, grid, rng, amplitude(), args.threads, les_table, workdir, notes)
+            for draw in range(1, args.draws + 1):
+                tag = name if args.draws == 1 else f"{name}.{draw}"
+                section_lesions(tag, hu, grid, rng, amplitude(), args.threads, les_table, workdir, notes)
         del hu
     still_table = Table(
         "no motion: two reconstructions of one acquisition registered as baseline and follow-up (--kernel-pair)",
