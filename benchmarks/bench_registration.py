@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_registration.py FOLDER [FOLDER ...] [--workdir DIR] [--sections warp,lesions]
                                             [--seed 7] [--draws 1] [--threads 2]
+                                            [--param KEY=VALUE ...]
 
 e.g. ``.venv/bin/python benchmarks/bench_registration.py /data/ct/A/ /data/ct/B/ --workdir /tmp/reg``. Each FOLDER
 holds one axial chest CT series (any folder :func:`lungtrial.imaging.dicom.ingest` accepts); cases are printed as
@@ -62,6 +63,7 @@ Sections (``--sections``) and targets (from the team's issue):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -80,9 +82,19 @@ from lungtrial.imaging import change
 from lungtrial.imaging.dicom import index_folder, ingest, read_volume
 from lungtrial.imaging.metrics import REGIONS, region_map
 from lungtrial.imaging.quantify import analyse_volume
-from lungtrial.imaging.registration import Grid, register, warp, warp_follow_up
+from lungtrial.imaging.registration import (
+    REGISTRATION_OPTIONS,
+    Grid,
+    register,
+    registration_kwargs,
+    warp,
+    warp_follow_up,
+)
 from lungtrial.imaging.segmentation import segment
 from lungtrial.imaging.serial import serial_prior
+
+#: keyword arguments of ``register`` from ``--param`` (the config's ``registration:`` options), for every pair
+REGISTER_PARAMS: dict = {}
 
 TARGETS = {"median_mm": 2.0, "p95_mm": 5.0, "volume_pct": 10.0, "volume_ml": 5.0, "seconds": 60.0, "gb": 2.0}
 SECTIONS = ("warp", "lesions")
@@ -149,6 +161,7 @@ def run_pair(base: dict, follow: dict, grid: Grid, threads: int) -> dict:
                 fixed_opacity=base["labels"],
                 moving_opacity=follow["labels"],
                 threads=threads,
+                **REGISTER_PARAMS,
             )
         _, f_lungs, f_op = warp_follow_up(reg, grid, follow["hu"], follow["lungs"], follow["labels"])
         labels = change.change_labels(base["lungs"], base["labels"], f_lungs, f_op)
@@ -441,11 +454,29 @@ def main() -> None:
         "(the figures vary with where the lesions land)",
     )
     parser.add_argument("--threads", type=int, default=2, help="threads of the pair (default 2)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of register() for every pair, as in the config's registration: section (e.g. "
+        "smoothing_mm=4, demons_iterations=[50,60]); repeat for several",
+    )
     add_kernel_pairs(parser, "registered as baseline and follow-up with no motion and no change (table 'no motion')")
     args = parser.parse_args()
     check_kernel_pairs(parser, args.kernel_pair, len(args.folders))
     if args.draws < 1:
         parser.error("--draws: expected at least 1")
+    for item in args.param:
+        key, _, value = item.partition("=")
+        if key not in REGISTRATION_OPTIONS or not value:
+            parser.error(f"--param {item!r}: expected KEY=VALUE with KEY one of {', '.join(REGISTRATION_OPTIONS)}")
+        try:
+            REGISTER_PARAMS.update(registration_kwargs({key: json.loads(value)}))
+        except json.JSONDecodeError:
+            parser.error(f"--param {item!r}: the value is not a number or a JSON list")
+    if REGISTER_PARAMS:
+        print("register() options: " + ", ".join(f"{k}={v}" for k, v in REGISTER_PARAMS.items()))
     sections = [s for s in args.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
