@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_realct.py FOLDER [FOLDER ...] [--workdir DIR] [--cases normal,kernel,lesions,nolungs,nodules]
-                                      [--burdens 3 10 25] [--kinds ggo,cons,mix] [--seed 7]
+                                      [--burdens 3 10 25] [--kinds ggo,cons,mix] [--seed 7] [--draws 1]
 
 e.g. ``.venv/bin/python benchmarks/bench_realct.py /data/ct/A/ /data/ct/B/ --workdir /tmp/realct``; three
 512 x 512 scans of 130-260 slices take about four minutes on two cores (most of it in the lesion section).
@@ -45,8 +45,9 @@ Sections (``--cases``) and targets (from the team's issue):
     same series positions): Dice of the two library lung masks, volume and pct_opacity difference, with the
     targets of ``kernel``. Printed after the reference table.
 ``lesions``
-    COVID-like lesions inserted into the real lungs (seeded by ``--seed``), at ``--burdens`` % of the reference
-    lung volume, as ground glass (``ggo``), consolidation (``cons``) and half of each (``mix``). Ground glass:
+    COVID-like lesions inserted into the real lungs (seeded by ``--seed``; ``--draws N``: N draws per case, rows
+    ``case1.1`` ...), at ``--burdens`` % of the reference lung volume, as ground glass (``ggo``), consolidation
+    (``cons``) and half of each (``mix``). Ground glass:
     smooth blobs touching the pleura, favouring posterior, basal and lateral lung; the air spaces filled: each
     voxel's air fraction (1 in parenchyma, 0 in vessels and the chest wall, in between in their partial-volume
     edges) raised from the parenchyma's HU so that the lesion's parenchyma reads about -650..-500 HU (vessels and
@@ -743,6 +744,13 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of lesions and noise (default 7)")
     parser.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        help="lesions: this many draws of the lesions per case, one set of rows each (case1.1, case1.2, ...; "
+        "the Dice of small lesions varies with where they land)",
+    )
+    parser.add_argument(
         "--prior-errors",
         type=float,
         nargs="*",
@@ -778,6 +786,8 @@ def main() -> None:
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     if set(sections) - set(SECTIONS) or set(kinds) - {"ggo", "cons", "mix"}:
         parser.error(f"--cases: of {','.join(SECTIONS)}; --kinds: of ggo,cons,mix")
+    if args.draws < 1:
+        parser.error("--draws: expected at least 1")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_realct_"))
     workdir.mkdir(parents=True, exist_ok=True)
 
@@ -1036,9 +1046,9 @@ def main() -> None:
                 ker_t,
                 pngs,
             )
-        if "lesions" in sections:
+        for draw in range(1, args.draws + 1) if "lesions" in sections else ():
             section_lesions(
-                name,
+                name if args.draws == 1 else f"{name}.{draw}",
                 hu,
                 spacing,
                 ref,

@@ -363,7 +363,8 @@ def section_lesions(name, hu, grid, rng, amplitude, threads, table, workdir, not
         changed[maker.box] = resolved | new | progressed
         f_changed = warp(changed, grid, grid, moved, kind="nearest")
         err_les = errors(pair["reg"].transform, moved, f_changed, grid, np.random.default_rng(0))
-        err_lung = errors(pair["reg"].transform, moved, f_ref if moved is field else ref, grid, np.random.default_rng(0))
+        true_lungs = f_ref if moved is field else ref
+        err_lung = errors(pair["reg"].transform, moved, true_lungs, grid, np.random.default_rng(0))
         cells += [
             row["regressed_ml"],
             row["not_compared_ml"],
@@ -542,7 +543,8 @@ def main() -> None:
         "  lungs: segmented by the library, the follow-up with the baseline as serial prior (serial), the "
         "reference lungs given to analyse_volume (registration and\n  labelling alone), or those with the follow-up "
         "not moved (unmoved: the per-scan labels alone); *_true: the inserted lesions, with the\n  patient's own "
-        "opacity counted as persistent;\n  err_lung, err_les: median registration error (mm) in the lungs and in the lesions that "
+        "opacity counted as persistent;\n  err_lung, err_les: median registration error (mm) in the lungs and in the "
+        "lesions that "
         "changed (resolved, new, progressed)",
     )
     from lungtrial.imaging import quantify
