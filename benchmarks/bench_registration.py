@@ -13,8 +13,8 @@ the scans is written except PNG pictures into ``--workdir`` (default: a temporar
 
 Every scan is read with the library and segmented and classified by :func:`lungtrial.imaging.quantify.analyse_volume`
 (lung labels, opacity labels), as the per-scan jobs do; a *pair* is then what the per-pair job will do:
-:func:`lungtrial.imaging.registration.register`, :func:`~lungtrial.imaging.registration.warp_follow_up` (HU, lung
-and opacity labels onto the baseline grid), :func:`lungtrial.imaging.change.change_labels` and
+:func:`lungtrial.imaging.registration.register`, :func:`lungtrial.imaging.change.pair_labels` (each scan's lesions'
+reach, the follow-up's labels onto the baseline grid, the change labels) and
 :func:`~lungtrial.imaging.change.change_volumes`. Its wall time, CPU time and peak resident memory (the process's
 high-water mark, reset before the pair; it includes both scans' volumes and masks, which the job holds too) are
 printed for every pair; the machine's load shows in the wall time, the CPU time does not depend on it.
@@ -68,6 +68,7 @@ import math
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import SimpleITK as sitk
@@ -88,7 +89,6 @@ from lungtrial.imaging.registration import (
     register,
     registration_kwargs,
     warp,
-    warp_follow_up,
 )
 from lungtrial.imaging.segmentation import segment
 from lungtrial.imaging.serial import serial_prior
@@ -142,6 +142,11 @@ def errors(transform, field, follow_lungs: np.ndarray, grid: Grid, rng) -> np.nd
 # one pair, as the per-pair job does it
 
 
+def _ct(scan: dict, grid: Grid) -> SimpleNamespace:
+    """A scan as the change maps' pair functions take it (``hu``, ``spacing``)."""
+    return SimpleNamespace(hu=scan["hu"], spacing=grid.spacing)
+
+
 def run_pair(base: dict, follow: dict, grid: Grid, threads: int) -> dict:
     """Register, warp, label and measure one pair; timed, with the memory high-water mark."""
     reset_peak()
@@ -163,15 +168,16 @@ def run_pair(base: dict, follow: dict, grid: Grid, threads: int) -> dict:
                 threads=threads,
                 **REGISTER_PARAMS,
             )
-        _, f_lungs, f_op = warp_follow_up(reg, grid, follow["hu"], follow["lungs"], follow["labels"])
-        labels = change.change_labels(base["lungs"], base["labels"], f_lungs, f_op)
+        labels = change.pair_labels(
+            reg, _ct(base, grid), base["lungs"], base["labels"], _ct(follow, grid), grid, follow["lungs"],
+            follow["labels"],
+        )
         row, regions = change.change_volumes(labels, base["lungs"], grid.spacing)
     return {
         "reg": reg,
         "labels": labels,
         "row": row,
         "regions": regions,
-        "follow_lungs": f_lungs,
         "wall": whole.wall,
         "cpu": whole.cpu,
         "t_reg": registering.wall,

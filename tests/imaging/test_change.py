@@ -104,5 +104,73 @@ def test_change_labels_refuse_mismatched_grids():
     base_lungs, b, follow_lungs, f = _hand_built()
     with pytest.raises(ValueError, match="follow_opacity"):
         change.change_labels(base_lungs, b, follow_lungs, f[:, :-1])
+    with pytest.raises(ValueError, match="labels 0-7"):
+        change.change_labels(base_lungs, b, follow_lungs, f + 8)
     with pytest.raises(ValueError, match="labels 0-3"):
-        change.change_labels(base_lungs, b, follow_lungs, f + 4)
+        change.change_labels(base_lungs, b, follow_lungs + 4, f)
+
+
+def test_a_lesions_reach_counts_where_the_other_time_has_counted_opacity():
+    """A thin edge or a vessel within a lesion's reach takes its class against counted opacity; a vessel away from
+    any lesion counts as normal lung; neither time counted: normal, or not compared at a vessel."""
+    c = change
+    pairs = {
+        (c.THIN_FIRST, 2): c.PROGRESSED,  # the baseline lesion's thin edge, consolidation at follow-up
+        (c.VESSEL_FIRST, 2): c.PROGRESSED,  # a vessel through baseline ground glass, engulfed by consolidation
+        (c.THIN_SECOND, 1): c.REGRESSED,
+        (1, c.THIN_FIRST): c.PERSISTENT,  # counted at baseline, the follow-up lesion's edge there
+        (2, c.THIN_FIRST): c.REGRESSED,
+        (1, c.VESSEL_FIRST): c.PERSISTENT,
+        (3, 2): c.NEW,  # a vessel in normal lung engulfed by new consolidation
+        (1, 3): c.RESOLVED,  # a vessel in normal lung where baseline ground glass was
+        (0, c.THIN_FIRST): c.NORMAL,  # thin opacity alone is no change (as in the per-scan measurement)
+        (c.THIN_SECOND, 0): c.NORMAL,
+        (c.THIN_FIRST, c.THIN_FIRST): c.NORMAL,
+        (c.VESSEL_FIRST, c.VESSEL_FIRST): c.NOT_COMPARED,
+        (c.VESSEL_SECOND, 0): c.NOT_COMPARED,
+        (3, c.THIN_FIRST): c.NOT_COMPARED,
+    }
+    shape = (1, 1, len(pairs))
+    lungs = np.ones(shape, np.uint8)
+    b = np.array([k[0] for k in pairs], np.uint8).reshape(shape)
+    f = np.array([k[1] for k in pairs], np.uint8).reshape(shape)
+    labels = change.change_labels(lungs, b, lungs, f)
+    got = dict(zip(pairs, labels.ravel().tolist(), strict=True))
+    assert got == pairs
+
+
+def test_lesion_reach_marks_thin_edges_and_vessels_near_counted_opacity():
+    spacing = (1.0, 0.5, 0.5)
+    shape = (20, 60, 80)
+    z, y, x = np.indices(shape)
+    hu = np.full(shape, -850, np.int16)
+    lungs = np.ones(shape, np.uint8)
+    opacity = np.zeros(shape, np.uint8)
+    r = np.sqrt(((z - 10) * spacing[0]) ** 2 + ((y - 30) * spacing[1]) ** 2 + ((x - 30) * spacing[2]) ** 2)
+    opacity[r <= 6] = 1  # counted ground glass, 6 mm radius
+    hu[r <= 6] = -500
+    edge = (r > 6) & (r <= 7.5)  # its blurred edge: ground-glass HU, not counted
+    hu[edge] = -650
+    consolidation = (r <= 2) & (x < 30)
+    opacity[consolidation], hu[consolidation] = 2, 0
+    vessel_near = (np.abs(y - 30) <= 2) & (np.abs(z - 10) <= 1) & (x >= 43) & (x < 50)  # 6.5-10 mm from the centre
+    vessel_far = (np.abs(y - 30) <= 2) & (np.abs(z - 10) <= 1) & (x >= 60)  # 15 mm and more
+    for v in (vessel_near, vessel_far):
+        opacity[v], hu[v] = 3, 40
+    speck = (z == 10) & (y == 5) & (x == 5)  # dense but far from any lesion
+    hu[speck] = -600
+    out = change.lesion_reach(hu, lungs, opacity, spacing)
+    assert out.dtype == np.uint8
+    assert (out[edge & ~vessel_near] == change.THIN_FIRST).all()
+    near = vessel_near & (r <= 6 + change.LESION_REACH_MM)
+    assert near.any() and (out[near] == change.VESSEL_FIRST).all()
+    assert (out[vessel_near & (r > 6 + change.LESION_REACH_MM + 0.5)] == 3).all()
+    assert (out[vessel_far] == 3).all()
+    assert out[speck].item() == 0
+    assert (out[opacity == 1] == 1).all() and (out[consolidation] == 2).all()
+    assert (out[(hu == -850)] == 0).all()
+    # outside the lungs nothing is marked; no counted opacity: the labels unchanged
+    out = change.lesion_reach(hu, np.where(edge, 0, lungs), opacity, spacing)
+    assert (out[edge & ~vessel_near] == 0).all()
+    none = np.where(opacity == 3, 3, 0).astype(np.uint8)
+    assert np.array_equal(change.lesion_reach(hu, lungs, none, spacing), none)

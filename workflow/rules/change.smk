@@ -38,6 +38,7 @@ rule change_pair:
         scans=change_scans,
         registration=REGISTRATION,
         same_patient=SAME_PATIENT_CHECK,
+        preset=config["imaging"]["preset"],
     script:
         "../scripts/change_pair.py"
 

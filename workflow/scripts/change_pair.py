@@ -43,6 +43,7 @@ try:
         registration=snakemake.params.registration,
         threads=snakemake.threads,
         same_patient=snakemake.params.same_patient,
+        preset=snakemake.params.preset,
     )
 except InputError as exc:  # a missing folder or an unreadable mask: one line, no traceback
     log.error("pair %s: %s", follow_up, " ".join(str(exc).split()), extra=INPUT_ERROR)

@@ -18,6 +18,7 @@ import pandas as pd
 from lungtrial.imaging.change import (
     change_labels,
     change_volumes,
+    lesion_reach,
     volume_columns,
     write_change_map,
     write_colour_table,
@@ -88,6 +89,7 @@ def compare_scans(
     registration: Mapping | None = None,
     threads: int | None = None,
     same_patient: bool = True,
+    preset: str = "radiology",
 ) -> dict:
     """One follow-up CT against its subject's baseline CT, from the per-scan outputs and the DICOM: read both
     scans (HU from the DICOM folder, lung and opacity labels from the masks), then :func:`compare_volumes`.
@@ -100,7 +102,7 @@ def compare_scans(
         and ``masks`` (its ``masks/`` folder: ``lungs.nii.gz``, ``opacity.nii.gz``). ``baseline`` is None when
         the subject has no measured scan up to ``follow_up``; it is ``follow_up`` itself when the follow-up is the
         subject's earliest measured scan.
-    outdir, registration, threads : as for :func:`compare_volumes`.
+    outdir, registration, threads, preset : as for :func:`compare_volumes`.
     same_patient : bool
         Check that both scans hold one patient's images (their PatientID, compared in memory); False for data
         whose de-identification gave each study a PatientID of its own.
@@ -174,7 +176,36 @@ def compare_scans(
         registration=registration,
         threads=threads,
         seconds={"read": read_s},
+        preset=preset,
     )
+
+
+def measured_reach(ct, lungs: np.ndarray, opacity: np.ndarray, preset: str = "radiology") -> np.ndarray:
+    """:func:`lesion_reach` of one scan, read on the HU its opacity was measured on: smoothed in-plane when its
+    aerated lung is noisy, as :func:`lungtrial.imaging.quantify.analyse_volume` does
+    (:func:`lungtrial.imaging.noise.smoothing_for`)."""
+    from lungtrial.imaging import noise
+
+    sigma_mm, _, _ = noise.smoothing_for(ct.hu, lungs, ct.spacing)
+    hu = noise.smooth_in_plane(ct.hu, ct.spacing, sigma_mm, lungs) if sigma_mm > 0 else ct.hu
+    return lesion_reach(hu, lungs, opacity, ct.spacing, preset=preset)
+
+
+def pair_labels(reg, base, base_lungs, base_opacity, follow, moving, follow_lungs, follow_opacity, preset="radiology"):
+    """Change labels of a registered pair on the baseline grid: each scan's lesions' reach marked on its own grid
+    (:func:`measured_reach`), the follow-up's labels warped by nearest neighbour
+    (:func:`lungtrial.imaging.registration.warp_follow_up`), then :func:`lungtrial.imaging.change.change_labels`.
+
+    ``reg`` is the pair's :class:`lungtrial.imaging.registration.Registration`, ``moving`` the follow-up's grid;
+    the scans and labels are those of :func:`compare_volumes`.
+    """
+    from lungtrial.imaging.registration import warp_follow_up
+
+    b_reach = measured_reach(base, base_lungs, base_opacity, preset)
+    f_reach = measured_reach(follow, follow_lungs, follow_opacity, preset)
+    _, w_lungs, w_opacity = warp_follow_up(reg, moving, None, follow_lungs, f_reach)
+    del f_reach
+    return change_labels(base_lungs, b_reach, w_lungs, w_opacity)
 
 
 def compare_volumes(
@@ -190,6 +221,7 @@ def compare_volumes(
     registration: Mapping | None = None,
     threads: int | None = None,
     seconds: dict | None = None,
+    preset: str = "radiology",
 ) -> dict:
     """Register a follow-up onto its baseline (lung-masked, with the opacity labels), warp it onto the baseline
     grid, label the change per voxel and write the pair's files into ``outdir``.
@@ -212,6 +244,7 @@ def compare_volumes(
         (:func:`lungtrial.imaging.registration.registration_kwargs`).
     threads : threads of the registration and resampling.
     seconds : timings already spent (e.g. reading), added to the QC.
+    preset : the HU classes' preset the opacity labels were drawn with (for the lesions' reach, :func:`pair_labels`).
 
     Returns
     -------
@@ -223,7 +256,7 @@ def compare_volumes(
     """
     import time
 
-    from lungtrial.imaging.registration import Grid, register, warp_follow_up
+    from lungtrial.imaging.registration import Grid, register
 
     seconds = dict(seconds or {})
     t0 = time.perf_counter()
@@ -240,9 +273,7 @@ def compare_volumes(
     seconds["register"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     reg.save(os.path.join(outdir, PAIR_FILES["transform"]))
-    _, w_lungs, w_opacity = warp_follow_up(reg, moving, None, follow_lungs, follow_opacity)
-    labels = change_labels(base_lungs, base_opacity, w_lungs, w_opacity)
-    del w_lungs, w_opacity
+    labels = pair_labels(reg, base, base_lungs, base_opacity, follow, moving, follow_lungs, follow_opacity, preset)
     write_change_map(
         labels, os.path.join(outdir, PAIR_FILES["map"], "change.nii.gz"), base.spacing, base.origin, base.direction
     )

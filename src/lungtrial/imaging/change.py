@@ -15,10 +15,17 @@ label  name              baseline -> follow-up
 4      ``new``           normal -> opacity (either class)
 5      ``progressed``    ground glass -> consolidation (class 1 -> class 2)
 6      ``regressed``     consolidation -> ground glass (class 2 -> class 1)
-7      ``not_compared``  a vessel at either time (vessels are in no HU class, as in the per-scan metrics), or
-                         outside the follow-up's lungs (lost to the field of view, or where registration left
-                         the lungs apart)
+7      ``not_compared``  no opacity at either time and a vessel at one of them (vessels are in no HU class, as
+                         in the per-scan metrics), or outside the follow-up's lungs (lost to the field of view,
+                         or where registration left the lungs apart)
 =====  ================  ==============================================================================
+
+A change is judged where opacity is counted at one of the two times at least. At the other time, a voxel within
+the lesion's reach (:func:`lesion_reach`: an edge of the lesion thinner than the opacity test's ball, or a vessel
+running through it) counts in its class, so that a registration error of a millimetre or two at a lesion's edge,
+or a vessel the lesion engulfs, is not read as resolved or new opacity; a vessel away from any lesion counts as
+normal lung (a consolidation that engulfs it is new there). Opacity labels without the reach marked (0-3) are
+compared the same way, vessels then always counting as normal lung.
 
 Volumes are in mL; percentages are of the baseline lung volume (every baseline lung voxel, vessels included: the
 denominator of the per-scan ``pct_`` metrics). Regions are those of :mod:`lungtrial.imaging.metrics` (upper, middle and
@@ -57,19 +64,49 @@ CHANGE_COLOURS = {
 }
 NORMAL, RESOLVED, PERSISTENT, NEW, PROGRESSED, REGRESSED, NOT_COMPARED = range(1, 8)
 
-# change label of baseline opacity label b (0-3) and follow-up opacity label f (0-3): _LUT[4 * b + f]
-_LUT = np.full(16, NOT_COMPARED, dtype=np.uint8)
-_LUT[[0, 1, 2]] = (NORMAL, NEW, NEW)
-_LUT[[4, 5, 6]] = (RESOLVED, PERSISTENT, PROGRESSED)
-_LUT[[8, 9, 10]] = (RESOLVED, REGRESSED, PERSISTENT)
+#: Opacity labels of :func:`lesion_reach` beyond those of :func:`lungtrial.imaging.metrics.opacity_labels` (0 none,
+#: 1 and 2 the preset's classes, 3 vessel): a lesion's thin edge in class 1 or 2, a vessel within the reach of
+#: class-1 or class-2 opacity.
+THIN_FIRST, THIN_SECOND, VESSEL_FIRST, VESSEL_SECOND = 4, 5, 6, 7
+#: mm. How far a lesion reaches beyond its counted opacity when two times are compared: the radius of the ball that
+#: counted opacity holds (:func:`lungtrial.imaging.segmentation.opacity_exclusion`'s ``blob_radius_mm``). A band of a
+#: lesion thinner than that ball, its blurred edge and the vessels through it are not counted by the per-scan
+#: measurement, yet they are the lesion's.
+LESION_REACH_MM = 4.0
 
 
-def _check(name: str, arr, shape) -> np.ndarray:
+def _change_lut() -> np.ndarray:
+    """Change label of baseline label b (0-7) and follow-up label f (0-7): ``lut[8 * b + f]``."""
+    klass = {1: 1, 2: 2, THIN_FIRST: 1, THIN_SECOND: 2, VESSEL_FIRST: 1, VESSEL_SECOND: 2}
+    vessel = {3, VESSEL_FIRST, VESSEL_SECOND}
+    lut = np.empty(64, dtype=np.uint8)
+    for b in range(8):
+        for f in range(8):
+            if b in (1, 2) or f in (1, 2):  # counted opacity at one time at least
+                cb, cf = klass.get(b, 0), klass.get(f, 0)
+                if cb == cf:
+                    lab = PERSISTENT
+                elif cf == 0:
+                    lab = RESOLVED
+                elif cb == 0:
+                    lab = NEW
+                else:
+                    lab = PROGRESSED if cb == 1 else REGRESSED
+            else:
+                lab = NOT_COMPARED if b in vessel or f in vessel else NORMAL
+            lut[8 * b + f] = lab
+    return lut
+
+
+_LUT = _change_lut()
+
+
+def _check(name: str, arr, shape, top: int = 3) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.shape != shape:
         raise ValueError(f"{name}: expected shape {shape} (the baseline grid), got {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() > 3):
-        raise ValueError(f"{name}: expected labels 0-3, got values up to {arr.max()}")
+    if arr.size and (arr.min() < 0 or arr.max() > top):
+        raise ValueError(f"{name}: expected labels 0-{top}, got values up to {arr.max()}")
     return arr.astype(np.uint8, copy=False)
 
 
@@ -84,24 +121,84 @@ def change_labels(
     Parameters
     ----------
     base_lungs : (z, y, x) baseline lung labels (0 background, 1 right, 2 left).
-    base_opacity : (z, y, x) baseline opacity labels (0 none, 1, 2, 3 vessel).
-    follow_lungs, follow_opacity : the follow-up's lung and opacity labels resampled onto the baseline grid.
+    base_opacity : (z, y, x) baseline opacity labels (0 none, 1, 2, 3 vessel), with each lesion's reach marked
+        (4-7, :func:`lesion_reach`) or not.
+    follow_lungs, follow_opacity : the follow-up's lung and opacity labels (the latter as ``base_opacity``)
+        resampled onto the baseline grid.
     """
     shape = np.shape(base_lungs)
     base_lungs = _check("base_lungs", base_lungs, shape)
-    base_opacity = _check("base_opacity", base_opacity, shape)
+    base_opacity = _check("base_opacity", base_opacity, shape, 7)
     follow_lungs = _check("follow_lungs", follow_lungs, shape)
-    follow_opacity = _check("follow_opacity", follow_opacity, shape)
+    follow_opacity = _check("follow_opacity", follow_opacity, shape, 7)
     out = np.zeros(shape, dtype=np.uint8)
     chunk = 16
     for z in range(0, shape[0], chunk):  # a few slices at a time: small temporaries
         s = slice(z, z + chunk)
         lung = base_lungs[s] > 0
-        code = (base_opacity[s] << 2) | follow_opacity[s]
+        code = (base_opacity[s] << 3) | follow_opacity[s]
         lab = _LUT[code]
         lab[follow_lungs[s] == 0] = NOT_COMPARED
         lab[~lung] = 0
         out[s] = lab
+    return out
+
+
+def lesion_reach(
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    opacity: np.ndarray,
+    spacing,
+    *,
+    preset: str = "radiology",
+    reach_mm: float = LESION_REACH_MM,
+) -> np.ndarray:
+    """The opacity labels with each lesion's reach marked, for comparing two times (:func:`change_labels`).
+
+    A lung voxel that is not counted as opacity (label 0, or a vessel 3) and lies within ``reach_mm`` of counted
+    opacity (1 or 2) is in that lesion's reach when it is a vessel or its HU lies in one of the preset's two opacity
+    classes (a thin band or the blurred edge of the lesion): :data:`THIN_FIRST` or :data:`THIN_SECOND` by its HU,
+    :data:`VESSEL_FIRST` or :data:`VESSEL_SECOND` by the class of the nearer counted opacity.
+
+    Parameters
+    ----------
+    hu : (z, y, x) HU the opacity was measured on (a noisy scan's smoothed HU, as the per-scan measurement).
+    lungs : (z, y, x) lung labels (non-zero is lung).
+    opacity : (z, y, x) uint8 opacity labels 0-3 (:func:`lungtrial.imaging.metrics.opacity_labels`).
+    spacing : (dz, dy, dx) voxel size in mm.
+    preset : the HU classes' preset (:data:`lungtrial.imaging.metrics.OPACITY_CLASSES`).
+    reach_mm : how far a lesion reaches beyond its counted opacity, mm.
+
+    Returns
+    -------
+    uint8 (z, y, x): ``opacity`` with the reach's voxels set to 4-7.
+    """
+    from lungtrial.imaging.metrics import _label_lut
+    from lungtrial.imaging.segmentation._grid import _bbox, _edt
+
+    opacity = np.asarray(opacity)
+    if opacity.shape != np.shape(hu) or opacity.shape != np.shape(lungs):
+        raise ValueError(f"hu, lungs and opacity: expected one shape, got {np.shape(hu)}, {np.shape(lungs)}, "
+                         f"{opacity.shape}")
+    out = opacity.astype(np.uint8, copy=True)
+    counted = (opacity == 1) | (opacity == 2)
+    if not counted.any():
+        return out
+    sp = tuple(float(v) for v in spacing)
+    box = _bbox(counted, [int(np.ceil(reach_mm / v)) + 1 for v in sp])
+    del counted
+    op = opacity[box]
+    far = np.float32(np.inf)
+    # distance (mm) to the nearest counted voxel of each class (an empty class is infinitely far)
+    dist = [_edt(op != k, sp) if (op == k).any() else np.full(op.shape, far, np.float32) for k in (1, 2)]
+    near = np.minimum(dist[0], dist[1]) <= reach_mm
+    near &= np.asarray(lungs)[box] != 0
+    sub = out[box]
+    klass = _label_lut(preset, False)[np.asarray(hu)[box].astype(np.int32) + 32768]
+    thin = near & (op == 0) & (klass > 0)
+    sub[thin] = klass[thin] + (THIN_FIRST - 1)
+    vessel = near & (op == 3)
+    sub[vessel] = np.where(dist[0][vessel] <= dist[1][vessel], VESSEL_FIRST, VESSEL_SECOND)
     return out
 
 
@@ -197,6 +294,8 @@ _EXPORTS = {
         "choose_baseline",
         "compare_scans",
         "compare_volumes",
+        "measured_reach",
+        "pair_labels",
         "preview_planes",
         "read_masks",
     ),

@@ -712,7 +712,8 @@ def warp_follow_up(
         resampled (None returned in its place), e.g. when only a few planes are wanted (:meth:`Registration.warp`
         with ``region``).
     lungs : (z, y, x) uint8 lung labels (0-3) of the follow-up; resampled by nearest neighbour.
-    opacity : (z, y, x) uint8 opacity labels (0-3, :func:`lungtrial.imaging.metrics.opacity_labels`); nearest neighbour.
+    opacity : (z, y, x) uint8 opacity labels (0-3, :func:`lungtrial.imaging.metrics.opacity_labels`, or 0-7 with
+        the lesions' reach of :func:`lungtrial.imaging.change.lesion_reach`); nearest neighbour.
     outside_hu : HU of baseline voxels outside the follow-up's volume (their labels are 0).
 
     Returns
@@ -724,12 +725,12 @@ def warp_follow_up(
             raise ValueError(f"{name}: expected shape {moving.shape} (the follow-up grid), got {np.shape(arr)}")
     lungs = np.asarray(lungs)
     opacity = np.asarray(opacity)
-    if (lungs.size and lungs.max() > 3) or (opacity.size and opacity.max() > 3):
-        raise ValueError("lungs and opacity: expected labels 0-3")
-    packed = (lungs.astype(np.uint8) << 2) | opacity.astype(np.uint8)  # both labels in one nearest-neighbour pass
+    if (lungs.size and lungs.max() > 3) or (opacity.size and opacity.max() > 7):
+        raise ValueError("lungs and opacity: expected labels 0-3 and 0-7")
+    packed = (lungs.astype(np.uint8) << 3) | opacity.astype(np.uint8)  # both labels in one nearest-neighbour pass
     warped_labels = registration.warp(packed, moving, kind="nearest", default=0)
     del packed
     warped_hu = None
     if hu is not None:
         warped_hu = registration.warp(np.asarray(hu, dtype=np.int16), moving, kind="linear", default=outside_hu)
-    return warped_hu, warped_labels >> 2, warped_labels & 3
+    return warped_hu, warped_labels >> 3, warped_labels & 7
