@@ -527,8 +527,8 @@ def main() -> None:
             ("<=2", 4, ""),
         ],
         "  base_mm: |displacement| at the lung bases (95th percentile); aff_med: median error of the affine stage "
-        "alone;\n  reg_s: register() (wall), aff_s: its affine stage (one thread);\n  pair_s: register + warp HU and "
-        "labels + change labels and volumes (wall; cpu_s: CPU seconds of "
+        "alone;\n  reg_s: register() (wall), aff_s: its affine stage (one thread);\n  pair_s: register + lesions' reach + "
+        "warp labels + change labels and volumes (wall; cpu_s: CPU seconds of "
         "the process); peak_gb: resident high-water mark during the pair",
     )
     les_cols = [("case", 6, ""), ("lungs", 9, "")]
