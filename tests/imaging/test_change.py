@@ -157,6 +157,8 @@ def test_lesion_reach_marks_thin_edges_and_vessels_near_counted_opacity():
     vessel_far = (np.abs(y - 30) <= 2) & (np.abs(z - 10) <= 1) & (x >= 60)  # 15 mm and more
     for v in (vessel_near, vessel_far):
         opacity[v], hu[v] = 3, 40
+    vessel_in_consolidation = (z == 10) & (y == 30) & (x >= 27) & (x <= 29)
+    opacity[vessel_in_consolidation] = 3
     speck = (z == 10) & (y == 5) & (x == 5)  # dense but far from any lesion
     hu[speck] = -600
     out = change.lesion_reach(hu, lungs, opacity, spacing)
@@ -166,8 +168,9 @@ def test_lesion_reach_marks_thin_edges_and_vessels_near_counted_opacity():
     assert near.any() and (out[near] == change.VESSEL_FIRST).all()
     assert (out[vessel_near & (r > 6 + change.LESION_REACH_MM + 0.5)] == 3).all()
     assert (out[vessel_far] == 3).all()
+    assert (out[vessel_in_consolidation] == change.VESSEL_SECOND).all()  # within reach of consolidation
     assert out[speck].item() == 0
-    assert (out[opacity == 1] == 1).all() and (out[consolidation] == 2).all()
+    assert (out[opacity == 1] == 1).all() and (out[consolidation & ~vessel_in_consolidation] == 2).all()
     assert (out[(hu == -850)] == 0).all()
     # outside the lungs nothing is marked; no counted opacity: the labels unchanged
     out = change.lesion_reach(hu, np.where(edge, 0, lungs), opacity, spacing)

@@ -147,3 +147,33 @@ def test_a_pair_of_two_patients_is_an_error_naming_both_scans(tmp_path, monkeypa
     keys["b"] = "k1"  # one patient: read as usual (here the stand-in read stops it)
     with pytest.raises(pytest.fail.Exception):
         compare_scans(*scans, tmp_path / "pair")
+
+
+def test_pair_labels_read_engulfed_vessels_and_thin_edges_as_progressed():
+    """Ground glass at baseline with a vessel through it and a thin edge (both not counted as opacity) grows into
+    consolidation over them: the vessel and the edge are progressed, as the rest of the lesion, not new or not
+    compared (lungtrial.imaging.change.lesion_reach)."""
+    from lungtrial.imaging.registration import Grid, register
+
+    centre = BASE_LESIONS["growing"][0]
+    base, b_lungs, b_op = _scan(BASE_LESIONS)
+    follow, f_lungs, f_op = _scan({"growing": (centre, 15, 2)})
+    vessel = _ball(centre, 12) & (np.abs(np.arange(SHAPE[2]) * SPACING[2] - centre[2]) < 2)[None, None, :]
+    edge = _ball(centre, 15) & ~_ball(centre, 12) & (b_lungs > 0)
+    base.hu[vessel], b_op[vessel] = 40, 3
+    base.hu[edge] = -600  # ground glass thinner than a counted opacity
+    reg = register(base.hu, b_lungs, SPACING, follow.hu, f_lungs, SPACING, fixed_opacity=b_op,
+                   moving_opacity=f_op, threads=1, **FAST)
+    labels = change.pair_labels(reg, base, b_lungs, b_op, follow, Grid.of(follow.hu, SPACING), f_lungs, f_op)
+    inner = vessel & ndimage_erode(_ball(centre, 12))
+    assert np.mean(labels[inner] == change.PROGRESSED) > 0.9
+    # the edge's voxels within 4 mm of the counted ground glass (on this 3 mm grid, those sharing a face with it)
+    assert np.mean(labels[edge] == change.PROGRESSED) > 0.5
+    # compared without the reach, the whole edge would be new
+    assert np.mean(change.change_labels(b_lungs, b_op, f_lungs, f_op)[edge] == change.NEW) > 0.9
+
+
+def ndimage_erode(mask):
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(mask)

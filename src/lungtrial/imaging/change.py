@@ -25,7 +25,7 @@ the lesion's reach (:func:`lesion_reach`: an edge of the lesion thinner than the
 running through it) counts in its class, so that a registration error of a millimetre or two at a lesion's edge,
 or a vessel the lesion engulfs, is not read as resolved or new opacity; a vessel away from any lesion counts as
 normal lung (a consolidation that engulfs it is new there). Opacity labels without the reach marked (0-3) are
-compared the same way, vessels then always counting as normal lung.
+compared the same way, every vessel then counting as normal lung against counted opacity at the other time.
 
 Volumes are in mL; percentages are of the baseline lung volume (every baseline lung voxel, vessels included: the
 denominator of the per-scan ``pct_`` metrics). Regions are those of :mod:`lungtrial.imaging.metrics` (upper, middle and
@@ -158,7 +158,9 @@ def lesion_reach(
     A lung voxel that is not counted as opacity (label 0, or a vessel 3) and lies within ``reach_mm`` of counted
     opacity (1 or 2) is in that lesion's reach when it is a vessel or its HU lies in one of the preset's two opacity
     classes (a thin band or the blurred edge of the lesion): :data:`THIN_FIRST` or :data:`THIN_SECOND` by its HU,
-    :data:`VESSEL_FIRST` or :data:`VESSEL_SECOND` by the class of the nearer counted opacity.
+    :data:`VESSEL_SECOND` when it lies within reach of the second class (the consolidation it runs into or through),
+    :data:`VESSEL_FIRST` otherwise. With lesion masks given instead of HU thresholds (``imaging.lesion_masks``), the
+    reach is read around the given lesions by the same HU classes.
 
     Parameters
     ----------
@@ -174,31 +176,42 @@ def lesion_reach(
     uint8 (z, y, x): ``opacity`` with the reach's voxels set to 4-7.
     """
     from lungtrial.imaging.metrics import _label_lut
-    from lungtrial.imaging.segmentation._grid import _bbox, _edt
+    from lungtrial.imaging.segmentation._grid import _ball, _bbox, _dilate
 
     opacity = np.asarray(opacity)
     if opacity.shape != np.shape(hu) or opacity.shape != np.shape(lungs):
         raise ValueError(f"hu, lungs and opacity: expected one shape, got {np.shape(hu)}, {np.shape(lungs)}, "
                          f"{opacity.shape}")
+    if opacity.size and opacity.max() > 3:
+        raise ValueError(f"opacity: expected labels 0-3, got values up to {opacity.max()}")
+    sp = np.asarray(spacing, dtype=float)
+    if sp.shape != (3,) or not (sp > 0).all():
+        raise ValueError(f"spacing: expected three positive voxel sizes (dz, dy, dx) in mm, got {spacing}")
     out = opacity.astype(np.uint8, copy=True)
     counted = (opacity == 1) | (opacity == 2)
     if not counted.any():
         return out
-    sp = tuple(float(v) for v in spacing)
-    box = _bbox(counted, [int(np.ceil(reach_mm / v)) + 1 for v in sp])
-    del counted
+    ball = _ball(reach_mm, sp)
+    box = _bbox(counted, [n // 2 + 1 for n in ball.shape])
     op = opacity[box]
-    far = np.float32(np.inf)
-    # distance (mm) to the nearest counted voxel of each class (an empty class is infinitely far)
-    dist = [_edt(op != k, sp) if (op == k).any() else np.full(op.shape, far, np.float32) for k in (1, 2)]
-    near = np.minimum(dist[0], dist[1]) <= reach_mm
+    near = _dilate(counted[box], ball)
+    del counted
+    near &= (op == 0) | (op == 3)
     near &= np.asarray(lungs)[box] != 0
     sub = out[box]
-    klass = _label_lut(preset, False)[np.asarray(hu)[box].astype(np.int32) + 32768]
-    thin = near & (op == 0) & (klass > 0)
+    h = np.asarray(hu)[box]
+    if h.dtype != np.int16:  # smoothed HU: rounded, within int16
+        h = np.clip(np.rint(h), -32768, 32767).astype(np.int16)
+    thin = near & (op == 0)
+    klass = np.zeros(thin.shape, np.uint8)
+    klass[thin] = _label_lut(preset, False)[h[thin].view(np.uint16) ^ 0x8000]  # the HU's class (HU + 32768)
+    thin &= klass > 0
     sub[thin] = klass[thin] + (THIN_FIRST - 1)
     vessel = near & (op == 3)
-    sub[vessel] = np.where(dist[0][vessel] <= dist[1][vessel], VESSEL_FIRST, VESSEL_SECOND)
+    sub[vessel] = VESSEL_FIRST
+    if (op == 2).any():
+        vessel &= _dilate(op == 2, ball)
+        sub[vessel] = VESSEL_SECOND
     return out
 
 
