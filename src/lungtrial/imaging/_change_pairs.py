@@ -183,11 +183,10 @@ def compare_scans(
 def measured_reach(ct, lungs: np.ndarray, opacity: np.ndarray, preset: str = "radiology") -> np.ndarray:
     """:func:`lesion_reach` of one scan, read on the HU its opacity was measured on: smoothed in-plane when its
     aerated lung is noisy, as :func:`lungtrial.imaging.quantify.analyse_volume` does
-    (:func:`lungtrial.imaging.noise.smoothing_for`)."""
+    (:func:`lungtrial.imaging.noise.measured_hu`)."""
     from lungtrial.imaging import noise
 
-    sigma_mm, _, _ = noise.smoothing_for(ct.hu, lungs, ct.spacing)
-    hu = noise.smooth_in_plane(ct.hu, ct.spacing, sigma_mm, lungs) if sigma_mm > 0 else ct.hu
+    hu = noise.measured_hu(ct.hu, lungs, ct.spacing)[0]
     return lesion_reach(hu, lungs, opacity, ct.spacing, preset=preset)
 
 

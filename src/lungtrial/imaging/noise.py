@@ -140,3 +140,13 @@ def smoothing_for(
         else:
             high, left = mid, at_mid
     return round(high, 2), before, left
+
+
+def measured_hu(hu: np.ndarray, lungs: np.ndarray, spacing) -> tuple[np.ndarray, float, float, float]:
+    """The HU opacity is read from: ``hu`` itself, or smoothed in-plane (within ``lungs``) by :func:`smoothing_for`'s
+    sigma when the aerated lung is noisier than :data:`NOISE_CEILING_HU`. Returns ``(hu, sigma_mm, noise_before,
+    noise_after)`` as :func:`smoothing_for` (sigma 0: ``hu`` unchanged)."""
+    sigma_mm, before, after = smoothing_for(hu, lungs, spacing)
+    if sigma_mm > 0:
+        hu = smooth_in_plane(hu, spacing, sigma_mm, lungs)
+    return hu, sigma_mm, before, after

@@ -262,10 +262,9 @@ def analyse_volume(
         raise ScanExcluded("volume", implausible)
     if on_lungs is not None:
         on_lungs(lungs)
-    measured = hu  # a sharp kernel's noise is brought down to a soft kernel's before opacity is read from HU
-    sigma_mm, lung_noise, left = noise.smoothing_for(hu, lungs, spacing)
+    # a sharp kernel's noise is brought down to a soft kernel's before opacity is read from HU
+    measured, sigma_mm, lung_noise, left = noise.measured_hu(hu, lungs, spacing)
     if sigma_mm > 0:
-        measured = noise.smooth_in_plane(hu, spacing, sigma_mm, lungs)
         still = f"; still {left:.0f} HU at the largest smoothing" if left > noise.NOISE_CEILING_HU else ""
         noted.append(
             f"noisy aerated lung ({lung_noise:.0f} HU, more than a soft kernel's {noise.NOISE_CEILING_HU:g}: a sharp "
