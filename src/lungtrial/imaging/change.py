@@ -47,7 +47,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from lungtrial.imaging.metrics import REGIONS, _lung_labels, _lung_zones
+from lungtrial.imaging.metrics import REGIONS, _check_spacing, _lung_labels, _lung_zones
 
 #: Change label values (index = label), as written into the NIfTI label map.
 CHANGE_NAMES = ("background", "normal", "resolved", "persistent", "new", "progressed", "regressed", "not_compared")
@@ -184,9 +184,8 @@ def lesion_reach(
                          f"{opacity.shape}")
     if opacity.size and opacity.max() > 3:
         raise ValueError(f"opacity: expected labels 0-3, got values up to {opacity.max()}")
+    _check_spacing(spacing)
     sp = np.asarray(spacing, dtype=float)
-    if sp.shape != (3,) or not (sp > 0).all():
-        raise ValueError(f"spacing: expected three positive voxel sizes (dz, dy, dx) in mm, got {spacing}")
     out = opacity.astype(np.uint8, copy=True)
     counted = (opacity == 1) | (opacity == 2)
     if not counted.any():
@@ -234,8 +233,7 @@ def change_volumes(labels: np.ndarray, base_lungs: np.ndarray, spacing) -> tuple
     labels = np.asarray(labels)
     if labels.shape != np.shape(base_lungs):
         raise ValueError(f"labels: expected shape {np.shape(base_lungs)} (the baseline grid), got {labels.shape}")
-    if len(spacing) != 3 or min(spacing) <= 0:
-        raise ValueError(f"spacing: expected three positive voxel sizes (dz, dy, dx) in mm, got {spacing}")
+    _check_spacing(spacing)
     lungs, top = _lung_labels(np.asarray(base_lungs))
     nlab = len(CHANGE_NAMES)
     counts = np.zeros((len(REGIONS), nlab), dtype=np.int64)
