@@ -354,3 +354,23 @@ def test_plausibility_of_given_lungs_in_analyse_volume(demo_scan):
         analyse_volume(vol.hu, vol.spacing, lungs=swapped)
     result = analyse_volume(vol.hu, vol.spacing, lungs=swapped, measure_implausible=True)
     assert any(w.startswith("implausible lungs: left lung's centre") for w in result["warnings"])
+
+
+def test_lungs_cut_by_the_scans_range_are_flagged():
+    """A scan that stops above the lungs' bases (or starts below their apices) measures part of them: a warning
+    names the lung and the end; a lung tapering out within the scan is not flagged."""
+    from lungtrial.imaging.quantify import RANGE_CUT_SHARE, field_of_view_warnings
+
+    lungs = np.zeros((40, 32, 44), np.uint8)
+    z = np.arange(40)[:, None, None]
+    y, x = np.indices((32, 44))
+    radius = 10 * np.sin(np.pi * (z + 0.5) / 40)  # each lung a spindle tapering to its ends
+    lungs[((y - 16) ** 2 + (x - 11) ** 2 < radius**2)] = 1
+    lungs[((y - 16) ** 2 + (x - 32) ** 2 < radius**2)] = 2
+    assert field_of_view_warnings(lungs) == []
+    top = field_of_view_warnings(lungs[:20])  # the scan ends half-way up the lungs
+    assert len(top) == 2 and all("most superior slice with 100 %" in w and "cuts it above" in w for w in top)
+    assert top[0].startswith("right lung")
+    bottom = field_of_view_warnings(lungs[10:, :, :22])  # the right lung only, cut below
+    assert len(bottom) == 1 and "most inferior slice" in bottom[0] and "cuts it below" in bottom[0]
+    assert RANGE_CUT_SHARE < 0.5

@@ -173,10 +173,17 @@ def _publish(work: Path, outdir: Path, names: Iterable[str]) -> None:
     os.replace(work / LAYOUT["series"], outdir / LAYOUT["series"])
 
 
+#: A lung's apex and its posterior recess taper to a few cm^2 in the last slices that hold them. A section of a lung
+#: in the scan's most superior or most inferior slice of at least this share of the lung's largest section means
+#: that the scan's range cut the lung (about a centimetre of it or more).
+RANGE_CUT_SHARE = 0.05
+
+
 def field_of_view_warnings(lungs: np.ndarray) -> list[str]:
-    """Warnings when the lungs run into the in-plane image edge: the field of view cut them, and lung outside it
-    is not measured (volumes and percentages are those of the imaged part). ``lungs``: (z, y, x) labels, 1 right,
-    2 left."""
+    """Warnings when the lungs run into the image's edge: in the plane (the field of view cuts them), or through
+    the scan's first or last slice with a section of at least :data:`RANGE_CUT_SHARE` of the lung's largest (the
+    scan's range cuts them). Lung outside the image is not measured (volumes and percentages are those of the
+    imaged part). ``lungs``: (z, y, x) labels, 1 right, 2 left, z superior."""
     edges = (lungs[:, 0, :], lungs[:, -1, :], lungs[:, :, 0], lungs[:, :, -1])
     out = []
     for label, name in ((1, "right"), (2, "left")):
@@ -188,6 +195,16 @@ def field_of_view_warnings(lungs: np.ndarray) -> list[str]:
                 f"{name} lung reaches the image edge in {int(cut.sum())} of {lungs.shape[0]} slices: the field of "
                 "view cuts it, lung outside it is not measured"
             )
+        sections = np.count_nonzero(lungs == label, axis=(1, 2))
+        largest = sections.max(initial=0)
+        for end, where in ((-1, "above"), (0, "below")):
+            share = sections[end] / largest if largest else 0.0
+            if share >= RANGE_CUT_SHARE:
+                out.append(
+                    f"{name} lung runs through the scan's most {'superior' if end else 'inferior'} slice with "
+                    f"{100 * share:.0f} % of its largest section: the scan's range cuts it {where}, lung outside "
+                    "it is not measured"
+                )
     return out
 
 

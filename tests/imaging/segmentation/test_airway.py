@@ -144,3 +144,31 @@ def test_airway_followed_past_a_narrow_carina():
     lungs = np.zeros(shape, dtype=bool)
     lungs[:31, 10:50, 4:28] = lungs[:31, 10:50, 53:77] = True
     assert not (airway & lungs).any()
+
+
+def test_trachea_found_below_a_larynx_that_thick_slices_close():
+    """The scan starts at the larynx: a wide medial air space in the top slice, then vocal cords that close the
+    lumen on a 5 mm slice, then the trachea. The short air column on top is not the trachea; the trachea below is
+    (and the lungs hang from it)."""
+    from lungtrial.imaging.segmentation.airway import TRACHEA_MIN_LENGTH_MM, _airways
+
+    shape, cspacing = (40, 60, 80), np.array([5.0, 3.5, 3.5])
+    inner = np.zeros(shape, dtype=bool)
+    body = np.ones(shape, dtype=bool)
+    inner[:31, 10:50, 4:28] = True  # right lung (low x)
+    inner[:31, 10:50, 53:77] = True  # left lung
+    inner[39, 18:26, 36:45] = True  # the larynx above the vocal cords: 8 x 9 pixels (882 mm^2), one slice
+    # slice 38: the closed glottis, no air
+    inner[25:38, 20:25, 38:43] = True  # the trachea, 5 x 5 pixels (306 mm^2), 65 mm long
+    airway = _airways(inner, body, cspacing)
+    assert airway[25:35, 20:25, 38:43].all()  # followed caudally from the most superior 10 mm of the trachea
+    assert not airway[39].any()
+    assert (13 * 5.0) >= TRACHEA_MIN_LENGTH_MM
+    lungs = np.zeros(shape, dtype=bool)
+    lungs[:31, 10:50, 4:28] = lungs[:31, 10:50, 53:77] = True
+    assert not (airway & lungs).any()
+    # a medial air column as short as the larynx alone, and nothing below: it is still taken (the lungs' check
+    # that a trachea was seen is the plausibility's, not this one's)
+    short = np.zeros(shape, dtype=bool)
+    short[39, 18:26, 36:45] = True
+    assert _airways(short, body, cspacing)[39, 18:26, 36:45].all()

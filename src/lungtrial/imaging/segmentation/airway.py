@@ -18,6 +18,10 @@ TRACHEA_MIN_AREA_MM2 = 50.0
 TRACHEA_MIDLINE_MM = 30.0
 #: mm. The trachea is looked for in the most superior slices of this thickness that hold a candidate.
 TRACHEA_TOP_MM = 10.0
+#: mm. Shortest air column taken as the trachea: it runs 100-120 mm from the larynx to the carina, of which a chest
+#: CT shows at least the 40-60 mm within the thorax; a shorter medial column is the pharynx or the larynx above
+#: vocal cords that close the lumen on a thick slice.
+TRACHEA_MIN_LENGTH_MM = 20.0
 #: mm. In-plane reach of a caudal link between airway regions of adjacent slices: oblique main bronchi move
 #: sideways by a few mm between thick slices.
 AIRWAY_LINK_MM = 4.0
@@ -73,42 +77,56 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
     cand = cand[cand > 0]
     if cand.size == 0:
         return np.zeros_like(inner_air)
-    # the trachea: most superior candidate slices (within 10 mm of the top one), largest there
-    ztop = z_of[cand].max()
-    top = cand[z_of[cand] >= ztop - max(1, int(round(TRACHEA_TOP_MM / dz)))]
-    seed = int(top[np.argmax(area[top])])
-
     # caudal links: a small region in slice k -> regions in slice k-1 within 4 mm in the plane (oblique bronchi
     # move sideways between thick slices); only within 80 mm of the trachea's axis
-    x0 = int(round(cx[seed]))
-    half = int(np.ceil(AIRWAY_REACH_MM / dx))
-    xs = slice(max(0, x0 - half), x0 + half + 1)
     # (links may pass through smaller regions: where the carina's spur and the bronchial walls blur on the coarse
     # grid, a bronchus can shrink below 50 mm^2 for a slice)
     link = area <= max_area
-    sub = np.where(link[lab[: z_of[seed] + 1, :, xs]], lab[: z_of[seed] + 1, :, xs], 0)
     ry, rx = (max(1, int(round(AIRWAY_LINK_MM / s))) for s in (dy, dx))
-    upper = _grey_grow(sub[1:], np.ones((1, 2 * ry + 1, 2 * rx + 1), dtype=bool))
-    lower = sub[:-1]
-    m = (upper > 0) & (lower > 0)
-    pairs = np.unique(upper[m].astype(np.int64) * (n + 1) + lower[m])
-    children: dict[int, list[int]] = {}
-    for a, b in zip((pairs // (n + 1)).tolist(), (pairs % (n + 1)).tolist()):
-        children.setdefault(a, []).append(b)
+    half = int(np.ceil(AIRWAY_REACH_MM / dx))
+    top_slices = max(1, int(round(TRACHEA_TOP_MM / dz)))
 
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[seed] = True
-    # (region, reference area): the reference is the larger of a region and its parent, so that a bronchus may
-    # come back to its size after the one slice where the carina's spur narrowed it
-    stack = [(seed, area[seed])]
-    while stack:
-        a, ref = stack.pop()
-        for b in children.get(a, ()):
-            if keep[b] or area[b] > max_area or area[b] > AIRWAY_GROWTH * ref + AIRWAY_GROWTH_MM2:
-                continue
-            keep[b] = True
-            stack.append((b, max(area[b], area[a])))
-    return keep[lab]
+    def follow(seed: int) -> np.ndarray:
+        """Regions of the airway grown caudally from ``seed`` (bool per label)."""
+        x0 = int(round(cx[seed]))
+        xs = slice(max(0, x0 - half), x0 + half + 1)
+        sub = np.where(link[lab[: z_of[seed] + 1, :, xs]], lab[: z_of[seed] + 1, :, xs], 0)
+        upper = _grey_grow(sub[1:], np.ones((1, 2 * ry + 1, 2 * rx + 1), dtype=bool))
+        lower = sub[:-1]
+        m = (upper > 0) & (lower > 0)
+        pairs = np.unique(upper[m].astype(np.int64) * (n + 1) + lower[m])
+        children: dict[int, list[int]] = {}
+        for a, b in zip((pairs // (n + 1)).tolist(), (pairs % (n + 1)).tolist()):
+            children.setdefault(a, []).append(b)
+        keep = np.zeros(n + 1, dtype=bool)
+        keep[seed] = True
+        # (region, reference area): the reference is the larger of a region and its parent, so that a bronchus may
+        # come back to its size after the one slice where the carina's spur narrowed it
+        stack = [(seed, area[seed])]
+        while stack:
+            a, ref = stack.pop()
+            for b in children.get(a, ()):
+                if keep[b] or area[b] > max_area or area[b] > AIRWAY_GROWTH * ref + AIRWAY_GROWTH_MM2:
+                    continue
+                keep[b] = True
+                stack.append((b, max(area[b], area[a])))
+        return keep
+
+    # the trachea: most superior candidate slices (within 10 mm of the top one), largest there; when the air column
+    # grown from it is shorter than a trachea (the pharynx or larynx above vocal cords that close the lumen on
+    # thick slices), the next candidates below it are tried
+    first = None
+    while cand.size:
+        ztop = z_of[cand].max()
+        top = cand[z_of[cand] >= ztop - top_slices]
+        seed = int(top[np.argmax(area[top])])
+        keep = follow(seed)
+        first = keep if first is None else first
+        zs = z_of[np.flatnonzero(keep)]
+        if (zs.max() - zs.min() + 1) * dz >= TRACHEA_MIN_LENGTH_MM:
+            return keep[lab]
+        cand = cand[(z_of[cand] < zs.min()) & ~keep[cand]]
+    return first[lab]
 
 
 def _bronchus_ends(airway: np.ndarray, inner_air: np.ndarray, coarse: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
