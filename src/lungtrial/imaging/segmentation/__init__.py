@@ -6,6 +6,7 @@ The method, stage by stage, is explained with pictures in ``docs/segmentation.md
 - :mod:`.body` -- the patient's body, cut loose from tables, trays and mattresses, also when the field of view cuts it;
 - :mod:`.airway` -- trachea and main bronchi;
 - :mod:`.lungs` -- the two lungs, chosen because they hang from the airway (never by size alone);
+- :mod:`.viscus` -- gas in the stomach or the colon that the coarse grid joins to a lung through the diaphragm;
 - :mod:`.limits` -- the anatomical limits a lung never crosses: the diaphragm and the rib cage;
 - :mod:`.repair` -- lesions that the aerated lung does not reveal by itself (enclosed and pleural pockets,
   consolidation continued by its density), kept within the limits;
@@ -39,6 +40,7 @@ from .prior import prior_additions
 from .refine import _edge_threshold, _refine
 from .repair import _continue_consolidation, _depths, _repair
 from .vessels import opacity_exclusion, segment_vessels
+from .viscus import drop_viscus_gas
 
 __all__ = [
     "add_prior",
@@ -69,7 +71,8 @@ class Segmentation:
         Volume added by the lesion repair beyond the aerated lung (coarse grid, ml).
     limited_ml : float
         Volume the repair would have added beyond the anatomical limits (below the diaphragm, outside the rib cage,
-        thin strips along the wall, next to gas that is not lung) and that was left out (coarse grid, ml).
+        thin strips along the wall, next to gas that is not lung) and that was left out, with the gas of a stomach
+        or a colon that the coarse grid joined to a lung (:mod:`.viscus`) (coarse grid, ml).
     prior_ml : float
         Volume added by the serial prior (:mod:`.prior`; 0 without a prior), ml.
     held_back : (cz, cy, cx) bool or None
@@ -149,6 +152,7 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
         glass = _hazy_core(hazy, csp)
         picked, anchored = pick_lungs((inner | glass) & ~airway, body, airway | ends, csp)
         picked = _hazy_edges(picked, hazy, glass, csp)
+        picked, viscus = drop_viscus_gas(hu, picked, factors, sp)
         picked[ends] = 0
         airway |= ends
         aerated = np.where(air, picked, 0).astype(np.uint8)
@@ -163,7 +167,7 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
         gas = ndimage.binary_dilation(air & (picked == 0) & ~airway, structure=np.ones((3, 3, 3), bool))
         outside = (lungs_c > 0) & (pockets == 0) & (~cage | gas)
         lungs_c[outside] = 0
-        beyond |= outside
+        beyond |= outside | viscus
         if grown is not None:
             grown &= lungs_c > 0
         if np.all(factors == 1):

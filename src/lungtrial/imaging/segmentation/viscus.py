@@ -1,0 +1,133 @@
+"""Gas in the stomach or the colon that the coarse grid joins to a lung through the diaphragm (each constant below:
+its unit and its anatomical reason)."""
+
+from __future__ import annotations
+
+import cc3d
+import numpy as np
+from scipy import ndimage
+
+from ._grid import _PLANE4, AIR_HU, LEFT, RIGHT, _ball, _bbox, _block_sum, _dilate, _erode
+
+#: mm. The diaphragm between a lung's base and gas in the stomach or the colon under it is 2-5 mm of muscle. On the
+#: coarse grid's blocks (about 3.5 mm) air on both sides averages it away and the gas joins the lung; at full
+#: resolution what is left of the join is a neck of partial-volume voxels thinner than this radius, so that eroding
+#: the aerated voxels by a ball of this radius parts them.
+NECK_MM = 1.5
+#: ml. Smallest gas pocket looked at: a smaller one changes the lung's volume little, and a lobe's tip or a recess
+#: cut off by a thick slice is of that size.
+VISCUS_MIN_ML = 20.0
+#: Largest share of a pocket's volume (its holes filled in each slice) that tissue denser than air (-500 HU) may
+#: take for the pocket to be gas in a hollow organ: lung parenchyma holds vessels everywhere (a few % of its volume
+#: at full resolution), the gas in a stomach or a colon holds nothing.
+VISCUS_MAX_TISSUE_SHARE = 0.005
+#: HU. Gas in a hollow organ is darker than the lung it was joined to by at least this much (the median of each):
+#: it is gas alone, where aerated parenchyma is about a tenth tissue and blood (-850 against -950 to -1000 HU).
+VISCUS_CONTRAST_HU = 50.0
+
+
+def _upsample(coarse: np.ndarray, factors, shape) -> np.ndarray:
+    """Block replication of a coarse boolean array to ``shape`` (cropped at the far edges)."""
+    out = coarse
+    for axis, (f, n) in enumerate(zip(factors, shape)):
+        out = np.repeat(out, int(f), axis=axis)
+        out = out[(slice(None),) * axis + (slice(0, n),)]
+    return out
+
+
+def _fill_planes(mask: np.ndarray) -> np.ndarray:
+    """Holes of ``mask`` filled in each axial plane."""
+    return ndimage.binary_fill_holes(mask, structure=_PLANE4)
+
+
+def drop_viscus_gas(hu: np.ndarray, picked: np.ndarray, factors, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """The picked lungs (coarse grid, 1 right, 2 left) without the gas of a stomach or a colon joined to them.
+
+    For each lung, its aerated voxels (below -500 HU at full resolution, inside the lung's coarse blocks) are eroded
+    by a ball of :data:`NECK_MM`. A part that this parts from the largest one is gas in a hollow organ when it
+    holds at least :data:`VISCUS_MIN_ML`, lies lower than the largest part (under the dome), is darker than it by
+    :data:`VISCUS_CONTRAST_HU` and holds no vessel (:data:`VISCUS_MAX_TISSUE_SHARE`); the coarse blocks where
+    that gas outweighs the lung's own aerated voxels are taken out, with what no longer joins the lung.
+
+    Parameters
+    ----------
+    hu : (z, y, x) int16 HU at full resolution.
+    picked : (cz, cy, cx) uint8 coarse lung labels (:func:`.lungs.pick_lungs`).
+    factors : (fz, fy, fx) scan voxels per coarse block.
+    spacing : (dz, dy, dx) of ``hu``, mm.
+
+    Returns
+    -------
+    (labels, removed): the coarse labels without the gas, and the coarse blocks taken out (bool).
+    """
+    sp = np.asarray(spacing, float)
+    factors = np.asarray(factors, int)
+    voxel_ml = float(np.prod(sp)) / 1000.0
+    ball = _ball(NECK_MM, sp)
+    out = picked.copy()
+    removed = np.zeros(picked.shape, dtype=bool)
+    for side in (RIGHT, LEFT):
+        coarse = picked == side
+        if not coarse.any():
+            continue
+        cbox = _bbox(coarse)
+        # gas under a dome lies in the lower half of the lung: only that half is looked at
+        zs = np.nonzero(coarse.any(axis=(1, 2)))[0]
+        top = int(np.ceil(np.median(np.nonzero(coarse)[0]))) + 1 if zs.size > 1 else zs[-1] + 1
+        cbox = (slice(cbox[0].start, max(cbox[0].start + 1, top)), *cbox[1:])
+        fbox = tuple(slice(s.start * f, min(n, s.stop * f)) for s, f, n in zip(cbox, factors, hu.shape))
+        h = hu[fbox]
+        air = _upsample(coarse[cbox], factors, h.shape) & (h < AIR_HU)
+        parts, n = cc3d.connected_components(_erode(air, ball), connectivity=6, return_N=True)
+        if n < 2:
+            continue
+        sizes = np.bincount(parts.ravel())
+        sizes[0] = 0
+        # the lung's own part runs on into its upper half: the part with most voxels in the box's top slices
+        at_top = np.bincount(parts[-factors[0] :].ravel(), minlength=sizes.size)
+        at_top[0] = 0
+        main = int(np.argmax(at_top)) if at_top.any() else int(np.argmax(sizes))
+        in_main = parts == main
+        main_hu = float(np.median(h[in_main][::7]))
+        main_z = float(np.nonzero(in_main.any(axis=(1, 2)))[0].mean())
+        del in_main
+        gas = np.zeros(air.shape, dtype=bool)
+        objs = ndimage.find_objects(parts)
+        for k in np.flatnonzero(sizes * voxel_ml >= VISCUS_MIN_ML):
+            if k == main:
+                continue
+            sl = objs[k - 1]
+            part = parts[sl] == k
+            pz = np.nonzero(part.any(axis=(1, 2)))[0] + sl[0].start
+            if pz.mean() >= main_z or float(np.median(h[sl][part])) > main_hu - VISCUS_CONTRAST_HU:
+                continue
+            grown = np.zeros(air.shape, dtype=bool)
+            grown[sl] = part
+            grown = _dilate(grown, ball) & air  # the part's voxels the erosion took, back
+            gbox = _bbox(grown)
+            filled = _fill_planes(grown[gbox])
+            tissue = np.count_nonzero(filled & (h[gbox] >= AIR_HU))
+            if tissue > VISCUS_MAX_TISSUE_SHARE * np.count_nonzero(filled):
+                continue
+            gas |= grown
+        if not gas.any():
+            continue
+        mine = _block_sum(gas.view(np.uint8), factors)
+        rest = _block_sum((air & ~gas).view(np.uint8), factors)
+        drop = coarse[cbox] & (mine > rest)
+        kept = coarse[cbox] & ~drop
+        # a piece that no longer joins the lung's own part (running on above) and touched the gas goes with it (the
+        # organ's wall averaged with its gas)
+        lab, m = ndimage.label(kept, structure=np.ones((3, 3, 3), bool))
+        if m > 1:
+            top_c = np.bincount(lab[-1].ravel(), minlength=m + 1)
+            top_c[0] = 0
+            own = int(np.argmax(top_c)) if top_c.any() else int(np.argmax(np.bincount(lab.ravel())[1:])) + 1
+            touching = np.unique(lab[ndimage.binary_dilation(drop, structure=np.ones((3, 3, 3), bool))])
+            for j in touching[(touching > 0) & (touching != own)]:
+                kept[lab == j] = False
+        view = out[cbox]
+        gone = coarse[cbox] & ~kept
+        view[gone] = 0
+        removed[cbox] |= gone
+    return out, removed
