@@ -172,3 +172,24 @@ def test_trachea_found_below_a_larynx_that_thick_slices_close():
     short = np.zeros(shape, dtype=bool)
     short[39, 18:26, 36:45] = True
     assert _airways(short, body, cspacing)[39, 18:26, 36:45].all()
+
+
+def test_trachea_found_below_the_nasal_cavity_of_a_scan_that_starts_at_the_head():
+    """A head-and-neck scan running down into the chest: the topmost medial air column (the nasal cavity and the
+    pharynx, 40 mm long) ends far above the lungs; the trachea below it, which reaches them, is the airway."""
+    from lungtrial.imaging.segmentation.airway import _airways
+
+    shape, cspacing = (60, 60, 80), np.array([4.0, 3.5, 3.5])
+    inner = np.zeros(shape, dtype=bool)
+    body = np.ones(shape, dtype=bool)
+    inner[:31, 10:50, 4:28] = True  # right lung (low x), top at slice 30
+    inner[:31, 10:50, 53:77] = True  # left lung
+    inner[50:60, 18:24, 36:44] = True  # nasal cavity and pharynx: 6 x 8 pixels (588 mm^2), 40 mm long
+    # slices 45-49: the larynx closed on the coarse grid
+    inner[25:45, 20:25, 38:43] = True  # the trachea, down between the lungs
+    airway = _airways(inner, body, cspacing)
+    assert airway[25:42, 20:25, 38:43].all()
+    assert not airway[50:].any()
+    lungs = np.zeros(shape, dtype=bool)
+    lungs[:31, 10:50, 4:28] = lungs[:31, 10:50, 53:77] = True
+    assert not (airway & lungs).any()

@@ -48,7 +48,8 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
 
     Axial air regions are linked to those of the next caudal slice that they overlap once grown by 4 mm in the
     plane. The trachea is the largest medial air region (within 30 mm of the body's midline, 50-1500 mm^2) of the
-    most superior 10 mm holding one; the airway grows caudally through regions of at most 1500 mm^2 that do not
+    most superior 10 mm holding one whose air column runs down at least :data:`TRACHEA_MIN_LENGTH_MM` and reaches
+    the lungs' top (the highest slice of the largest body of air regions larger than 1500 mm^2); the airway grows caudally through regions of at most 1500 mm^2 that do not
     grow to more than twice the larger of the region above and its own parent (+ 100 mm^2): a bronchus that the
     carina's spur narrows for one slice is still followed. A bronchus stops where it merges with lung parenchyma
     in the axial plane (:func:`_bronchus_ends` follows it on from there).
@@ -112,10 +113,19 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
                 stack.append((b, max(area[b], area[a])))
         return keep
 
-    # the trachea: most superior candidate slices (within 10 mm of the top one), largest there; when the air column
-    # grown from it is shorter than a trachea (the pharynx or larynx above vocal cords that close the lumen on
-    # thick slices), the next candidates below it are tried
-    first = None
+    # the lungs' top: the highest slice of the largest body of air regions too large for an airway
+    big, nbig = ndimage.label((area > max_area)[lab])
+    if nbig:
+        counts = np.bincount(big.ravel())
+        counts[0] = 0
+        lung_top = int(np.flatnonzero((big == int(np.argmax(counts))).any(axis=(1, 2)))[-1])
+    else:
+        lung_top = None
+    # the trachea: most superior candidate slices (within 10 mm of the top one), largest there. It runs down at least
+    # TRACHEA_MIN_LENGTH_MM and reaches the lungs' top; otherwise (the pharynx or larynx above vocal cords that
+    # close the lumen on a thick slice; the nasal cavity of a scan that starts at the head) the next candidates below
+    # are tried
+    first = longest = None
     while cand.size:
         ztop = z_of[cand].max()
         top = cand[z_of[cand] >= ztop - top_slices]
@@ -124,9 +134,11 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
         first = keep if first is None else first
         zs = z_of[np.flatnonzero(keep)]
         if (zs.max() - zs.min() + 1) * dz >= TRACHEA_MIN_LENGTH_MM:
-            return keep[lab]
+            if lung_top is None or zs.min() <= lung_top:
+                return keep[lab]
+            longest = keep if longest is None else longest
         cand = cand[(z_of[cand] < zs.min()) & ~keep[cand]]
-    return first[lab]
+    return (longest if longest is not None else first)[lab]
 
 
 def _bronchus_ends(airway: np.ndarray, inner_air: np.ndarray, coarse: np.ndarray, cspacing: np.ndarray) -> np.ndarray:
