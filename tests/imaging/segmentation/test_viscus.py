@@ -35,13 +35,13 @@ def _lung_over(lower_hu: float, lower_vessels: bool, lung_hu: float = -850.0, se
     picked = np.zeros(coarse.shape, np.uint8)
     picked[2:30, 2:20, 2:20] = 2  # lung and pocket: one coarse region, as the coarse grid joins them
     picked[coarse >= -500] = 0
-    return np.round(hu).astype(np.int16), picked
+    return np.round(hu).astype(np.int16), coarse, picked
 
 
 def test_gas_under_the_dome_is_taken_out():
-    hu, picked = _lung_over(-990.0, lower_vessels=False)
+    hu, coarse, picked = _lung_over(-990.0, lower_vessels=False)
     assert (picked[2:12] == 2).any()  # joined on the coarse grid
-    out, removed = drop_viscus_gas(hu, picked, FACTORS, SPACING)
+    out, removed = drop_viscus_gas(hu, coarse, picked, FACTORS, SPACING)
     assert not (out[2:12] == 2).any()  # the stomach's gas (z 6-37: coarse 2-12)
     assert (out[14:30] == 2).sum() == (picked[14:30] == 2).sum()  # the lung above, whole
     assert np.array_equal(removed, (picked == 2) & (out == 0))
@@ -52,16 +52,16 @@ def test_gas_under_the_dome_is_taken_out():
 def test_lung_parted_by_a_neck_is_kept():
     """A lower part as dark as emphysema but holding vessels is lung; so is a pocket of gas as dark as the stomach's
     lying in the lung's upper half (a bulla at the apex: the same volume turned upside down)."""
-    hu, picked = _lung_over(-960.0, lower_vessels=True)
-    out, removed = drop_viscus_gas(hu, picked, FACTORS, SPACING)
+    hu, coarse, picked = _lung_over(-960.0, lower_vessels=True)
+    out, removed = drop_viscus_gas(hu, coarse, picked, FACTORS, SPACING)
     assert not removed.any() and np.array_equal(out, picked)
-    hu, picked = _lung_over(-990.0, lower_vessels=False)
-    out, removed = drop_viscus_gas(hu[::-1].copy(), picked[::-1].copy(), FACTORS, SPACING)
+    hu, coarse, picked = _lung_over(-990.0, lower_vessels=False)
+    out, removed = drop_viscus_gas(hu[::-1].copy(), coarse[::-1].copy(), picked[::-1].copy(), FACTORS, SPACING)
     assert not removed.any()
 
 
 def test_lung_as_dark_as_the_gas_is_kept():
     """No contrast between the pocket and the lung (severe emphysema all through): nothing is taken out."""
-    hu, picked = _lung_over(-990.0, lower_vessels=False, lung_hu=-975.0)
-    out, removed = drop_viscus_gas(hu, picked, FACTORS, SPACING)
+    hu, coarse, picked = _lung_over(-990.0, lower_vessels=False, lung_hu=-975.0)
+    out, removed = drop_viscus_gas(hu, coarse, picked, FACTORS, SPACING)
     assert not removed.any()

@@ -40,7 +40,9 @@ def _fill_planes(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(mask, structure=_PLANE4)
 
 
-def drop_viscus_gas(hu: np.ndarray, picked: np.ndarray, factors, spacing) -> tuple[np.ndarray, np.ndarray]:
+def drop_viscus_gas(
+    hu: np.ndarray, coarse_hu: np.ndarray, picked: np.ndarray, factors, spacing
+) -> tuple[np.ndarray, np.ndarray]:
     """The picked lungs (coarse grid, 1 right, 2 left) without the gas of a stomach or a colon joined to them.
 
     For each lung, its aerated voxels (below -500 HU at full resolution, inside the lung's coarse blocks) are eroded
@@ -52,6 +54,9 @@ def drop_viscus_gas(hu: np.ndarray, picked: np.ndarray, factors, spacing) -> tup
     Parameters
     ----------
     hu : (z, y, x) int16 HU at full resolution.
+    coarse_hu : (cz, cy, cx) block-mean HU of the coarse grid; a lung whose lower half holds less than
+        :data:`VISCUS_MIN_ML` of blocks darker than the whole lung's median by :data:`VISCUS_CONTRAST_HU` is not
+        looked at further.
     picked : (cz, cy, cx) uint8 coarse lung labels (:func:`.lungs.pick_lungs`).
     factors : (fz, fy, fx) scan voxels per coarse block.
     spacing : (dz, dy, dx) of ``hu``, mm.
@@ -75,6 +80,10 @@ def drop_viscus_gas(hu: np.ndarray, picked: np.ndarray, factors, spacing) -> tup
         zs = np.nonzero(coarse.any(axis=(1, 2)))[0]
         top = int(np.ceil(np.median(np.nonzero(coarse)[0]))) + 1 if zs.size > 1 else zs[-1] + 1
         cbox = (slice(cbox[0].start, max(cbox[0].start + 1, top)), *cbox[1:])
+        reference = float(np.median(coarse_hu[coarse]))
+        dark = np.count_nonzero(coarse_hu[cbox][coarse[cbox]] < reference - VISCUS_CONTRAST_HU)
+        if dark * float(np.prod(sp * factors)) / 1000.0 < VISCUS_MIN_ML:
+            continue  # no gas darker than the lung there: nothing to part
         fbox = tuple(slice(s.start * f, min(n, s.stop * f)) for s, f, n in zip(cbox, factors, hu.shape))
         h = hu[fbox]
         air = _upsample(coarse[cbox], factors, h.shape) & (h < AIR_HU)
