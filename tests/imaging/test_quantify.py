@@ -322,6 +322,10 @@ def test_implausible_lungs_exclude_the_scan_with_the_reason(demo_scan, tmp_path,
     assert row["status"] == "excluded"
     assert row["exclusion_reason"].startswith("implausible lungs: left lung missing: nothing labelled 2")
     assert list((tmp_path / "masks").iterdir()) == [] and (tmp_path / "qc.png").stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "qc.png") as picture:  # the slices with what was found, not a text card
+        assert picture.size[0] >= 1500
     with pytest.raises(ScanExcluded, match="implausible lungs: left lung missing"):
         quantify_scan(root / "dicom", scan_id, tmp_path / "strict", strict=True)
 

@@ -149,6 +149,7 @@ def qc_figure(
     warnings: Sequence[str] = (),
     held_back: np.ndarray | None = None,
     prior_added: np.ndarray | None = None,
+    numbers: str | None = None,
     dpi: int = 150,
 ) -> None:
     """Write the QC picture of one scan as PNG (12 inches wide at ``dpi``; its height follows the lungs' shape).
@@ -175,6 +176,8 @@ def qc_figure(
         outlined in reddish purple over the lung outline in the soft-tissue row, so that a reviewer sees whether
         it was consolidation (rightly added) or a shell of chest wall, fat or liver that the registered prior
         overlaps.
+    numbers : the second title line in place of the key numbers (e.g. why a scan whose lungs are drawn was not
+        measured).
     dpi : resolution in dots per inch.
 
     The second title line gives the lung volume (mL) and the percentages of lung volume with label 1 + 2 and
@@ -224,10 +227,11 @@ def qc_figure(
                                (cols.start, cols.stop, margin[2], nx))
         )
     pct = (lambda c: 100.0 * c / n_lung) if n_lung else (lambda c: float("nan"))
-    numbers = (
-        f"lung {n_lung * dz * dy * dx / 1000:.0f} mL   opacity {pct(n1 + n2):.1f} %   "
-        f"{class_names[1]} {pct(n2):.1f} %"
-    )
+    if numbers is None:
+        numbers = (
+            f"lung {n_lung * dz * dy * dx / 1000:.0f} mL   opacity {pct(n1 + n2):.1f} %   "
+            f"{class_names[1]} {pct(n2):.1f} %"
+        )
     levels = _levels(present)
     if opaque_per_row.any():  # the coronal slice through the most opacity
         y = int(np.argmax(opaque_per_row))

@@ -276,7 +276,9 @@ def analyse_volume(
 
     implausible = [f"implausible lungs: {reason}" for reason in check_lungs(hu, lungs, spacing)]
     if implausible and not measure_implausible:
-        raise ScanExcluded("volume", implausible)
+        exc = ScanExcluded("volume", implausible)
+        exc.lungs, exc.held_back = lungs, held_back  # for the QC picture: what was found and judged implausible
+        raise exc
     if on_lungs is not None:
         on_lungs(lungs)
     # a sharp kernel's noise is brought down to a soft kernel's before opacity is read from HU
@@ -319,9 +321,12 @@ def _classes(classes: Iterable[HUClass | Mapping]) -> tuple[HUClass, ...]:
     return tuple(c if isinstance(c, HUClass) else hu_classes([c])[0] for c in items) if items else ()
 
 
-def _excluded(scan_id, reasons, series: dict, work: Path, title, classes, timings, start: float) -> ScanResult:
+def _excluded(
+    scan_id, reasons, series: dict, work: Path, title, classes, timings, start: float, picture=None
+) -> ScanResult:
     """Write the outputs of a scan that is not measured into ``work``: its series.json, a metrics row stating the
-    reason, a header-only regions table, an empty masks folder and a QC card."""
+    reason, a header-only regions table, an empty masks folder and a QC card (or ``picture(path, reason)``, which
+    writes the QC picture, when given)."""
     from lungtrial.imaging.qc import message_figure
 
     prefix = f"{scan_id}: "
@@ -333,7 +338,10 @@ def _excluded(scan_id, reasons, series: dict, work: Path, title, classes, timing
     scan_cols, region_cols = metric_columns(classes)
     row = {"scan_id": scan_id, "status": "excluded", "exclusion_reason": reason}
     regions = pd.DataFrame(columns=["scan_id", *region_cols])
-    io.write_with(lambda tmp: message_figure(title or scan_id, f"not measured: {reason}", tmp), work / LAYOUT["qc"])
+    if picture is None:
+        io.write_with(lambda tmp: message_figure(title or scan_id, f"not measured: {reason}", tmp), work / LAYOUT["qc"])
+    else:
+        io.write_with(lambda tmp: picture(tmp, reason), work / LAYOUT["qc"])
     io.write_csv(regions, work / LAYOUT["regions"])
     io.write_csv(pd.DataFrame([row], columns=[*row, *_GEOMETRY_COLUMNS, *scan_cols]), work / LAYOUT["metrics"])
     # the series itself may have passed its checks; the scan is excluded all the same (the change maps and
@@ -467,10 +475,10 @@ def _quantify_scan(
     timings: dict[str, float] = {}
     (work / LAYOUT["masks"]).mkdir()
 
-    def excluded(reasons: list[str]) -> ScanResult:
+    def excluded(reasons: list[str], picture=None) -> ScanResult:
         if strict:
             raise ScanExcluded(scan_id, reasons)
-        return _excluded(scan_id, reasons, series, work, title, classes, timings, start)
+        return _excluded(scan_id, reasons, series, work, title, classes, timings, start, picture)
 
     index = None
     try:
@@ -542,7 +550,21 @@ def _quantify_scan(
         except ScanExcluded as exc:
             for job in jobs:
                 job.exception()  # waits: the mask it wrote is removed with the exclusion
-            return excluded(exc.reasons)
+            found = getattr(exc, "lungs", None)
+            picture = None
+            if found is not None:  # implausible lungs: the picture shows what was found, so that a reviewer sees why
+
+                def picture(tmp: Path, reason: str) -> None:
+                    from lungtrial.imaging.qc import qc_figure
+
+                    qc_figure(
+                        vol.hu, found, np.zeros_like(found), vol.spacing, title or scan_id, tmp,
+                        class_names=_CLASS_TITLES[preset], warnings=[f"not measured: {r}" for r in exc.reasons],
+                        held_back=getattr(exc, "held_back", None), prior_added=prior_added,
+                        numbers="not measured: the lungs found are implausible (outlined below)",
+                    )
+
+            return excluded(exc.reasons, picture)
         del lesion
         timings |= result["timings"]
         lungs, labels, regions = result["lungs"], result["labels"], result["regions"]
