@@ -325,8 +325,8 @@ def _excluded(
     scan_id, reasons, series: dict, work: Path, title, classes, timings, start: float, picture=None
 ) -> ScanResult:
     """Write the outputs of a scan that is not measured into ``work``: its series.json, a metrics row stating the
-    reason, a header-only regions table, an empty masks folder and a QC card (or ``picture(path, reason)``, which
-    writes the QC picture, when given)."""
+    reason, a header-only regions table, an empty masks folder and a QC card (or ``picture(path)``, which writes
+    the QC picture, when given)."""
     from lungtrial.imaging.qc import message_figure
 
     prefix = f"{scan_id}: "
@@ -341,7 +341,7 @@ def _excluded(
     if picture is None:
         io.write_with(lambda tmp: message_figure(title or scan_id, f"not measured: {reason}", tmp), work / LAYOUT["qc"])
     else:
-        io.write_with(lambda tmp: picture(tmp, reason), work / LAYOUT["qc"])
+        io.write_with(picture, work / LAYOUT["qc"])
     io.write_csv(regions, work / LAYOUT["regions"])
     io.write_csv(pd.DataFrame([row], columns=[*row, *_GEOMETRY_COLUMNS, *scan_cols]), work / LAYOUT["metrics"])
     # the series itself may have passed its checks; the scan is excluded all the same (the change maps and
@@ -554,7 +554,7 @@ def _quantify_scan(
             picture = None
             if found is not None:  # implausible lungs: the picture shows what was found, so that a reviewer sees why
 
-                def picture(tmp: Path, reason: str) -> None:
+                def picture(tmp: Path) -> None:
                     from lungtrial.imaging.qc import qc_figure
 
                     qc_figure(

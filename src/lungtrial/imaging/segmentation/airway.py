@@ -49,10 +49,11 @@ def _airways(inner_air: np.ndarray, body: np.ndarray, cspacing: np.ndarray) -> n
     Axial air regions are linked to those of the next caudal slice that they overlap once grown by 4 mm in the
     plane. The trachea is the largest medial air region (within 30 mm of the body's midline, 50-1500 mm^2) of the
     most superior 10 mm holding one whose air column runs down at least :data:`TRACHEA_MIN_LENGTH_MM` and reaches
-    the lungs' top (the highest slice of the largest body of air regions larger than 1500 mm^2); the airway grows caudally through regions of at most 1500 mm^2 that do not
-    grow to more than twice the larger of the region above and its own parent (+ 100 mm^2): a bronchus that the
-    carina's spur narrows for one slice is still followed. A bronchus stops where it merges with lung parenchyma
-    in the axial plane (:func:`_bronchus_ends` follows it on from there).
+    the lungs' top (the highest slice of the largest body of air regions larger than 1500 mm^2); the airway grows
+    caudally through regions of at most 1500 mm^2 that do not grow to more than twice the larger of the region
+    above and its own parent (+ 100 mm^2): a bronchus that the carina's spur narrows for one slice is still
+    followed. A bronchus stops where it merges with lung parenchyma in the axial plane (:func:`_bronchus_ends`
+    follows it on from there).
     """
     dz, dy, dx = cspacing
     pix = dy * dx

@@ -45,11 +45,12 @@ def drop_viscus_gas(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The picked lungs (coarse grid, 1 right, 2 left) without the gas of a stomach or a colon joined to them.
 
-    For each lung, its aerated voxels (below -500 HU at full resolution, inside the lung's coarse blocks) are eroded
-    by a ball of :data:`NECK_MM`. A part that this parts from the largest one is gas in a hollow organ when it
-    holds at least :data:`VISCUS_MIN_ML`, lies lower than the largest part (under the dome), is darker than it by
-    :data:`VISCUS_CONTRAST_HU` and holds no vessel (:data:`VISCUS_MAX_TISSUE_SHARE`); the coarse blocks where
-    that gas outweighs the lung's own aerated voxels are taken out, with what no longer joins the lung.
+    For each lung, its aerated voxels in its lower half (below -500 HU at full resolution, inside the lung's coarse
+    blocks) are eroded by a ball of :data:`NECK_MM`. A part that this parts from the lung's own part (the one
+    running on into the upper half) is gas in a hollow organ when it holds at least :data:`VISCUS_MIN_ML`, lies
+    lower than the lung's part (under the dome), is darker than it by :data:`VISCUS_CONTRAST_HU` and holds no
+    vessel (:data:`VISCUS_MAX_TISSUE_SHARE`); the coarse blocks where that gas outweighs the lung's own aerated
+    voxels are taken out, with the pieces beside it that no longer join the lung.
 
     Parameters
     ----------
