@@ -26,9 +26,19 @@ the folder fingerprints (prints figures).
     such folders (first and second pass), and against that the SHA-256 of one folder's bytes (CT-sized files of
     ``--file-kb``) and what that would make of ``--scans`` folders.
 
+``realtrial``
+    The whole workflow on real scans: a trial built around DICOM folders given on the command line (one subject
+    each, arms alternating, day 0; the first ``--follow-ups`` subjects also get a day-7 scan, a hard-linked copy of
+    their folder, so that the change maps and, with ``--serial-prior``, the serial prior run), with the demo's
+    analysis plan and the registration settings for real chest CT (``grid_mm`` 2.5, demons [50, 30]). Prints the
+    run's exit status and time, each scan's status, lung volume, opacity and QC warnings, each pair's registration
+    Dice and change, and how many of the folders' DICOM identifiers (PatientID, PatientName, AccessionNumber,
+    PatientBirthDate; compared in memory, never printed) appear in any output or log (must be 0).
+
 Run: ``python benchmarks/bench_workflow.py scale [--patients 1000] [--timepoints 0 7 14 21 28] [--profile N]``,
 ``... resources [--size small] [--n-per-arm 1] [--timepoints 0 7]``, ``... demo [--size small] [--scans 12]``,
-``... fingerprint [--scans 1000] [--files 500]``.
+``... fingerprint [--scans 1000] [--files 500]``, ``... realtrial FOLDER ... [--follow-ups 2] [--serial-prior]
+[--keep DIR]``.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -393,6 +404,108 @@ def fingerprint(args: argparse.Namespace, tmp: Path) -> None:
     print(f"fingerprint of the same folder: {fingerprinted * 1e3:.2f} ms ({hashed / fingerprinted:.0f} x less)")
 
 
+# ----------------------------------------------------------------------------------------------------- realtrial
+
+
+def _identifiers(folder: Path) -> set[str]:
+    """The patient identifiers in the first DICOM file of ``folder`` (kept in memory only)."""
+    import pydicom
+
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # not DICOM: the next file
+            continue
+        values = {str(ds.get(tag, "") or "").strip() for tag in ("PatientID", "PatientName", "AccessionNumber",
+                                                                   "PatientBirthDate")}
+        return {v for v in values if len(v) >= 4}
+    return set()
+
+
+def _found_in(values: set[str], roots: list[Path]) -> int:
+    """How many of ``values`` occur in any file under ``roots``."""
+    found = set()
+    for root in roots:
+        for path in (p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            found |= {v for v in values if v.encode() in data}
+    return len(found)
+
+
+def realtrial(args: argparse.Namespace, tmp: Path) -> None:
+    import pandas as pd
+    import yaml
+
+    folders = [Path(f).resolve() for f in args.folders]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        sys.exit(f"not a folder: {', '.join(missing)}")
+    workdir = args.keep or tmp
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path, _ = make_trial(workdir, len(folders), (0, 7))
+    scans = pd.read_csv(workdir / "scans.csv")
+    for folder in scans["dicom_dir"]:
+        shutil.rmtree(workdir / folder)
+    rows = []
+    for i, folder in enumerate(folders):
+        subject = f"S{i + 1:05d}"
+        day0 = scans.loc[scans["scan_id"] == f"{subject}-D00"].iloc[0]
+        rows.append(day0.to_dict() | {"dicom_dir": str(folder)})
+        if i < args.follow_ups:  # a copy of the folder as the day-7 scan (one folder per scan)
+            copy = workdir / "dicom" / f"{subject}-D07"
+            shutil.copytree(folder, copy, copy_function=os.link)
+            day7 = scans.loc[scans["scan_id"] == f"{subject}-D07"].iloc[0]
+            rows.append(day7.to_dict() | {"dicom_dir": str(copy)})
+    pd.DataFrame(rows).to_csv(workdir / "scans.csv", index=False)
+    config = yaml.safe_load(config_path.read_text())
+    config["registration"] |= {"grid_mm": 2.5, "demons_iterations": [50, 30]}
+    config["imaging"]["serial_prior"] = bool(args.serial_prior)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    log = workdir / "snakemake.log"
+    with h.clock() as run, log.open("w") as out:
+        status = subprocess.run(
+            snakemake_cmd(config_path, workdir, "--cores", str(args.cores)), stdout=out, stderr=subprocess.STDOUT
+        ).returncode
+    print(f"{len(folders)} folders, {len(rows)} scans: snakemake exit status {status} in {run.wall:.0f} s "
+          f"(log: {log})")
+    results = workdir / "results"
+    qc_path = results / "imaging" / "qc.csv"
+    if qc_path.exists():
+        qc = pd.read_csv(qc_path, keep_default_na=False)
+        metrics = pd.read_csv(results / "imaging" / "metrics.csv", keep_default_na=False).set_index("scan_id")
+        table = h.Table(
+            "scans",
+            [("scan", 10, ""), ("status", 8, ""), ("lung_ml", 8, ".0f"), ("opacity_%", 9, ".1f"),
+             ("warnings or reason", 18, "")],
+        )
+        for row in qc.itertuples():
+            m = metrics.loc[row.scan_id]
+            note = m["exclusion_reason"] if row.status != "ok" else row.warnings
+            lung = float(m["lung_volume_ml"]) if row.status == "ok" else math.nan
+            pct = float(m["pct_opacity"]) if row.status == "ok" else math.nan
+            table.add(row.scan_id, row.status, lung, pct, str(note)[:90])
+        table.print()
+    change_path = results / "imaging" / "change.csv"
+    if change_path.exists():
+        change = pd.read_csv(change_path, keep_default_na=False)
+        table = h.Table(
+            "change pairs",
+            [("follow-up", 10, ""), ("status", 8, ""), ("dice", 6, ".3f"), ("resolved_ml", 11, ".1f"),
+             ("new_ml", 8, ".1f"), ("not_compared_ml", 15, ".1f"), ("reason", 6, "")],
+        )
+        for row in change.itertuples():
+            cells = [float(v) if v != "" else math.nan for v in (row.dice, row.resolved_ml, row.new_ml,
+                                                                    row.not_compared_ml)]
+            table.add(row.followup_scan, row.status, *cells, str(row.reason)[:60])
+        table.print()
+    identifiers = set().union(*(_identifiers(f) for f in folders))
+    roots = [p for p in (results, workdir / "logs", workdir / ".snakemake" / "log") if p.exists()]
+    leaked = _found_in(identifiers, roots)
+    print(f"patient identifiers of the folders: {len(identifiers)} values; found in outputs and logs: {leaked} "
+          f"({'ok' if leaked == 0 else 'LEAK'})")
+
+
 # ---------------------------------------------------------------------------------------------------------- main
 
 
@@ -425,8 +538,16 @@ def main(argv: list[str] | None = None) -> None:
     tool.add_argument("--file-kb", type=int, default=512, help="size of each file for the content hash (KiB)")
     tool.add_argument("--repeat", type=int, default=5)
 
+    tool = add_tool("realtrial", "the whole workflow on a trial built around real DICOM folders")
+    tool.add_argument("folders", nargs="+", help="DICOM folders, one subject each")
+    tool.add_argument("--follow-ups", type=int, default=2, help="subjects that also get a day-7 copy (default 2)")
+    tool.add_argument("--serial-prior", action="store_true", help="imaging.serial_prior: true")
+    tool.add_argument("--cores", type=int, default=2)
+    tool.add_argument("--keep", type=Path, help="build and run the trial in this folder and keep it")
+
     args = parser.parse_args(argv)
-    run = {"scale": scale, "resources": resources, "demo": demo, "fingerprint": fingerprint}[args.tool]
+    run = {"scale": scale, "resources": resources, "demo": demo, "fingerprint": fingerprint,
+           "realtrial": realtrial}[args.tool]
     with tempfile.TemporaryDirectory(prefix=f"bench_{args.tool}.") as tmp:
         start = time.perf_counter()
         run(args, Path(tmp))
