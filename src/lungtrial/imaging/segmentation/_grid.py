@@ -222,3 +222,29 @@ def _tissue_mean(hu: np.ndarray, tissue: np.ndarray) -> tuple[np.ndarray, np.nda
     return mean, count
 
 
+class BlockMask:
+    """A coarse boolean mask read as the full-resolution mask it stands for (each coarse block covers ``factors``
+    voxels; ``shape`` is the full volume's): ``mask[index]`` with up to three integers or slices gives the
+    full-resolution values there, without making the whole volume; ``numpy.asarray(mask)`` makes it."""
+
+    def __init__(self, coarse: np.ndarray, factors, shape):
+        self.coarse = np.asarray(coarse, dtype=bool)
+        self.factors = tuple(int(f) for f in factors)
+        self.shape = tuple(int(n) for n in shape)
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        if len(index) > 3 or not all(isinstance(i, (int, np.integer, slice)) for i in index):
+            raise IndexError(f"a BlockMask takes up to three integers or slices, got {index!r}")
+        index = index + (slice(None),) * (3 - len(index))
+        picks = [np.arange(n)[i] // f for i, n, f in zip(index, self.shape, self.factors)]
+        kept = [p.size for p in picks if p.ndim]
+        return self.coarse[np.ix_(*[np.atleast_1d(p) for p in picks])].reshape(kept)
+
+    def full(self) -> np.ndarray:
+        """The whole mask at full resolution, (z, y, x) bool."""
+        return self[:, :, :]
+
+    def __array__(self, dtype=None, copy=None):
+        full = self.full()
+        return full if dtype is None else full.astype(dtype)

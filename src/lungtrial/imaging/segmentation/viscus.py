@@ -7,7 +7,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from ._grid import _PLANE4, AIR_HU, LEFT, RIGHT, _ball, _bbox, _block_sum, _dilate, _erode
+from ._grid import _PLANE4, AIR_HU, LEFT, RIGHT, BlockMask, _ball, _bbox, _block_sum, _dilate, _erode
 
 #: mm. The diaphragm between a lung's base and gas in the stomach or the colon under it is 2-5 mm of muscle. On the
 #: coarse grid's blocks (about 3.5 mm) air on both sides averages it away and the gas joins the lung; at full
@@ -24,15 +24,6 @@ VISCUS_MAX_TISSUE_SHARE = 0.005
 #: HU. Gas in a hollow organ is darker than the lung it was joined to by at least this much (the median of each):
 #: it is gas alone, where aerated parenchyma is about a tenth tissue and blood (-850 against -950 to -1000 HU).
 VISCUS_CONTRAST_HU = 50.0
-
-
-def _upsample(coarse: np.ndarray, factors, shape) -> np.ndarray:
-    """Block replication of a coarse boolean array to ``shape`` (cropped at the far edges)."""
-    out = coarse
-    for axis, (f, n) in enumerate(zip(factors, shape)):
-        out = np.repeat(out, int(f), axis=axis)
-        out = out[(slice(None),) * axis + (slice(0, n),)]
-    return out
 
 
 def _fill_planes(mask: np.ndarray) -> np.ndarray:
@@ -87,7 +78,7 @@ def drop_viscus_gas(
             continue  # no gas darker than the lung there: nothing to part
         fbox = tuple(slice(s.start * f, min(n, s.stop * f)) for s, f, n in zip(cbox, factors, hu.shape))
         h = hu[fbox]
-        air = _upsample(coarse[cbox], factors, h.shape) & (h < AIR_HU)
+        air = BlockMask(coarse[cbox], factors, h.shape).full() & (h < AIR_HU)
         parts, n = cc3d.connected_components(_erode(air, ball), connectivity=6, return_N=True)
         if n < 2:
             continue
