@@ -31,6 +31,19 @@ def _fill_planes(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(mask, structure=_PLANE4)
 
 
+def _own_part(parts: np.ndarray, sizes: np.ndarray, top: np.ndarray) -> int:
+    """The label of the lung's own part among ``parts`` (labelled, ``sizes`` their voxel counts): the one with most
+    voxels in ``top``, the box's top slices, where the lung runs on into its upper half; the largest when none
+    reaches them."""
+    at_top = np.bincount(top.ravel(), minlength=sizes.size)
+    at_top[0] = 0
+    if at_top.any():
+        return int(np.argmax(at_top))
+    sizes = sizes.copy()
+    sizes[0] = 0
+    return int(np.argmax(sizes))
+
+
 def drop_viscus_gas(
     hu: np.ndarray, coarse_hu: np.ndarray, picked: np.ndarray, factors, spacing
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -69,9 +82,8 @@ def drop_viscus_gas(
             continue
         cbox = _bbox(coarse)
         # gas under a dome lies in the lower half of the lung: only that half is looked at
-        zs = np.nonzero(coarse.any(axis=(1, 2)))[0]
-        top = int(np.ceil(np.median(np.nonzero(coarse)[0]))) + 1 if zs.size > 1 else zs[-1] + 1
-        cbox = (slice(cbox[0].start, max(cbox[0].start + 1, top)), *cbox[1:])
+        top = int(np.ceil(np.median(np.nonzero(coarse)[0]))) + 1
+        cbox = (slice(cbox[0].start, top), *cbox[1:])
         reference = float(np.median(coarse_hu[coarse]))
         dark = np.count_nonzero(coarse_hu[cbox][coarse[cbox]] < reference - VISCUS_CONTRAST_HU)
         if dark * float(np.prod(sp * factors)) / 1000.0 < VISCUS_MIN_ML:
@@ -84,10 +96,7 @@ def drop_viscus_gas(
             continue
         sizes = np.bincount(parts.ravel())
         sizes[0] = 0
-        # the lung's own part runs on into its upper half: the part with most voxels in the box's top slices
-        at_top = np.bincount(parts[-factors[0] :].ravel(), minlength=sizes.size)
-        at_top[0] = 0
-        main = int(np.argmax(at_top)) if at_top.any() else int(np.argmax(sizes))
+        main = _own_part(parts, sizes, parts[-factors[0] :])
         in_main = parts == main
         main_hu = float(np.median(h[in_main][::7]))
         main_z = float(np.nonzero(in_main.any(axis=(1, 2)))[0].mean())
@@ -121,9 +130,7 @@ def drop_viscus_gas(
         # organ's wall averaged with its gas)
         lab, m = ndimage.label(kept, structure=np.ones((3, 3, 3), bool))
         if m > 1:
-            top_c = np.bincount(lab[-1].ravel(), minlength=m + 1)
-            top_c[0] = 0
-            own = int(np.argmax(top_c)) if top_c.any() else int(np.argmax(np.bincount(lab.ravel())[1:])) + 1
+            own = _own_part(lab, np.bincount(lab.ravel()), lab[-1])
             touching = np.unique(lab[ndimage.binary_dilation(drop, structure=np.ones((3, 3, 3), bool))])
             for j in touching[(touching > 0) & (touching != own)]:
                 kept[lab == j] = False
