@@ -41,3 +41,21 @@ def test_body_holds_the_lungs_and_not_the_table():
 def test_no_tissue_is_no_body():
     with pytest.raises(ValueError, match="no body found"):
         body_mask(np.full((3, 8, 8), -900.0), CSP)
+
+
+def test_a_wall_thinner_than_the_cut_in_a_few_slices_still_holds_the_lungs():
+    """A thin patient: in two slices the anterior chest wall over both lungs is one voxel (5 mm) thick over about
+    150 mm, longer than the in-plane regrowth reaches from either end; the slices above and below have a full wall,
+    and the wall goes on from slice to slice (a real case: a cachectic patient's wall over the upper lobes)."""
+    hu, chest, lungs = coarse_chest()
+    y, x = np.mgrid[: hu.shape[1], : hu.shape[2]]
+    big = np.zeros(hu.shape[1:], bool)
+    for cx in (20, 44):
+        big |= ((y - 27) / 12.0) ** 2 + ((x - cx) / 10.0) ** 2 < 1
+    big &= ((y - 30) / 15.0) ** 2 + ((x - 32) / 25.0) ** 2 < 1  # one voxel of wall left in front of them
+    big &= ~((np.abs(x - 32) <= 1) & (y < 30))  # the anterior junction (mediastinum) stays tissue
+    hu[2:4][:, big] = -850.0
+    assert (((y - 30) / 16.0) ** 2 + ((x - 32) / 26.0) ** 2 < 1)[big].all()
+    body = body_mask(hu, CSP)
+    assert body[2:4][:, big].all()
+    assert not body[:, :10, :].any()

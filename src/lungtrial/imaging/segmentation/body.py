@@ -28,8 +28,11 @@ def body_mask(coarse: np.ndarray, cspacing) -> np.ndarray:
     1. Tissue is everything denser than :data:`AIR_HU` (-500 HU; air, lung and foam are lighter).
     2. An in-plane opening by a disk of :data:`TABLE_CUT_MM` cuts thin attachments: table, tray, mattress skin,
        cables, a blanket. The body is the largest 3-D connected region that is left; the tissue within the opening
-       regrowth distance :data:`WALL_REGROW_MM` of it, along tissue, is given back (thin stretches of chest wall, skin
-       folds), not the table beyond it.
+       regrowth distance :data:`WALL_REGROW_MM` of it, along tissue in the slice and from the slices above and below,
+       is given back (thin stretches of chest wall, skin folds), not the table beyond it. A thin patient's wall can
+       be thinner than the opening over a longer stretch than the regrowth spans in one slice; it goes on from slice
+       to slice and comes back from a slice where it is thicker (otherwise the lungs of that slice, no longer
+       enclosed, are outside air).
     3. Holes are filled slice by slice: lungs, airways and bowel gas are inside, the air between the back and a
        curved tray (whose sides rise around the flanks) is outside, because the tray is no longer part of it.
     4. Where the field of view cuts the body, a lung runs into the image edge and is not a hole: in those slices,
@@ -59,11 +62,12 @@ def body_mask(coarse: np.ndarray, cspacing) -> np.ndarray:
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
     core = lab == int(np.argmax(sizes))
-    # the thin parts of the wall the opening took (a lung within a few mm of the skin) grow back from both sides
-    plane = np.zeros((3, 3, 3), dtype=bool)
-    plane[1] = True  # in-plane 8-connected: a wall one voxel thick runs diagonally as a staircase
+    # the thin parts of the wall the opening took (a lung within a few mm of the skin) grow back from both sides,
+    # and from the slices above and below: the wall goes on from slice to slice
+    grow = ndimage.generate_binary_structure(3, 1)
+    grow[1] = True  # in-plane 8-connected: a wall one voxel thick runs diagonally as a staircase
     steps = int(np.ceil(WALL_REGROW_MM / min(cspacing[1:])))
-    body = ndimage.binary_dilation(core, structure=plane, iterations=steps, mask=dense) | core
+    body = ndimage.binary_dilation(core, structure=grow, iterations=steps, mask=dense) | core
     return _fill_holes_fov(body, cspacing[1:])
 
 
