@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from lungtrial.imaging.segmentation.body import body_mask
 
@@ -59,3 +60,31 @@ def test_a_wall_thinner_than_the_cut_in_a_few_slices_still_holds_the_lungs():
     body = body_mask(hu, CSP)
     assert body[2:4][:, big].all()
     assert not body[:, :10, :].any()
+
+
+def test_a_body_cut_by_the_reconstruction_circle_still_holds_its_lungs():
+    """A patient wider than the scanner's reconstruction circle: beyond it the image holds padding (-1024 HU in
+    every slice), and the right lung runs into the circle's edge rather than into the image's."""
+    hu, chest, lungs = coarse_chest()
+    y, x = np.mgrid[: hu.shape[1], : hu.shape[2]]
+    beyond = (y - 30.0) ** 2 + (x - 40.0) ** 2 > 23.0**2  # the circle cuts the right flank and the right lung
+    hu[:, beyond] = -1024.0
+    cut = lungs & ~ndimage.binary_dilation(beyond)  # (the blocks across the circle's edge are neither)
+    assert (lungs & beyond).any()
+    body = body_mask(hu, CSP)
+    assert body[:, cut].all()
+    assert not body[:, beyond].any()
+    assert not body[:, :2, :].any()  # the air above the chest
+
+
+def test_flat_air_of_another_shape_is_not_a_reconstruction_circle():
+    """Air a scanner stores flat at -1024 HU around the body is not padding beyond a circle: the image edge stays
+    the field of view's, and the body is what it was."""
+    hu, chest, lungs = coarse_chest()
+    flat = hu.copy()
+    outside = ~chest
+    outside[47] = False  # the table
+    flat[:, outside] = -1024.0
+    noisy = hu.copy()
+    noisy[:, outside] = -1000.0
+    assert np.array_equal(body_mask(flat, CSP), body_mask(noisy, CSP))

@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from lungtrial.imaging._arrays import fill_holes_2d
 
-from ._grid import AIR_HU, _disk
+from ._grid import AIR_HU, _disk, _edt
 
 #: mm. Radius of the in-plane opening that cuts the body loose from what touches it. Table tops, curved trays,
 #: head holders and cables are thinner than 2 x 6 mm where they meet the patient (a tray is 3-8 mm of dense
@@ -20,6 +20,17 @@ WALL_REGROW_MM = 25.0
 #: mm. Longest stretch of the image edge that a cut body can span between two points where its tissue touches
 #: the edge: a lung cut by a targeted field of view meets the edge over at most its own depth (about 250 mm).
 FOV_CUT_MAX_MM = 250.0
+#: HU. Beyond the reconstruction circle scanners store padding, which the reader gives as -1024 HU (the lowest air
+#: value): a coarse block there reads exactly this (or less) in every slice, where measured air, noisy about
+#: -1000 HU, never averages so low.
+FOV_PADDING_HU = -1024.0
+#: mm. Longest stretch of a reconstruction circle's edge that a cut body can span: a lung that a wide patient's
+#: flank carries beyond the circle meets it over a short arc; the air beside the body (in front of it, under the
+#: back around a mattress) meets it over a longer one, and an arc that long bulges far beyond its chord.
+FOV_ARC_MAX_MM = 120.0
+#: Largest spread of the field of view's boundary about its centre (robust standard deviation of the radius, as a
+#: share of the median radius) for the padding to count as the outside of a reconstruction circle.
+FOV_ROUND = 0.03
 
 
 def body_mask(coarse: np.ndarray, cspacing) -> np.ndarray:
@@ -35,10 +46,12 @@ def body_mask(coarse: np.ndarray, cspacing) -> np.ndarray:
        enclosed, are outside air).
     3. Holes are filled slice by slice: lungs, airways and bowel gas are inside, the air between the back and a
        curved tray (whose sides rise around the flanks) is outside, because the tray is no longer part of it.
-    4. Where the field of view cuts the body, a lung runs into the image edge and is not a hole: in those slices,
-       stretches of the image edge of at most :data:`FOV_CUT_MAX_MM` that lie between two places where the body
-       touches the edge, within the body's convex hull, are closed before filling (the outside air beside a body
-       cut on both sides lies outside its hull).
+    4. Where the field of view cuts the body, a lung runs into the field of view's edge and is not a hole: in
+       those slices, stretches of that edge of at most :data:`FOV_CUT_MAX_MM` that lie between two places where the
+       body touches it, within the body's convex hull, are closed before filling (the outside air beside a body cut
+       on both sides lies outside its hull). The field of view's edge is the image's, or the reconstruction circle's
+       where the image holds padding beyond a circle (:func:`outside_fov`): a body wider than the circle runs into
+       the padding, not into the image edge.
 
     Parameters
     ----------
@@ -68,7 +81,35 @@ def body_mask(coarse: np.ndarray, cspacing) -> np.ndarray:
     grow[1] = True  # in-plane 8-connected: a wall one voxel thick runs diagonally as a staircase
     steps = int(np.ceil(WALL_REGROW_MM / min(cspacing[1:])))
     body = ndimage.binary_dilation(core, structure=grow, iterations=steps, mask=dense) | core
-    return _fill_holes_fov(body, cspacing[1:])
+    return _fill_holes_fov(body, cspacing[1:], outside_fov(coarse))
+
+
+def outside_fov(coarse: np.ndarray) -> np.ndarray | None:
+    """The in-plane pixels beyond the reconstruction circle and those across its edge (bool, (y, x)), or None when
+    the image's own edge bounds the field of view.
+
+    Padding (:data:`FOV_PADDING_HU` or less in every slice) counts as beyond the circle when what is left is one
+    region whose edge inside the image is round about its centre (:data:`FOV_ROUND`): padding of another shape
+    (none, or air that a scanner stores flat) leaves the image edge as the field of view's."""
+    flat = np.all(coarse <= FOV_PADDING_HU, axis=0)
+    if not flat.any() or flat.all():
+        return None
+    fov = ~flat
+    lab, n = ndimage.label(fov)
+    if n != 1:
+        return None
+    edge = fov & ~ndimage.binary_erosion(fov, border_value=1)  # next to the padding, not the image's own edge
+    ys, xs = np.nonzero(edge)
+    if ys.size < 8:
+        return None
+    cy, cx = np.nonzero(fov)
+    r = np.hypot(ys - cy.mean(), xs - cx.mean())
+    med = float(np.median(r))
+    spread = 1.4826 * float(np.median(np.abs(r - med)))
+    if med <= 0 or spread > FOV_ROUND * med:
+        return None
+    # the blocks across the circle's edge average padding into what they hold: neither tissue nor air
+    return ndimage.binary_dilation(flat)
 
 
 def _edge_ring(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,13 +122,31 @@ def _edge_ring(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
     return ring[:, 0], ring[:, 1]
 
 
-def _fill_holes_fov(body: np.ndarray, pix) -> np.ndarray:
-    """Holes filled per slice; stretches of the image edge spanned by a cut body are closed first."""
+def _fov_ring(outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the field of view's edge pixels (inside it, next to ``outside`` or to the image
+    edge), in order around its centre."""
+    fov = ~outside
+    edge = fov & ~ndimage.binary_erosion(fov, border_value=0)
+    rows, cols = np.nonzero(edge)
+    cy, cx = np.nonzero(fov)
+    order = np.argsort(np.arctan2(rows - cy.mean(), cols - cx.mean()), kind="stable")
+    return rows[order], cols[order]
+
+
+def _fill_holes_fov(body: np.ndarray, pix, outside: np.ndarray | None = None) -> np.ndarray:
+    """Holes filled per slice; stretches of the field of view's edge (the image's, or ``outside``'s: the pixels
+    beyond the reconstruction circle) spanned by a cut body are closed first.
+
+    On a circle's edge the stretch is at most :data:`FOV_ARC_MAX_MM` long and may lie beyond the body's hull by the
+    sagitta of its arc over its chord (``span**2 / (8 R)``) and a pixel."""
     from .repair import _hull_planes
 
     nz, ny, nx = body.shape
-    rows, cols = _edge_ring(ny, nx)
+    rows, cols = _edge_ring(ny, nx) if outside is None else _fov_ring(outside)
     step = np.hypot(np.diff(rows, append=rows[0]) * pix[0], np.diff(cols, append=cols[0]) * pix[1])
+    if outside is not None:
+        fy, fx = np.nonzero(~outside)
+        radius = float(np.median(np.hypot((rows - fy.mean()) * pix[0], (cols - fx.mean()) * pix[1])))
     on_edge = body[:, rows, cols]
     closed = np.zeros(body.shape, dtype=bool)
     for z in np.flatnonzero(on_edge.any(axis=1)):
@@ -103,8 +162,13 @@ def _fill_holes_fov(body: np.ndarray, pix) -> np.ndarray:
         span = ndimage.sum_labels(lengths, gaps, index=np.arange(1, count + 1))
         # a cut lung's stretch of edge lies within the body's convex hull (tissue on both sides of it along the
         # edge); outside air that the body leaves at the edge does not
-        hull = _hull_planes(body[z][None], pix)[0][rows, cols]
-        inside = ndimage.minimum(np.roll(hull, -start), gaps, index=np.arange(1, count + 1)).astype(bool)
+        hull = _hull_planes(body[z][None], pix)[0]
+        if outside is None:
+            inside = ndimage.minimum(np.roll(hull[rows, cols], -start), gaps, index=np.arange(1, count + 1)) > 0
+        else:
+            beyond = _edt(~hull, pix)[rows, cols]
+            far = ndimage.maximum(np.roll(beyond, -start), gaps, index=np.arange(1, count + 1))
+            inside = (far <= span**2 / (8.0 * radius) + max(pix)) & (span <= FOV_ARC_MAX_MM)
         ok = np.concatenate([[False], (span <= FOV_CUT_MAX_MM) & inside])
         shut = ok[gaps]
         idx = (np.flatnonzero(shut) + start) % seq.size
