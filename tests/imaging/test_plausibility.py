@@ -140,6 +140,19 @@ def test_no_trachea():
     assert f"at least {TRACHEA_MIN_LENGTH_MM:.0f} mm" in reasons[0]
 
 
+def test_a_scan_that_starts_below_the_trachea_says_so():
+    """A lower chest (or an abdomen with the lung bases): the lungs run through the top slice, so the reason says
+    that the scan's range, not the anatomy, leaves the trachea out; a chest without one does not say it."""
+    hu, lungs = make_chest()
+    z, _, _ = _grid()
+    top = int(np.flatnonzero(z[:, 0, 0] < 160.0)[-1]) + 1  # just above the lungs' centre, below the trachea
+    reasons = check_lungs(hu[:top], lungs[:top], SPACING)
+    (trachea,) = [r for r in reasons if r.startswith("no trachea")]
+    assert "its range starts below the trachea" in trachea
+    (whole,) = check_lungs(*make_chest(trachea=False), SPACING)
+    assert "range" not in whole
+
+
 def test_trachea_labelled_as_lung_is_no_trachea_outside_the_lungs():
     hu, lungs = make_chest()
     _, _, x = _grid()

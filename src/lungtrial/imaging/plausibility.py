@@ -386,7 +386,9 @@ def check_lungs(hu: np.ndarray, lungs: np.ndarray, spacing: tuple[float, float, 
         reasons.append(f"no trachea: the longest air tube (< {AIR_HU:.0f} HU, not labelled lung) {d0:.0f}-{d1:.0f} mm "
                        f"wide within {TRACHEA_OFF_MIDLINE_MM:.0f} mm of the body's midline above the lungs' "
                        f"mid-height runs {run:.0f} mm; expected at least {TRACHEA_MIN_LENGTH_MM:.0f} mm (a chest CT "
-                       "shows the trachea between and above the lungs' upper parts)")
+                       "shows the trachea between and above the lungs' upper parts)"
+                       + ("; the lungs run through the scan's most superior slice: its range starts below the "
+                          "trachea (a lower chest or an abdomen)" if z1 >= c.mean.shape[0] - 1 else ""))
 
     # a rib cage beside each lung
     for label, name, side in ((1, "right", -1), (2, "left", 1)):
