@@ -423,12 +423,19 @@ def _identifiers(folder: Path) -> set[str]:
 
 
 def _found_in(values: set[str], roots: list[Path]) -> int:
-    """How many of ``values`` occur in any file under ``roots``."""
+    """How many of ``values`` occur in any file under ``roots``, as whole tokens: not inside a longer word or number
+    (a four-digit accession number is in the digits of many a measured float)."""
+    import re
+
+    patterns = {
+        v: re.compile(rb"(?<![0-9A-Za-z])(?<![0-9]\.)" + re.escape(v.encode()) + rb"(?![0-9A-Za-z]|\.[0-9])")
+        for v in values
+    }
     found = set()
     for root in roots:
         for path in (p for p in root.rglob("*") if p.is_file()):
             data = path.read_bytes()
-            found |= {v for v in values if v.encode() in data}
+            found |= {v for v, pattern in patterns.items() if v not in found and pattern.search(data)}
     return len(found)
 
 
