@@ -212,19 +212,3 @@ def test_lungs_cut_by_the_field_of_view_are_still_lungs(cut):
     for side in (1, 2):  # right, left
         assert dice(got == side, truth == side) >= 0.97, cut
     assert abs(np.count_nonzero(got) / np.count_nonzero(truth) - 1) < 0.02
-
-
-def test_continued_consolidation_that_reaches_bowel_gas_is_left_out_whole():
-    """A piece of consolidation continued by its density that reaches gas outside the lungs (the bowel's wall and
-    content under the left dome, lighter than the wall around it) is left out whole, not only its voxels next to the
-    gas; a piece that reaches none is kept."""
-    from lungtrial.imaging.segmentation import _pieces_touching
-
-    grown = np.zeros((6, 12, 12), bool)
-    grown[1:5, 1:4, 1:4] = True  # reaches the gas at its lower corner
-    grown[1:5, 7:10, 7:10] = True  # another piece, away from it
-    gas = np.zeros_like(grown)
-    gas[0:2, 0:2, 0:2] = True
-    out = _pieces_touching(grown, gas)
-    assert out[1:5, 1:4, 1:4].all() and not out[:, 6:, 6:].any()
-    assert not _pieces_touching(grown, np.zeros_like(grown)).any()

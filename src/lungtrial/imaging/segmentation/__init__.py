@@ -135,11 +135,9 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
             _repair(picked, coarse, body, airway, csp, depths.result()), picked, aerated, coarse, csp, cage
         )
         lungs_c, grown, grown_limit, grown_noise = _continue_consolidation(pockets, coarse, aerated, body, airway, csp)
-        # (never next to gas that is not lung: the partial volume of the stomach's or the bowel's gas and fluid; a
-        # piece of continued consolidation that reaches such gas is the bowel's wall and content, left out whole)
+        # (never next to gas that is not lung: the partial volume of the stomach's or the bowel's gas and fluid)
         gas = ndimage.binary_dilation(air & (picked == 0) & ~airway, structure=np.ones((3, 3, 3), bool))
-        continued = (lungs_c > 0) & (pockets == 0)
-        outside = (continued & ~cage) | _pieces_touching(continued, gas)
+        outside = (lungs_c > 0) & (pockets == 0) & (~cage | gas)
         lungs_c[outside] = 0
         beyond |= outside | viscus
         if grown is not None:
@@ -159,18 +157,6 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
         held_back=beyond,
         coarse_factors=tuple(int(f) for f in factors),
     )
-
-
-def _pieces_touching(mask: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """The connected pieces of ``mask`` (26-connected) that share a voxel with ``other``, whole (bool)."""
-    hit = mask & other
-    if not hit.any():
-        return hit
-    pieces, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    touching = np.zeros(n + 1, dtype=bool)
-    touching[pieces[hit]] = True
-    touching[0] = False
-    return touching[pieces]
 
 
 def add_prior(hu: np.ndarray, labels: np.ndarray, prior: np.ndarray, spacing) -> float:
