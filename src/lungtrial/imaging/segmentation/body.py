@@ -95,8 +95,7 @@ def outside_fov(coarse: np.ndarray) -> np.ndarray | None:
     if not flat.any() or flat.all():
         return None
     fov = ~flat
-    lab, n = ndimage.label(fov)
-    if n != 1:
+    if ndimage.label(fov)[1] != 1:
         return None
     edge = fov & ~ndimage.binary_erosion(fov, border_value=1)  # next to the padding, not the image's own edge
     ys, xs = np.nonzero(edge)
