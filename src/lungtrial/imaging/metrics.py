@@ -621,8 +621,10 @@ def lesion_metrics(labels: np.ndarray, spacing: tuple[float, float, float], min_
     inner = None if opacity is None else fast_bbox(opacity.view(np.uint8))
     if inner is None:
         return {"n_lesions": 0, "largest_lesion_ml": 0.0}
-    lesions, n = cc3d.connected_components(np.ascontiguousarray(opacity[inner]), connectivity=26, return_N=True)
-    voxels = np.bincount(lesions.reshape(-1), minlength=n + 1)[1:]  # voxels per lesion
+    opacity = np.ascontiguousarray(opacity[inner])
+    lesions, n = cc3d.connected_components(opacity, connectivity=26, return_N=True)
+    # voxels per lesion, counted over the opacity's voxels only (the whole box as int64 is a costly pass)
+    voxels = np.bincount(lesions[opacity], minlength=n + 1)[1:]
     voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=float)))
     counted = int(np.count_nonzero(voxels * voxel_mm3 >= 1000.0 * min_ml)) if min_ml > 0 else int(n)
     largest = float(voxels.max(initial=0)) * voxel_mm3 / 1000.0 if counted else 0.0  # the largest piece is a lesion

@@ -184,9 +184,12 @@ def field_of_view_warnings(lungs: np.ndarray) -> list[str]:
     the scan's first or last slice with a section of at least :data:`RANGE_CUT_SHARE` of the lung's largest (the
     scan's range cuts them). Lung outside the image is not measured (volumes and percentages are those of the
     imaged part). ``lungs``: (z, y, x) labels, 1 right, 2 left, z superior."""
+    from lungtrial.imaging._arrays import fast_bbox
+
     edges = (lungs[:, 0, :], lungs[:, -1, :], lungs[:, :, 0], lungs[:, :, -1])
+    box = fast_bbox(lungs)
     out = []
-    for label, name in ((1, "right"), (2, "left")):
+    for label, name in ((1, "right"), (2, "left")) if box is not None else ():
         cut = np.zeros(lungs.shape[0], dtype=bool)
         for edge in edges:
             cut |= (edge == label).any(axis=1)
@@ -195,7 +198,8 @@ def field_of_view_warnings(lungs: np.ndarray) -> list[str]:
                 f"{name} lung reaches the image edge in {int(cut.sum())} of {lungs.shape[0]} slices: the field of "
                 "view cuts it, lung outside it is not measured"
             )
-        sections = np.count_nonzero(lungs == label, axis=(1, 2))
+        sections = np.zeros(lungs.shape[0], dtype=np.int64)  # the lung's section in each slice, voxels
+        sections[box[0]] = [np.count_nonzero(plane == label) for plane in lungs[box]]
         largest = sections.max(initial=0)
         for end, where in ((-1, "above"), (0, "below")):
             share = sections[end] / largest if largest else 0.0
