@@ -153,6 +153,20 @@ def test_a_scan_that_starts_below_the_trachea_says_so():
     assert "range" not in whole
 
 
+def test_small_lungs_that_the_range_cuts_say_so():
+    """An upper chest or a neck (the lungs' apices alone): the lungs are small because the scan's range ends above
+    their bases, and the reasons say so; small lungs of a whole chest do not."""
+    hu, lungs = make_chest()
+    z, _, _ = _grid()
+    bottom = int(np.flatnonzero(z[:, 0, 0] < 230.0)[-1])  # the lungs' upper part only (0.4 L)
+    reasons = check_lungs(hu[bottom:], lungs[bottom:], SPACING)
+    small = [r for r in reasons if "mL;" in r or r.startswith("lung volume")]
+    assert len(small) == 3 and all("run through the scan's most inferior slice" in r for r in small), reasons
+    assert not any("most superior" in r for r in reasons)
+    whole = check_lungs(*make_chest(lung_scale=0.45), SPACING)
+    assert not any("range" in r for r in whole)
+
+
 def test_trachea_labelled_as_lung_is_no_trachea_outside_the_lungs():
     hu, lungs = make_chest()
     _, _, x = _grid()

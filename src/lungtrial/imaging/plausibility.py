@@ -277,6 +277,19 @@ def _skull(hu: np.ndarray, spacing, c: _Coarse, z0: int, z1: int, span: tuple[in
     return None
 
 
+def _range_cut(present: list[dict], nz: int) -> str:
+    """What to add to a small volume's reason when the lungs run through the scan's first or last slice (the
+    scan's range cuts them: an upper chest or a neck, a lower chest or an abdomen), else ""."""
+    if not present:
+        return ""
+    ends = []
+    if min(lung["z0"] for lung in present) <= 0:
+        ends.append("most inferior slice: its range ends above the lung bases (an upper chest or a neck)")
+    if max(lung["z1"] for lung in present) >= nz - 1:
+        ends.append("most superior slice: its range starts below the lung apices (a lower chest or an abdomen)")
+    return "".join(f"; the lungs run through the scan's {end}" for end in ends)
+
+
 def check_lungs(hu: np.ndarray, lungs: np.ndarray, spacing: tuple[float, float, float]) -> list[str]:
     """Reasons why the labelled lungs are implausible as a chest CT's lungs; an empty list when plausible.
 
@@ -334,7 +347,9 @@ def check_lungs(hu: np.ndarray, lungs: np.ndarray, spacing: tuple[float, float, 
     found = {label: _lung_figures(c, label) for label in (1, 2)}
     reasons: list[str] = []
 
-    # both lungs, adult volumes
+    # both lungs, adult volumes (a small volume of lungs that the scan's range cuts says so)
+    present = [lung for lung in found.values() if lung is not None]
+    cut = _range_cut(present, c.mean.shape[0])
     for label, name in ((1, "right"), (2, "left")):
         lung = found[label]
         if lung is None:
@@ -342,15 +357,14 @@ def check_lungs(hu: np.ndarray, lungs: np.ndarray, spacing: tuple[float, float, 
                            f"two lungs of at least {MIN_LUNG_ML:.0f} mL each")
         elif lung["ml"] < MIN_LUNG_ML:
             reasons.append(f"{name} lung {lung['ml']:.0f} mL; expected at least {MIN_LUNG_ML:.0f} mL (an adult lung "
-                           "holds 1.5-4 L)")
-    present = [lung for lung in found.values() if lung is not None]
+                           "holds 1.5-4 L)" + cut)
     if not present:
         return reasons
     total = sum(lung["ml"] for lung in present)
     low, high = TOTAL_LUNG_ML
     if not low <= total <= high:
         reasons.append(f"lung volume {total / 1000:.2f} L; expected {low / 1000:.1f}-{high / 1000:.0f} L (adult lungs "
-                       "at CT, from expiration or severe restriction to hyperinflation)")
+                       "at CT, from expiration or severe restriction to hyperinflation)" + (cut if total < low else ""))
 
     # mostly aerated
     inside = c.labels > 0
