@@ -10,6 +10,7 @@ from lungtrial.imaging.segmentation.limits import (
     DIAPHRAGM_MARGIN_MM,
     diaphragm_floor,
     limit_additions,
+    viscus_pieces,
 )
 
 SPACING = (4.0, 4.0, 4.0)  # mm, about the coarse grid's voxel
@@ -83,3 +84,30 @@ def test_gas_that_is_not_lung_holds_back_partly_aerated_tissue():
     aerated = np.where(coarse < -500, picked, 0).astype(np.uint8)
     out, _ = limit_additions(repaired, picked, aerated, coarse, SPACING, cage=np.ones(SHAPE, bool))
     assert not out[4:7, 13:17, 13:17].any()
+
+
+def test_a_viscus_under_the_dome_that_reaches_gas_is_left_out_whole():
+    """Consolidation continued by its density that reaches the gas of a viscus and lies below the diaphragm floor
+    (the colon's wall and content under a dome) is left out whole; a piece that lies mostly above the floor (a
+    recess filled with consolidation, the lung's own base running into it), that reaches no gas or only a single
+    air voxel (smaller than a viscus's gas) is kept."""
+    aerated = np.zeros(SHAPE, np.uint8)
+    aerated[BASE:, 4:26, 4:26] = 1
+    sides = aerated.copy()
+    continued = np.zeros(SHAPE, bool)
+    continued[3:9, 8:14, 8:14] = True  # under the dome: all of it below the floor
+    continued[6:16, 18:24, 18:24] = True  # a recess's consolidation: most of it above the floor
+    continued[3:9, 8:14, 20:22] = True  # under the dome, but away from any gas
+    sides[continued] = 1
+    gas = np.zeros(SHAPE, bool)
+    gas[1:3, 6:8, 6:8] = True  # the colon's gas (8 voxels of 64 mm3: 0.5 ml) touches the first piece's corner
+    gas[2:6, 20:26, 24:28] = True  # gas beside the recess's lowest part
+    tiny = np.zeros(SHAPE, bool)
+    tiny[2, 7, 7] = True  # one air voxel: no viscus
+    assert not viscus_pieces(continued, sides, aerated, gas, SPACING).any()  # 0.5 ml is no viscus's gas either
+    gas[1:3, 4:8, 4:8] = True  # 32 voxels: 2 ml
+    out = viscus_pieces(continued, sides, aerated, gas, SPACING)
+    assert out[3:9, 8:14, 8:14].all()
+    assert not out[6:16, 18:24, 18:24].any() and not out[3:9, 8:14, 20:22].any()
+    assert not viscus_pieces(continued, sides, aerated, tiny, SPACING).any()
+    assert not viscus_pieces(continued, sides, aerated, np.zeros(SHAPE, bool), SPACING).any()

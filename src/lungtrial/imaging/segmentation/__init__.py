@@ -34,7 +34,7 @@ from lungtrial.memory import new_volume
 from ._grid import AIR_HU, COARSE_MM, HAZY_HU, LEFT, RIGHT, BlockMask, _block_reduce, _check, _coarse_factors
 from .airway import _airways, _bronchus_ends
 from .body import body_mask
-from .limits import limit_additions, rib_cage
+from .limits import limit_additions, rib_cage, viscus_pieces
 from .lungs import _hazy_core, _hazy_edges, pick_lungs
 from .prior import prior_additions
 from .refine import _edge_threshold, _refine
@@ -135,9 +135,13 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
             _repair(picked, coarse, body, airway, csp, depths.result()), picked, aerated, coarse, csp, cage
         )
         lungs_c, grown, grown_limit, grown_noise = _continue_consolidation(pockets, coarse, aerated, body, airway, csp)
-        # (never next to gas that is not lung: the partial volume of the stomach's or the bowel's gas and fluid)
+        # (never next to gas that is not lung: the partial volume of the stomach's or the bowel's gas and fluid;
+        # a piece of it that reaches such gas inside the body and lies mostly below the diaphragm floor is the
+        # viscus's wall and content, left out whole)
         gas = ndimage.binary_dilation(air & (picked == 0) & ~airway, structure=np.ones((3, 3, 3), bool))
-        outside = (lungs_c > 0) & (pockets == 0) & (~cage | gas)
+        continued = (lungs_c > 0) & (pockets == 0)
+        outside = continued & (~cage | gas)
+        outside |= viscus_pieces(continued, lungs_c, aerated, air & body & (picked == 0) & ~airway, csp)
         lungs_c[outside] = 0
         beyond |= outside | viscus
         if grown is not None:

@@ -19,6 +19,10 @@ muscle 40-60, consolidation 20-60), so what they add is kept only where anatomy 
   added outside the convex hull of the bone (ribs, spine, sternum): the chest wall muscles, fat, the breasts and
   the arms lie outside it. Slices whose bone leaves aerated lung outside its hull (costal cartilage without
   calcium, a rib cut by the field of view) have no limit.
+- **Not a viscus.** Consolidation continued by its density (:mod:`.repair`) is held by the rib cage, not by the
+  floor (it needs contrast against the tissue around the lungs, so it is not the liver). A piece of it that reaches
+  the gas of the colon or the stomach and lies mostly below the floor is that viscus's wall and content
+  (:func:`viscus_pieces`).
 - **Not a thin strip.** What is added beyond the lung's outline (not enclosed by it in the axial plane, as
   vessels and nodules are) must be thick somewhere (hold a ball of :data:`THIN_MM`); strips along the
   wall and the mediastinum that are thinner everywhere are the wall's own relief, not lesions.
@@ -54,6 +58,14 @@ RIB_HU = 250.0
 CAGE_HOLDS = 0.98
 #: mm. Bone counts as a rib cage in a slice when it lies this far beyond the lungs on both sides.
 RIB_SPAN_MM = 5.0
+#: Share of a piece of consolidation continued by its density that must lie below the diaphragm floor, with gas of
+#: the stomach or the bowel next to it, for the piece to be that viscus's wall and content: consolidation filling a
+#: posterior recess lies partly above the floor (the lung's own base runs into it), the colon's wall and content
+#: under a dome lie wholly below it.
+UNDER_DOME_SHARE = 0.5
+#: ml. Smallest gas pocket that counts as a viscus's (a bubble in the colon or the stomach holds a few ml); single
+#: air voxels beside the lung's base (a recess's aerated tip cut off, partial volume) are smaller.
+VISCUS_GAS_ML = 1.0
 
 
 def diaphragm_floor(aerated: np.ndarray, cspacing) -> np.ndarray:
@@ -73,6 +85,51 @@ def diaphragm_floor(aerated: np.ndarray, cspacing) -> np.ndarray:
     fp = _disk(DOME_BUMP_MM, cspacing[1:])[0]
     floor = ndimage.grey_opening(trace, footprint=fp, mode="nearest")
     return np.where(floor >= big - 1, np.inf, floor - DIAPHRAGM_MARGIN_MM / cspacing[0])
+
+
+def viscus_pieces(
+    continued: np.ndarray, sides: np.ndarray, aerated: np.ndarray, gas: np.ndarray, cspacing
+) -> np.ndarray:
+    """The pieces of consolidation continued by its density that are the wall and content of a viscus under the
+    diaphragm: a piece (26-connected) that reaches a pocket of ``gas`` of at least :data:`VISCUS_GAS_ML` (or
+    touches it diagonally) and lies mostly (:data:`UNDER_DOME_SHARE`) below its lung's diaphragm floor
+    (:func:`diaphragm_floor`) is left out whole (bool, True there).
+
+    Parameters
+    ----------
+    continued : (z, y, x) bool
+        The consolidation continued by its density (coarse grid).
+    sides : (z, y, x) uint8
+        Lung labels (1 right, 2 left) of those voxels and of the rest of the lungs.
+    aerated : (z, y, x) uint8
+        The lungs' aerated voxels by side: they trace the floors.
+    gas : (z, y, x) bool
+        Gas inside the body that is not lung (the stomach's, the bowel's).
+    cspacing : (dz, dy, dx)
+        Voxel size in mm.
+    """
+    out = np.zeros(continued.shape, dtype=bool)
+    cube = np.ones((3, 3, 3), bool)
+    if not (continued & ndimage.binary_dilation(gas, structure=cube)).any():
+        return out
+    pockets, n = ndimage.label(gas, structure=cube)
+    voxels = np.bincount(pockets.reshape(-1), minlength=n + 1)
+    large = voxels * float(np.prod(np.asarray(cspacing, float))) / 1000.0 >= VISCUS_GAS_ML
+    large[0] = False
+    hit = continued & ndimage.binary_dilation(large[pockets], structure=cube)
+    if not hit.any():
+        return out
+    pieces, _ = ndimage.label(continued, structure=cube)
+    z = np.arange(continued.shape[0], dtype=np.float32)[:, None, None]
+    floors = {}
+    for piece in np.unique(pieces[hit]):
+        mine = pieces == piece
+        side = int(np.bincount(sides[mine], minlength=3)[1:].argmax()) + 1
+        if side not in floors:
+            floors[side] = diaphragm_floor(aerated == side, cspacing)
+        if np.count_nonzero(mine & (z < floors[side][None])) >= UNDER_DOME_SHARE * np.count_nonzero(mine):
+            out |= mine
+    return out
 
 
 def _partly_aerated(coarse: np.ndarray, where: np.ndarray) -> np.ndarray:
