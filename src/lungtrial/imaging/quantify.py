@@ -186,10 +186,12 @@ def field_of_view_warnings(lungs: np.ndarray) -> list[str]:
     imaged part). ``lungs``: (z, y, x) labels, 1 right, 2 left, z superior."""
     from lungtrial.imaging._arrays import fast_bbox
 
-    edges = (lungs[:, 0, :], lungs[:, -1, :], lungs[:, :, 0], lungs[:, :, -1])
     box = fast_bbox(lungs)
+    if box is None:
+        return []
+    edges = (lungs[:, 0, :], lungs[:, -1, :], lungs[:, :, 0], lungs[:, :, -1])
     out = []
-    for label, name in ((1, "right"), (2, "left")) if box is not None else ():
+    for label, name in ((1, "right"), (2, "left")):
         cut = np.zeros(lungs.shape[0], dtype=bool)
         for edge in edges:
             cut |= (edge == label).any(axis=1)

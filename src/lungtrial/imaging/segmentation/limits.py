@@ -91,9 +91,10 @@ def viscus_pieces(
     continued: np.ndarray, sides: np.ndarray, aerated: np.ndarray, gas: np.ndarray, cspacing
 ) -> np.ndarray:
     """The pieces of consolidation continued by its density that are the wall and content of a viscus under the
-    diaphragm: a piece (26-connected) that reaches a pocket of ``gas`` of at least :data:`VISCUS_GAS_ML` (or
-    touches it diagonally) and lies mostly (:data:`UNDER_DOME_SHARE`) below its lung's diaphragm floor
-    (:func:`diaphragm_floor`) is left out whole (bool, True there).
+    diaphragm: a piece (26-connected) that lies next to a pocket of ``gas`` of at least :data:`VISCUS_GAS_ML`
+    (within one voxel of it, diagonals included) and mostly (:data:`UNDER_DOME_SHARE`) below its lung's diaphragm
+    floor (:func:`diaphragm_floor`; columns without a floor count as below it) is left out whole (bool, True
+    there).
 
     Parameters
     ----------
