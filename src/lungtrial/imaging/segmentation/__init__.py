@@ -138,10 +138,11 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
         # (never next to gas that is not lung: the partial volume of the stomach's or the bowel's gas and fluid;
         # a piece of it that reaches such gas inside the body and lies mostly below the diaphragm floor is the
         # viscus's wall and content, left out whole)
-        gas = ndimage.binary_dilation(air & (picked == 0) & ~airway, structure=np.ones((3, 3, 3), bool))
+        free_gas = air & (picked == 0) & ~airway
+        gas = ndimage.binary_dilation(free_gas, structure=np.ones((3, 3, 3), bool))
         continued = (lungs_c > 0) & (pockets == 0)
         outside = continued & (~cage | gas)
-        outside |= viscus_pieces(continued, lungs_c, aerated, air & body & (picked == 0) & ~airway, csp)
+        outside |= viscus_pieces(continued, lungs_c, aerated, free_gas & body, csp)
         lungs_c[outside] = 0
         beyond |= outside | viscus
         if grown is not None:

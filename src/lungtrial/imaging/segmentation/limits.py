@@ -111,8 +111,6 @@ def viscus_pieces(
     """
     out = np.zeros(continued.shape, dtype=bool)
     cube = np.ones((3, 3, 3), bool)
-    if not (continued & ndimage.binary_dilation(gas, structure=cube)).any():
-        return out
     pockets, n = ndimage.label(gas, structure=cube)
     voxels = np.bincount(pockets.reshape(-1), minlength=n + 1)
     large = voxels * float(np.prod(np.asarray(cspacing, float))) / 1000.0 >= VISCUS_GAS_ML
