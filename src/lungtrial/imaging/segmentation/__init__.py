@@ -11,6 +11,8 @@ The method, stage by stage, is explained with pictures in ``docs/segmentation.md
 - :mod:`.repair` -- lesions that the aerated lung does not reveal by itself (enclosed and pleural pockets,
   consolidation continued by its density), kept within the limits;
 - :mod:`.refine` -- the boundary at full resolution;
+- :mod:`.nodules` -- a nodule that the lung wraps but whose contact with the mediastinum or the wall the outline
+  leaves out;
 - :mod:`.prior` -- optionally, the same patient's lungs at another timepoint, registered onto the scan, as the
   prior for where the pleura lies under consolidation as dense as the wall;
 - :mod:`.vessels` -- vessels and the opacity exclusion (pleural rim, vessel halo).
@@ -36,6 +38,7 @@ from .airway import _airways, _bronchus_ends
 from .body import body_mask
 from .limits import limit_additions, rib_cage, viscus_pieces
 from .lungs import _hazy_core, _hazy_edges, pick_lungs
+from .nodules import add_wrapped_nodules
 from .prior import prior_additions
 from .refine import _edge_threshold, _refine
 from .repair import _continue_consolidation, _depths, _repair
@@ -152,6 +155,7 @@ def segment(hu: np.ndarray, spacing, *, coarse_mm: float = COARSE_MM, prior: np.
         threshold, parenchyma = _edge_threshold(coarse, lungs_c, aerated, body)
         out = prepared.result()
     labels = _refine(hu, lungs_c, aerated, airway, factors, threshold, out, grown, grown_limit, grown_noise, coarse, parenchyma)
+    add_wrapped_nodules(hu, labels, sp)  # a nodule against the mediastinum, which the pockets leave out
     prior_ml = 0.0 if prior is None else add_prior(hu, labels, prior, sp)
     return Segmentation(
         labels=labels,
