@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._grid import AIR_HU, BONE_HU, _bbox, _edt
+from ._grid import _PLANE4, AIR_HU, BONE_HU, _ball, _bbox, _dilate, _edt, _erode
 
 #: mm. Radius of the ball that closes the lung's outline: the notch of a nodule up to 2 x 8 mm wide at its contact
 #: with the mediastinum is closed; the heart's and the aorta's broad convexities are not.
@@ -33,25 +33,36 @@ SEARCH_MM = 3.0
 _CUBE = np.ones((3, 3, 3), bool)
 
 
-def _pieces(hu, labels, side, sp, max_mm, share, core_mm=0.0, min_ml=0.0):
+def _pieces(hu, labels, side, sp, max_mm, share, core_mm=0.0, min_ml=0.0, search=False):
     """Pieces that the closed outline of lung ``side`` adds and that pass the tests (at most ``max_mm`` across, at
     least ``share`` of the voxels around them that lung's, holding a ball of ``core_mm`` (0: no test), of at least
     ``min_ml``): a list of (slices of ``labels``, bool mask within them). Pieces touching the array's border are
-    skipped."""
+    skipped. ``search``: on a grid of a few mm, the closing by unions of boxes (faster there than distance maps)
+    and, instead of the ball, a voxel whose four in-plane neighbours are in the piece."""
     lung = labels == side
     if not lung.any():
         return []
     margin = [int(np.ceil((WRAP_MM + 2.0) / s)) for s in sp]
-    pad = [(m, m) for m in margin]
     box = _bbox(lung, margin)
-    inner = tuple(slice(m, m + (b.stop - b.start)) for m, b in zip(margin, box))
-    closed = (_edt(_edt(~np.pad(lung[box], pad), sp) <= WRAP_MM, sp) > WRAP_MM)[inner]  # closed by the ball
+    if search:  # the whole lung: beyond the array there is no lung
+        pad = [(m, m) for m in margin]
+        inner = tuple(slice(m, m + (b.stop - b.start)) for m, b in zip(margin, box))
+    else:  # a region whose margin holds what the closing reads around the piece (the lung may run on beyond it)
+        pad = [(0, 0)] * 3
+        inner = (slice(None),) * 3
+    padded = np.pad(lung[box], pad)
+    if search:
+        ball = _ball(WRAP_MM, sp)
+        closed = _erode(_dilate(padded, ball), ball)[inner]  # closed by the ball
+    else:
+        closed = (_edt(_edt(~padded, sp) <= WRAP_MM, sp) > WRAP_MM)[inner]
+    del padded
     h = hu[box]
     cand = closed & (labels[box] == 0) & (h > AIR_HU) & (h < BONE_HU)
     if not cand.any():
         return []
     pieces, _ = ndimage.label(cand, _CUBE)
-    cores = set(np.unique(pieces[_edt(cand, sp) >= core_mm])) if core_mm > 0 else None
+    cores = set(np.unique(pieces[_erode(cand, _PLANE4)])) if search else None
     lb = lung[box]
     found = []
     for i, sl in enumerate(ndimage.find_objects(pieces), start=1):
@@ -68,6 +79,8 @@ def _pieces(hu, labels, side, sp, max_mm, share, core_mm=0.0, min_ml=0.0):
             continue
         around = ndimage.binary_dilation(piece, _CUBE) & ~piece
         if np.count_nonzero(around & lb[grown]) < share * np.count_nonzero(around):
+            continue
+        if core_mm > 0 and _edt(np.pad(piece, 1), sp).max() < core_mm:
             continue
         found.append((at, piece[tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(sl, grown))]))
     return found
@@ -99,8 +112,9 @@ def add_wrapped_nodules(hu: np.ndarray, labels: np.ndarray, spacing) -> float:
             side,
             coarse_sp,
             NODULE_MAX_MM + 2.0 * coarse_sp.max(),
-            WRAPPED_SHARE - 0.05,
+            WRAPPED_SHARE,
             min_ml=0.5 * 4.0 / 3.0 * np.pi * CORE_MM**3 / 1000.0,  # half the core's ball: a few coarse voxels
+            search=True,
         )
         for at, _ in loose:
             region = tuple(
