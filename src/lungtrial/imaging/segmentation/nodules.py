@@ -18,8 +18,9 @@ from scipy import ndimage
 
 from ._grid import _PLANE4, AIR_HU, BONE_HU, _ball, _bbox, _dilate, _edt, _erode
 
-#: mm. Radius of the ball that closes the lung's outline: the notch of a nodule up to 2 x 8 mm wide at its contact
-#: with the mediastinum is closed; the heart's and the aorta's broad convexities are not.
+#: mm. Radius of the ball that closes the lung's outline: a nodule narrower than 2 x 8 mm in some direction holds
+#: no such ball and is closed over; the heart's and the aorta's broad convexities hold it and are not. (A nodule
+#: wider than that in every direction holds the ball too and is not taken back.)
 WRAP_MM = 8.0
 #: mm. Largest extent of a nodule along any axis (a larger opacity is a mass, Fleischner Society glossary): larger
 #: pieces are the mediastinum's own convexities (the aortic arch, the hilum).
