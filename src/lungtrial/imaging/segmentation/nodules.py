@@ -45,19 +45,12 @@ def _pieces(hu, labels, side, sp, max_mm, share, core_mm=0.0, min_ml=0.0, search
         return []
     margin = [int(np.ceil((WRAP_MM + 2.0) / s)) for s in sp]
     box = _bbox(lung, margin)
-    if search:  # the whole lung: beyond the array there is no lung
-        pad = [(m, m) for m in margin]
+    if search:  # the whole lung: beyond the array there is no lung; closed by the ball as unions of boxes
         inner = tuple(slice(m, m + (b.stop - b.start)) for m, b in zip(margin, box))
-    else:  # a region whose margin holds what the closing reads around the piece (the lung may run on beyond it)
-        pad = [(0, 0)] * 3
-        inner = (slice(None),) * 3
-    padded = np.pad(lung[box], pad)
-    if search:
         ball = _ball(WRAP_MM, sp)
-        closed = _erode(_dilate(padded, ball), ball)[inner]  # closed by the ball
-    else:
-        closed = (_edt(_edt(~padded, sp) <= WRAP_MM, sp) > WRAP_MM)[inner]
-    del padded
+        closed = _erode(_dilate(np.pad(lung[box], [(m, m) for m in margin]), ball), ball)[inner]
+    else:  # a region whose margin holds what the closing reads around the piece (the lung may run on beyond it)
+        closed = _edt(_edt(~lung[box], sp) <= WRAP_MM, sp) > WRAP_MM
     h = hu[box]
     cand = closed & (labels[box] == 0) & (h > AIR_HU) & (h < BONE_HU)
     if not cand.any():
